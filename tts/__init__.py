@@ -1,0 +1,2 @@
+"""Timbre Studio core."""
+__version__ = "0.1.0"
