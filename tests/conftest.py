@@ -16,6 +16,18 @@ def tone() -> Audio:
     return Audio(samples.astype(np.float32), SAMPLE_RATE)
 
 
+@pytest.fixture(scope="module")
+def single_thread():
+    """One torch thread for a module of tiny-model tests: they gain nothing from threads, and extra threads
+    only spin when the machine is shared. Use with ``pytestmark = pytest.mark.usefixtures("single_thread")``."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture
 def shipped_root(tmp_path, monkeypatch):
     """An empty stand-in for checkpoints/, selected through TIMBRE_CHECKPOINTS."""
@@ -23,3 +35,7 @@ def shipped_root(tmp_path, monkeypatch):
     root.mkdir()
     monkeypatch.setenv("TIMBRE_CHECKPOINTS", str(root))
     return root
+
+
+COMPAT_DIR = __import__("pathlib").Path(__file__).resolve().parent / "data" / "compat"
+"""Copy of the steering repo's compat data (published manifests, tiny golden weights and outputs)."""

@@ -220,8 +220,16 @@ def _hub_offline(local_files_only: bool) -> bool:
     return local_files_only or flag in {"1", "true", "yes", "on"}
 
 
-def resolve_checkpoint(name_or_path: str | os.PathLike, revision: str | None = None, local_files_only: bool = False) -> Path:
+def resolve_checkpoint(
+    name_or_path: str | os.PathLike,
+    revision: str | None = None,
+    local_files_only: bool = False,
+    allow_patterns: list[str] | None = None,
+) -> Path:
     """A local folder for `name_or_path`.
+
+    `allow_patterns` limits what a hub download fetches (default: configs, safetensors and model cards); a
+    published repository holding several large models should name the files it needs.
 
     Order: an existing local folder; a shipped default (``checkpoints/NAME``, verified against the manifest);
     a Hugging Face repo id ``owner/name``, downloaded with `huggingface_hub` (or taken from its cache when
@@ -249,7 +257,10 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, revision: str | None = N
     offline = _hub_offline(local_files_only)
     try:
         folder = snapshot_download(
-            repo_id=text, revision=revision, allow_patterns=HUB_ALLOW_PATTERNS, local_files_only=offline
+            repo_id=text,
+            revision=revision,
+            allow_patterns=allow_patterns or HUB_ALLOW_PATTERNS,
+            local_files_only=offline,
         )
     except LocalEntryNotFoundError as error:
         raise CheckpointError(
