@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from tts.errors import AudioError
+from tts.files import atomic_open
 
 logger = logging.getLogger(__name__)
 
@@ -279,17 +280,8 @@ def save_audio(audio: Audio, path: str | os.PathLike, format: str | None = None)
     """Write `audio` atomically to `path`; the format comes from `format` or the suffix."""
     path = Path(path)
     fmt = _format_for(path, format)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            _write(handle, audio, fmt)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_open(path) as handle:
+        _write(handle, audio, fmt)
     return path
 
 

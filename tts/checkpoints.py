@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Mapping, TypeVar
 import torch
 
 from tts.errors import CheckpointError
+from tts.files import atomic_write_bytes, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ def config_from_dict(config_class: type[ConfigT], data: Mapping[str, Any], where
 def save_config(config: Any, folder: Path, class_name: str) -> Path:
     """Write ``config.json`` holding `config` and the model class it belongs to (informational check only)."""
     payload = {"model_class": class_name, "config": config_to_dict(config)}
-    return _atomic_write_text(folder / CONFIG_NAME, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    return atomic_write_text(folder / CONFIG_NAME, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
 def load_config(config_class: type[ConfigT], folder: Path, class_name: str | None = None) -> ConfigT:
@@ -125,25 +126,6 @@ def load_config(config_class: type[ConfigT], folder: Path, class_name: str | Non
 
 # ---------------------------------------------------------------------------------------------------------
 # Files: atomic writes, hashes, the manifest of shipped checkpoints
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
-def _atomic_write_text(path: Path, text: str) -> Path:
-    return _atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def sha256_file(path: Path) -> str:
@@ -169,7 +151,7 @@ def write_manifest(root: Path | None = None) -> Path:
         for path in _shipped_files(root)
     }
     manifest = {"version": MANIFEST_VERSION, "files": entries}
-    return _atomic_write_text(root / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return atomic_write_text(root / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
 def read_manifest(root: Path | None = None) -> dict[str, dict]:
@@ -356,7 +338,7 @@ def write_model_card(folder: Path, title: str, sections: Mapping[str, Any]) -> P
             lines.append(str(body))
         lines.append("")
     lines += ["## Machine-readable", "", "```json", json.dumps(sections, indent=2, default=str), "```", ""]
-    return _atomic_write_text(folder / MODEL_CARD_NAME, "\n".join(lines))
+    return atomic_write_text(folder / MODEL_CARD_NAME, "\n".join(lines))
 
 
 def read_model_card_data(folder: Path) -> dict:
@@ -394,7 +376,7 @@ class PretrainedMixin:
             key: (value.to(dtype) if dtype is not None and value.is_floating_point() else value).detach().cpu().contiguous()
             for key, value in self.state_dict().items()
         }
-        _atomic_write_bytes(folder / WEIGHTS_NAME, save(state, metadata={"format": "pt"}))
+        atomic_write_bytes(folder / WEIGHTS_NAME, save(state, metadata={"format": "pt"}))
         save_config(self.config, folder, type(self).__name__)
         if model_card is not None:
             write_model_card(folder, f"{type(self).__name__} checkpoint", model_card)
