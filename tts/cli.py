@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tts.doctor",
     "tts.checkpoints",
     "app.cli",
+    "tts.evaluation.cli",
 )
 
 

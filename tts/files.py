@@ -1,4 +1,4 @@
-"""Atomic file writes: the one way the studio writes a file a crash must never leave half-written.
+"""Where the studio keeps files: the cache folder, and atomic writes, the one way the studio writes a file a crash must never leave half-written.
 
 Data goes to a hidden temporary file in the same folder, is flushed and fsynced, then renamed over the
 target (an atomic step on POSIX and Windows). Used by audio saves, checkpoints, voices and batch outputs.
@@ -40,3 +40,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Replace `path` with UTF-8 `text` atomically."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def cache_root() -> Path:
+    """The studio's cache folder: ``$TIMBRE_CACHE`` or ``~/.cache/timbre`` (test sets, corpora, models' assets)."""
+    configured = os.environ.get("TIMBRE_CACHE")
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "timbre"

@@ -1,0 +1,88 @@
+"""Engine names -> synthesis functions for the harness.
+
+The harness calls ``engine_fn(target_text, prompt_audio, prompt_text) -> Audio``. Names:
+
+* ``base:ENGINE:VOICE`` (``base:kokoro:jf_alpha``, ``base:piper:joe``, ``base:flite:slt``): a base speaker.
+  It ignores the prompt, so its SIM against the prompts is the no-cloning floor of a test set.
+* the studio's engines (``ar``, ``dit``, ``base+convert``; see `tts.engines`): available once their
+  checkpoints are shipped and the issue that builds them adds a line to `ENGINE_BUILDERS` (or calls
+  `register_engine`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Callable
+
+from tts.audio import Audio
+from tts.errors import TimbreError
+
+EngineFn = Callable[[str, Audio, str], Audio]
+"""``(target_text, prompt_audio, prompt_text) -> Audio``."""
+
+BASE_PREFIX = "base:"
+
+
+@dataclass(frozen=True)
+class EngineAdapter:
+    """How to build the harness function of a studio engine."""
+
+    name: str
+    build: Callable[[], EngineFn]
+    """Loads the engine (once) and returns its harness function."""
+
+
+ENGINE_BUILDERS: dict[str, str] = {}
+"""Studio engine name -> ``"module:function"``; the function (no arguments) loads the engine and returns its
+``engine_fn``. Imported only when that engine is evaluated."""
+
+_adapters: dict[str, EngineAdapter] = {}
+
+
+def register_engine(name: str, build: Callable[[], EngineFn]) -> None:
+    """Make studio engine `name` evaluable: `build` loads it and returns ``engine_fn``.
+
+    Example (in the module of the issue that adds the engine)::
+
+        register_engine("ar", lambda: ar_engine_fn(load_ar_pipeline()))
+    """
+    _adapters[name] = EngineAdapter(name, build)
+
+
+def base_speaker_engine(voice_id: str) -> EngineFn:
+    """The harness function of base-speaker voice `voice_id` (``"kokoro:jf_alpha"``); ignores the prompt."""
+    from tts.data.speakers import parse_voice_id, synthesize_voice_id
+
+    parse_voice_id(voice_id)  # fail now, with the valid choices, rather than once per utterance
+
+    def engine_fn(target_text: str, prompt_audio: Audio, prompt_text: str) -> Audio:
+        return synthesize_voice_id(voice_id, target_text).audio
+
+    return engine_fn
+
+
+def resolve_engine(name: str) -> EngineFn:
+    """The harness function for engine `name`.
+
+    Raises:
+        TimbreError: unknown name, or an engine that cannot run here (with the reason).
+    """
+    if name.startswith(BASE_PREFIX):
+        return base_speaker_engine(name[len(BASE_PREFIX) :])
+    from tts.engines import engine_status
+
+    statuses = {status.name: status for status in engine_status()}
+    if name not in statuses:
+        raise TimbreError(
+            f"unknown engine {name!r}: use one of {', '.join(statuses)} or a base speaker as "
+            "base:ENGINE:VOICE (e.g. base:kokoro:jf_alpha, base:piper:joe, base:flite:slt)"
+        )
+    if not statuses[name].available:
+        raise TimbreError(f"engine {name!r} cannot run here: {statuses[name].reason}")
+    if name not in _adapters and name in ENGINE_BUILDERS:
+        module_name, _, function_name = ENGINE_BUILDERS[name].partition(":")
+        register_engine(name, getattr(importlib.import_module(module_name), function_name))
+    if name not in _adapters:
+        raise TimbreError(f"engine {name!r} is ready but has no evaluation adapter yet (see register_engine)")
+    return _adapters[name].build()

@@ -1,0 +1,158 @@
+"""The built-in `timbre bench` targets: the base speakers (two of them the references), the text front
+end, and the evaluation's own models; plus the studio engines, listed as skipped until they exist.
+
+Each target's functions run inside its worker process; nothing here loads a model at import.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from tts.audio import Audio
+from tts.evaluation.bench import BenchResult, BenchTarget
+
+BENCH_TEXTS: tuple[str, ...] = (
+    "The kettle clicked off just as the phone began to ring.",
+    "On the second of June, the small bookshop raised $1,250 for the animal shelter down the road.",
+    "When the rain finally stopped, we walked along the harbour, counting the boats that had come in with "
+    "the evening tide and listening to the gulls.",
+)
+"""Short, medium and long; not held-out texts (those stay unseen by anything that tunes on the bench)."""
+
+QUICK_TEXTS: tuple[str, ...] = BENCH_TEXTS[:2]
+
+WARMUP_TEXT = "A short sentence to warm up the engine."
+
+BASE_SPEAKER_TARGETS: tuple[str, ...] = (
+    "kokoro:jf_alpha",
+    "piper:joe",
+    "flite:slt",
+    "festival:kal_diphone",
+    "festival:cmu_us_slt_arctic_hts",
+    "espeak:en-us",
+)
+
+QUICK_TARGETS: tuple[str, ...] = ("base:kokoro:jf_alpha", "base:piper:joe", "base:flite:slt", "base:espeak:en-us", "text:frontend")
+
+_REFERENCE_NOTES = {"kokoro:jf_alpha": "reference: Kokoro-82M int8 ONNX", "piper:joe": "reference: Piper en_US-joe-medium (VITS)"}
+
+
+def _base_speaker_target(voice_id: str) -> BenchTarget:
+    engine, _, voice = voice_id.partition(":")
+
+    def load():
+        from tts.data.speakers import get_speaker
+
+        speaker = get_speaker(engine)
+        speaker.synthesize("Load.", voice)  # models load lazily: the first call is the load
+        return speaker
+
+    def run(speaker, text: str) -> Audio:
+        return speaker.synthesize(text, voice).audio
+
+    def unavailable() -> str | None:
+        from tts.data.speakers import speaker_status
+
+        return speaker_status().get(engine, f"unknown base speaker {engine!r}")
+
+    note = _REFERENCE_NOTES.get(voice_id, "base speaker")
+    return BenchTarget(f"base:{voice_id}", "base speaker", f"{note}; end to end, 24 kHz output", load, run,
+                       unavailable=unavailable)
+
+
+def _text_frontend_target() -> BenchTarget:
+    def load():
+        from tts.text import prepare_text
+
+        prepare_text("Load.")  # starts espeak-ng
+        return prepare_text
+
+    def run(prepare_text, text: str) -> None:
+        from tts.text.g2p import clear_cache
+
+        clear_cache()  # phonemes are cached per word run; time the uncached work
+        prepare_text(text)
+        return None
+
+    return BenchTarget("text:frontend", "component", "text front end: normalize + espeak-ng G2P + phoneme ids",
+                       load, run)
+
+
+class _AudioInputs:
+    """Component state: a model plus the flite clips of the bench texts it is timed on."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.clips: dict[str, Audio] = {}
+
+    def prepare(self, texts: Sequence[str]) -> None:
+        from tts.data.speakers import synthesize_voice_id
+
+        for text in texts:
+            self.clips[text] = synthesize_voice_id("flite:slt", text).audio
+
+
+def _analysis_target(name: str, description: str, load_model, analyse) -> BenchTarget:
+    def run(state: _AudioInputs, text: str) -> float:
+        clip = state.clips[text]
+        analyse(state.model, clip)
+        return clip.duration
+
+    def unavailable() -> str | None:
+        from tts.data.speakers import speaker_status
+
+        reason = speaker_status().get("flite")
+        return f"needs flite for its input audio: {reason}" if reason else None
+
+    return BenchTarget(name, "component", description, lambda: _AudioInputs(load_model()), run,
+                       prepare=lambda state, texts: state.prepare(texts), unavailable=unavailable)
+
+
+def _load_whisper():
+    from tts.evaluation.asr import get_asr
+
+    asr = get_asr()
+    asr.transcribe(Audio([0.0] * 16_000, 16_000))
+    return asr
+
+
+def _load_resemblyzer():
+    from tts.evaluation import similarity
+
+    similarity._encoder(similarity.DEFAULT_SIM_MODEL)
+    return similarity
+
+
+def _load_dnsmos():
+    from tts.evaluation import quality
+
+    quality._dnsmos()
+    return quality
+
+
+def bench_targets() -> list[BenchTarget]:
+    """The built-in targets."""
+    targets = [_base_speaker_target(voice_id) for voice_id in BASE_SPEAKER_TARGETS]
+    targets.append(_text_frontend_target())
+    targets.append(_analysis_target("eval:asr-whisper-tiny.en", "evaluation: Whisper tiny.en int8 transcription",
+                                    _load_whisper, lambda asr, clip: asr.transcribe(clip)))
+    targets.append(_analysis_target("eval:sim-resemblyzer", "evaluation: Resemblyzer speaker embedding",
+                                    _load_resemblyzer, lambda sim, clip: sim.speaker_embedding(clip)))
+    targets.append(_analysis_target("eval:dnsmos", "evaluation: DNSMOS P.835", _load_dnsmos,
+                                    lambda quality, clip: quality.dnsmos(clip)))
+    return targets
+
+
+def studio_engine_skips(targets: dict[str, BenchTarget]) -> list[BenchResult]:
+    """A skipped result for each studio engine that cannot be measured, saying why."""
+    from tts.engines import engine_status
+
+    skips = []
+    for status in engine_status():
+        name = f"engine:{status.name}"
+        if not status.available:
+            skips.append(BenchResult(name, "engine", "studio engine", "skipped", status.reason))
+        elif name not in targets:
+            skips.append(BenchResult(name, "engine", "studio engine", "skipped",
+                                     "ready, but no bench target is registered for it yet"))
+    return skips
