@@ -19,7 +19,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tts.doctor",
     "tts.checkpoints",
     "app.cli",
+    "vocoder.cli",
     "tts.evaluation.cli",
+    "tts.data.cli",
 )
 
 

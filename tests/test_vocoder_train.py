@@ -1,0 +1,138 @@
+"""The vocoder training recipe: augmentation, schedule, a few real steps, export, and resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from tts.audio import SAMPLE_RATE
+from tests.test_vocoder import one_thread  # noqa: F401 - the autouse fixture applies here too
+from tts.checkpoints import read_model_card_data
+from vocoder.train import (
+    PRESETS,
+    Augmentation,
+    SegmentSampler,
+    TrainOptions,
+    build_parser,
+    learning_rate,
+    lowpass,
+    options_from_args,
+    train,
+)
+from vocoder.vocos import Vocos
+
+
+def _band_energy(samples: np.ndarray, low_hz: float) -> float:
+    spectrum = np.abs(np.fft.rfft(samples)) ** 2
+    freqs = np.fft.rfftfreq(len(samples), 1 / SAMPLE_RATE)
+    return float(spectrum[freqs > low_hz].sum() / spectrum.sum())
+
+
+def test_lowpass_simulates_a_band_limited_source():
+    noise = np.random.default_rng(0).standard_normal(SAMPLE_RATE).astype(np.float32) * 0.1
+    assert _band_energy(noise, 4500) > 0.5
+    limited = lowpass(noise, 4000)
+    assert limited.shape == noise.shape
+    assert _band_energy(limited, 4500) < 0.01
+
+
+def test_sampler_augments_the_mel_source_only_with_lowpass():
+    clip = (np.random.default_rng(1).standard_normal(3 * SAMPLE_RATE) * 3000).astype(np.int16)
+    always = Augmentation(lowpass_probability=1.0, noise_probability=0.0)
+    source, target = SegmentSampler([clip], 6000, always, np.random.default_rng(0)).batch(3)
+    assert source.shape == target.shape == (3, 6000)
+    for s, t in zip(source.numpy(), target.numpy()):
+        assert _band_energy(s, 11_500) < 0.01 < _band_energy(t, 11_500)
+    never = Augmentation(lowpass_probability=0.0, noise_probability=0.0)
+    source, target = SegmentSampler([clip], 6000, never, np.random.default_rng(0)).batch(2)
+    assert torch.equal(source, target)
+
+
+def test_learning_rate_warms_up_then_decays():
+    config = PRESETS["small"]
+    rates = [learning_rate(config, step, 1000) for step in range(1000)]
+    peak = config.warmup_steps
+    assert max(rates) == rates[peak] == pytest.approx(config.learning_rate)
+    assert rates[0] == pytest.approx(config.learning_rate / config.warmup_steps)
+    assert all(a <= b for a, b in zip(rates[:peak], rates[1 : peak + 1]))
+    assert all(a >= b for a, b in zip(rates[peak:], rates[peak + 1 :]))
+    assert rates[-1] == pytest.approx(config.learning_rate * config.final_lr_fraction, rel=0.01)
+
+
+def test_small_preset_is_sized_for_two_cores():
+    parameters = sum(p.numel() for p in Vocos(PRESETS["small"].generator).parameters())
+    assert 2_000_000 <= parameters <= 4_000_000
+
+
+def test_cli_arguments_map_to_options(tmp_path):
+    args = build_parser().parse_args(
+        ["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--config", "tiny", "--max-steps", "7", "--batch-size", "3",
+         "--segment-seconds", "0.5", "--gan-start-step", "2", "--warmup-steps", "1"]
+    )
+    options = options_from_args(args)
+    assert (options.config, options.max_steps, options.batch_size, options.segment_seconds) == ("tiny", 7, 3, 0.5)
+    assert options.train_config().warmup_steps == 1
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    """Two short voiced clips at other rates and formats (wav 16 kHz, flac 22.05 kHz)."""
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for index, (rate, suffix) in enumerate([(16_000, "wav"), (22_050, "flac")]):
+        t = np.arange(int(1.2 * rate)) / rate
+        f0 = 110 + 30 * index + 20 * np.sin(2 * np.pi * 2 * t)
+        phase = 2 * np.pi * np.cumsum(f0) / rate
+        wave = 0.2 * sum(np.sin(k * phase) / k for k in range(1, 8)) * np.sin(np.pi * t / t[-1])
+        sf.write(folder / f"clip{index}.{suffix}", wave.astype(np.float32), rate)
+    return folder
+
+
+def test_training_runs_exports_and_resumes(corpus, tmp_path, monkeypatch):
+    monkeypatch.setenv("TIMBRE_THREADS", "1")
+    out = tmp_path / "run"
+    options = TrainOptions(
+        data=corpus, out=out, config="tiny", max_steps=3, batch_size=2, segment_seconds=0.25,
+        gan_start_step=1, save_every_steps=3, log_every=1,
+    )
+    first = train(options)
+    assert first["step"] == 3 and first["session_steps"] == 3
+    assert all(np.isfinite(r["mel"]) for r in first["history"])
+    assert "d" in first["history"][-1] and "fm" in first["history"][-1]  # adversarial steps ran
+    assert (out / "state").is_dir() and not (out / "state.tmp").exists()
+    card = read_model_card_data(out / "export")
+    assert card["Training"]["steps"] == 3 and card["Data"]["files"] == 2
+    assert np.isfinite(card["Validation"]["mel_l1"]) and np.isfinite(card["Validation"]["mel_l1_16khz_source"])
+    exported = Vocos.from_pretrained(out / "export")
+    assert exported.config == PRESETS["tiny"].generator
+
+    resumed = train(TrainOptions(**{**options.__dict__, "max_steps": 5}))
+    assert resumed["step"] == 5 and resumed["session_steps"] == 2
+    assert read_model_card_data(out / "export")["Training"]["steps"] == 5
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5]
+
+    done = train(TrainOptions(**{**options.__dict__, "max_steps": 5}))
+    assert done["session_steps"] == 0
+
+
+def test_discriminators_judge_each_example_alone():
+    """Training concatenates real and generated audio in one batch; that is only sound if examples never mix."""
+    from vocoder.discriminators import MultiPeriodDiscriminator, MultiResolutionDiscriminator
+
+    config = PRESETS["tiny"].discriminator
+    audio = torch.randn(3, 4000) * 0.1
+    for disc in (MultiPeriodDiscriminator(config), MultiResolutionDiscriminator(config)):
+        logits, features = disc(audio)
+        alone_logits, alone_features = disc(audio[1:2])
+        for batch_logits, single in zip(logits, alone_logits):
+            assert batch_logits.shape[0] == 3
+            torch.testing.assert_close(batch_logits[1:2], single)
+        for maps, single_maps in zip(features, alone_features):
+            for fmap, single in zip(maps, single_maps):
+                assert fmap.shape[0] == 3
+                torch.testing.assert_close(fmap[1:2], single)

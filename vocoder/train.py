@@ -1,0 +1,583 @@
+"""Training recipe of the vocoder, through `accelerate` (2 CPU processes here, many GPUs elsewhere).
+
+    accelerate launch --multi_gpu --num_processes 2 -m vocoder.train --data CORPUS --out runs/vocoder --config small
+    python -m vocoder.train --data CORPUS --out runs/vocoder --config small --max-steps 2000   # one process
+
+(``--multi_gpu`` is what makes ``accelerate launch`` start several processes through torchrun; on a machine
+without GPUs they form a CPU (gloo) group. Plain ``accelerate launch --num_processes 2`` starts ONE process on
+a CPU-only machine. ``torchrun --nproc_per_node 2 -m vocoder.train ...`` works too.)
+
+- Data: every wav/flac under ``--data`` (any rate, loaded through `tts.audio.load_audio` and held in memory as
+  24 kHz int16: ~170 MB per hour per process), random segments of ``--segment-seconds``. Augmentation covers what users upload: random gain and light noise on the audio, and a
+  random low-pass (4-11 kHz, i.e. an 8-22 kHz source, by resampling down and up) on the audio the INPUT mel is
+  computed from only, so the vocoder learns to render full-band speech from band-limited mels.
+- Losses: studio mel L1 and multi-resolution STFT; after ``--gan-start-step`` also hinge adversarial losses of
+  a multi-period and a multi-resolution discriminator, with feature matching.
+- AdamW, linear warm-up then cosine decay, gradient clipping.
+- Resumable: ``accelerator.save_state`` into ``OUT/state`` every ``--save-every-minutes`` (5) of wall time,
+  written to a temporary folder and renamed, and picked up automatically by the next run with the same ``--out``.
+  Each save also exports the generator to ``OUT/export`` (fp16 safetensors + config + a model card with the
+  config, data recipe, steps and validation mel L1).
+
+Shapes: ``B`` batch, ``T`` samples, ``M`` mel bands, ``F`` frames.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from tts.audio import SAMPLE_RATE, STUDIO_MEL, load_audio, log_mel, resample
+from tts.checkpoints import config_to_dict
+from tts.device import configure_threads, select_device
+from tts.errors import AudioError, TimbreError
+from vocoder.discriminators import DiscriminatorConfig, MultiPeriodDiscriminator, MultiResolutionDiscriminator
+from vocoder.losses import (
+    discriminator_hinge_loss,
+    feature_matching_loss,
+    generator_hinge_loss,
+    mel_l1,
+    multi_resolution_stft_loss,
+)
+from vocoder.vocos import Vocos, VocosConfig, count_parameters
+
+logger = logging.getLogger(__name__)
+
+AUDIO_SUFFIXES = (".wav", ".flac")
+STATE_DIR = "state"
+EXPORT_DIR = "export"
+METRICS_FILE = "metrics.jsonl"
+VALIDATION_SECONDS = 10.0
+"""Each validation clip is scored on at most this many seconds."""
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Random changes applied to each training segment (see the module docstring)."""
+
+    gain_db: tuple[float, float] = (-12.0, 6.0)
+    noise_probability: float = 0.3
+    noise_snr_db: tuple[float, float] = (30.0, 50.0)
+    lowpass_probability: float = 0.3
+    lowpass_hz: tuple[float, float] = (4000.0, 11000.0)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run is made of besides its data and length."""
+
+    generator: VocosConfig
+    discriminator: DiscriminatorConfig
+    augmentation: Augmentation = Augmentation()
+    learning_rate: float = 5e-4
+    betas: tuple[float, float] = (0.8, 0.99)
+    weight_decay: float = 0.01
+    warmup_steps: int = 200
+    final_lr_fraction: float = 0.1
+    grad_clip: float = 1.0
+    mel_weight: float = 45.0
+    stft_weight: float = 1.0
+    adversarial_weight: float = 1.0
+    feature_weight: float = 2.0
+
+
+PRESETS: dict[str, TrainConfig] = {
+    # ~2.8M-parameter generator and small discriminators: trains on 2 CPU cores.
+    "small": TrainConfig(
+        generator=VocosConfig(dim=256, intermediate_dim=768, num_layers=6),
+        discriminator=DiscriminatorConfig(
+            period_channels=(16, 32, 64, 64),
+            resolution_channels=8,
+            resolution_strides=((2, 1), (2, 2), (2, 2), (2, 2)),
+        ),
+    ),
+    # The published size (13.5M) with customary discriminators: for GPUs.
+    "base": TrainConfig(
+        generator=VocosConfig(),
+        discriminator=DiscriminatorConfig(),
+        learning_rate=5e-4,
+    ),
+    # For tests only: seconds per hundred steps.
+    "tiny": TrainConfig(
+        generator=VocosConfig(dim=32, intermediate_dim=64, num_layers=2),
+        discriminator=DiscriminatorConfig(periods=(2, 3), period_channels=(4, 8), resolutions=((512, 128),), resolution_channels=4),
+        warmup_steps=2,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """One run: where the data and outputs are, how long, and how often to save."""
+
+    data: Path
+    out: Path
+    config: str = "small"
+    max_steps: int = 20_000
+    batch_size: int = 8
+    segment_seconds: float = 1.0
+    gan_start_step: int = 2_000
+    save_every_minutes: float = 5.0
+    save_every_steps: int | None = None
+    log_every: int = 50
+    validation_files: int = 8
+    seed: int = 0
+    learning_rate: float | None = None
+    warmup_steps: int | None = None
+
+    def train_config(self) -> TrainConfig:
+        """The preset named by ``config`` with this run's overrides."""
+        if self.config not in PRESETS:
+            raise TimbreError(f"unknown config {self.config!r}; choose one of {', '.join(PRESETS)}")
+        preset = PRESETS[self.config]
+        if self.learning_rate is not None:
+            preset = replace(preset, learning_rate=self.learning_rate)
+        if self.warmup_steps is not None:
+            preset = replace(preset, warmup_steps=self.warmup_steps)
+        return preset
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Data
+
+
+def find_audio_files(folder: Path) -> list[Path]:
+    """Every wav/flac file under `folder`, sorted."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise TimbreError(f"{folder}: not a folder of audio files")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+    if not files:
+        raise TimbreError(f"{folder}: no .wav or .flac files found")
+    return files
+
+
+def load_clips(files: Sequence[Path]) -> tuple[list[np.ndarray], list[Path]]:
+    """24 kHz int16 clips (half the memory of float32) of the readable files; unreadable ones are skipped."""
+    clips, kept = [], []
+    for path in files:
+        try:
+            samples = load_audio(path).samples
+        except AudioError as error:
+            logger.warning("skipping %s: %s", path, error)
+            continue
+        clips.append((np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16))
+        kept.append(path)
+    if not clips:
+        raise TimbreError("none of the audio files could be read")
+    return clips, kept
+
+
+def split_validation(files: Sequence[Path], count: int, seed: int) -> tuple[list[int], list[int]]:
+    """Indices of training and validation files; a deterministic choice of `count` files (at least 1) for validation.
+
+    With a single file it serves both (the card says so).
+    """
+    order = np.random.default_rng(seed).permutation(len(files)).tolist()
+    count = max(1, min(count, len(files) // 10 or 1))
+    if len(files) == 1:
+        return [0], [0]
+    return sorted(order[count:]), sorted(order[:count])
+
+
+def lowpass(samples: np.ndarray, cutoff_hz: float) -> np.ndarray:
+    """`samples` at 24 kHz as if recorded at ``2 * cutoff_hz``: resampled down and back up."""
+    rate = int(round(2 * cutoff_hz))
+    down = resample(samples, SAMPLE_RATE, rate)
+    up = resample(down, rate, SAMPLE_RATE)
+    out = np.zeros_like(samples)
+    out[: min(len(up), len(samples))] = up[: len(samples)]
+    return out
+
+
+class SegmentSampler:
+    """Random augmented training segments: ``batch(B)`` -> (mel source audio ``(B, T)``, target audio ``(B, T)``)."""
+
+    def __init__(self, clips: Sequence[np.ndarray], segment_samples: int, augmentation: Augmentation, rng: np.random.Generator) -> None:
+        self.clips = list(clips)
+        self.segment_samples = segment_samples
+        self.augmentation = augmentation
+        self.rng = rng
+        lengths = np.array([len(c) for c in self.clips], dtype=np.float64)
+        self.weights = lengths / lengths.sum()  # uniform over time, not over files
+
+    def _segment(self) -> np.ndarray:
+        clip = self.clips[self.rng.choice(len(self.clips), p=self.weights)]
+        n = self.segment_samples
+        if len(clip) <= n:
+            out = np.zeros(n, dtype=np.float32)
+            out[: len(clip)] = clip / 32767.0
+            return out
+        start = int(self.rng.integers(0, len(clip) - n + 1))
+        return clip[start : start + n].astype(np.float32) / 32767.0
+
+    def example(self) -> tuple[np.ndarray, np.ndarray]:
+        """One (mel source, target) pair."""
+        aug, rng = self.augmentation, self.rng
+        target = self._segment() * 10 ** (rng.uniform(*aug.gain_db) / 20)
+        peak = np.abs(target).max()
+        if peak > 0.99:
+            target *= 0.99 / peak
+        if rng.random() < aug.noise_probability:
+            rms = np.sqrt(np.mean(target**2))
+            if rms > 1e-5:
+                snr = rng.uniform(*aug.noise_snr_db)
+                target = target + rng.standard_normal(len(target)).astype(np.float32) * rms * 10 ** (-snr / 20)
+        source = target
+        if rng.random() < aug.lowpass_probability:
+            source = lowpass(target, rng.uniform(*aug.lowpass_hz))
+        return source.astype(np.float32), target.astype(np.float32)
+
+    def batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, T)`` mel source audio and ``(B, T)`` target audio."""
+        pairs = [self.example() for _ in range(batch_size)]
+        return torch.from_numpy(np.stack([p[0] for p in pairs])), torch.from_numpy(np.stack([p[1] for p in pairs]))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Schedule, progress, validation
+
+
+def learning_rate(config: TrainConfig, step: int, max_steps: int) -> float:
+    """Linear warm-up to ``learning_rate``, then cosine decay to ``final_lr_fraction`` of it at `max_steps`."""
+    if step < config.warmup_steps:
+        return config.learning_rate * (step + 1) / config.warmup_steps
+    span = max(1, max_steps - config.warmup_steps)
+    progress = min(1.0, (step - config.warmup_steps) / span)
+    floor = config.final_lr_fraction
+    return config.learning_rate * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+@dataclass
+class Progress:
+    """Counters saved with the training state (plain values, so they load with ``weights_only``)."""
+
+    step: int = 0
+    train_seconds: float = 0.0
+    preset: str = ""
+
+    def state_dict(self) -> dict:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = int(state["step"])
+        self.train_seconds = float(state["train_seconds"])
+        self.preset = str(state["preset"])
+
+
+@torch.no_grad()
+def validate(generator: Vocos, clips: Sequence[np.ndarray]) -> dict[str, float]:
+    """Copy-synthesis mel L1 on the validation clips, from full-band and from 16 kHz-limited sources."""
+    was_training = generator.training
+    generator.eval()
+    device = next(generator.parameters()).device
+    limit = int(VALIDATION_SECONDS * SAMPLE_RATE) // STUDIO_MEL.hop_length * STUDIO_MEL.hop_length
+    full, narrow = [], []
+    for clip in clips:
+        audio = clip[:limit].astype(np.float32) / 32767.0
+        audio = audio[: len(audio) // STUDIO_MEL.hop_length * STUDIO_MEL.hop_length]
+        if len(audio) < 4 * STUDIO_MEL.hop_length:
+            continue
+        reference = log_mel(torch.from_numpy(audio))[None]
+        for source, scores in ((audio, full), (lowpass(audio, 8000.0), narrow)):
+            generated = generator(log_mel(torch.from_numpy(source))[None].to(device)).float().cpu()
+            scores.append((log_mel(generated) - reference).abs().mean().item())
+    generator.train(was_training)
+    return {
+        "mel_l1": float(np.mean(full)) if full else float("nan"),
+        "mel_l1_16khz_source": float(np.mean(narrow)) if narrow else float("nan"),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The loop
+
+
+def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -> dict:
+    """Run (or resume) one training run; returns a summary (steps, last losses, validation)."""
+    from accelerate import Accelerator
+
+    if options.max_steps < 1 or options.batch_size < 1 or options.segment_seconds <= 0:
+        raise TimbreError("--max-steps, --batch-size and --segment-seconds must be positive")
+    preset = options.train_config()
+    # cpu=True on a machine without an accelerator is what makes several launched processes one gloo group;
+    # without it each process would silently train alone.
+    wanted = select_device(os.environ.get("TIMBRE_DEVICE") or "auto")
+    accelerator = Accelerator(cpu=wanted.type == "cpu")
+    if accelerator.device.type == "cpu":
+        # Processes share the cores (TIMBRE_THREADS overrides); oversubscription would slow every one of them.
+        configure_threads(None if os.environ.get("TIMBRE_THREADS") else max(1, (os.cpu_count() or 1) // accelerator.num_processes))
+    out = Path(options.out)
+    main = accelerator.is_main_process
+    if main:
+        logger.info("%d process(es) on %s, %d thread(s) each", accelerator.num_processes, accelerator.device, torch.get_num_threads())
+
+    files = find_audio_files(options.data)
+    clips, files = load_clips(files)
+    train_idx, val_idx = split_validation(files, options.validation_files, options.seed)
+    train_clips = [clips[i] for i in train_idx]
+    val_clips = [clips[i] for i in val_idx]
+    hours = sum(len(c) for c in clips) / SAMPLE_RATE / 3600
+    hop = preset.generator.hop_length
+    segment_samples = max(4, round(options.segment_seconds * SAMPLE_RATE / hop)) * hop
+
+    torch.manual_seed(options.seed)
+    generator = Vocos(preset.generator)
+    period_disc = MultiPeriodDiscriminator(preset.discriminator)
+    resolution_disc = MultiResolutionDiscriminator(preset.discriminator)
+    opt_g = torch.optim.AdamW(generator.parameters(), lr=preset.learning_rate, betas=preset.betas, weight_decay=preset.weight_decay)
+    opt_d = torch.optim.AdamW(
+        list(period_disc.parameters()) + list(resolution_disc.parameters()),
+        lr=preset.learning_rate, betas=preset.betas, weight_decay=preset.weight_decay,
+    )
+    generator, period_disc, resolution_disc, opt_g, opt_d = accelerator.prepare(
+        generator, period_disc, resolution_disc, opt_g, opt_d
+    )
+    progress = Progress(preset=options.config)
+    accelerator.register_for_checkpointing(progress)
+    state_dir = out / STATE_DIR
+    if state_dir.is_dir():
+        accelerator.load_state(str(state_dir))
+        if progress.preset != options.config:
+            raise TimbreError(
+                f"{state_dir} holds a {progress.preset!r} run, not {options.config!r}; use another --out or the same --config"
+            )
+        if main:
+            logger.info("resumed from %s at step %d", state_dir, progress.step)
+
+    recipe = {
+        "folder": str(Path(options.data).resolve()),
+        "files": len(files),
+        "hours": round(hours, 3),
+        "validation files": [files[i].name for i in val_idx],
+        "segment seconds": segment_samples / SAMPLE_RATE,
+        "augmentation": asdict(preset.augmentation),
+    }
+    sampler = SegmentSampler(
+        train_clips, segment_samples, preset.augmentation,
+        np.random.default_rng([options.seed, accelerator.process_index, progress.step]),
+    )
+    device = accelerator.device
+    last_save = time.monotonic()
+    session_start, session_steps = time.monotonic(), 0
+    running: dict[str, float] = {}
+    history: list[dict] = []
+    validation: dict[str, float] = {}
+
+    def save_and_export() -> None:
+        nonlocal validation
+        tmp = out / f"{STATE_DIR}.tmp"
+        if main and tmp.exists():
+            shutil.rmtree(tmp)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(tmp))
+        accelerator.wait_for_everyone()
+        if main:
+            old = out / f"{STATE_DIR}.old"
+            if state_dir.exists():
+                state_dir.rename(old)
+            tmp.rename(state_dir)
+            if old.exists():
+                shutil.rmtree(old)
+            validation = validate(accelerator.unwrap_model(generator), val_clips)
+            export(
+                accelerator.unwrap_model(generator), out / EXPORT_DIR, options, recipe, progress, validation,
+                history[-1:] or [{}], accelerator.num_processes,
+            )
+        accelerator.wait_for_everyone()
+
+    generator.train()
+    while progress.step < options.max_steps:
+        step_start = time.monotonic()
+        lr = learning_rate(preset, progress.step, options.max_steps)
+        for group in opt_g.param_groups + opt_d.param_groups:
+            group["lr"] = lr
+        source, target = (t.to(device) for t in sampler.batch(options.batch_size))
+        with torch.no_grad():
+            mel = log_mel(source)
+        generated = generator(mel)
+        use_gan = progress.step >= options.gan_start_step
+        losses: dict[str, float] = {}
+
+        real_features: list[list[list[torch.Tensor]]] = []
+        if use_gan:
+            opt_d.zero_grad(set_to_none=True)
+            both = torch.cat([target, generated.detach()])  # one forward per discriminator, as DDP wants
+            d_loss = 0.0
+            batch = len(target)
+            for disc in (period_disc, resolution_disc):
+                logits, features = disc(both)
+                d_loss = d_loss + discriminator_hinge_loss([l[:batch] for l in logits], [l[batch:] for l in logits])
+                # Feature-matching targets, reused below rather than recomputed: one discriminator update stale.
+                real_features.append([[f[:batch].detach() for f in maps] for maps in features])
+            accelerator.backward(d_loss)
+            accelerator.clip_grad_norm_(list(period_disc.parameters()) + list(resolution_disc.parameters()), preset.grad_clip)
+            opt_d.step()
+            losses["d"] = d_loss.item()
+
+        opt_g.zero_grad(set_to_none=True)
+        with accelerator.no_sync(period_disc), accelerator.no_sync(resolution_disc):
+            # Discriminator gradients from this backward are discarded (zeroed before the next D step).
+            mel_loss = mel_l1(generated, target)
+            stft_loss = multi_resolution_stft_loss(generated, target)
+            g_loss = preset.mel_weight * mel_loss + preset.stft_weight * stft_loss
+            if use_gan:
+                adv, fm = 0.0, 0.0
+                for disc, real in zip((period_disc, resolution_disc), real_features):
+                    fake_logits, fake_features = disc(generated)
+                    adv = adv + generator_hinge_loss(fake_logits)
+                    fm = fm + feature_matching_loss(real, fake_features)
+                g_loss = g_loss + preset.adversarial_weight * adv + preset.feature_weight * fm
+                losses["g_adv"], losses["fm"] = float(adv.detach()), float(fm.detach())
+            accelerator.backward(g_loss)
+        accelerator.clip_grad_norm_(generator.parameters(), preset.grad_clip)
+        opt_g.step()
+        losses.update(mel=mel_loss.item(), stft=stft_loss.item(), g=g_loss.item())
+
+        progress.step += 1
+        progress.train_seconds += time.monotonic() - step_start
+        session_steps += 1
+        for key, value in losses.items():
+            running[key] = running.get(key, 0.0) + value
+        running["count"] = running.get("count", 0) + 1
+
+        if progress.step % options.log_every == 0 or progress.step == options.max_steps:
+            record = {"step": progress.step, "lr": lr, **{k: v / running["count"] for k, v in running.items() if k != "count"}}
+            record["steps_per_s"] = session_steps / (time.monotonic() - session_start)
+            running = {}
+            history.append(record)
+            if main:
+                out.mkdir(parents=True, exist_ok=True)
+                with open(out / METRICS_FILE, "a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(record) + "\n")
+                logger.info("step %d %s", progress.step, {k: round(v, 4) for k, v in record.items() if k != "step"})
+                if on_log:
+                    on_log(record)
+
+        due = progress.step == options.max_steps
+        if options.save_every_steps:
+            due = due or progress.step % options.save_every_steps == 0
+        elif progress.step % 10 == 0:
+            flag = torch.tensor(float(time.monotonic() - last_save >= options.save_every_minutes * 60), device=device)
+            due = due or bool(accelerator.reduce(flag, reduction="max").item())
+        if due:
+            save_and_export()
+            last_save = time.monotonic()
+
+    if session_steps == 0 and main and not validation:
+        validation = validate(accelerator.unwrap_model(generator), val_clips)
+    accelerator.wait_for_everyone()
+    return {
+        "step": progress.step,
+        "session_steps": session_steps,
+        "steps_per_s": session_steps / max(1e-9, time.monotonic() - session_start),
+        "history": history,
+        "validation": validation,
+        "parameters": count_parameters(accelerator.unwrap_model(generator)),
+    }
+
+
+def export(
+    generator: Vocos,
+    folder: Path,
+    options: TrainOptions,
+    recipe: dict,
+    progress: Progress,
+    validation: dict[str, float],
+    last: list[dict],
+    processes: int = 1,
+) -> Path:
+    """Save the generator in fp16 with a model card (config, data recipe, training, validation)."""
+    preset = options.train_config()
+    card = {
+        "Model": {
+            "architecture": "Vocos (ConvNeXt backbone + inverse-STFT head)",
+            "preset": options.config,
+            "parameters": count_parameters(generator),
+            "input": "studio log-mel (tts.audio.log_mel): 24 kHz, n_fft 1024, hop 256, 100 HTK bands",
+            "streaming lookahead frames": generator.lookahead_frames,
+        },
+        "Config": config_to_dict(generator.config),
+        "Data": recipe,
+        "Training": {
+            "steps": progress.step,
+            "max steps": options.max_steps,
+            "processes": processes,
+            "batch size per process": options.batch_size,
+            "gan start step": options.gan_start_step,
+            "train hours": round(progress.train_seconds / 3600, 3),
+            "optimizer": f"AdamW lr {preset.learning_rate} betas {preset.betas}, warm-up {preset.warmup_steps}, cosine",
+            "losses": (
+                f"{preset.mel_weight} x mel L1 + {preset.stft_weight} x MR-STFT; after the GAN start "
+                f"+ {preset.adversarial_weight} x hinge (MPD + MRD) + {preset.feature_weight} x feature matching"
+            ),
+            "discriminator": config_to_dict(preset.discriminator),
+            "last logged": last[0] if last else {},
+        },
+        "Validation": {"step": progress.step, **validation},
+    }
+    return generator.save_pretrained(folder, model_card=card, dtype=torch.float16)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# CLI
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Arguments of ``python -m vocoder.train``."""
+    parser = argparse.ArgumentParser(prog="python -m vocoder.train", description="Train the Vocos vocoder (resumable).")
+    parser.add_argument("--data", type=Path, required=True, help="folder of wav/flac files (any rate)")
+    parser.add_argument("--out", type=Path, required=True, help="run folder: state/, export/, metrics.jsonl")
+    parser.add_argument("--config", choices=sorted(PRESETS), default="small")
+    parser.add_argument("--max-steps", type=int, default=TrainOptions.max_steps)
+    parser.add_argument("--batch-size", type=int, default=TrainOptions.batch_size, help="per process")
+    parser.add_argument("--segment-seconds", type=float, default=TrainOptions.segment_seconds)
+    parser.add_argument("--gan-start-step", type=int, default=TrainOptions.gan_start_step)
+    parser.add_argument("--save-every-minutes", type=float, default=TrainOptions.save_every_minutes)
+    parser.add_argument("--save-every-steps", type=int, default=None, help="overrides --save-every-minutes")
+    parser.add_argument("--log-every", type=int, default=TrainOptions.log_every)
+    parser.add_argument("--validation-files", type=int, default=TrainOptions.validation_files)
+    parser.add_argument("--seed", type=int, default=TrainOptions.seed)
+    parser.add_argument("--learning-rate", type=float, default=None, help="override the preset's peak learning rate")
+    parser.add_argument("--warmup-steps", type=int, default=None, help="override the preset's warm-up")
+    return parser
+
+
+def options_from_args(args: argparse.Namespace) -> TrainOptions:
+    """`TrainOptions` from parsed arguments."""
+    return TrainOptions(
+        data=args.data, out=args.out, config=args.config, max_steps=args.max_steps, batch_size=args.batch_size,
+        segment_seconds=args.segment_seconds, gan_start_step=args.gan_start_step,
+        save_every_minutes=args.save_every_minutes, save_every_steps=args.save_every_steps,
+        log_every=args.log_every, validation_files=args.validation_files, seed=args.seed,
+        learning_rate=args.learning_rate, warmup_steps=args.warmup_steps,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m vocoder.train``."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        summary = train(options_from_args(args))
+    except TimbreError as error:
+        print(f"vocoder.train: error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: v for k, v in summary.items() if k != "history"}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
