@@ -299,3 +299,11 @@ def test_prepare_text_uses_the_lexicon() -> None:
     lexicon = Lexicon({"Nguyen": "ˈŋ w ɪ n"})
     result = prepare_text("Nguyen.", lexicon=lexicon)
     assert result.words[0].phonemes == ("ˈ", "ŋ", "w", "ɪ", "n")
+
+
+def test_words_next_to_an_espeak_merge_keep_their_context():
+    """espeak merges "on the"; the split that follows must not say "a" as the letter name."""
+    words = phonemize("It is in a box on the table.")
+    assert [w.text for w in words] == ["It", "is", "in", "a", "box", "on", "the", "table", "."]
+    article = words[3]
+    assert "eɪ" not in article.phonemes and article.phonemes in (("ɐ",), ("ə",))

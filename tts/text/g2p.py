@@ -68,22 +68,29 @@ def _espeak(lines: list[str]) -> list[str]:
 
 
 @functools.lru_cache(maxsize=8192)
-def _run_phonemes(words: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+def _run_phonemes(
+    words: tuple[str, ...], left: tuple[str, ...] = (), right: tuple[str, ...] = ()
+) -> tuple[tuple[str, ...], ...]:
     """Phonemes of each word of a run of words between punctuation marks, pronounced in context.
 
     When espeak's words do not line up with ours (it merged "on the" into one word, or split one),
-    each half of the run is phonemized again, down to single words, so only the words near the merge
-    lose their context.
+    each half of the run is phonemized again with one neighbouring word of the other half as context
+    (`left`/`right`, phonemized but not returned), down to single words, so only the words at the merge
+    lose some context. Context matters: "a" alone is the letter name, "a box" is a weak vowel.
     """
-    (ipa,) = _espeak([" ".join(words)])
+    (ipa,) = _espeak([" ".join(left + words + right)])
     pieces = ipa.split()
-    if len(pieces) == len(words):
-        return tuple(tuple(PHONEME_TABLE.tokenize(piece)) for piece in pieces)
+    if len(pieces) == len(left) + len(words) + len(right):
+        return tuple(tuple(PHONEME_TABLE.tokenize(piece)) for piece in pieces[len(left) : len(left) + len(words)])
+    if left or right:
+        return _run_phonemes(words)  # the context word itself merged: do without it
     if len(words) == 1:
         return (tuple(PHONEME_TABLE.tokenize("".join(pieces))),)  # a word espeak split in two
     logger.debug("espeak gave %d words for the %d of %r; splitting the run", len(pieces), len(words), words)
     middle = len(words) // 2
-    return _run_phonemes(words[:middle]) + _run_phonemes(words[middle:])
+    return _run_phonemes(words[:middle], right=words[middle : middle + 1]) + _run_phonemes(
+        words[middle:], left=words[middle - 1 : middle]
+    )
 
 
 def clear_cache() -> None:
