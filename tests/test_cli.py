@@ -28,7 +28,7 @@ def test_every_documented_command_is_registered():
 def test_doctor_reports_installed_tools(capsys):
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out
-    for name in ("espeak-ng", "torch", "phonemizer", "faster-whisper", "silero-vad", "whisper tiny.en"):
+    for name in ("espeak-ng", "torch", "phonemizer", "faster-whisper", "silero-vad", "whisper tiny.en", "speaker kokoro", "speaker piper", "speaker flite", "speaker festival"):
         line = next(l for l in out.splitlines() if f" {name} " in f" {l} ")
         assert line.startswith("ok"), line
 

@@ -55,6 +55,16 @@ def _whisper_model() -> Check:
     return Check("whisper tiny.en", os.path.isdir(path), str(path))
 
 
+def _base_speakers() -> list[Check]:
+    from tts.data.speakers import list_speakers, speaker_status
+
+    speakers = list_speakers()
+    return [
+        Check(f"speaker {name}", reason is None, reason or ", ".join(speakers[name].voices()))
+        for name, reason in speaker_status().items()
+    ]
+
+
 def _checkpoints() -> list[Check]:
     from tts.checkpoints import checkpoints_dir, list_shipped, verify_shipped
     from tts.errors import CheckpointError
@@ -91,6 +101,7 @@ def run_checks() -> list[Check]:
     ]:
         checks.append(_package(dist, module))
     checks.append(_whisper_model())
+    checks.extend(_base_speakers())
     checks.extend(_checkpoints())
     return checks
 
