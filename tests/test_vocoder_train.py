@@ -10,7 +10,6 @@ import soundfile as sf
 import torch
 
 from tts.audio import SAMPLE_RATE
-from tests.test_vocoder import one_thread  # noqa: F401 - the autouse fixture applies here too
 from tts.checkpoints import read_model_card_data
 from vocoder.train import (
     PRESETS,
@@ -25,6 +24,8 @@ from vocoder.train import (
 )
 from vocoder.vocos import Vocos
 
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 def _band_energy(samples: np.ndarray, low_hz: float) -> float:
     spectrum = np.abs(np.fft.rfft(samples)) ** 2
