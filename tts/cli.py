@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "app.cli",
     "vocoder.cli",
     "tts.evaluation.cli",
+    "tts.tokenizer.cli",
     "tts.data.cli",
 )
 

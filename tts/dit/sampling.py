@@ -161,7 +161,33 @@ def sample(
     def velocity(state: torch.Tensor, time: torch.Tensor) -> torch.Tensor:
         return guided_velocity(model, state, cond, text_ids, time.to(dtype), cfg_strength)
 
-    times = sway_timesteps(steps, sway_sampling_coef, device=device)
+    x = integrate(velocity, x, sway_timesteps(steps, sway_sampling_coef, device=device), method, progress)
+    return torch.where(keep, cond, x)
+
+
+def integrate(
+    velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    times: torch.Tensor,
+    method: Literal["euler", "midpoint"] = "euler",
+    progress: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
+    """Integrate ``dx/dt = velocity(x, t)`` from ``times[0]`` to ``times[-1]`` over the grid `times`.
+
+    The one integrator of the studio's flow models (the DiT here, the flow refiner through a velocity closure).
+    Velocities are evaluated in a fixed order: per step at ``t0`` (Euler), or at ``t0`` then ``t0 + dt / 2``
+    (midpoint), so a caller may key per-evaluation state on the call count.
+
+    Args:
+        velocity: ``velocity(x, t)`` with `x` shaped like the state and `t` a 0-dim tensor.
+        x: the state at ``times[0]`` (any shape).
+        times: ``(steps + 1,)`` increasing times, e.g. `sway_timesteps`.
+        method: ``"euler"`` (one evaluation per step) or ``"midpoint"`` (two).
+        progress: called as ``progress(step, steps)`` after every step.
+    """
+    if method not in ("euler", "midpoint"):
+        raise ValueError(f"method must be 'euler' or 'midpoint', got {method!r}")
+    steps = len(times) - 1
     for index in range(steps):
         t0, t1 = times[index], times[index + 1]
         dt = t1 - t0
@@ -172,4 +198,4 @@ def sample(
             x = x + dt * velocity(half, t0 + dt / 2)
         if progress is not None:
             progress(index + 1, steps)
-    return torch.where(keep, cond, x)
+    return x

@@ -1,0 +1,227 @@
+"""Speech tokenizer model: token rate, FSQ, shapes, batching, save/load, determinism, mel augmentation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tts.audio import STUDIO_MEL, Audio, log_mel
+from tts.checkpoints import config_from_dict, config_to_dict
+from tts.errors import CheckpointError
+from tts.text import PHONEME_TABLE
+from tts.text.phonemes import PhonemeTable
+from tts.tokenizer.model import FiniteScalarQuantizer, SpeechTokenizer, SpeechTokenizerConfig
+from tts.tokenizer.train import PRESETS, Augmentation, augment_waveform
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+TINY = PRESETS["tiny"].model
+
+
+def tiny_model(seed: int = 0, **changes) -> SpeechTokenizer:
+    torch.manual_seed(seed)
+    config = TINY if not changes else SpeechTokenizerConfig(**{**TINY.__dict__, **changes})
+    return SpeechTokenizer(config).eval()
+
+
+def test_token_rate_is_derived_from_the_mel_config():
+    config = SpeechTokenizerConfig()
+    assert config.token_rate == STUDIO_MEL.frame_rate / 3 == 31.25
+    assert config.ctc_rate == STUDIO_MEL.frame_rate
+    assert config.codebook_size == 8 * 5 * 5 * 5 == 1000
+    assert config.phoneme_vocab_size == len(PHONEME_TABLE)
+    assert config.phoneme_table_version == PHONEME_TABLE.version
+    assert [config.num_tokens(f) for f in (1, 2, 3, 4, 6, 7)] == [1, 1, 1, 2, 2, 3]
+
+
+def test_config_rejects_inconsistent_settings():
+    with pytest.raises(ValueError, match="divide"):
+        SpeechTokenizerConfig(ctc_frames_per_token=2)
+    with pytest.raises(ValueError, match="levels"):
+        SpeechTokenizerConfig(fsq_levels=(8, 1))
+
+
+def test_config_json_round_trip():
+    config = SpeechTokenizerConfig(fsq_levels=(4, 4, 3), dim=48)
+    assert config_from_dict(SpeechTokenizerConfig, config_to_dict(config)) == config
+
+
+@pytest.mark.parametrize("frames", [1, 2, 3, 4, 100, 301])
+def test_shapes_and_token_count(frames):
+    model = tiny_model()
+    mel = torch.randn(2, STUDIO_MEL.n_mels, frames) * 3 - 4
+    tokens, lengths = model.encode(mel)
+    expected = math.ceil(frames / 3)
+    assert tokens.shape == (2, expected) and tokens.dtype == torch.int64
+    assert lengths.tolist() == [expected, expected]
+    assert 0 <= int(tokens.min()) and int(tokens.max()) < model.config.codebook_size
+    output = model(mel)
+    assert output.codes.shape == (2, expected, len(TINY.fsq_levels))
+    assert output.embeddings.shape == (2, expected, TINY.dim)
+    assert output.ctc_logits.shape == (2, expected * TINY.ctc_frames_per_token, TINY.phoneme_vocab_size)
+    assert output.ctc_lengths.tolist() == [frames, frames]  # K = 3: one CTC frame per mel frame
+
+
+def test_token_rate_head_has_one_ctc_frame_per_token():
+    model = tiny_model(ctc_frames_per_token=1)
+    output = model(torch.randn(1, STUDIO_MEL.n_mels, 100))
+    assert output.ctc_logits.shape[1] == 34 and output.ctc_lengths.tolist() == [34]
+
+
+def test_padded_batch_matches_items_alone():
+    model = tiny_model()
+    long, short = torch.randn(1, 100, 90) - 4, torch.randn(1, 100, 50) - 4
+    batch = torch.full((2, 100, 90), -16.0)
+    batch[0], batch[1, :, :50] = long[0], short[0]
+    lengths = torch.tensor([90, 50])
+    with torch.no_grad():
+        together = model(batch, lengths)
+        alone = model(short)
+    assert together.token_lengths.tolist() == [30, 17]
+    assert alone.ctc_lengths.tolist() == [50]
+    assert torch.allclose(together.ctc_logits[1, :50], alone.ctc_logits[0, :50], atol=1e-4)
+    assert (together.tokens[1, :17] == alone.tokens[0]).float().mean() > 0.95
+    assert torch.equal(together.tokens[1, 17:], torch.zeros(13, dtype=torch.long))
+
+
+def test_fsq_indices_and_digits_round_trip():
+    quantizer = FiniteScalarQuantizer((8, 5, 5, 5))
+    every = torch.arange(1000)
+    digits = quantizer.indices_to_digits(every)
+    assert digits.shape == (1000, 4)
+    assert torch.equal(quantizer.digits_to_indices(digits), every)
+    assert len({tuple(d) for d in digits.tolist()}) == 1000  # a bijection
+    codes = quantizer.digits_to_codes(digits)
+    assert codes.min() == -1 and codes.max() == 1
+    with pytest.raises(ValueError, match="speech tokens"):
+        quantizer.indices_to_digits(torch.tensor([1000]))
+
+
+def test_fsq_forward_codes_match_digits_and_pass_gradients():
+    quantizer = FiniteScalarQuantizer((8, 5, 5, 5))
+    z = torch.randn(64, 4, requires_grad=True)
+    codes, digits = quantizer(z)
+    assert torch.equal(codes.detach(), quantizer.digits_to_codes(digits))
+    assert all(int(digits[:, q].max()) < level for q, level in enumerate((8, 5, 5, 5)))
+    codes.sum().backward()
+    assert z.grad is not None and bool((z.grad.abs() > 0).all())  # straight-through
+
+
+def test_fsq_levels_own_equal_slices_of_tanh():
+    quantizer = FiniteScalarQuantizer((8, 5))
+    squashed = torch.linspace(-0.99999, 0.99999, 40_001)
+    _, digits = quantizer(torch.atanh(squashed)[:, None].repeat(1, 2))
+    for q, level in enumerate((8, 5)):
+        counts = torch.bincount(digits[:, q], minlength=level).float()
+        assert counts.min() / counts.max() > 0.99
+
+
+def test_tokens_to_embeddings_reproduce_the_forward_path():
+    model = tiny_model()
+    mel = torch.randn(1, 100, 60) - 4
+    with torch.no_grad():
+        output = model(mel)
+        assert torch.allclose(model.tokens_to_embeddings(output.tokens), output.embeddings, atol=1e-6)
+        assert torch.allclose(model.ctc_logits_from_tokens(output.tokens), output.ctc_logits, atol=1e-5)
+
+
+def test_save_load_is_bit_exact(tmp_path):
+    model = tiny_model()
+    model.save_pretrained(tmp_path / "tok", model_card={"Note": "test"})
+    loaded = SpeechTokenizer.from_pretrained(tmp_path / "tok")
+    assert loaded.config == model.config
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key
+    mel = torch.randn(1, 100, 40) - 4
+    assert torch.equal(model.encode(mel)[0], loaded.encode(mel)[0])
+    # The float16 export loads strictly too.
+    model.save_pretrained(tmp_path / "half", dtype=torch.float16)
+    assert SpeechTokenizer.from_pretrained(tmp_path / "half").encode(mel)[0].shape == (1, 14)
+
+
+def test_same_seed_same_model_and_tokens():
+    mel = torch.randn(1, 100, 45) - 4
+    first, second = tiny_model(seed=3), tiny_model(seed=3)
+    assert torch.equal(first.encode(mel)[0], second.encode(mel)[0])
+    assert torch.equal(first.encode(mel)[0], first.encode(mel)[0])
+    assert not torch.equal(first.ctc_logits(mel)[0], tiny_model(seed=4).ctc_logits(mel)[0])
+
+
+def test_tokenize_resamples_audio(tone):
+    model = tiny_model()
+    tokens = model.tokenize(tone.resample(16_000))
+    frames = STUDIO_MEL.num_frames(len(tone))
+    assert tokens.shape == (math.ceil(frames / 3),)
+
+
+def test_other_phoneme_table_version_is_refused():
+    other = PhonemeTable.from_symbols(PHONEME_TABLE.symbols, version=PHONEME_TABLE.version + 1)
+    TINY.check_phoneme_table(PHONEME_TABLE)
+    with pytest.raises(CheckpointError, match="phoneme table"):
+        TINY.check_phoneme_table(other)
+
+
+def test_waveform_augmentation_changes_level_and_bandwidth(tone):
+    rng = np.random.default_rng(0)
+    samples = tone.samples + 0.05 * rng.standard_normal(len(tone)).astype(np.float32)
+    only_gain = Augmentation(gain_db=(-6.0, -6.0), noise_probability=0.0, lowpass_probability=0.0)
+    quieter = augment_waveform(samples, only_gain, rng)
+    assert np.allclose(quieter, samples * 10 ** (-6 / 20), atol=1e-6)
+    phone = Augmentation(gain_db=(0.0, 0.0), noise_probability=0.0, lowpass_probability=1.0, lowpass_hz=(4000.0, 4000.0))
+    full, limited = log_mel(samples), log_mel(augment_waveform(samples, phone, rng))
+    above = torch.arange(STUDIO_MEL.n_mels) >= 70  # bands well above 4 kHz
+    assert limited[above].mean() < full[above].mean() - 4
+    assert (limited[:40] - full[:40]).abs().mean() < 0.1
+
+
+def test_training_batch_pads_and_counts_frames(tone):
+    from tts.tokenizer.train import CorpusData, make_batch
+
+    waves = [(tone.samples[:n] * 32767).astype(np.int16) for n in (24_000, 10_000)]
+    data = CorpusData(waves, [[30, 31], [32]], [0, 1], ["a.wav", "b.wav"], ["x", "y"])
+    batch = make_batch(data, [0, 1], STUDIO_MEL, Augmentation(), np.random.default_rng(0))
+    assert batch["mel"].shape == (2, STUDIO_MEL.n_mels, STUDIO_MEL.num_frames(24_000))
+    assert batch["mel_lengths"].tolist() == [STUDIO_MEL.num_frames(24_000), STUDIO_MEL.num_frames(10_000)]
+    assert batch["targets"].tolist() == [30, 31, 32] and batch["target_lengths"].tolist() == [2, 1]
+    assert batch["speakers"].tolist() == [0, 1]
+
+
+def test_tokenize_rejects_bad_audio():
+    with pytest.raises(TypeError):
+        tiny_model().tokenize(np.zeros(100))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="empty"):
+        tiny_model().tokenize(Audio(np.zeros(0, dtype=np.float32)))
+
+
+def test_token_spans_of_touching_intervals_partition_the_tokens():
+    config = SpeechTokenizerConfig()
+    token_seconds = 1 / config.token_rate
+    assert config.token_span(0.0, token_seconds * 10) == (0, 10)
+    bounds = [0.0, 0.013, 0.2, 0.2, 0.731, 1.5]
+    spans = [config.token_span(a, b) for a, b in zip(bounds, bounds[1:])]
+    assert spans[0][0] == 0 and all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+    assert spans[2] == (spans[2][0], spans[2][0])  # a zero-length interval holds no token
+    assert spans[-1][1] == config.token_span(0.0, 1.5)[1]
+
+
+def test_tokens_do_not_depend_on_the_recording_level(tone):
+    model = tiny_model()
+    rng = np.random.default_rng(0)
+    samples = tone.samples + 0.01 * rng.standard_normal(len(tone)).astype(np.float32)
+    loud, quiet = model.tokenize(Audio(samples)), model.tokenize(Audio(samples * 0.1))
+    assert (loud == quiet).float().mean() > 0.95
+    unnormalized = tiny_model(normalize_level=False)
+    assert not torch.equal(unnormalized.tokenize(Audio(samples)), unnormalized.tokenize(Audio(samples * 0.1)))
+
+
+def test_speech_level_ignores_padding_and_empty_items():
+    from tts.tokenizer.model import speech_level
+
+    mel = torch.zeros(3, 100, 20)
+    mel[0, :, :10] = 2.0  # a loud first half, then padding at -100
+    mel[0, :, 10:] = -100.0
+    levels = speech_level(mel, torch.tensor([10, 20, 0]))
+    assert levels.tolist() == [2.0, 0.0, 0.0]

@@ -1,0 +1,524 @@
+"""Training recipe of the flow refiner, through `accelerate` (2 CPU processes here, many GPUs elsewhere).
+
+    python -m tts.refiner.train extract-tokens --corpus CORPUS --tokenizer NAME_OR_PATH --out FEATURES.safetensors
+    accelerate launch --num_processes 2 -m tts.refiner.train --corpus CORPUS --tokenizer NAME_OR_PATH --out runs/refiner
+    python -m tts.refiner.train --corpus CORPUS --features FEATURES.safetensors --out runs/refiner --max-steps 2000
+
+- Data: the corpus (`tts.data.corpus` format) and its feature cache (`tts.refiner.data`): studio mels and the
+  frozen tokenizer's tokens, extracted once (``OUT/features.safetensors`` unless ``--features`` names one).
+  Pairs of (voice prompt, target) with prompt augmentation (band limits, noise), see `BatchSampler`.
+- Objective: rectified flow. ``x_t = (1 - t) x0 + t x1`` between noise ``x0`` and the normalised target mel ``x1``,
+  the model predicts ``x1 - x0``; mean squared error over the real target frames only (never the prompt).
+  ``t`` is uniform or logit-normal. Classifier-free guidance dropout per item: everything (tokens, prompt,
+  speaker) with ``drop_all_probability``, and the prompt, the speaker embedding or the tokens alone.
+- AdamW, linear warm-up then cosine decay, gradient clipping.
+- Resumable: ``accelerator.save_state`` into ``OUT/state`` every ``--save-every-minutes`` (5) of wall time,
+  written to a temporary folder and renamed, and picked up automatically by the next run with the same ``--out``.
+  Each save also exports the model to ``OUT/export`` (fp16 safetensors + config + a model card with the config,
+  data recipe, steps and metrics, including the validation flow loss).
+
+Shapes: ``B`` batch, ``M`` mel bands, ``T`` target frames.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from tts.checkpoints import config_to_dict
+from tts.errors import TimbreError
+from tts.refiner.data import BatchRecipe, BatchSampler, FeatureCache, RefinerBatch, extract_features
+from tts.refiner.model import FlowRefiner, FlowRefinerConfig, count_parameters
+from vocoder.train import Progress, learning_rate  # the shared schedule and resumable counters
+
+logger = logging.getLogger(__name__)
+
+STATE_DIR = "state"
+EXPORT_DIR = "export"
+METRICS_FILE = "metrics.jsonl"
+FEATURES_FILE = "features.safetensors"
+VALIDATION_TIMES = (0.1, 0.3, 0.5, 0.7, 0.9)
+"""Flow times at which the validation loss is measured (fixed, so runs compare)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run is made of besides its data and length.
+
+    ``model``'s tokenizer fields (codebook size, frames per token, mel) and mel statistics are replaced by the
+    feature cache's when the run starts.
+    """
+
+    model: FlowRefinerConfig
+    batch: BatchRecipe = field(default_factory=BatchRecipe)
+    learning_rate: float = 3e-4
+    betas: tuple[float, float] = (0.9, 0.98)
+    weight_decay: float = 0.01
+    warmup_steps: int = 500
+    final_lr_fraction: float = 0.1
+    grad_clip: float = 1.0
+    time_sampling: str = "uniform"
+    drop_all_probability: float = 0.15
+    drop_prompt_probability: float = 0.1
+    drop_speaker_probability: float = 0.1
+    drop_tokens_probability: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.time_sampling not in ("uniform", "logit_normal"):
+            raise ValueError(f"time_sampling must be 'uniform' or 'logit_normal', got {self.time_sampling!r}")
+
+
+PRESETS: dict[str, TrainConfig] = {
+    # 6.55M parameters (3.0M of them run per frame; the rest is adaLN and the encoders): the shipped default.
+    # Estimated ~1,500 target frames/s on 2 idle cores (1 thread of the loaded dev box measured 470-680), so
+    # about 2,500 steps of 2 x 8 pairs in 1.5 h.
+    "small": TrainConfig(model=FlowRefinerConfig(dim=256, depth=6, heads=4, dim_head=64, ff_mult=2.0)),
+    # 8.4M: the same at depth 8, for a longer run or a faster machine.
+    "medium": TrainConfig(model=FlowRefinerConfig(dim=256, depth=8, heads=4, dim_head=64, ff_mult=2.0)),
+    # 61M: for GPUs and real corpora.
+    "base": TrainConfig(
+        model=FlowRefinerConfig(
+            dim=512, depth=12, heads=8, dim_head=64, ff_mult=4.0, token_dim=256, speaker_dim=192,
+            speaker_encoder_dim=256, speaker_encoder_layers=4, dropout=0.1,
+        ),
+        batch=BatchRecipe(target_frames=564, prompt_frames=(188, 564)),
+        learning_rate=2e-4,
+        warmup_steps=2000,
+    ),
+    # For tests only: seconds per hundred steps.
+    "tiny": TrainConfig(
+        model=FlowRefinerConfig(
+            dim=32, depth=2, heads=2, dim_head=16, token_dim=16, speaker_dim=16, speaker_encoder_dim=16,
+            speaker_encoder_layers=1, style_dim=8, time_freq_dim=32, chunk_size=6, lookahead=3,
+        ),
+        batch=BatchRecipe(target_frames=48, prompt_frames=(24, 48)),
+        learning_rate=1e-3,
+        warmup_steps=2,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """One run: where the corpus, features and outputs are, how long, and how often to save."""
+
+    corpus: Path
+    out: Path
+    tokenizer: str | None = None
+    features: Path | None = None
+    config: str = "small"
+    max_steps: int = 20_000
+    batch_size: int = 8
+    save_every_minutes: float = 5.0
+    save_every_steps: int | None = None
+    log_every: int = 50
+    validation_items: int = 16
+    seed: int = 0
+
+    @property
+    def features_path(self) -> Path:
+        """The feature cache of this run."""
+        return Path(self.features) if self.features is not None else Path(self.out) / FEATURES_FILE
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Objective
+
+
+def sample_times(kind: str, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``(B,)`` flow times: ``"uniform"`` on [0, 1] or ``"logit_normal"`` (sigmoid of a standard normal)."""
+    if kind == "uniform":
+        return torch.rand(batch, generator=generator)
+    if kind == "logit_normal":
+        return torch.sigmoid(torch.randn(batch, generator=generator))
+    raise ValueError(f"unknown time sampling {kind!r}")
+
+
+def guidance_drops(config: TrainConfig, batch: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """Per-item guidance dropout: ``drop_tokens``, ``drop_prompt``, ``drop_speaker`` ``(B,)`` bool."""
+    everything = torch.rand(batch, generator=generator) < config.drop_all_probability
+
+    def one(probability: float) -> torch.Tensor:
+        return everything | (torch.rand(batch, generator=generator) < probability)
+
+    return {
+        "drop_tokens": one(config.drop_tokens_probability),
+        "drop_prompt": one(config.drop_prompt_probability),
+        "drop_speaker": one(config.drop_speaker_probability),
+    }
+
+
+def flow_matching_loss(
+    model: nn.Module,
+    batch: RefinerBatch,
+    time: torch.Tensor,
+    noise: torch.Tensor,
+    drops: dict[str, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Rectified-flow loss of a batch: MSE between the predicted and true velocity on real target frames.
+
+    Args:
+        model: a `FlowRefiner`, or a wrapper of one (DDP) exposing it as ``.module``.
+        batch: the batch (on the model's device).
+        time: ``(B,)`` flow times; noise: ``(B, M, T)`` standard normal.
+        drops: guidance dropout masks from `guidance_drops` (None: no dropout).
+    """
+    refiner: FlowRefiner = getattr(model, "module", model)
+    data = refiner.normalize_mel(batch.target_mel)
+    t = time.to(data.dtype)[:, None, None]
+    state = (1 - t) * noise + t * data
+    predicted = model(
+        state, time, batch.tokens, batch.prompt_mel, batch.prompt_tokens, style_ids=batch.style_ids,
+        token_lengths=batch.token_lengths, prompt_lengths=batch.prompt_lengths, **(drops or {}),
+    )
+    frames = torch.arange(data.shape[-1], device=data.device)[None]
+    real = (frames < (batch.token_lengths * refiner.config.frames_per_token)[:, None]).to(data.dtype)[:, None]
+    error = (predicted - (data - noise)).pow(2) * real
+    return error.sum() / (real.sum() * data.shape[1])
+
+
+@torch.no_grad()
+def validation_loss(model: FlowRefiner, batches: Sequence[RefinerBatch], seed: int = 0) -> float:
+    """Mean flow loss over `batches` at the fixed `VALIDATION_TIMES`, with fixed noise and no dropout."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    losses = []
+    for batch in batches:
+        batch = batch.to(device)
+        for value in VALIDATION_TIMES:
+            noise = torch.randn(batch.target_mel.shape, generator=generator).to(device)
+            time = torch.full((batch.tokens.shape[0],), value, device=device)
+            losses.append(float(flow_matching_loss(model, batch, time, noise)))
+    model.train(was_training)
+    return float(np.mean(losses)) if losses else float("nan")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Data
+
+
+def ensure_features(options: TrainOptions) -> Path:
+    """The run's feature cache, extracted with ``options.tokenizer`` when it does not exist yet."""
+    path = options.features_path
+    if path.is_file():
+        cache = FeatureCache(path)
+        if options.tokenizer is not None and cache.tokenizer != options.tokenizer:
+            raise TimbreError(
+                f"{path} holds tokens of tokenizer {cache.tokenizer!r}, not {options.tokenizer!r}; "
+                "give another --features path or delete it to extract again"
+            )
+        return path
+    if options.tokenizer is None:
+        raise TimbreError(f"{path} does not exist; give --tokenizer to extract the tokens, or --features")
+    from tts.tokenizer import SpeechTokenizer
+
+    tokenizer = SpeechTokenizer.from_pretrained(options.tokenizer)
+    return extract_features(options.corpus, tokenizer, path, tokenizer_name=options.tokenizer)
+
+
+def split_validation(cache: FeatureCache, count: int, seed: int) -> tuple[list[int], list[int]]:
+    """(training, validation) item indices: `count` validation items (at most a tenth), drawn reproducibly from
+    voices with at least three items, so each keeps training prompts; all items train when none qualify."""
+    rng = np.random.default_rng(seed)
+    by_voice: dict[str, list[int]] = {}
+    for index, item in enumerate(cache.items):
+        by_voice.setdefault(item.voice_id, []).append(index)
+    candidates = [i for items in by_voice.values() if len(items) >= 3 for i in items[1:]]
+    count = min(count, len(cache) // 10, len(candidates))
+    validation = sorted(rng.permutation(candidates)[:count].tolist()) if count > 0 else []
+    chosen = set(validation)
+    return [i for i in range(len(cache)) if i not in chosen], validation
+
+
+def model_config_for(preset: TrainConfig, cache: FeatureCache) -> FlowRefinerConfig:
+    """The preset's model config with the tokenizer's constants and the corpus mel statistics."""
+    return replace(
+        preset.model,
+        codebook_size=cache.codebook_size,
+        frames_per_token=cache.frames_per_token,
+        tokenizer=cache.tokenizer,
+        mel=cache.mel_config,
+        mel_mean=round(cache.mel_mean, 4),
+        mel_std=round(cache.mel_std, 4),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The loop
+
+
+def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -> dict:
+    """Run (or resume) one training run; returns a summary (steps, last losses, validation loss)."""
+    from accelerate import Accelerator
+
+    if options.config not in PRESETS:
+        raise TimbreError(f"unknown config {options.config!r}; choose one of {', '.join(PRESETS)}")
+    if options.max_steps < 1 or options.batch_size < 1:
+        raise TimbreError("--max-steps and --batch-size must be positive")
+    preset = PRESETS[options.config]
+    accelerator = Accelerator()
+    if accelerator.num_processes > 1 and accelerator.device.type == "cpu" and not os.environ.get("TIMBRE_THREADS"):
+        # Processes share the cores; oversubscription would slow every one of them.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // accelerator.num_processes))
+    out = Path(options.out)
+    main = accelerator.is_main_process
+
+    with accelerator.main_process_first():
+        features = ensure_features(options) if main else options.features_path
+    cache = FeatureCache(features)
+    train_idx, val_idx = split_validation(cache, options.validation_items, options.seed)
+    model_config = model_config_for(preset, cache)
+
+    torch.manual_seed(options.seed)
+    model = FlowRefiner(model_config)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=preset.learning_rate, betas=preset.betas, weight_decay=preset.weight_decay
+    )
+    model, optimizer = accelerator.prepare(model, optimizer)
+    progress = Progress(preset=options.config)
+    accelerator.register_for_checkpointing(progress)
+    state_dir = out / STATE_DIR
+    if state_dir.is_dir():
+        accelerator.load_state(str(state_dir))
+        if progress.preset != options.config:
+            raise TimbreError(
+                f"{state_dir} holds a {progress.preset!r} run, not {options.config!r}; use another --out or the same --config"
+            )
+        if main:
+            logger.info("resumed from %s at step %d", state_dir, progress.step)
+
+    recipe = {
+        "corpus": str(Path(options.corpus).resolve()),
+        "features": str(Path(features).resolve()),
+        "tokenizer": cache.tokenizer,
+        "items": len(cache),
+        "voices": len({item.voice_id for item in cache.items}),
+        "hours": round(cache.hours(), 3),
+        "validation items": len(val_idx),
+        "mel mean / std": f"{cache.mel_mean:.4f} / {cache.mel_std:.4f}",
+        "pairs": asdict(preset.batch),
+    }
+    sampler = BatchSampler(
+        cache, train_idx, preset.batch,
+        np.random.default_rng([options.seed, accelerator.process_index, progress.step]), corpus=options.corpus,
+    )
+    validation_batches = (
+        BatchSampler(cache, val_idx, preset.batch, np.random.default_rng(options.seed)).fixed_batches(
+            count=max(1, len(val_idx) // options.batch_size), size=min(options.batch_size, len(val_idx)), seed=options.seed
+        )
+        if val_idx and main
+        else []
+    )
+    generator = torch.Generator().manual_seed(options.seed * 1000 + accelerator.process_index + 7919 * progress.step)
+    device = accelerator.device
+    last_save = time.monotonic()
+    session_start, session_steps = time.monotonic(), 0
+    running: dict[str, float] = {}
+    history: list[dict] = []
+    validation: dict[str, float] = {}
+
+    def save_and_export() -> None:
+        nonlocal validation
+        tmp = out / f"{STATE_DIR}.tmp"
+        if main and tmp.exists():
+            shutil.rmtree(tmp)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(tmp))
+        accelerator.wait_for_everyone()
+        if main:
+            old = out / f"{STATE_DIR}.old"
+            if state_dir.exists():
+                state_dir.rename(old)
+            tmp.rename(state_dir)
+            if old.exists():
+                shutil.rmtree(old)
+            refiner = accelerator.unwrap_model(model)
+            loss = validation_loss(refiner, validation_batches) if validation_batches else None
+            validation = {"step": progress.step, "flow_loss": loss}
+            export(refiner, out / EXPORT_DIR, options, recipe, progress, validation, history[-1:] or [{}])
+            with open(out / METRICS_FILE, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps({"event": "validation", **validation}) + "\n")
+        accelerator.wait_for_everyone()
+
+    model.train()
+    while progress.step < options.max_steps:
+        step_start = time.monotonic()
+        lr = learning_rate(preset, progress.step, options.max_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        batch = sampler.batch(options.batch_size).to(device)
+        size = batch.tokens.shape[0]
+        noise = torch.randn(batch.target_mel.shape, generator=generator).to(device)
+        times = sample_times(preset.time_sampling, size, generator).to(device)
+        drops = {key: value.to(device) for key, value in guidance_drops(preset, size, generator).items()}
+        loss = flow_matching_loss(model, batch, times, noise, drops)
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), preset.grad_clip)
+        optimizer.step()
+
+        progress.step += 1
+        progress.train_seconds += time.monotonic() - step_start
+        session_steps += 1
+        frames = int(batch.token_lengths.sum()) * cache.frames_per_token
+        for key, value in (("loss", loss.item()), ("grad_norm", float(grad_norm)), ("target_frames", frames)):
+            running[key] = running.get(key, 0.0) + value
+        running["count"] = running.get("count", 0) + 1
+
+        if progress.step % options.log_every == 0 or progress.step == options.max_steps:
+            count = running.pop("count")
+            elapsed = time.monotonic() - session_start
+            record = {"step": progress.step, "lr": lr, "loss": running["loss"] / count, "grad_norm": running["grad_norm"] / count}
+            record["steps_per_s"] = session_steps / elapsed
+            record["target_frames_per_s"] = running["target_frames"] * accelerator.num_processes / max(1e-9, elapsed)
+            running = {}
+            session_start, session_steps = time.monotonic(), 0
+            history.append(record)
+            if main:
+                out.mkdir(parents=True, exist_ok=True)
+                with open(out / METRICS_FILE, "a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(record) + "\n")
+                logger.info("step %d %s", progress.step, {k: round(v, 4) for k, v in record.items() if k != "step"})
+                if on_log:
+                    on_log(record)
+
+        due = progress.step == options.max_steps
+        if options.save_every_steps:
+            due = due or progress.step % options.save_every_steps == 0
+        elif progress.step % 10 == 0:
+            flag = torch.tensor(float(time.monotonic() - last_save >= options.save_every_minutes * 60), device=device)
+            due = due or bool(accelerator.reduce(flag, reduction="max").item())
+        if due:
+            save_and_export()
+            last_save = time.monotonic()
+
+    accelerator.wait_for_everyone()
+    return {
+        "step": progress.step,
+        "history": history,
+        "validation": validation,
+        "parameters": count_parameters(accelerator.unwrap_model(model)),
+    }
+
+
+def export(
+    model: FlowRefiner,
+    folder: Path,
+    options: TrainOptions,
+    recipe: dict,
+    progress: Progress,
+    validation: dict[str, float],
+    last: list[dict],
+) -> Path:
+    """Save the model in fp16 with a model card (config, data recipe, training, metrics)."""
+    preset = PRESETS[options.config]
+    config = model.config
+    frame_ms = 1000 / config.mel.frame_rate
+    card = {
+        "Model": {
+            "architecture": "causal flow-matching refiner: DiT estimator, chunk-causal attention, prompt prefix",
+            "preset": options.config,
+            "parameters": count_parameters(model),
+            "input": f"speech tokens of {config.tokenizer!r} ({config.frames_per_token} mel frames each) + voice prompt",
+            "output": "studio log-mel (tts.audio.log_mel): 24 kHz, hop 256, 100 HTK bands",
+            "streaming": (
+                f"chunks of {config.chunk_size} frames ({config.chunk_size * frame_ms:.0f} ms), token lookahead "
+                f"{config.lookahead} frames ({config.lookahead * frame_ms:.0f} ms)"
+            ),
+        },
+        "Config": config_to_dict(config),
+        "Data": recipe,
+        "Training": {
+            "steps": progress.step,
+            "max steps": options.max_steps,
+            "batch size per process": options.batch_size,
+            "train hours": round(progress.train_seconds / 3600, 3),
+            "optimizer": f"AdamW lr {preset.learning_rate} betas {preset.betas}, warm-up {preset.warmup_steps}, cosine",
+            "objective": f"rectified flow, velocity MSE on target frames, t {preset.time_sampling}",
+            "guidance dropout": (
+                f"all {preset.drop_all_probability}, prompt {preset.drop_prompt_probability}, speaker "
+                f"{preset.drop_speaker_probability}, tokens {preset.drop_tokens_probability}"
+            ),
+            "last logged": last[0] if last else {},
+        },
+        "Metrics": validation,
+    }
+    return model.save_pretrained(folder, model_card=card, dtype=torch.float16)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# CLI
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Arguments of ``python -m tts.refiner.train`` (training)."""
+    parser = argparse.ArgumentParser(prog="python -m tts.refiner.train", description="Train the flow refiner (resumable).")
+    parser.add_argument("--corpus", type=Path, required=True, help="corpus folder (metadata.jsonl + audio)")
+    parser.add_argument("--out", type=Path, required=True, help="run folder: state/, export/, metrics.jsonl")
+    parser.add_argument("--tokenizer", help="speech tokenizer (folder, shipped name or hub id) to extract tokens with")
+    parser.add_argument("--features", type=Path, help=f"feature cache (default OUT/{FEATURES_FILE})")
+    parser.add_argument("--config", choices=sorted(PRESETS), default=TrainOptions.config)
+    parser.add_argument("--max-steps", type=int, default=TrainOptions.max_steps)
+    parser.add_argument("--batch-size", type=int, default=TrainOptions.batch_size, help="per process")
+    parser.add_argument("--save-every-minutes", type=float, default=TrainOptions.save_every_minutes)
+    parser.add_argument("--save-every-steps", type=int, default=None, help="overrides --save-every-minutes")
+    parser.add_argument("--log-every", type=int, default=TrainOptions.log_every)
+    parser.add_argument("--validation-items", type=int, default=TrainOptions.validation_items)
+    parser.add_argument("--seed", type=int, default=TrainOptions.seed)
+    return parser
+
+
+def build_extract_parser() -> argparse.ArgumentParser:
+    """Arguments of ``python -m tts.refiner.train extract-tokens``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tts.refiner.train extract-tokens", description="Write a corpus's feature cache (mels + tokens)."
+    )
+    parser.add_argument("--corpus", type=Path, required=True)
+    parser.add_argument("--tokenizer", required=True, help="speech tokenizer: folder, shipped name or hub id")
+    parser.add_argument("--out", type=Path, required=True, help="the .safetensors file to write")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m tts.refiner.train``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if argv[:1] == ["extract-tokens"]:
+            args = build_extract_parser().parse_args(argv[1:])
+            from tts.tokenizer import SpeechTokenizer
+
+            path = extract_features(args.corpus, SpeechTokenizer.from_pretrained(args.tokenizer), args.out, args.tokenizer)
+            print(json.dumps({"features": str(path), "items": len(FeatureCache(path))}))
+            return 0
+        args = build_parser().parse_args(argv)
+        options = TrainOptions(
+            corpus=args.corpus, out=args.out, tokenizer=args.tokenizer, features=args.features, config=args.config,
+            max_steps=args.max_steps, batch_size=args.batch_size, save_every_minutes=args.save_every_minutes,
+            save_every_steps=args.save_every_steps, log_every=args.log_every,
+            validation_items=args.validation_items, seed=args.seed,
+        )
+        summary = train(options)
+    except TimbreError as error:
+        print(f"tts.refiner.train: error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: v for k, v in summary.items() if k != "history"}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
