@@ -1,0 +1,351 @@
+"""`timbre batch` (tts.data.batch) and the corpus plan (tts.data.corpus_build): manifest parsing and
+validation, bad lines logged and skipped, determinism, resume after a crash (including SIGKILL),
+sharding, the quality gate, and the corpus recipe's rules."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from tts.data import batch as batch_module
+from tts.data.batch import QualityGate, derive_seed, merge_outputs, run_batch
+from tts.data.manifest import MAX_TEXT_CHARS, Manifest, default_seed, parse_manifest, parse_manifest_text
+from tts.data.corpus import read_metadata
+from tts.data.speakers import speaker_status
+from tts.errors import ManifestError, TimbreError
+
+REPO = Path(__file__).resolve().parent.parent
+
+GOOD_LINES = [
+    {"id": "u1", "text": "Hello there, how are you today?", "voice": "flite:kal16"},
+    {"id": "u2", "text": "We won the game!", "voice": "pw0000", "style": "happy", "intensity": 0.8, "seed": 3},
+    {"id": "u3", "text": "Please keep your voice down.", "voice": "flite:rms", "style": "whisper", "speed": 1.1},
+    {"id": "u4", "text": "It rained all week.", "voice": "flite:kal16", "style": "sad", "intensity": 0.5, "seed": 9},
+]
+
+
+@pytest.fixture(autouse=True)
+def _engines():
+    if speaker_status()["flite"] is not None:
+        pytest.skip("flite is not installed here")
+    pytest.importorskip("parselmouth")
+
+
+def _write_jsonl(path: Path, records: list) -> Path:
+    lines = [record if isinstance(record, str) else json.dumps(record) for record in records]
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted((folder / "audio").iterdir())}
+
+
+def _metadata_ids(folder: Path) -> list[str]:
+    return [item.extra["id"] for item in read_metadata(folder, strict=True)]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Parsing and validation
+
+
+def test_jsonl_lines_parse_with_defaults():
+    manifest = parse_manifest_text("\n".join(json.dumps(r) for r in GOOD_LINES) + "\n\n")
+    assert not manifest.errors
+    first, second, third, fourth = manifest.entries
+    assert (first.style, first.intensity, first.speed, first.seed) == ("neutral", 0.0, 1.0, default_seed("u1"))
+    assert (second.style, second.intensity, second.seed) == ("happy", 0.8, 3)
+    assert third.intensity == 1.0  # a style without an intensity is rendered in full
+    assert [e.line for e in manifest.entries] == [1, 2, 3, 4] and [e.index for e in manifest.entries] == [0, 1, 2, 3]
+    assert first.file_name == "audio/u1.flac"
+
+
+BAD_LINES = [
+    ({"id": "e1", "text": "", "voice": "flite:rms"}, "empty 'text'"),
+    ({"id": "e2", "text": "   ", "voice": "flite:rms"}, "empty 'text'"),
+    ({"id": "e3", "text": "Hi.", "voice": "flite:nobody"}, "unknown flite voice"),
+    ({"id": "e4", "text": "Hi.", "voice": "martian:zork"}, "unknown speaker engine"),
+    ({"id": "e5", "text": "Hi.", "voice": "pk9999"}, "unknown pseudo-speaker"),
+    ({"id": "e6", "text": "x" * 5000, "voice": "flite:rms"}, "5,000 characters"),
+    ('{"id": "e7", "text": "Hi.", "voice": ', "broken JSON"),
+    ({"id": "../etc/passwd", "text": "Hi.", "voice": "flite:rms"}, "not a plain file name"),
+    ({"id": "a/b", "text": "Hi.", "voice": "flite:rms"}, "not a plain file name"),
+    ({"id": ".hidden", "text": "Hi.", "voice": "flite:rms"}, "not a plain file name"),
+    ({"id": "e8", "text": "Hi.", "voice": "clips/me.wav"}, "reference clip"),
+    ({"id": "e9", "text": "Hi.", "voice": "flite:rms", "style": "sarcastic"}, "unknown style"),
+    ({"id": "e10", "text": "Hi.", "voice": "flite:rms", "intensity": 2}, "intensity"),
+    ({"id": "e11", "text": "Hi.", "voice": "flite:rms", "speed": 0.1}, "speed"),
+    ({"id": "e12", "text": "Hi.", "voice": "flite:rms", "seed": -1}, "seed"),
+    ({"id": "e13", "text": "Hi.", "voice": "flite:rms", "seed": "abc"}, "seed"),
+    ({"id": "e14", "text": "Hi.", "voice": "flite:rms", "volume": 3}, "unknown field"),
+    ({"text": "Hi.", "voice": "flite:rms"}, "missing 'id'"),
+    ({"id": "e15", "text": "Hi."}, "'voice'"),
+    ('["not", "an", "object"]', "expected a JSON object"),
+]
+
+
+@pytest.mark.parametrize("record, reason", BAD_LINES, ids=[str(i) for i in range(len(BAD_LINES))])
+def test_bad_lines_become_errors_with_reasons(record, reason):
+    line = record if isinstance(record, str) else json.dumps(record)
+    good = json.dumps(GOOD_LINES[0])
+    manifest = parse_manifest_text(f"{good}\n{line}\n{good.replace('u1', 'u9')}\n")
+    assert [e.id for e in manifest.entries] == ["u1", "u9"], "a bad line must not stop the others"
+    (error,) = manifest.errors
+    assert error.line == 2 and reason in error.reason and error.stage == "manifest"
+
+
+def test_duplicate_ids_are_refused_case_insensitively():
+    lines = [GOOD_LINES[0], {**GOOD_LINES[0], "text": "Again."}, {**GOOD_LINES[0], "id": "U1"}]
+    manifest = parse_manifest_text("\n".join(json.dumps(r) for r in lines))
+    assert [e.text for e in manifest.entries] == [GOOD_LINES[0]["text"]]
+    assert [e.line for e in manifest.errors] == [2, 3] and all("duplicate id" in e.reason for e in manifest.errors)
+
+
+def test_csv_and_tsv_manifests(tmp_path):
+    csv_text = (
+        "id,text,voice,style,intensity,speed,seed\n"
+        'c1,"Hello, world.",flite:rms,,,,\n'
+        "c2,Well done!,pw0000,happy,0.5,1.2,7\n"
+        "c3,,flite:rms,,,,\n"
+        "c4,Too,many,columns,here,1,1,1\n"
+    )
+    manifest = parse_manifest(_write(tmp_path / "m.csv", csv_text))
+    assert [(e.id, e.text, e.style, e.intensity, e.speed, e.seed) for e in manifest.entries] == [
+        ("c1", "Hello, world.", "neutral", 0.0, 1.0, default_seed("c1")),
+        ("c2", "Well done!", "happy", 0.5, 1.2, 7),
+    ]
+    assert [(e.line, e.id) for e in manifest.errors] == [(4, "c3"), (5, None)]
+    tsv = parse_manifest(_write(tmp_path / "m.tsv", "id\ttext\tvoice\nt1\tHi, you.\tflite:kal16\n"))
+    assert tsv.entries[0].text == "Hi, you." and not tsv.errors
+    with pytest.raises(ManifestError, match="header"):
+        parse_manifest(_write(tmp_path / "bad.csv", "name,words\nx,y\n"))
+    with pytest.raises(ManifestError, match="not found"):
+        parse_manifest(tmp_path / "missing.jsonl")
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_text_limit_is_inclusive():
+    ok = {"id": "x", "text": "a" * MAX_TEXT_CHARS, "voice": "flite:rms"}
+    assert parse_manifest_text(json.dumps(ok)).entries
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Running
+
+
+def test_run_writes_an_audiofolder_and_logs_bad_lines(tmp_path):
+    manifest = _write_jsonl(tmp_path / "m.jsonl", [GOOD_LINES[0], BAD_LINES[0][0], BAD_LINES[6][0], GOOD_LINES[1]])
+    out = tmp_path / "out"
+    summary = run_batch(manifest, out, progress=False)
+    assert (summary.written, summary.failed) == (2, 0)
+    items = read_metadata(out, strict=True)
+    assert [item.extra["id"] for item in items] == ["u1", "u2"]
+    happy = items[1]
+    assert happy.voice_id == "pw0000" and happy.style == "happy" and happy.intensity == 0.8 and happy.seed == 3
+    assert happy.engine == "flite" and happy.synthetic and happy.sample_rate == 24_000
+    assert happy.phonemes and "|" in happy.phonemes
+    assert happy.extra["style_params"]["pitch_shift"] > 0 and happy.extra["voice_recipe"]["kind"] == "warp"
+    assert happy.extra["versions"]["voicebank"] == 1 and "praat" in happy.extra["versions"]
+    samples, rate = sf.read(happy.audio_path(out))
+    assert rate == 24_000 and len(samples) / rate == pytest.approx(happy.duration, abs=1e-3)
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert [(e["line"], e["stage"]) for e in errors] == [(2, "manifest"), (3, "manifest")]
+    assert "empty 'text'" in errors[0]["reason"] and "broken JSON" in errors[1]["reason"]
+    assert not list(out.glob("metadata.rank*.jsonl")), "the per-process logs are merged away"
+    assert json.loads((out / "summary.json").read_text())["items"] == 2
+
+
+def test_same_line_and_seed_give_the_same_bytes(tmp_path):
+    manifest = Manifest(parse_manifest_text("\n".join(json.dumps(r) for r in GOOD_LINES)).entries)
+    run_batch(manifest, tmp_path / "a", progress=False)
+    run_batch(manifest, tmp_path / "b", progress=False)
+    assert _files(tmp_path / "a") == _files(tmp_path / "b")
+    other = parse_manifest_text(json.dumps({**GOOD_LINES[2], "seed": 12345})).entries
+    run_batch(Manifest(other), tmp_path / "c", progress=False)
+    assert _files(tmp_path / "c")["u3.flac"] != _files(tmp_path / "a")["u3.flac"], "the seed must matter for whisper"
+
+
+def test_rerun_skips_finished_lines_and_redoes_changed_ones(tmp_path):
+    manifest = _write_jsonl(tmp_path / "m.jsonl", GOOD_LINES[:2])
+    out = tmp_path / "out"
+    run_batch(manifest, out, progress=False)
+    before = _files(out)
+    again = run_batch(manifest, out, progress=False)
+    assert (again.written, again.already_done) == (0, 2)
+    _write_jsonl(manifest, [GOOD_LINES[0], {**GOOD_LINES[1], "text": "We lost the game."}])
+    changed = run_batch(manifest, out, progress=False)
+    assert changed.written == 1
+    assert _files(out)["u1.flac"] == before["u1.flac"] and _files(out)["u2.flac"] != before["u2.flac"]
+    assert [item.text for item in read_metadata(out)][1] == "We lost the game."
+
+
+def test_crash_leftovers_are_reconciled(tmp_path):
+    """The states a kill -9 can leave: a torn last log line, a line logged twice, an audio file without
+    its log line, a log line whose audio is gone, and a temporary file of an unfinished write."""
+    manifest = _write_jsonl(tmp_path / "m.jsonl", GOOD_LINES)
+    out = tmp_path / "out"
+    run_batch(manifest, out, merge=False, shard_index=0, num_shards=1, progress=False)
+    log = out / "metadata.rank0.jsonl"
+    lines = log.read_text().splitlines()
+    assert len(lines) == 4
+    log.write_text("\n".join([lines[0], lines[0], lines[1], lines[2]]) + "\n" + lines[3][:40])
+    expected = _files(out)
+    (out / "audio" / "u2.flac").unlink()  # logged, audio gone
+    (out / "audio" / ".u4.flac.999.1.tmp").write_bytes(b"half a file")
+    summary = run_batch(manifest, out, progress=False)
+    assert summary.written == 2 and summary.already_done == 2  # u2 (audio lost) and u4 (torn line) redone
+    assert _metadata_ids(out) == ["u1", "u2", "u3", "u4"]
+    files = _files(out)
+    assert set(files) == {"u1.flac", "u2.flac", "u3.flac", "u4.flac"}
+    assert files == expected, "redone samples must be byte-identical"
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_resume(tmp_path):
+    records = [
+        {"id": f"k{i:03d}", "text": f"This is sentence number {i}, spoken for the crash test.",
+         "voice": ("pw0000", "flite:kal16", "pw0001")[i % 3], "style": ("neutral", "sad", "happy")[i % 3]}
+        for i in range(30)
+    ]
+    manifest = _write_jsonl(tmp_path / "m.jsonl", records)
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tts.data.batch", str(manifest), "--out", str(out), "--no-progress"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    log = out / "metadata.rank0.jsonl"
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            if log.is_file() and log.read_bytes().count(b"\n") >= 3:
+                break
+            time.sleep(0.02)
+        assert process.poll() is None, "the batch finished before it could be killed"
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait()
+    assert not (out / "metadata.jsonl").exists()
+    summary = run_batch(manifest, out, progress=False)
+    assert summary.already_done >= 3 and summary.already_done + summary.written == 30 and summary.failed == 0
+    assert _metadata_ids(out) == [r["id"] for r in records]
+    for path in (out / "audio").iterdir():
+        assert not path.name.startswith("."), f"left-over temporary file {path.name}"
+        samples, rate = sf.read(path)
+        assert rate == 24_000 and len(samples) > 0
+    assert len(list((out / "audio").iterdir())) == 30
+
+
+def test_two_shards_give_the_same_files_as_one_process(tmp_path):
+    records = GOOD_LINES + [{**GOOD_LINES[0], "id": "u5", "text": "One more line."}]
+    manifest = _write_jsonl(tmp_path / "m.jsonl", records + ["{broken"])
+    single, sharded = tmp_path / "single", tmp_path / "sharded"
+    run_batch(manifest, single, progress=False)
+    first = run_batch(manifest, sharded, shard_index=0, num_shards=2, progress=False)
+    second = run_batch(manifest, sharded, shard_index=1, num_shards=2, progress=False)
+    assert (first.assigned, second.assigned) == (3, 2)  # positions 0, 2, 4 and 1, 3
+    assert not (sharded / "metadata.jsonl").exists() and (sharded / "metadata.rank1.jsonl").exists()
+    merged = merge_outputs(sharded, manifest)
+    assert merged.items == 5 and merged.errors == 1
+    assert _files(single) == _files(sharded)
+    assert (single / "metadata.jsonl").read_bytes() == (sharded / "metadata.jsonl").read_bytes()
+    assert (single / "errors.jsonl").read_bytes() == (sharded / "errors.jsonl").read_bytes()
+
+
+def test_shard_arguments_are_checked(tmp_path):
+    with pytest.raises(TimbreError, match="shard"):
+        run_batch(Manifest(), tmp_path, shard_index=2, num_shards=2, progress=False)
+
+
+def test_quality_gate_retries_with_a_derived_seed_then_drops(tmp_path, monkeypatch):
+    attempts: list[int] = []
+
+    def fake_score(self, entry, audio):
+        attempts.append(len(attempts))
+        rejected = entry.id == "u2" or len(attempts) == 1
+        return {"wer_whisper_tiny_en": 0.9 if rejected else 0.0}, ("WER 0.90 > 0.3" if rejected else None)
+
+    monkeypatch.setattr(QualityGate, "score", fake_score)
+    manifest = _write_jsonl(tmp_path / "m.jsonl", GOOD_LINES[:2])
+    out = tmp_path / "out"
+    summary = run_batch(manifest, out, gate=QualityGate(max_wer=0.3, retries=2), progress=False)
+    assert (summary.written, summary.failed) == (1, 1)
+    (item,) = read_metadata(out)
+    assert item.extra["attempt"] == 1 and item.seed == derive_seed(default_seed("u1"), 1)
+    assert item.extra["wer_whisper_tiny_en"] == 0.0
+    (error,) = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert error["id"] == "u2" and error["stage"] == "quality" and "attempt 3" in error["reason"]
+
+
+@pytest.mark.slow
+def test_real_wer_gate_passes_clear_speech(tmp_path):
+    pytest.importorskip("faster_whisper")
+    manifest = _write_jsonl(tmp_path / "m.jsonl", [{"id": "w1", "text": "Good morning, everyone.", "voice": "flite:rms"}])
+    summary = run_batch(manifest, tmp_path / "out", gate=QualityGate(max_wer=0.5), progress=False)
+    assert summary.written == 1
+    assert read_metadata(tmp_path / "out")[0].extra["wer_whisper_tiny_en"] <= 0.5
+
+
+def test_cli_batch_command(tmp_path, capsys):
+    from tts.cli import main
+
+    manifest = _write_jsonl(tmp_path / "m.jsonl", [GOOD_LINES[0], BAD_LINES[0][0]])
+    assert main(["batch", str(manifest), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    assert "1 items" in capsys.readouterr().out
+    assert main(["batch", str(manifest), "--out", str(tmp_path / "out"), "--merge-only"]) == 0
+    assert main(["batch", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "out")]) == 2
+
+
+def test_module_entry_point_exists():
+    assert callable(batch_module.main)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The corpus recipe
+
+
+def test_corpus_plan_is_deterministic_extends_and_uses_training_material_only():
+    from tts.data.corpus_build import plan_corpus, plan_stats
+    from tts.data.sentences import split_of
+    from tts.data.voicebank import heldout_voice_ids, training_voice_ids
+    from tts.evaluation.testsets import TRAINING_EXCLUDED_VOICES, overlaps_heldout
+
+    small, large = plan_corpus(0.1, seed=0), plan_corpus(0.3, seed=0)
+    assert small == plan_corpus(0.1, seed=0) and large[: len(small)] == small
+    assert plan_corpus(0.1, seed=1) != small
+    stats = plan_stats(large)
+    assert set(stats["styles"]) == {"neutral", "happy", "sad", "angry", "surprised", "calm", "whisper"}
+    voices = {entry.voice for entry in large}
+    assert voices <= set(training_voice_ids())
+    assert not voices & (set(TRAINING_EXCLUDED_VOICES) | set(heldout_voice_ids()))
+    assert len(voices) > 150  # voices come in shuffled cycles: few repeats before every voice had a turn
+    assert all(split_of(entry.text) == "train" and not overlaps_heldout(entry.text) for entry in large)
+    assert len({entry.text.lower() for entry in large}) == len(large)
+    assert len({entry.id for entry in large}) == len(large)
+
+
+def test_corpus_plan_only_writes_the_manifest(tmp_path, capsys):
+    from tts.cli import main
+
+    assert main(["corpus", "build", "--hours", "0.05", "--out", str(tmp_path), "--plan-only"]) == 0
+    record = json.loads((tmp_path / "corpus.json").read_text())
+    manifest = parse_manifest(tmp_path / "manifest.jsonl")
+    assert not manifest.errors and len(manifest.entries) == record["plan"]["lines"] > 10
+    assert not (tmp_path / "audio").exists()
+    with pytest.raises(TimbreError, match="hours"):
+        from tts.data.corpus_build import plan_corpus
+
+        plan_corpus(0)

@@ -1,0 +1,288 @@
+"""Batch manifests: one utterance a line, in JSON lines or CSV/TSV, parsed and validated line by line.
+
+Fields (`MANIFEST_FIELDS`): ``id`` (a plain file name, unique case-insensitively), ``text`` (at most
+`MAX_TEXT_CHARS` characters), ``voice`` (a base voice ``ENGINE:VOICE``, a pseudo-speaker id ``pkNNNN`` /
+``pwNNNN``, or a reference clip path once a cloning engine exists), and optionally ``style`` (default
+neutral), ``intensity`` (0..1; default 1 for a style other than neutral), ``speed`` (default 1) and ``seed``
+(default: a hash of the id). A bad line becomes a `LineError` with its line number and reason; the other
+lines are unaffected. Used by `tts.data.batch` (``timbre batch``) and `tts.data.corpus_build`.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from tts.errors import ManifestError, TimbreError
+
+MANIFEST_FIELDS = ("id", "text", "voice", "style", "intensity", "speed", "seed")
+REQUIRED_FIELDS = ("id", "text", "voice")
+
+MAX_TEXT_CHARS = 1000
+"""Longest text of one manifest line (about a minute of speech); split longer texts into several lines."""
+
+MAX_SEED = 2**63 - 1
+AUDIO_DIR = "audio"
+AUDIO_FORMAT = "flac"
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus", ".aac")
+"""A voice ending in one of these (or containing a slash) is taken for a reference clip."""
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One valid manifest line.
+
+    Attributes:
+        id: file-name-safe identifier, unique in the manifest (case-insensitively).
+        text, voice, style, intensity, speed, seed: what to synthesize (see the module docstring).
+        line: 1-based line number in the manifest file (for messages).
+        index: position among the manifest's records (blank lines and the CSV header not counted); shards
+            are taken by ``index % num_shards``.
+    """
+
+    id: str
+    text: str
+    voice: str
+    style: str = "neutral"
+    intensity: float = 0.0
+    speed: float = 1.0
+    seed: int = 0
+    line: int = 0
+    index: int = 0
+
+    def request(self) -> dict:
+        """The fields that determine the audio."""
+        return {"id": self.id, "text": self.text, "voice": self.voice, "style": self.style,
+                "intensity": self.intensity, "speed": self.speed, "seed": self.seed}
+
+    def digest(self) -> str:
+        """Short hash of `request`: a finished sample is reused only while this matches."""
+        return hashlib.sha256(json.dumps(self.request(), sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
+    def file_name(self) -> str:
+        """Audio path relative to the output folder."""
+        return f"{AUDIO_DIR}/{self.id}.{AUDIO_FORMAT}"
+
+    def to_json(self) -> str:
+        """A manifest line for this entry."""
+        return json.dumps(self.request(), ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class LineError:
+    """A manifest line that produced no sample, and why."""
+
+    line: int
+    id: str | None
+    reason: str
+    stage: str = "manifest"
+    """``manifest`` (the line is invalid), ``synthesis`` (the engine refused it) or ``quality`` (the gate)."""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+
+@dataclass
+class Manifest:
+    """Parsed manifest: the valid entries in order and the errors of the invalid lines."""
+
+    entries: list[ManifestEntry] = field(default_factory=list)
+    errors: list[LineError] = field(default_factory=list)
+    base_dir: Path | None = None
+    """Folder that relative reference-clip paths are resolved against."""
+
+
+def default_seed(entry_id: str) -> int:
+    """The seed of a line that gives none: a stable hash of its id."""
+    return int.from_bytes(hashlib.sha256(entry_id.encode("utf-8")).digest()[:4], "big")
+
+
+def _number(record: dict, name: str, default: float) -> float:
+    value = record.get(name)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return default
+    if isinstance(value, bool):
+        raise ManifestError(f"'{name}' must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ManifestError(f"'{name}' must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ManifestError(f"'{name}' must be a finite number, got {value!r}")
+    return number
+
+
+def _seed(value: Any, entry_id: str) -> int:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return default_seed(entry_id)
+    seed = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        seed = value
+    elif isinstance(value, float) and value.is_integer():
+        seed = int(value)
+    elif isinstance(value, str) and re.fullmatch(r"\s*\d+\s*", value):
+        seed = int(value)
+    if seed is None or not 0 <= seed <= MAX_SEED:
+        raise ManifestError(f"'seed' must be a whole number from 0 to 2**63-1, got {value!r}")
+    return seed
+
+
+def _check_id(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        raise ManifestError("missing 'id'")
+    if isinstance(value, int):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ManifestError("missing or empty 'id'")
+    value = value.strip()
+    if not _ID.match(value) or ".." in value:
+        raise ManifestError(
+            f"id {value[:60]!r} is not a plain file name: use 1-128 letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit (no '/', '..' or spaces)"
+        )
+    return value
+
+
+def _check_voice(voice: Any, base_dir: Path | None) -> str:
+    from tts.data.voicebank import check_voice_id
+
+    if not isinstance(voice, str) or not voice.strip():
+        raise ManifestError("missing or empty 'voice'")
+    voice = voice.strip()
+    looks_like_path = "/" in voice or "\\" in voice or voice.lower().endswith(AUDIO_SUFFIXES)
+    if looks_like_path:
+        path = Path(voice) if Path(voice).is_absolute() or base_dir is None else base_dir / voice
+        where = "" if path.is_file() else f" (and {voice} was not found)"
+        raise ManifestError(
+            f"voice {voice!r} is a reference clip{where}: cloning from a clip needs a studio engine "
+            "('ar', 'dit' or 'base+convert') that is not available yet; use a base voice such as 'kokoro:jf_alpha' "
+            "or a pseudo-speaker id (see `timbre voices list`)"
+        )
+    try:
+        return check_voice_id(voice)
+    except TimbreError as error:
+        raise ManifestError(str(error)) from None
+
+
+def validate_record(record: Any, line: int = 0, index: int = 0, base_dir: Path | None = None) -> ManifestEntry:
+    """A `ManifestEntry` from one parsed line, or `ManifestError` saying what is wrong with it."""
+    from tts.data.speakers import check_speed
+    from tts.data.styles import check_intensity, check_style
+
+    if not isinstance(record, dict):
+        raise ManifestError(f"expected a JSON object, got {type(record).__name__}")
+    unknown = sorted(str(key) for key in record if key not in MANIFEST_FIELDS)
+    if unknown:
+        raise ManifestError(f"unknown field(s) {', '.join(map(repr, unknown))}; the fields are {', '.join(MANIFEST_FIELDS)}")
+    entry_id = _check_id(record.get("id"))
+    text = record.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise ManifestError("missing or empty 'text'")
+    text = text.strip()
+    if len(text) > MAX_TEXT_CHARS:
+        raise ManifestError(f"text has {len(text):,} characters; at most {MAX_TEXT_CHARS:,} per line (split it)")
+    voice = _check_voice(record.get("voice"), base_dir)
+    style_value = record.get("style")
+    style = "neutral" if style_value is None or style_value == "" else style_value
+    try:
+        style = check_style(style)
+        intensity = check_intensity(_number(record, "intensity", 0.0 if style == "neutral" else 1.0))
+        speed = check_speed(_number(record, "speed", 1.0))
+    except TimbreError as error:
+        raise ManifestError(str(error)) from None
+    seed = _seed(record.get("seed"), entry_id)
+    return ManifestEntry(entry_id, text, voice, style, round(intensity, 4), round(speed, 4), seed, line, index)
+
+
+def _format_of(path: Path | None, text: str) -> str:
+    suffix = path.suffix.lower() if path is not None else ""
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        return "jsonl"
+    if suffix == ".csv":
+        return "csv"
+    if suffix == ".tsv":
+        return "tsv"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return "jsonl" if first.startswith("{") else "csv"
+
+
+def _records(text: str, fmt: str) -> Iterable[tuple[int, Any, str | None]]:
+    """``(line number, record or None, parse error or None)`` for every non-blank line."""
+    if fmt == "jsonl":
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line), None
+            except json.JSONDecodeError as error:
+                yield number, None, f"broken JSON: {error.msg} at column {error.colno}"
+        return
+    reader = csv.reader(io.StringIO(text), delimiter="\t" if fmt == "tsv" else ",")
+    header: list[str] | None = None
+    for row in reader:
+        number = reader.line_num
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if header is None:
+            header = [cell.strip().lower() for cell in row]
+            missing = [name for name in REQUIRED_FIELDS if name not in header]
+            if missing:
+                raise ManifestError(f"the CSV header must name the columns {', '.join(REQUIRED_FIELDS)} (missing: {', '.join(missing)})")
+            continue
+        if len(row) != len(header):
+            yield number, None, f"{len(row)} columns where the header has {len(header)} (quote texts that contain commas)"
+            continue
+        yield number, {name: cell for name, cell in zip(header, row) if cell != ""}, None
+
+
+def parse_manifest_text(text: str, fmt: str = "jsonl", base_dir: Path | None = None) -> Manifest:
+    """Parse manifest contents in `fmt` (``jsonl``, ``csv`` or ``tsv``); see `parse_manifest`."""
+    manifest = Manifest(base_dir=base_dir)
+    seen: dict[str, int] = {}
+    for index, (number, record, problem) in enumerate(_records(text, fmt)):
+        record_id = record.get("id") if isinstance(record, dict) else None
+        record_id = str(record_id) if isinstance(record_id, (str, int)) and not isinstance(record_id, bool) else None
+        if problem is not None:
+            manifest.errors.append(LineError(number, record_id, problem))
+            continue
+        try:
+            entry = validate_record(record, number, index, base_dir)
+        except ManifestError as error:
+            manifest.errors.append(LineError(number, record_id, str(error)))
+            continue
+        key = entry.id.lower()  # case-insensitive: "A" and "a" would collide on some file systems
+        if key in seen:
+            manifest.errors.append(LineError(number, entry.id, f"duplicate id {entry.id!r} (first on line {seen[key]})"))
+            continue
+        seen[key] = number
+        manifest.entries.append(entry)
+    return manifest
+
+
+def parse_manifest(path: str | os.PathLike) -> Manifest:
+    """Read and validate a manifest file (JSON lines, or CSV/TSV with a header row).
+
+    Bad lines become `Manifest.errors`; only an unreadable file or a CSV without the required columns
+    raises `ManifestError`.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ManifestError(f"manifest {path} not found") from None
+    except UnicodeDecodeError as error:
+        raise ManifestError(f"manifest {path} is not UTF-8 text: {error}") from None
+    except OSError as error:
+        raise ManifestError(f"cannot read manifest {path}: {error}") from None
+    return parse_manifest_text(text, _format_of(path, text), base_dir=path.parent)
