@@ -13,8 +13,9 @@ def refuse(*args, **kwargs):
 socket.socket.connect = refuse
 socket.create_connection = refuse
 import tts, tts.audio, tts.checkpoints, tts.text, tts.preprocess, tts.engines, converter, vocoder, app
+import tts.layers, tts.dit, tts.tokenizer, tts.refiner, tts.data, tts.data.corpus, tts.data.sentences, tts.evaluation
 import torch
-heavy = [m for m in ("gradio", "librosa", "transformers", "diffusers", "faster_whisper", "onnxruntime") if m in sys.modules]
+heavy = [m for m in ("gradio", "librosa", "transformers", "diffusers", "faster_whisper", "onnxruntime", "parselmouth", "resemblyzer", "accelerate") if m in sys.modules]
 print(json.dumps({"heavy": heavy, "cuda_initialized": torch.cuda.is_initialized()}))
 """
 
