@@ -30,7 +30,9 @@ def tiny_model(seed: int = 0, **changes) -> SpeechTokenizer:
 def test_token_rate_is_derived_from_the_mel_config():
     config = SpeechTokenizerConfig()
     assert config.token_rate == STUDIO_MEL.frame_rate / 3 == 31.25
-    assert config.ctc_rate == STUDIO_MEL.frame_rate
+    assert config.ctc_rate == STUDIO_MEL.frame_rate and config.alignment_rate == 31.25
+    assert SpeechTokenizerConfig(ctc_frames_per_token=1).ctc_rate == 31.25
+    assert SpeechTokenizerConfig(alignment_head=False).alignment_rate == STUDIO_MEL.frame_rate
     assert config.codebook_size == 8 * 5 * 5 * 5 == 1000
     assert config.phoneme_vocab_size == len(PHONEME_TABLE)
     assert config.phoneme_table_version == PHONEME_TABLE.version
@@ -61,14 +63,21 @@ def test_shapes_and_token_count(frames):
     output = model(mel)
     assert output.codes.shape == (2, expected, len(TINY.fsq_levels))
     assert output.embeddings.shape == (2, expected, TINY.dim)
-    assert output.ctc_logits.shape == (2, expected * TINY.ctc_frames_per_token, TINY.phoneme_vocab_size)
-    assert output.ctc_lengths.tolist() == [frames, frames]  # K = 3: one CTC frame per mel frame
+    assert output.ctc_logits.shape == (2, expected * 3, TINY.phoneme_vocab_size)  # K = 3: a CTC frame per mel frame
+    assert output.ctc_lengths.tolist() == [frames, frames]
+    assert output.alignment_logits.shape == (2, expected, TINY.phoneme_vocab_size)  # the token rate
+    logits, lengths = model.alignment_logits(mel)
+    assert torch.equal(logits, output.alignment_logits) and lengths.tolist() == [expected, expected]
 
 
-def test_token_rate_head_has_one_ctc_frame_per_token():
-    model = tiny_model(ctc_frames_per_token=1)
-    output = model(torch.randn(1, STUDIO_MEL.n_mels, 100))
+def test_heads_at_other_rates():
+    mel = torch.randn(1, STUDIO_MEL.n_mels, 100)
+    output = tiny_model(ctc_frames_per_token=1)(mel)
     assert output.ctc_logits.shape[1] == 34 and output.ctc_lengths.tolist() == [34]
+    without = tiny_model(alignment_head=False)
+    assert without(mel).alignment_logits is None
+    logits, lengths = without.alignment_logits(mel)  # falls back to the token head, at the mel rate
+    assert logits.shape[1] == 102 and lengths.tolist() == [100]
 
 
 def test_padded_batch_matches_items_alone():

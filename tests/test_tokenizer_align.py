@@ -23,7 +23,8 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 CONFIG = PRESETS["tiny"].model
 VOCAB = CONFIG.phoneme_vocab_size
-FRAME = STUDIO_MEL.hop_length / STUDIO_MEL.sample_rate  # one CTC frame at K = 3
+STEP = CONFIG.mel_frames_per_alignment_frame  # mel frames per alignment posterior (3: the token rate)
+HOP = STUDIO_MEL.hop_length / STUDIO_MEL.sample_rate
 
 
 def posterior(labels_per_frame: list[int], confidence: float = 0.9, seed: int = 0) -> np.ndarray:
@@ -119,7 +120,7 @@ def test_word_timings_from_constructed_posteriors():
     hello, comma, bob, smith, stop = timings
 
     def frame_time(frame: int) -> float:
-        return (frame - 0.5) * FRAME
+        return (frame * STEP - 0.5) * HOP
 
     # Leading silence is left out; sound next to the first and last phoneme belongs to them.
     assert hello.start == pytest.approx(frame_time(10))
@@ -204,3 +205,14 @@ def test_shipped_tokenizer_finds_known_word_boundaries():
     assert len(timings) == len(truth)
     errors = np.abs(np.array([(t.start, t.end) for t in timings]) - np.array(truth))
     assert np.median(errors) < 0.05 and errors.max() < 0.2
+
+
+def test_no_phoneme_is_placed_in_silence():
+    log_probs, energy = constructed_clip()
+    # The model wrongly fires "h" in the leading silence (frame 3) and a little at its true place.
+    h = PHONEME_TABLE.id("h")
+    log_probs[3] = np.log(np.full(VOCAB, 0.01 / (VOCAB - 1)))
+    log_probs[3, h] = np.log(0.99)
+    log_probs[11, h], log_probs[11, 0] = np.log(0.3), np.log(0.6)
+    hello = align_log_probs(log_probs, WORDS, energy, CONFIG)[0]
+    assert hello.start == pytest.approx((10 * STEP - 0.5) * HOP)

@@ -1,10 +1,14 @@
 """Forced alignment with the speech tokenizer's CTC head: word and phoneme start/end times of a transcript.
 
+The posteriors come from the tokenizer's alignment head (CTC at the token rate on the encoder's output before
+quantization) when it has one, else from its token CTC head.
+
 1. The transcript is phonemized by the studio's front end (`tts.text.phonemize`), which keeps words and
    punctuation apart. The CTC targets are the phonemes proper: stress marks, punctuation and phonemes the table
    lacks are not sounds of their own.
 2. `ctc_viterbi` finds the most probable CTC path that spells exactly those targets (blank between, repeats
-   separated by a blank); each phoneme gets the frames where the path emits it.
+   separated by a blank), with phonemes made unlikely on silent frames (`SILENCE_PENALTY`); each phoneme gets the
+   frames where the path emits it.
 3. CTC emissions are peaky (a phoneme often fires on one or two frames, the rest is blank), so the blank frames
    are handed out: inside a word, between phonemes, the gap is split at its middle; between words, a run of
    at least `MIN_PAUSE_SECONDS` of silent frames (energy more than `SILENCE_DB` below the loud frames) is a
@@ -16,10 +20,17 @@
    phonemes at the start of the phoneme they stress, so a word's phoneme timings match ``Word.phonemes`` one to
    one.
 
-Times: CTC frame ``j`` covers mel frames ``j*s .. j*s + s - 1`` (``s`` = `mel_frames_per_ctc_frame`); mel frame
-``f`` is centered at ``f * hop / sample_rate``, so frame ``j`` starts at ``(j*s - 0.5) * hop / sample_rate``
-(clamped to the clip). With the default head (``K = 3``) the resolution is one mel frame, 10.7 ms; at the token
-rate (``K = 1``) it would be 32 ms.
+Times: posterior ``j`` covers mel frames ``j*s .. j*s + s - 1`` (``s`` = `mel_frames_per_alignment_frame`, 3 at
+the token rate); mel frame ``f`` is centered at ``f * hop / sample_rate``, so frame ``j`` starts at
+``(j*s - 0.5) * hop / sample_rate`` (clamped to the clip).
+
+Why the token rate (32 ms) and not the mel rate (10.7 ms): measured on 24 clips of words synthesized one by one
+and joined with known gaps (three voices, one unseen in training; 354 word boundaries), with one model trained
+for 9 minutes on 14 minutes of speech, the token-rate alignment head put boundaries at a median error of 26 ms
+(mean 42 ms, 80 % within 50 ms, 93 % within 100 ms) while the mel-rate head of the same model (3 posteriors per
+token, on the quantized tokens) was at 126 ms (mean 233 ms, 36 % within 50 ms), both through this module: with
+about 8 frames per phoneme, CTC's emissions drift freely inside the blanks. Finer frames do not help when the
+spikes are not where the sounds are.
 
 Shapes: ``T`` CTC frames, ``V`` phoneme vocabulary, ``L`` CTC targets, ``M`` mel bands, ``F`` mel frames.
 """
@@ -41,6 +52,11 @@ from tts.tokenizer.model import CTC_BLANK_ID, SpeechTokenizer, SpeechTokenizerCo
 
 SILENCE_DB = 45.0
 """A frame whose energy is this far below the loud frames (95th percentile) counts as silence."""
+
+SILENCE_PENALTY = 1000.0
+"""Log-probability taken from every phoneme on silent frames before the Viterbi search, so no phoneme is placed
+where there is no sound unless the clip has no room elsewhere (a CTC head sometimes fires a clip's first phoneme
+in its leading silence, or a word's first phoneme in the pause before it)."""
 
 MIN_PAUSE_SECONDS = 0.04
 """Shorter silent runs between words (stop closures, brief dips) are not pauses."""
@@ -176,10 +192,10 @@ def ctc_viterbi(log_probs: np.ndarray | torch.Tensor, targets: Sequence[int], bl
 
 
 def frame_energy_db(mel: torch.Tensor, config: SpeechTokenizerConfig) -> np.ndarray:
-    """``(M, F)`` log-mel -> ``(T,)`` energy in dB of each CTC frame (the loudest mel frame it covers)."""
+    """``(M, F)`` log-mel -> ``(T,)`` energy in dB of each alignment frame (the loudest mel frame it covers)."""
     magnitude = torch.exp(mel.float()).mean(dim=0)  # (F,) mean mel magnitude
     energy = 20.0 * torch.log10(magnitude.clamp(min=config.mel.log_floor))
-    step = config.mel_frames_per_ctc_frame
+    step = config.mel_frames_per_alignment_frame
     padded = torch.nn.functional.pad(energy, (0, (-len(energy)) % step), value=float(energy.min()))
     return padded.reshape(-1, step).max(dim=1).values.cpu().numpy()
 
@@ -251,10 +267,10 @@ def align_log_probs(
     """Word timings from CTC log-probabilities (the core of `align`, for callers that batch the model).
 
     Args:
-        log_probs: ``(T, V)`` log-softmax of the CTC logits of one clip (valid frames only).
+        log_probs: ``(T, V)`` log-softmax of `SpeechTokenizer.alignment_logits` of one clip (valid frames only).
         words: the transcript from `tts.text.phonemize`.
         energy_db: ``(T,)`` CTC-frame energies (`frame_energy_db`).
-        config: the tokenizer's config (frame rate and hop).
+        config: the tokenizer's config (alignment frame rate and hop).
         duration: the clip's length in seconds (times are clamped to it); default from `T`.
 
     Raises:
@@ -272,19 +288,23 @@ def align_log_probs(
     num_frames = len(energy_db)
     needed = min_ctc_frames(targets)
     if num_frames < needed:
-        frame_seconds = 1.0 / config.ctc_rate
+        frame_seconds = 1.0 / config.alignment_rate
         raise TextError(
             f"the transcript is longer than the audio allows: its {len(targets)} phonemes need at least "
             f"{needed * frame_seconds:.2f} s of speech, the clip has {num_frames * frame_seconds:.2f} s. "
             "Check that the text matches the recording (or trim the text to what is said)."
         )
-    emission = ctc_viterbi(log_probs[:num_frames], targets)
     silent = silent_frames(energy_db)
-    min_pause = max(1, math.ceil(MIN_PAUSE_SECONDS * config.ctc_rate))
+    scores = torch.as_tensor(log_probs[:num_frames]).detach().float().cpu().clone()
+    penalty = torch.full((scores.shape[1],), SILENCE_PENALTY)
+    penalty[CTC_BLANK_ID] = 0.0
+    scores[torch.from_numpy(silent)] -= penalty
+    emission = ctc_viterbi(scores, targets)
+    min_pause = max(1, math.ceil(MIN_PAUSE_SECONDS * config.alignment_rate))
     spans = phoneme_frame_spans(emission, word_of_target, silent, min_pause)
 
     hop_seconds = config.mel.hop_length / config.mel.sample_rate
-    step = config.mel_frames_per_ctc_frame
+    step = config.mel_frames_per_alignment_frame
     limit = duration if duration is not None else num_frames * step * hop_seconds
 
     def seconds(frame: int) -> float:
@@ -362,7 +382,7 @@ def align(
     try:
         with torch.no_grad():
             mel = model.mel_of(audio)
-            logits, lengths = model.ctc_logits(mel[None])
+            logits, lengths = model.alignment_logits(mel[None])
     finally:
         model.train(was_training)
     log_probs = torch.log_softmax(logits[0, : int(lengths[0])].float(), dim=-1)

@@ -15,12 +15,14 @@
   is not faithful: a band-limited recording's empty bands sit at the resampler's floor, about -12, not at the
   log floor of -16.)
 - Loss: CTC on the quantized tokens' phoneme logits (FSQ needs no codebook loss, only `fsq_range_loss` to keep
-  its inputs where tanh has slope); a CTC loss on the encoder's
-  output before quantization (``encoder_ctc_weight``, a training-only head), without which the encoder collapsed
-  to one code during CTC's all-blank phase; and, when ``adversarial_weight > 0`` and the corpus has
-  several voices, a speaker classifier on the FSQ codes behind gradient reversal: it learns to tell speakers
-  apart while the encoder learns to leave it nothing to go on. Its reversed gradient only starts at
-  ``adversarial_start_step``, once the tokens carry phonemes, and ramps up over ``adversarial_ramp_steps``. Only the tokenizer is exported; the training-only heads live in the saved training state.
+  its inputs where tanh has slope); CTC on the alignment head, on the encoder's output before quantization
+  (``alignment_ctc_weight``), which also keeps the encoder learning phonetic features while the narrow quantized
+  path is still uninformative (in a first trial without it, every token of every clip was the same code after
+  200 steps); and, when ``adversarial_weight > 0`` and the corpus has several voices, a speaker classifier on the
+  FSQ codes behind gradient reversal: it learns to tell speakers apart while the encoder learns to leave it
+  nothing to go on. Its reversed gradient only starts at ``adversarial_start_step``, once the tokens carry
+  phonemes, and ramps up over ``adversarial_ramp_steps``. Only the tokenizer is exported; the adversary lives in
+  the saved training state.
 - AdamW, linear warm-up then cosine decay, gradient clipping.
 - Resumable: ``accelerator.save_state`` into ``OUT/state`` every ``--save-every-minutes`` (5) and at the end,
   written to a temporary folder and renamed; a new run with the same ``--out`` resumes from it. Every save also
@@ -87,8 +89,8 @@ class TrainConfig:
     adversarial_start_step: int = 4000
     adversarial_ramp_steps: int = 2000
     adversary_hidden: int = 256
-    encoder_ctc_weight: float = 0.5
-    """Weight of the CTC loss on the unquantized encoder output (0 turns that head off)."""
+    alignment_ctc_weight: float = 0.5
+    """Weight of the alignment head's CTC loss (used when the model has that head)."""
     fsq_range_weight: float = 1.0
     """Weight of `fsq_range_loss` (0 turns it off)."""
 
@@ -206,7 +208,8 @@ def load_corpus(folder: Path, config: SpeechTokenizerConfig, max_seconds: float)
         if not targets:
             data.skipped["no phonemes"] += 1
             continue
-        ctc_frames = -(-config.mel.num_frames(len(audio)) // config.mel_frames_per_ctc_frame)
+        coarsest = max(config.mel_frames_per_ctc_frame, config.mel_frames_per_alignment_frame)
+        ctc_frames = -(-config.mel.num_frames(len(audio)) // coarsest)
         if min_ctc_frames(targets) > ctc_frames:
             data.skipped["too fast"] += 1
             continue
@@ -319,29 +322,20 @@ class SpeakerAdversary(nn.Module):
 
 
 class TrainingModel(nn.Module):
-    """The tokenizer with its training-only heads, one module so data parallelism wraps them all: the speaker
-    adversary (when on) and a CTC head on the encoder's output before quantization (when on), which keeps the
-    encoder learning phonetic features while the narrow quantized path is still uninformative (in a first trial
-    without it, every token of every clip was the same code after 200 steps)."""
+    """The tokenizer and, when on, the speaker adversary: one module, so data parallelism wraps both."""
 
-    def __init__(self, tokenizer: SpeechTokenizer, adversary: SpeakerAdversary | None, encoder_ctc: bool) -> None:
+    def __init__(self, tokenizer: SpeechTokenizer, adversary: SpeakerAdversary | None) -> None:
         super().__init__()
-        config = tokenizer.config
         self.tokenizer = tokenizer
         self.adversary = adversary
-        # At the token rate (one posterior per token): CTC leaves its all-blank phase sooner with fewer frames.
-        self.encoder_ctc = nn.Linear(config.dim, config.phoneme_vocab_size) if encoder_ctc else None
 
     def forward(self, mel: torch.Tensor, mel_lengths: torch.Tensor, reversal: float):
-        """-> (`TokenizerOutput`, speaker logits ``(B, S)`` or None, encoder CTC logits ``(B, N, V)`` or None)."""
+        """-> (`TokenizerOutput`, speaker logits ``(B, S)`` or None)."""
         output = self.tokenizer(mel, mel_lengths)
-        speaker_logits = encoder_logits = None
-        if self.adversary is not None:
-            reversed_codes = GradientReversal.apply(output.codes, reversal)
-            speaker_logits = self.adversary(reversed_codes, output.token_lengths)
-        if self.encoder_ctc is not None:
-            encoder_logits = self.encoder_ctc(output.hidden)
-        return output, speaker_logits, encoder_logits
+        if self.adversary is None:
+            return output, None
+        reversed_codes = GradientReversal.apply(output.codes, reversal)
+        return output, self.adversary(reversed_codes, output.token_lengths)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -381,7 +375,9 @@ def export(
         "Model": (
             "Speech tokenizer: log-mel -> FSQ tokens at "
             f"{model.config.token_rate:g} Hz ({model.config.codebook_size} codes), CTC phoneme head on the quantized "
-            f"tokens at {model.config.ctc_rate:g} Hz. {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters."
+            f"tokens at {model.config.ctc_rate:g} Hz"
+            + (", alignment head at the token rate on the encoder output" if model.config.alignment_head else "")
+            + f". {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters."
         ),
         "Training": {
             "preset": options.config,
@@ -445,7 +441,7 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
     tokenizer = SpeechTokenizer(config)
     use_adversary = preset.adversarial_weight > 0 and num_speakers > 1
     adversary = SpeakerAdversary(len(config.fsq_levels), num_speakers, preset.adversary_hidden) if use_adversary else None
-    model = TrainingModel(tokenizer, adversary, encoder_ctc=preset.encoder_ctc_weight > 0)
+    model = TrainingModel(tokenizer, adversary)
     optimizer = torch.optim.AdamW(model.parameters(), lr=preset.learning_rate, betas=preset.betas, weight_decay=preset.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
     state = RunState()
@@ -519,7 +515,7 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
         batch = make_batch(train_data, batcher(), config.mel, preset.augmentation, rng)
         mel = batch["mel"].to(device)
         ramp = min(1.0, max(0, state.step - preset.adversarial_start_step) / max(1, preset.adversarial_ramp_steps))
-        output, speaker_logits, encoder_logits = model(mel, batch["mel_lengths"].to(device), preset.adversarial_weight * ramp)
+        output, speaker_logits = model(mel, batch["mel_lengths"].to(device), preset.adversarial_weight * ramp)
         targets, target_lengths = batch["targets"].to(device), batch["target_lengths"].to(device)
         ctc = ctc_loss(output.ctc_logits, output.ctc_lengths, targets, target_lengths)
         loss = ctc
@@ -528,10 +524,10 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
             fsq_range = fsq_range_loss(output.unbounded, output.token_lengths)
             loss = loss + preset.fsq_range_weight * fsq_range
             losses["fsq_range"] = fsq_range.item()
-        if encoder_logits is not None:
-            encoder_ctc = ctc_loss(encoder_logits, output.token_lengths, targets, target_lengths)
-            loss = loss + preset.encoder_ctc_weight * encoder_ctc
-            losses["encoder_ctc"] = encoder_ctc.item()
+        if output.alignment_logits is not None:
+            alignment_ctc = ctc_loss(output.alignment_logits, output.token_lengths, targets, target_lengths)
+            loss = loss + preset.alignment_ctc_weight * alignment_ctc
+            losses["alignment_ctc"] = alignment_ctc.item()
         if speaker_logits is not None:
             speaker_ce = F.cross_entropy(speaker_logits, batch["speakers"].to(device))
             loss = loss + speaker_ce
