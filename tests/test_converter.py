@@ -7,7 +7,6 @@ model with upstream outputs) lives beside the repository; ``TIMBRE_COMPAT_DIR`` 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np

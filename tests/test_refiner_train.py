@@ -19,7 +19,7 @@ from tts.errors import TimbreError
 from tts.refiner.data import BatchRecipe, BatchSampler, FeatureCache, collate, extract_features
 from tts.refiner.model import FlowRefiner
 from tts.refiner.train import PRESETS, TrainOptions, flow_matching_loss, guidance_drops, main, split_validation, train
-from vocoder.train import Augmentation
+from tts.training import Augmentation
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

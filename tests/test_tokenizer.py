@@ -14,7 +14,8 @@ from tts.errors import CheckpointError
 from tts.text import PHONEME_TABLE
 from tts.text.phonemes import PhonemeTable
 from tts.tokenizer.model import FiniteScalarQuantizer, SpeechTokenizer, SpeechTokenizerConfig
-from tts.tokenizer.train import PRESETS, Augmentation, augment_waveform
+from tts.tokenizer.train import PRESETS
+from tts.training import Augmentation, augment_waveform
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -11,14 +11,12 @@ import torch
 
 from tts.audio import SAMPLE_RATE
 from tts.checkpoints import read_model_card_data
+from tts.training import Augmentation, learning_rate, lowpass
 from vocoder.train import (
     PRESETS,
-    Augmentation,
     SegmentSampler,
     TrainOptions,
     build_parser,
-    learning_rate,
-    lowpass,
     options_from_args,
     train,
 )

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import shutil
 import sys
@@ -39,7 +38,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from tts.audio import SAMPLE_RATE, STUDIO_MEL, load_audio, log_mel, resample
+from tts.audio import SAMPLE_RATE, STUDIO_MEL, load_audio, log_mel
 from tts.checkpoints import config_to_dict
 from tts.device import configure_threads, select_device
 from tts.errors import AudioError, TimbreError
@@ -52,6 +51,7 @@ from vocoder.losses import (
     multi_resolution_stft_loss,
 )
 from vocoder.vocos import Vocos, VocosConfig, count_parameters
+from tts.training import Augmentation, Progress, learning_rate, lowpass
 
 logger = logging.getLogger(__name__)
 
@@ -61,17 +61,6 @@ EXPORT_DIR = "export"
 METRICS_FILE = "metrics.jsonl"
 VALIDATION_SECONDS = 10.0
 """Each validation clip is scored on at most this many seconds."""
-
-
-@dataclass(frozen=True)
-class Augmentation:
-    """Random changes applied to each training segment (see the module docstring)."""
-
-    gain_db: tuple[float, float] = (-12.0, 6.0)
-    noise_probability: float = 0.3
-    noise_snr_db: tuple[float, float] = (30.0, 50.0)
-    lowpass_probability: float = 0.3
-    lowpass_hz: tuple[float, float] = (4000.0, 11000.0)
 
 
 @dataclass(frozen=True)
@@ -192,16 +181,6 @@ def split_validation(files: Sequence[Path], count: int, seed: int) -> tuple[list
     return sorted(order[count:]), sorted(order[:count])
 
 
-def lowpass(samples: np.ndarray, cutoff_hz: float) -> np.ndarray:
-    """`samples` at 24 kHz as if recorded at ``2 * cutoff_hz``: resampled down and back up."""
-    rate = int(round(2 * cutoff_hz))
-    down = resample(samples, SAMPLE_RATE, rate)
-    up = resample(down, rate, SAMPLE_RATE)
-    out = np.zeros_like(samples)
-    out[: min(len(up), len(samples))] = up[: len(samples)]
-    return out
-
-
 class SegmentSampler:
     """Random augmented training segments: ``batch(B)`` -> (mel source audio ``(B, T)``, target audio ``(B, T)``)."""
 
@@ -248,33 +227,6 @@ class SegmentSampler:
 
 # ---------------------------------------------------------------------------------------------------------
 # Schedule, progress, validation
-
-
-def learning_rate(config: TrainConfig, step: int, max_steps: int) -> float:
-    """Linear warm-up to ``learning_rate``, then cosine decay to ``final_lr_fraction`` of it at `max_steps`."""
-    if step < config.warmup_steps:
-        return config.learning_rate * (step + 1) / config.warmup_steps
-    span = max(1, max_steps - config.warmup_steps)
-    progress = min(1.0, (step - config.warmup_steps) / span)
-    floor = config.final_lr_fraction
-    return config.learning_rate * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-@dataclass
-class Progress:
-    """Counters saved with the training state (plain values, so they load with ``weights_only``)."""
-
-    step: int = 0
-    train_seconds: float = 0.0
-    preset: str = ""
-
-    def state_dict(self) -> dict:
-        return asdict(self)
-
-    def load_state_dict(self, state: dict) -> None:
-        self.step = int(state["step"])
-        self.train_seconds = float(state["train_seconds"])
-        self.preset = str(state["preset"])
 
 
 @torch.no_grad()

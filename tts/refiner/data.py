@@ -14,7 +14,7 @@ Batches (`BatchSampler`): for each target utterance a voice prompt is either ano
 ``voice_id`` (a random span of it) or, with ``same_utterance_probability`` (and always for a voice with one
 utterance), the utterance's own prefix, the target then being cut from the rest. Every span starts and ends on a
 token boundary. Prompts are augmented the way users' recordings differ from the corpus, with the studio's
-waveform augmentation (`tts.tokenizer.train.augment_waveform`): a random gain, background noise and a random
+waveform augmentation (`tts.training.augment_waveform`): a random gain, background noise and a random
 low-pass (4-11 kHz, as from an 8-22 kHz recording), applied to the audio before the mel, so the refiner learns to
 give full-band output at a steady level from band-limited, noisy prompts. Prompt tokens stay those of the clean
 audio.
@@ -40,8 +40,7 @@ from tts.audio import MelConfig, load_audio, log_mel
 from tts.checkpoints import config_from_dict, config_to_dict
 from tts.data.corpus import read_metadata
 from tts.errors import AudioError, TimbreError
-from tts.tokenizer.train import augment_waveform
-from vocoder.train import Augmentation
+from tts.training import Augmentation, augment_waveform
 
 logger = logging.getLogger(__name__)
 

@@ -41,7 +41,7 @@ from tts.checkpoints import config_to_dict
 from tts.errors import TimbreError
 from tts.refiner.data import BatchRecipe, BatchSampler, FeatureCache, RefinerBatch, extract_features
 from tts.refiner.model import FlowRefiner, FlowRefinerConfig, count_parameters
-from vocoder.train import Progress, learning_rate  # the shared schedule and resumable counters
+from tts.training import Progress, learning_rate
 
 logger = logging.getLogger(__name__)
 

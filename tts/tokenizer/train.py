@@ -62,7 +62,7 @@ from tts.tokenizer.model import CTC_BLANK_ID, SpeechTokenizer, SpeechTokenizerCo
 
 # The training pieces every recipe shares live in the vocoder's recipe for now: the augmentation settings, the
 # band-limiting simulation (soxr down and up again) and the warm-up + cosine schedule.
-from vocoder.train import Augmentation, learning_rate, lowpass
+from tts.training import Augmentation, augment_waveform, learning_rate
 
 logger = logging.getLogger(__name__)
 
@@ -249,19 +249,6 @@ class LengthBatcher:
         while position > 0 and (end - position + 1) * self.lengths[end - 1] <= self.batch_frames:
             position -= 1
         return self.order[position:end][::-1].tolist()
-
-
-def augment_waveform(samples: np.ndarray, augmentation: Augmentation, rng: np.random.Generator) -> np.ndarray:
-    """A random gain, and sometimes stationary noise and a low-pass (the audio as if recorded at 8-22 kHz)."""
-    out = samples * np.float32(10 ** (rng.uniform(*augmentation.gain_db) / 20))
-    if rng.random() < augmentation.noise_probability:
-        rms = float(np.sqrt(np.mean(out**2))) if len(out) else 0.0
-        if rms > 1e-6:
-            snr = rng.uniform(*augmentation.noise_snr_db)
-            out = out + rng.standard_normal(len(out)).astype(np.float32) * np.float32(rms * 10 ** (-snr / 20))
-    if rng.random() < augmentation.lowpass_probability:
-        out = lowpass(out, rng.uniform(*augmentation.lowpass_hz))
-    return np.clip(out, -1.0, 1.0).astype(np.float32)
 
 
 def make_batch(

@@ -1,0 +1,88 @@
+"""Pieces every training recipe shares (vocoder, speech tokenizer, flow refiner, and the recipes to come).
+
+- `Augmentation` and `augment_waveform`: what user audio looks like (gain, noise, band limits of 8-22 kHz
+  sources), applied to training audio; `lowpass` band-limits a 24 kHz signal.
+- `learning_rate`: linear warm-up then cosine decay.
+- `Progress`: the counters saved with a run's resumable state.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+import numpy as np
+
+from tts.audio import SAMPLE_RATE, resample
+
+
+class ScheduleConfig(Protocol):
+    """What `learning_rate` reads from a recipe's training config."""
+
+    learning_rate: float
+    warmup_steps: int
+    final_lr_fraction: float
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Random changes applied to training audio: gain, noise at an SNR, and a band limit (see `augment_waveform`)."""
+
+    gain_db: tuple[float, float] = (-12.0, 6.0)
+    noise_probability: float = 0.3
+    noise_snr_db: tuple[float, float] = (30.0, 50.0)
+    lowpass_probability: float = 0.3
+    lowpass_hz: tuple[float, float] = (4000.0, 11000.0)
+
+
+def lowpass(samples: np.ndarray, cutoff_hz: float) -> np.ndarray:
+    """`samples` at 24 kHz as if recorded at ``2 * cutoff_hz``: resampled down and back up."""
+    rate = int(round(2 * cutoff_hz))
+    down = resample(samples, SAMPLE_RATE, rate)
+    up = resample(down, rate, SAMPLE_RATE)
+    out = np.zeros_like(samples)
+    out[: min(len(up), len(samples))] = up[: len(samples)]
+    return out
+
+
+def augment_waveform(samples: np.ndarray, augmentation: Augmentation, rng: np.random.Generator) -> np.ndarray:
+    """A random gain, and sometimes stationary noise and a low-pass (the audio as if recorded at 8-22 kHz)."""
+    out = samples * np.float32(10 ** (rng.uniform(*augmentation.gain_db) / 20))
+    if rng.random() < augmentation.noise_probability:
+        rms = float(np.sqrt(np.mean(out**2))) if len(out) else 0.0
+        if rms > 1e-6:
+            snr = rng.uniform(*augmentation.noise_snr_db)
+            out = out + rng.standard_normal(len(out)).astype(np.float32) * np.float32(rms * 10 ** (-snr / 20))
+    if rng.random() < augmentation.lowpass_probability:
+        out = lowpass(out, rng.uniform(*augmentation.lowpass_hz))
+    return np.clip(out, -1.0, 1.0).astype(np.float32)
+
+
+def learning_rate(config: ScheduleConfig, step: int, max_steps: int) -> float:
+    """Linear warm-up to ``learning_rate``, then cosine decay to ``final_lr_fraction`` of it at `max_steps`."""
+    if step < config.warmup_steps:
+        return config.learning_rate * (step + 1) / config.warmup_steps
+    span = max(1, max_steps - config.warmup_steps)
+    progress = min(1.0, (step - config.warmup_steps) / span)
+    floor = config.final_lr_fraction
+    return config.learning_rate * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+@dataclass
+class Progress:
+    """Counters saved with the training state (plain values, so they load with ``weights_only``)."""
+
+    step: int = 0
+    train_seconds: float = 0.0
+    preset: str = ""
+
+    def state_dict(self) -> dict:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = int(state["step"])
+        self.train_seconds = float(state["train_seconds"])
+        self.preset = str(state["preset"])
+
+
