@@ -4,13 +4,17 @@
   sources), applied to training audio; `lowpass` band-limits a 24 kHz signal.
 - `learning_rate`: linear warm-up then cosine decay.
 - `Progress`: the counters saved with a run's resumable state.
+- `save_state` / `resumable_state`: an accelerate state folder replaced atomically, so a run killed at any
+  moment resumes from its last complete save.
 """
 
 from __future__ import annotations
 
 import math
+import shutil
 from dataclasses import asdict, dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
@@ -86,3 +90,39 @@ class Progress:
         self.preset = str(state["preset"])
 
 
+
+
+def _sibling(state_dir: Path, suffix: str) -> Path:
+    return state_dir.with_name(f"{state_dir.name}.{suffix}")
+
+
+def save_state(accelerator: Any, state_dir: Path, before_swap: Callable[[Path], None] | None = None) -> None:
+    """Save the accelerate state of every process into `state_dir`, replacing the previous save atomically.
+
+    The new state is written to ``STATE.tmp`` and swapped in by renames on the main process; `before_swap`
+    may add files to the temporary folder first. Every process must call this.
+    """
+    tmp, old = _sibling(state_dir, "tmp"), _sibling(state_dir, "old")
+    if accelerator.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if before_swap is not None:
+            before_swap(tmp)
+        if state_dir.exists():
+            if old.exists():
+                shutil.rmtree(old)
+            state_dir.rename(old)
+        tmp.rename(state_dir)
+        if old.exists():
+            shutil.rmtree(old)
+
+
+def resumable_state(state_dir: Path) -> Path | None:
+    """The last complete save to resume from: `state_dir`, or its ``.old`` copy when a run died mid-swap."""
+    if state_dir.is_dir():
+        return state_dir
+    old = _sibling(state_dir, "old")
+    return old if old.is_dir() else None

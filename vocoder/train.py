@@ -28,7 +28,6 @@ import argparse
 import json
 import logging
 import os
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -51,7 +50,7 @@ from vocoder.losses import (
     multi_resolution_stft_loss,
 )
 from vocoder.vocos import Vocos, VocosConfig, count_parameters
-from tts.training import Augmentation, Progress, learning_rate, lowpass
+from tts.training import resumable_state, save_state, Augmentation, Progress, learning_rate, lowpass
 
 logger = logging.getLogger(__name__)
 
@@ -300,8 +299,9 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
     progress = Progress(preset=options.config)
     accelerator.register_for_checkpointing(progress)
     state_dir = out / STATE_DIR
-    if state_dir.is_dir():
-        accelerator.load_state(str(state_dir))
+    resume_from = resumable_state(state_dir)
+    if resume_from is not None:
+        accelerator.load_state(str(resume_from))
         if progress.preset != options.config:
             raise TimbreError(
                 f"{state_dir} holds a {progress.preset!r} run, not {options.config!r}; use another --out or the same --config"
@@ -330,19 +330,8 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
 
     def save_and_export() -> None:
         nonlocal validation
-        tmp = out / f"{STATE_DIR}.tmp"
-        if main and tmp.exists():
-            shutil.rmtree(tmp)
-        accelerator.wait_for_everyone()
-        accelerator.save_state(str(tmp))
-        accelerator.wait_for_everyone()
+        save_state(accelerator, state_dir)
         if main:
-            old = out / f"{STATE_DIR}.old"
-            if state_dir.exists():
-                state_dir.rename(old)
-            tmp.rename(state_dir)
-            if old.exists():
-                shutil.rmtree(old)
             validation = validate(accelerator.unwrap_model(generator), val_clips)
             export(
                 accelerator.unwrap_model(generator), out / EXPORT_DIR, options, recipe, progress, validation,

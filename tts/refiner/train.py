@@ -26,7 +26,6 @@ import argparse
 import json
 import logging
 import os
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -41,7 +40,7 @@ from tts.checkpoints import config_to_dict
 from tts.errors import TimbreError
 from tts.refiner.data import BatchRecipe, BatchSampler, FeatureCache, RefinerBatch, extract_features
 from tts.refiner.model import FlowRefiner, FlowRefinerConfig, count_parameters
-from tts.training import Progress, learning_rate
+from tts.training import resumable_state, save_state, Progress, learning_rate
 
 logger = logging.getLogger(__name__)
 
@@ -292,8 +291,9 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
     progress = Progress(preset=options.config)
     accelerator.register_for_checkpointing(progress)
     state_dir = out / STATE_DIR
-    if state_dir.is_dir():
-        accelerator.load_state(str(state_dir))
+    resume_from = resumable_state(state_dir)
+    if resume_from is not None:
+        accelerator.load_state(str(resume_from))
         if progress.preset != options.config:
             raise TimbreError(
                 f"{state_dir} holds a {progress.preset!r} run, not {options.config!r}; use another --out or the same --config"
@@ -333,19 +333,8 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
 
     def save_and_export() -> None:
         nonlocal validation
-        tmp = out / f"{STATE_DIR}.tmp"
-        if main and tmp.exists():
-            shutil.rmtree(tmp)
-        accelerator.wait_for_everyone()
-        accelerator.save_state(str(tmp))
-        accelerator.wait_for_everyone()
+        save_state(accelerator, state_dir)
         if main:
-            old = out / f"{STATE_DIR}.old"
-            if state_dir.exists():
-                state_dir.rename(old)
-            tmp.rename(state_dir)
-            if old.exists():
-                shutil.rmtree(old)
             refiner = accelerator.unwrap_model(model)
             loss = validation_loss(refiner, validation_batches) if validation_batches else None
             validation = {"step": progress.step, "flow_loss": loss}

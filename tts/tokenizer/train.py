@@ -38,7 +38,6 @@ import argparse
 import json
 import logging
 import os
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -62,7 +61,7 @@ from tts.tokenizer.model import CTC_BLANK_ID, SpeechTokenizer, SpeechTokenizerCo
 
 # The training pieces every recipe shares live in the vocoder's recipe for now: the augmentation settings, the
 # band-limiting simulation (soxr down and up again) and the warm-up + cosine schedule.
-from tts.training import Augmentation, augment_waveform, learning_rate
+from tts.training import resumable_state, save_state, Augmentation, augment_waveform, learning_rate
 
 logger = logging.getLogger(__name__)
 
@@ -407,8 +406,9 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
     is_main = accelerator.is_main_process
     run_info = {"preset": options.config, "model": config_to_dict(config)}
     state_dir = out / STATE_DIR
-    if state_dir.is_dir():
-        saved = json.loads((state_dir / RUN_INFO).read_text(encoding="utf-8")) if (state_dir / RUN_INFO).is_file() else {}
+    saved_dir = resumable_state(state_dir)
+    if saved_dir is not None:
+        saved = json.loads((saved_dir / RUN_INFO).read_text(encoding="utf-8")) if (saved_dir / RUN_INFO).is_file() else {}
         if saved != run_info:
             raise TimbreError(
                 f"{state_dir} holds a {saved.get('preset', 'different')!r} run with another model config; "
@@ -434,8 +434,9 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
     state = RunState()
     accelerator.register_for_checkpointing(state)
     start_step = 0
-    if state_dir.is_dir():
-        accelerator.load_state(str(state_dir))
+    resume_from = resumable_state(state_dir)
+    if resume_from is not None:
+        accelerator.load_state(str(resume_from))
         start_step = state.step
         if is_main:
             logger.info("resumed from %s at step %d", state_dir, state.step)
@@ -474,20 +475,12 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
 
     def save(final: bool) -> None:
         nonlocal metrics
-        tmp = out / f"{STATE_DIR}.tmp"
-        if is_main and tmp.exists():
-            shutil.rmtree(tmp)
-        accelerator.wait_for_everyone()
-        accelerator.save_state(str(tmp))
-        accelerator.wait_for_everyone()
+        save_state(
+            accelerator,
+            state_dir,
+            before_swap=lambda tmp: (tmp / RUN_INFO).write_text(json.dumps(run_info, sort_keys=True), encoding="utf-8"),
+        )
         if is_main:
-            (tmp / RUN_INFO).write_text(json.dumps(run_info, sort_keys=True), encoding="utf-8")
-            old = out / f"{STATE_DIR}.old"
-            if state_dir.exists():
-                state_dir.rename(old)
-            tmp.rename(state_dir)
-            if old.exists():
-                shutil.rmtree(old)
             metrics = evaluate(full=final)
             export(unwrap(), out / EXPORT_DIR, options, preset, recipe, state, metrics, last_losses)
             _append_log(out, {"step": state.step, "event": "save", **metrics})
