@@ -146,10 +146,12 @@ def test_text_limit_is_inclusive():
 
 
 def test_run_writes_an_audiofolder_and_logs_bad_lines(tmp_path):
-    manifest = _write_jsonl(tmp_path / "m.jsonl", [GOOD_LINES[0], BAD_LINES[0][0], BAD_LINES[6][0], GOOD_LINES[1]])
+    unspeakable = {"id": "u0", "text": "!!! ???", "voice": "flite:rms"}
+    lines = [GOOD_LINES[0], BAD_LINES[0][0], BAD_LINES[6][0], GOOD_LINES[1], unspeakable]
+    manifest = _write_jsonl(tmp_path / "m.jsonl", lines)
     out = tmp_path / "out"
     summary = run_batch(manifest, out, progress=False)
-    assert (summary.written, summary.failed) == (2, 0)
+    assert (summary.written, summary.failed) == (2, 1)
     items = read_metadata(out, strict=True)
     assert [item.extra["id"] for item in items] == ["u1", "u2"]
     happy = items[1]
@@ -161,7 +163,7 @@ def test_run_writes_an_audiofolder_and_logs_bad_lines(tmp_path):
     samples, rate = sf.read(happy.audio_path(out))
     assert rate == 24_000 and len(samples) / rate == pytest.approx(happy.duration, abs=1e-3)
     errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
-    assert [(e["line"], e["stage"]) for e in errors] == [(2, "manifest"), (3, "manifest")]
+    assert [(e["line"], e["stage"]) for e in errors] == [(2, "manifest"), (3, "manifest"), (5, "synthesis")]
     assert "empty 'text'" in errors[0]["reason"] and "broken JSON" in errors[1]["reason"]
     assert not list(out.glob("metadata.rank*.jsonl")), "the per-process logs are merged away"
     assert json.loads((out / "summary.json").read_text())["items"] == 2

@@ -244,10 +244,21 @@ def _remove_temp_files(folder: Path, names: set[str] | None) -> int:
     return removed
 
 
+def render_digest(entry: ManifestEntry) -> str:
+    """Short hash of everything that determines a line's audio: its request, the voice's recipe, and the
+    versions of the voice bank, the styles and the batch format. A sample is reused only while it matches."""
+    from tts.data.styles import STYLE_VERSION
+    from tts.data.voicebank import BANK_VERSION, get_voice, is_pseudo_id
+
+    recipe = get_voice(entry.voice).recipe if is_pseudo_id(entry.voice) else None
+    key = [entry.request(), recipe, BANK_VERSION, STYLE_VERSION, BATCH_FORMAT_VERSION]
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def _collect_done(out: Path, entries: Sequence[ManifestEntry], own_records: list[dict]) -> dict[str, dict]:
-    """id -> finished record for `entries`: records in any log or the merged metadata whose request digest
+    """id -> finished record for `entries`: records in any log or the merged metadata whose render digest
     matches the entry's and whose audio exists (own log last, so its records win)."""
-    wanted = {entry.id: entry.digest() for entry in entries}
+    wanted = {entry.id: render_digest(entry) for entry in entries}
     sources: list[list[dict]] = []
     merged_records, _ = _read_log(out / METADATA_NAME)
     sources.append(merged_records)
@@ -258,7 +269,7 @@ def _collect_done(out: Path, entries: Sequence[ManifestEntry], own_records: list
     for records in sources:
         for record in records:
             entry_id = record["id"]
-            if entry_id in wanted and record.get("request_digest") == wanted[entry_id] and _audio_ok(out, record):
+            if entry_id in wanted and record.get("render_digest") == wanted[entry_id] and _audio_ok(out, record):
                 done[entry_id] = record
     return done
 
@@ -329,7 +340,7 @@ def synthesize_entry(entry: ManifestEntry, gate: QualityGate | None = None) -> t
     extra = {
         "id": entry.id,
         "source_text": entry.text,
-        "request_digest": entry.digest(),
+        "render_digest": render_digest(entry),
         "engine_voice": None if is_pseudo_id(entry.voice) else output.voice,
         "engine_speed": params["engine_speed"],
         "style_params": params["style_params"],
@@ -433,6 +444,11 @@ def run_batch(
             except TimbreError as error:
                 summary.failed += 1
                 _append_line(errors_path, LineError(entry.line, entry.id, str(error), "synthesis").to_json())
+            except Exception as error:  # noqa: BLE001 - one engine failure must not end hours of work
+                logger.exception("line %d (%s) failed", entry.line, entry.id)
+                summary.failed += 1
+                reason = f"unexpected {type(error).__name__}: {error}"
+                _append_line(errors_path, LineError(entry.line, entry.id, reason, "synthesis").to_json())
             else:
                 audio.save(out / entry.file_name)  # atomic: temporary file, fsync, rename
                 _append_line(own_log, item.to_json())  # only after the audio is complete

@@ -65,10 +65,6 @@ class ManifestEntry:
         return {"id": self.id, "text": self.text, "voice": self.voice, "style": self.style,
                 "intensity": self.intensity, "speed": self.speed, "seed": self.seed}
 
-    def digest(self) -> str:
-        """Short hash of `request`: a finished sample is reused only while this matches."""
-        return hashlib.sha256(json.dumps(self.request(), sort_keys=True).encode()).hexdigest()[:16]
-
     @property
     def file_name(self) -> str:
         """Audio path relative to the output folder."""
