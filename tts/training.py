@@ -4,14 +4,18 @@
   sources), applied to training audio; `lowpass` band-limits a 24 kHz signal.
 - `learning_rate`: linear warm-up then cosine decay.
 - `Progress`: the counters saved with a run's resumable state.
+- `save_due`: when to save, agreed by every process (a disagreement would deadlock the save's barriers);
+  `append_metrics`: one JSON line per logged step.
 - `save_state` / `resumable_state`: an accelerate state folder replaced atomically, so a run killed at any
   moment resumes from its last complete save.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -126,3 +130,34 @@ def resumable_state(state_dir: Path) -> Path | None:
         return state_dir
     old = _sibling(state_dir, "old")
     return old if old.is_dir() else None
+
+
+def save_due(
+    accelerator: Any,
+    step: int,
+    max_steps: int,
+    last_save: float,
+    save_every_minutes: float,
+    save_every_steps: int | None = None,
+    check_every: int = 10,
+) -> bool:
+    """Whether to save now: on the last step, every `save_every_steps`, or once `save_every_minutes` have
+    passed. The clock is read every `check_every` steps and reduced over processes, so all agree."""
+    if step >= max_steps:
+        return True
+    if save_every_steps:
+        return step % save_every_steps == 0
+    if step % check_every:
+        return False
+    import torch
+
+    elapsed = float(time.monotonic() - last_save >= save_every_minutes * 60)
+    flag = torch.tensor(elapsed, device=accelerator.device)
+    return bool(accelerator.reduce(flag, reduction="max").item())
+
+
+def append_metrics(path: Path, record: dict) -> None:
+    """Append one JSON line to a run's metrics file (created with its folder when missing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record, sort_keys=True) + "\n")

@@ -50,7 +50,7 @@ from vocoder.losses import (
     multi_resolution_stft_loss,
 )
 from vocoder.vocos import Vocos, VocosConfig, count_parameters
-from tts.training import resumable_state, save_state, Augmentation, Progress, learning_rate, lowpass
+from tts.training import append_metrics, save_due, resumable_state, save_state, Augmentation, Progress, learning_rate, lowpass
 
 logger = logging.getLogger(__name__)
 
@@ -400,20 +400,14 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
             running = {}
             history.append(record)
             if main:
-                out.mkdir(parents=True, exist_ok=True)
-                with open(out / METRICS_FILE, "a", encoding="utf-8") as handle:
-                    handle.write(json.dumps(record) + "\n")
+                append_metrics(out / METRICS_FILE, record)
                 logger.info("step %d %s", progress.step, {k: round(v, 4) for k, v in record.items() if k != "step"})
                 if on_log:
                     on_log(record)
 
-        due = progress.step == options.max_steps
-        if options.save_every_steps:
-            due = due or progress.step % options.save_every_steps == 0
-        elif progress.step % 10 == 0:
-            flag = torch.tensor(float(time.monotonic() - last_save >= options.save_every_minutes * 60), device=device)
-            due = due or bool(accelerator.reduce(flag, reduction="max").item())
-        if due:
+        if save_due(
+            accelerator, progress.step, options.max_steps, last_save, options.save_every_minutes, options.save_every_steps
+        ):
             save_and_export()
             last_save = time.monotonic()
 

@@ -61,7 +61,7 @@ from tts.tokenizer.model import CTC_BLANK_ID, SpeechTokenizer, SpeechTokenizerCo
 
 # The training pieces every recipe shares live in the vocoder's recipe for now: the augmentation settings, the
 # band-limiting simulation (soxr down and up again) and the warm-up + cosine schedule.
-from tts.training import resumable_state, save_state, Augmentation, augment_waveform, learning_rate
+from tts.training import append_metrics, save_due, resumable_state, save_state, Augmentation, augment_waveform, learning_rate
 
 logger = logging.getLogger(__name__)
 
@@ -483,7 +483,7 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
         if is_main:
             metrics = evaluate(full=final)
             export(unwrap(), out / EXPORT_DIR, options, preset, recipe, state, metrics, last_losses)
-            _append_log(out, {"step": state.step, "event": "save", **metrics})
+            append_metrics(out / METRICS_FILE, {"step": state.step, "event": "save", **metrics})
         accelerator.wait_for_everyone()
 
     model.train()
@@ -532,11 +532,13 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
                      "frames_per_second": round(state.frames / max(state.train_seconds, 1e-9), 1)}
             running.clear()
             if is_main:
-                _append_log(out, entry)
+                append_metrics(out / METRICS_FILE, entry)
                 logger.info("step %d %s", state.step, " ".join(f"{k}={v:.4g}" for k, v in entry.items() if k != "step"))
                 if on_log is not None:
                     on_log(entry)
-        if time.monotonic() - last_save > options.save_every_minutes * 60 and state.step < options.max_steps:
+        if state.step < options.max_steps and save_due(
+            accelerator, state.step, options.max_steps, last_save, options.save_every_minutes
+        ):
             save(final=False)
             last_save = time.monotonic()
     save(final=True)
@@ -572,12 +574,6 @@ def ctc_loss(
     log_probs = logits.float().log_softmax(dim=-1).transpose(0, 1)  # (T, B, V)
     return F.ctc_loss(log_probs, targets, lengths, target_lengths, blank=CTC_BLANK_ID, reduction="mean",
                       zero_infinity=True)
-
-
-def _append_log(out: Path, entry: dict) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / METRICS_FILE, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(entry, sort_keys=True) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------------------
