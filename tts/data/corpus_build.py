@@ -210,7 +210,8 @@ def build_corpus(
     if summary.rank == 0:
         wall = time.time() - started
         merged = json.loads((out / "summary.json").read_text())
-        written = max(0.0, merged["audio_seconds"] - before)  # every process's new audio, not only this one's
+        written = merged["audio_seconds"] - before  # every process's new audio, not only this one's
+        written = written if written > 0.01 else 0.0  # (summary.json rounds to milliseconds)
         build = {
             "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
             "wall_seconds": round(wall, 1),
