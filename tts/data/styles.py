@@ -294,7 +294,7 @@ def apply_style(
     Args:
         audio: the speech, usually a base speaker's neutral output.
         params: the style settings (`style_params`).
-        seed: seeds the whisper noise; everything else is deterministic.
+        seed: seeds the whisper noise and Praat's overlap-add; the same inputs and seed give the same samples.
         pitch_ratio, pitch_range, formant_ratio: a pseudo-speaker's warp, folded into the same PSOLA pass.
         stretch: apply `params.rate` to the audio by PSOLA; leave it False when the engine already spoke
             at ``speed * params.rate``.

@@ -457,7 +457,8 @@ def synthesize(
         speed: speaking-rate factor (the style's own rate multiplies it).
         style: one of `tts.data.styles.STYLES`.
         intensity: 0 (neutral) to 1 (the full style).
-        seed: seeds the random parts (the whisper noise); the same inputs and seed give the same audio.
+        seed: seeds the random parts (the whisper noise, Praat's overlap-add); the same inputs and seed
+            give the same audio.
 
     Returns:
         24 kHz speech at the style's level; ``engine`` is the base engine that spoke, ``voice`` the
