@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 import time
@@ -23,6 +24,9 @@ from typing import Any, Callable, Protocol
 import numpy as np
 
 from tts.audio import SAMPLE_RATE, resample
+from tts.errors import TimbreError
+
+logger = logging.getLogger(__name__)
 
 
 class ScheduleConfig(Protocol):
@@ -161,3 +165,22 @@ def append_metrics(path: Path, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def resume_progress(accelerator: Any, state_dir: Path, preset: str) -> Progress:
+    """Register a `Progress` for checkpointing and load the last complete save, if any.
+
+    Refuses a state folder written by a run of another preset (its tensors would not fit).
+    """
+    progress = Progress(preset=preset)
+    accelerator.register_for_checkpointing(progress)
+    resume_from = resumable_state(state_dir)
+    if resume_from is not None:
+        accelerator.load_state(str(resume_from))
+        if progress.preset != preset:
+            raise TimbreError(
+                f"{state_dir} holds a {progress.preset!r} run, not {preset!r}; use another --out or the same --config"
+            )
+        if accelerator.is_main_process:
+            logger.info("resumed from %s at step %d", state_dir, progress.step)
+    return progress

@@ -50,7 +50,7 @@ from vocoder.losses import (
     multi_resolution_stft_loss,
 )
 from vocoder.vocos import Vocos, VocosConfig, count_parameters
-from tts.training import append_metrics, save_due, resumable_state, save_state, Augmentation, Progress, learning_rate, lowpass
+from tts.training import resume_progress, append_metrics, save_due, save_state, Augmentation, Progress, learning_rate, lowpass
 
 logger = logging.getLogger(__name__)
 
@@ -296,18 +296,8 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
     generator, period_disc, resolution_disc, opt_g, opt_d = accelerator.prepare(
         generator, period_disc, resolution_disc, opt_g, opt_d
     )
-    progress = Progress(preset=options.config)
-    accelerator.register_for_checkpointing(progress)
     state_dir = out / STATE_DIR
-    resume_from = resumable_state(state_dir)
-    if resume_from is not None:
-        accelerator.load_state(str(resume_from))
-        if progress.preset != options.config:
-            raise TimbreError(
-                f"{state_dir} holds a {progress.preset!r} run, not {options.config!r}; use another --out or the same --config"
-            )
-        if main:
-            logger.info("resumed from %s at step %d", state_dir, progress.step)
+    progress = resume_progress(accelerator, state_dir, options.config)
 
     recipe = {
         "folder": str(Path(options.data).resolve()),

@@ -40,7 +40,7 @@ from tts.checkpoints import config_to_dict
 from tts.errors import TimbreError
 from tts.refiner.data import BatchRecipe, BatchSampler, FeatureCache, RefinerBatch, extract_features
 from tts.refiner.model import FlowRefiner, FlowRefinerConfig, count_parameters
-from tts.training import append_metrics, save_due, resumable_state, save_state, Progress, learning_rate
+from tts.training import resume_progress, append_metrics, save_due, save_state, Progress, learning_rate
 
 logger = logging.getLogger(__name__)
 
@@ -288,18 +288,8 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
         model.parameters(), lr=preset.learning_rate, betas=preset.betas, weight_decay=preset.weight_decay
     )
     model, optimizer = accelerator.prepare(model, optimizer)
-    progress = Progress(preset=options.config)
-    accelerator.register_for_checkpointing(progress)
     state_dir = out / STATE_DIR
-    resume_from = resumable_state(state_dir)
-    if resume_from is not None:
-        accelerator.load_state(str(resume_from))
-        if progress.preset != options.config:
-            raise TimbreError(
-                f"{state_dir} holds a {progress.preset!r} run, not {options.config!r}; use another --out or the same --config"
-            )
-        if main:
-            logger.info("resumed from %s at step %d", state_dir, progress.step)
+    progress = resume_progress(accelerator, state_dir, options.config)
 
     recipe = {
         "corpus": str(Path(options.corpus).resolve()),
