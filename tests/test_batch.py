@@ -351,3 +351,40 @@ def test_corpus_plan_only_writes_the_manifest(tmp_path, capsys):
         from tts.data.corpus_build import plan_corpus
 
         plan_corpus(0)
+
+
+def test_items_give_their_spoken_words_without_the_g2p():
+    from tts.data.corpus import CorpusItem
+
+    item = CorpusItem("audio/a.flac", "Hi, you.", "flite:rms", phonemes="h ˈ aɪ | , | j ˈ uː | .")
+    words = item.words()
+    assert [w.phonemes for w in words] == [("h", "ˈ", "aɪ"), (), ("j", "ˈ", "uː"), ()]
+    assert [w.text for w in words if w.is_punctuation] == [",", "."]
+    assert CorpusItem("audio/a.flac", "x", "v").words() == []
+
+
+def test_pack_corpus_reencodes_to_opus_in_parts_and_resumes(tmp_path):
+    import numpy as np
+
+    from tts.audio import load_audio
+    from tts.data.corpus import pack_corpus
+
+    source = tmp_path / "corpus"
+    (source / "audio").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    lines = []
+    for index in range(3):
+        tone = 0.3 * np.sin(2 * np.pi * 220 * np.arange(24000) / 24000) + 0.01 * rng.standard_normal(24000)
+        sf.write(source / "audio" / f"u{index}.flac", tone.astype(np.float32), 24000)
+        lines.append(json.dumps({"file_name": f"audio/u{index}.flac", "text": "a", "voice_id": "v", "duration": 1.0}))
+    (source / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    summary = pack_corpus(source, tmp_path / "packed", parts=2)
+    assert summary["items"] == 3 and summary["seconds"] == 3.0
+    assert sorted(p.name for p in (tmp_path / "packed").iterdir()) == ["metadata.jsonl", "part1", "part2"]
+    items = read_metadata(tmp_path / "packed")
+    assert [item.file_name for item in items] == ["audio/u0.ogg", "audio/u1.ogg", "audio/u2.ogg"]
+    decoded = load_audio(tmp_path / "packed" / "part2" / "audio" / "u1.ogg")
+    assert abs(decoded.duration - 1.0) < 0.01
+    first = (tmp_path / "packed" / "part1" / "audio" / "u0.ogg").stat().st_mtime_ns
+    pack_corpus(source, tmp_path / "packed", parts=2)  # a rerun keeps what is encoded
+    assert (tmp_path / "packed" / "part1" / "audio" / "u0.ogg").stat().st_mtime_ns == first

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 
 def register(subparsers) -> None:
@@ -31,6 +32,15 @@ def register(subparsers) -> None:
     )
     add_corpus_arguments(build)
     build.set_defaults(func=_run_corpus_build)
+    pack = corpus_commands.add_parser(
+        "pack", help="copy a corpus with Opus audio (about 38 MB/h) to move it to a training machine",
+        description="Re-encode a corpus's audio as Ogg Opus into OUT (resumable); --parts spreads the audio over "
+        "OUT/part1..N/audio of similar size, to move in pieces and merge into OUT/audio there.")
+    pack.add_argument("corpus", type=Path, help="corpus folder (metadata.jsonl + audio)")
+    pack.add_argument("--out", type=Path, required=True, help="packed corpus folder")
+    pack.add_argument("--parts", type=int, default=1, help="spread the audio over this many folders (default 1)")
+    pack.add_argument("--quality", type=float, default=None, help="Opus compression level 0-1 (default 0.7)")
+    pack.set_defaults(func=_run_corpus_pack)
     corpus.set_defaults(func=lambda args: corpus.print_help() or 2)
 
     voices = subparsers.add_parser("voices", help="the voice bank: base voices and pseudo-speakers")
@@ -48,6 +58,16 @@ def _run_batch(args: argparse.Namespace) -> int:
     from tts.data.batch import run_from_args
 
     return run_from_args(args)
+
+
+def _run_corpus_pack(args: argparse.Namespace) -> int:
+    from tts.data.corpus import PACK_QUALITY, pack_corpus
+
+    quality = PACK_QUALITY if args.quality is None else args.quality
+    summary = pack_corpus(args.corpus, args.out, quality=quality, parts=max(1, args.parts))
+    print(f"{args.out}: {summary['items']} items, {summary['seconds'] / 3600:.2f} h, "
+          f"{summary['bytes'] / 2**20:.1f} MiB of Opus audio")
+    return 0
 
 
 def _run_corpus_build(args: argparse.Namespace) -> int:

@@ -77,6 +77,19 @@ class CorpusItem:
         kwargs["extra"] = {key: value for key, value in record.items() if key not in known}
         return cls(**kwargs)
 
+    def words(self) -> list:
+        """The spoken phonemes as `tts.text.Word` values (punctuation marks as words without phonemes), read
+        from `phonemes` without running the G2P (training machines need no espeak-ng); empty if there are none."""
+        from tts.text.phonemes import PUNCTUATION, Word
+
+        words = []
+        for symbols in split_phoneme_string(self.phonemes):
+            if len(symbols) == 1 and symbols[0] in PUNCTUATION:
+                words.append(Word(symbols[0], ()))
+            else:
+                words.append(Word("", tuple(symbols)))
+        return words
+
     def audio_path(self, folder: str | os.PathLike) -> Path:
         """Absolute path of the audio file; refuses names that escape the corpus folder."""
         root = Path(folder).resolve()
@@ -120,3 +133,47 @@ def join_phoneme_string(words: list[list[str]] | list) -> str:
         symbols = list(getattr(word, "phonemes", word)) or [getattr(word, "text", "")]
         parts.append(" ".join(s for s in symbols if s))
     return " | ".join(p for p in parts if p)
+
+
+PACK_QUALITY = 0.7
+"""Default `pack_corpus` setting (libsndfile's Opus compression level): about 85 kbit/s, 38 MB per hour of
+speech, log-mel mean absolute difference to the FLAC original ~0.05 (the 0.9 level, ~34 kbit/s, gives ~0.3)."""
+
+
+def pack_corpus(source: str | os.PathLike, target: str | os.PathLike, quality: float = PACK_QUALITY,
+                parts: int = 1) -> dict:
+    """Copy a corpus with its audio re-encoded as Ogg Opus, to move it to a training machine in pieces.
+
+    ``target/metadata.jsonl`` lists every item of `source` with ``file_name`` pointing at
+    ``audio/ID.ogg``; with ``parts > 1`` the audio files are spread over ``target/part1..N/audio`` of
+    similar size, to be merged (moved into ``target/audio``) on the other machine. Resumable: files already
+    encoded are kept. Returns ``{"items", "seconds", "bytes"}``.
+    """
+    import soundfile
+
+    from tts.audio import load_audio
+    from tts.files import atomic_write_text
+
+    source, target = Path(source), Path(target)
+    items = read_metadata(source)
+    if not items:
+        raise ManifestError(f"{source}: the corpus has no items")
+    lines, total_bytes, seconds = [], 0, 0.0
+    for index, item in enumerate(items):
+        name = f"audio/{Path(item.file_name).stem}.ogg"
+        folder = target / f"part{index % parts + 1}" if parts > 1 else target
+        path = folder / name
+        if not path.is_file():
+            audio = load_audio(item.audio_path(source))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(path.name + ".partial")
+            soundfile.write(partial, audio.samples, audio.sample_rate, format="OGG", subtype="OPUS",
+                            compression_level=quality)
+            os.replace(partial, path)
+        total_bytes += path.stat().st_size
+        seconds += item.duration
+        record = json.loads(item.to_json())
+        record["file_name"] = name
+        lines.append(json.dumps(record, ensure_ascii=False, sort_keys=True))
+    atomic_write_text(target / METADATA_NAME, "\n".join(lines) + "\n")
+    return {"items": len(items), "seconds": round(seconds, 1), "bytes": total_bytes}

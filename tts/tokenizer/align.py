@@ -174,7 +174,7 @@ def ctc_viterbi(log_probs: np.ndarray | torch.Tensor, targets: Sequence[int], bl
     path = np.empty(num_frames, dtype=np.int64)
     for t in range(num_frames - 1, -1, -1):
         path[t] = state
-        state -= back[t, state]
+        state -= int(back[t, state])
     spans = np.zeros((len(labels), 2), dtype=np.int64)
     emitted = path % 2 == 1
     frames = np.flatnonzero(emitted)

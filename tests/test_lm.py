@@ -1,0 +1,147 @@
+"""The token LM: stream layout, unit token counts, the model (tiny config), forced decoding and KV caching."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from tts.lm.generate import SamplingOptions, generate_speech_tokens, iter_speech_tokens
+from tts.lm.model import SpeechTokenLM, SpeechTokenLMConfig
+from tts.lm.stream import (
+    Utterance,
+    build_stream,
+    interleave,
+    text_units,
+    unit_start_times,
+    unit_token_counts,
+    zero_length_units,
+)
+from tts.text import PHONEME_TABLE, Word
+
+TINY = SpeechTokenLMConfig(codebook_size=16, dim=32, layers=2, heads=2, kv_heads=1, ff_dim=64, max_positions=1024,
+                           max_tokens_per_unit=4, max_tokens_per_pause=6)
+WORDS = [Word("hi", ("h", "ˈ", "aɪ")), Word(",", ()), Word("you", ("j", "uː"))]
+
+
+def tiny_model(seed: int = 0) -> SpeechTokenLM:
+    torch.manual_seed(seed)
+    return SpeechTokenLM(TINY).eval()
+
+
+def test_vocabulary_layout_has_no_overlaps():
+    ids = [TINY.style_id(s) for s in TINY.styles] + [TINY.level_id("happy", i / 4) for i in range(5)]
+    ids += [TINY.speech_start_id, TINY.speech_offset, TINY.speech_offset + TINY.codebook_size - 1]
+    assert min(ids) >= len(PHONEME_TABLE)
+    assert len(set(ids)) == len(ids)
+    assert TINY.vocab_size == TINY.speech_offset + TINY.codebook_size
+    assert TINY.level_id("neutral", 1.0) == TINY.level_id("sad", 0.0)
+    with pytest.raises(ValueError, match="unknown style"):
+        TINY.style_id("bored")
+
+
+def test_text_units_and_counts_from_timings():
+    units = text_units(WORDS)
+    assert units[0] == PHONEME_TABLE.bos_id
+    assert units[1:] == PHONEME_TABLE.encode(WORDS)
+    phone = lambda p, s, e: SimpleNamespace(phoneme=p, start=s, end=e)  # noqa: E731
+    timings = [
+        SimpleNamespace(start=0.2, end=0.5, phonemes=[phone("h", 0.2, 0.3), phone("ˈ", 0.3, 0.3), phone("aɪ", 0.3, 0.5)]),
+        SimpleNamespace(start=0.5, end=0.8, phonemes=[]),
+        SimpleNamespace(start=0.8, end=1.1, phonemes=[phone("j", 0.8, 0.9), phone("uː", 0.9, 1.1)]),
+    ]
+    times = unit_start_times(WORDS, timings)
+    # <bos> h ˈ aɪ <wb> , <wb> j uː
+    assert times == [0.0, 0.2, 0.3, 0.3, 0.5, 0.5, 0.8, 0.8, 0.9]
+    counts = unit_token_counts(times, num_tokens=40, token_rate=31.25)
+    assert sum(counts) == 40 and min(counts) >= 0
+    assert counts[2] == 0  # the stress mark owns nothing
+    assert counts[4] == 0 and counts[5] == 9  # the comma owns the pause, not the boundary before it
+    assert counts[0] == 6  # leading silence: round(0.2 * 31.25)
+    with pytest.raises(ValueError):
+        unit_start_times(WORDS, timings[:2])
+
+
+def test_counts_are_monotone_even_when_times_are_not():
+    counts = unit_token_counts([0.0, 0.5, 0.3, 0.9], num_tokens=20, token_rate=31.25)
+    assert sum(counts) == 20 and min(counts) >= 0
+
+
+def test_stream_layout_and_first_predicted_position():
+    prompt = Utterance((2, 30, 31), (1, 1, 1), (5, 6, 7))
+    target = Utterance((2, 40), (0, 2), (8, 9))
+    ids, first = build_stream(TINY, "happy", 0.5, target, prompt)
+    prefix = [TINY.style_id("happy"), TINY.level_id("happy", 0.5), 2, 30, 31, 2, 40, TINY.speech_start_id]
+    assert ids[: len(prefix)] == prefix
+    assert ids[len(prefix):] == interleave(prompt, TINY.speech_offset) + interleave(target, TINY.speech_offset) + [TINY.eos_id]
+    assert first == len(prefix) + 1  # the prompt's first unit is given
+    generation_prefix, _ = build_stream(TINY, "neutral", 0.0, Utterance((2, 40)), prompt, end=False)
+    assert generation_prefix[-1] == 2 and generation_prefix[-2] == TINY.speech_offset + 7
+    with pytest.raises(ValueError, match="tokens"):
+        Utterance((2, 40), (1, 1), (3,))
+
+
+def test_tiny_model_shapes_and_round_trip(tmp_path):
+    model = tiny_model()
+    ids = torch.randint(0, TINY.vocab_size, (2, 12))
+    logits = model(ids).logits
+    assert logits.shape == (2, 12, TINY.vocab_size)
+    model.save_pretrained(tmp_path / "lm")
+    again = SpeechTokenLM.from_pretrained(tmp_path / "lm")
+    assert torch.equal(again(ids).logits, logits)
+    assert again.config == TINY
+
+
+def test_kv_cache_decoding_equals_uncached_decoding():
+    model = tiny_model(1)
+    ids = torch.randint(0, TINY.vocab_size, (1, 20))
+    full = model(ids).logits[0]
+    output = model(ids[:, :8], use_cache=True)
+    cache, steps = output.past_key_values, [output.logits[0, -1]]
+    for position in range(8, 20):
+        output = model(ids[:, position : position + 1], past_key_values=cache, use_cache=True)
+        cache = output.past_key_values
+        steps.append(output.logits[0, -1])
+    torch.testing.assert_close(torch.stack(steps), full[7:], atol=1e-4, rtol=1e-4)
+
+
+def test_forced_decoding_places_every_unit_once_and_respects_caps():
+    model = tiny_model(2)
+    units = text_units(WORDS)
+    prompt = Utterance(tuple(units), tuple([1] * len(units)), tuple(range(len(units))))
+    steps = list(iter_speech_tokens(model, units, prompt, generator=torch.Generator().manual_seed(0)))
+    advances = [step.unit for step in steps if step.code is None]
+    assert advances == list(range(1, len(units)))  # every unit, in order, once
+    result = generate_speech_tokens(model, units, prompt, generator=torch.Generator().manual_seed(0))
+    assert sum(result.counts) == len(result.tokens)
+    zero = zero_length_units()
+    for unit, count in zip(units, result.counts):
+        assert count == 0 if unit in zero else count <= TINY.max_tokens_per_pause
+    assert all(0 <= code < TINY.codebook_size for code in result.tokens)
+
+
+def test_generation_is_deterministic_with_a_seed_and_greedy_is_seed_free():
+    model = tiny_model(3)
+    units = text_units(WORDS)
+
+    def run(seed, **options):
+        return generate_speech_tokens(model, units, options=SamplingOptions(**options),
+                                      generator=torch.Generator().manual_seed(seed))
+
+    assert run(5) == run(5)
+    assert run(1, temperature=0) == run(2, temperature=0)
+
+
+def test_sampling_options_are_checked():
+    with pytest.raises(ValueError):
+        SamplingOptions(top_p=0)
+    with pytest.raises(ValueError):
+        SamplingOptions(temperature=-1)
+
+
+def test_too_long_text_is_refused_with_advice():
+    model = tiny_model()
+    units = text_units([Word("a", ("ə",))] * 400)
+    with pytest.raises(ValueError, match="shorter chunks"):
+        next(iter_speech_tokens(model, units))
