@@ -15,6 +15,8 @@ _LAZY = {
     "load_audio": "tts.audio",
     "log_mel": "tts.audio",
     "TimbreError": "tts.errors",
+    "Voice": "tts.voice",
+    "clone_voice": "tts.voice",
 }
 
 __all__ = ["__version__", *_LAZY]
