@@ -17,6 +17,7 @@ _LAZY = {
     "TimbreError": "tts.errors",
     "Voice": "tts.voice",
     "clone_voice": "tts.voice",
+    "synthesize": "tts.synthesis",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -17,6 +17,7 @@ from tts.errors import TimbreError
 
 COMMAND_MODULES: tuple[str, ...] = (
     "tts.doctor",
+    "tts.say",
     "tts.checkpoints",
     "app.cli",
     "vocoder.cli",

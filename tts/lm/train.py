@@ -8,7 +8,9 @@
   forced alignment with the same tokenizer). Rows are (same-voice prompt, target) streams (`StreamSampler`).
 - Objective: next-id cross-entropy over the interleaved part of the stream (speech tokens, the moves to the next
   unit, ``<eos>``); the text prefix and style ids are given, not predicted.
-- AdamW, linear warm-up then cosine decay, gradient clipping.
+- AdamW, linear warm-up then cosine decay, gradient clipping. Length: ``--max-steps`` and optionally
+  ``--max-minutes`` of wall-clock time for this session (`tts.training.Budget`: the decay follows whichever runs
+  out first, then the run saves and exports as if it had reached ``--max-steps``).
 - Resumable: ``accelerator.save_state`` into ``OUT/state`` every ``--save-every-minutes`` and at the end; each
   save exports the model to ``OUT/export`` (fp16 safetensors + config + model card with the recipe, steps and
   validation loss / speech-token accuracy).
@@ -37,7 +39,7 @@ from tts.errors import TimbreError
 from tts.lm.data import IGNORE_INDEX, StreamBatch, StreamSampler, extract_units, read_units
 from tts.lm.model import SpeechTokenLM, SpeechTokenLMConfig, count_parameters
 from tts.refiner.data import FeatureCache
-from tts.training import Progress, append_metrics, learning_rate, resume_progress, save_due, save_state
+from tts.training import Budget, Progress, append_metrics, configure_process, resume_progress, save_due, save_state
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +86,7 @@ class TrainOptions:
     out: Path
     config: str = "small"
     max_steps: int = 20_000
+    max_minutes: float | None = None
     batch_size: int = 16
     save_every_minutes: float = 5.0
     save_every_steps: int | None = None
@@ -144,9 +147,9 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
     if options.max_steps < 1 or options.batch_size < 1:
         raise TimbreError("--max-steps and --batch-size must be positive")
     preset = PRESETS[options.config]
+    budget = Budget(options.max_steps, options.max_minutes)
     accelerator = Accelerator()
-    if accelerator.num_processes > 1 and accelerator.device.type == "cpu" and not os.environ.get("TIMBRE_THREADS"):
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // accelerator.num_processes))
+    configure_process(accelerator)
     out = Path(options.out)
     main = accelerator.is_main_process
 
@@ -207,9 +210,10 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
         accelerator.wait_for_everyone()
 
     model.train()
-    while progress.step < options.max_steps:
+    budget.start_loop()
+    while not budget.done(progress.step):
         step_start = time.monotonic()
-        lr = learning_rate(preset, progress.step, options.max_steps)
+        lr = budget.learning_rate(preset, progress.step)
         for group in optimizer.param_groups:
             group["lr"] = lr
         batch = sampler.batch(options.batch_size).to(device)
@@ -222,13 +226,15 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
         progress.step += 1
         progress.train_seconds += time.monotonic() - step_start
         session_steps += 1
+        budget.tick(accelerator)
+        last = budget.done(progress.step)
         tokens = int(batch.attention_mask.sum())
         for key, value in (("loss", loss.item()), ("grad_norm", float(grad_norm)), ("tokens", tokens),
                            ("speech_accuracy", extra["speech_accuracy"])):
             running[key] = running.get(key, 0.0) + value
         running["count"] = running.get("count", 0) + 1
 
-        if progress.step % options.log_every == 0 or progress.step == options.max_steps:
+        if progress.step % options.log_every == 0 or last:
             count = running.pop("count")
             elapsed = time.monotonic() - session_start
             record = {"step": progress.step, "lr": lr, "loss": running["loss"] / count,
@@ -244,8 +250,8 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
                 if on_log:
                     on_log(record)
 
-        if save_due(accelerator, progress.step, options.max_steps, last_save, options.save_every_minutes,
-                    options.save_every_steps):
+        if last or save_due(accelerator, progress.step, options.max_steps, last_save, options.save_every_minutes,
+                            options.save_every_steps):
             save_and_export()
             last_save = time.monotonic()
 
@@ -271,6 +277,7 @@ def export(model: SpeechTokenLM, folder: Path, options: TrainOptions, recipe: di
         "Training": {
             "steps": progress.step,
             "max steps": options.max_steps,
+            "max minutes": options.max_minutes,
             "batch size per process": options.batch_size,
             "train hours": round(progress.train_seconds / 3600, 3),
             "optimizer": f"AdamW lr {preset.learning_rate} betas {preset.betas}, warm-up {preset.warmup_steps}, cosine",
@@ -293,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True, help="run folder: state/, export/, metrics.jsonl")
     parser.add_argument("--config", choices=sorted(PRESETS), default=TrainOptions.config)
     parser.add_argument("--max-steps", type=int, default=TrainOptions.max_steps)
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="wall-clock budget of this session; the schedule anneals by then (default: none)")
     parser.add_argument("--batch-size", type=int, default=TrainOptions.batch_size, help="per process")
     parser.add_argument("--save-every-minutes", type=float, default=TrainOptions.save_every_minutes)
     parser.add_argument("--save-every-steps", type=int, default=None, help="overrides --save-every-minutes")
@@ -322,7 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tts.tokenizer.model import SpeechTokenizer
 
             args = build_extract_parser().parse_args(argv[1:])
-            tokenizer = SpeechTokenizer.from_pretrained(args.tokenizer, device=select_device())
+            device = select_device(os.environ.get("TIMBRE_DEVICE") or "auto")
+            tokenizer = SpeechTokenizer.from_pretrained(args.tokenizer, device=device)
             extract_units(args.corpus, args.features, tokenizer, args.out)
             return 0
         args = build_parser().parse_args(argv)

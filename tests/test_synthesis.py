@@ -1,0 +1,161 @@
+"""`synthesize()` on a tiny random `ar` engine: the whole data flow, seeds, streaming equal to whole-utterance
+output, speed, long text, concurrency with two voices, and the errors users meet."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from tts.audio import Audio
+from tts.data.speakers import get_speaker
+from tts.errors import CheckpointError, TextError
+from tts.lm.model import SpeechTokenLM
+from tts.refiner.model import FlowRefiner, FlowRefinerConfig
+from tts.synthesis import ArEngine, SpeedResampler, prepare_prompt, synthesize
+from tts.tokenizer.model import SpeechTokenizer
+from tts.tokenizer.train import PRESETS as TOKENIZER_PRESETS
+from tts.voice import Voice, clone_voice
+from tests.test_lm import TINY as LM_TINY
+from vocoder.train import PRESETS as VOCODER_PRESETS
+from vocoder.vocos import Vocos
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def _random(module: torch.nn.Module, seed: int, scale: float = 0.2) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.normal_(0.0, scale)
+    return module.eval()
+
+
+@pytest.fixture(scope="module")
+def engine() -> ArEngine:
+    tokenizer_config = TOKENIZER_PRESETS["tiny"].model
+    torch.manual_seed(0)
+    tokenizer = SpeechTokenizer(tokenizer_config).eval()
+    lm = _random(SpeechTokenLM(replace(LM_TINY, codebook_size=tokenizer_config.codebook_size,
+                                       token_rate=tokenizer_config.token_rate, max_positions=2048)), 1, 0.05)
+    refiner = _random(FlowRefiner(FlowRefinerConfig(
+        codebook_size=tokenizer_config.codebook_size, dim=32, depth=2, heads=2, dim_head=16, token_dim=16,
+        speaker_dim=16, speaker_encoder_dim=16, speaker_encoder_layers=1, num_styles=4, style_dim=8,
+        time_freq_dim=32, chunk_size=6, lookahead=3)), 2, 0.05)
+    vocoder = Vocos(VOCODER_PRESETS["tiny"].generator).eval()
+    return ArEngine(tokenizer, lm, refiner, vocoder)
+
+
+@pytest.fixture(scope="module")
+def voices() -> tuple[Voice, Voice]:
+    flite = get_speaker("flite")
+    if flite.unavailable_reason():
+        pytest.skip(flite.unavailable_reason())
+    text_a, text_b = "The quick brown fox jumps over the lazy dog.", "Please call Stella and ask her to bring these things."
+    return (clone_voice(flite.synthesize(text_a, "slt").audio, transcript=text_a),
+            clone_voice(flite.synthesize(text_b, "rms").audio, transcript=text_b))
+
+
+def test_prompt_is_tokenized_and_aligned(engine, voices):
+    prompt = prepare_prompt(engine, voices[0])
+    assert prompt.mel.shape[0] == engine.tokenizer.config.mel.n_mels
+    assert len(prompt.utterance.tokens) == len(prompt.tokens) == sum(prompt.utterance.counts)
+    assert len(prompt.utterance.units) == len(prompt.utterance.counts)
+
+
+def test_synthesize_returns_audio_and_is_seeded(engine, voices):
+    first = synthesize("Hello there.", voices[0], seed=3, models=engine)
+    again = synthesize("Hello there.", voices[0], seed=3, models=engine)
+    other = synthesize("Hello there.", voices[0], seed=4, models=engine)
+    assert isinstance(first, Audio) and first.sample_rate == 24000
+    assert first.samples.dtype == np.float32 and first.duration > 0.1
+    assert np.array_equal(first.samples, again.samples)
+    assert not np.array_equal(first.samples, other.samples) or first.samples.shape != other.samples.shape
+
+
+def test_streaming_concatenates_to_the_whole_output(engine, voices):
+    text = "One more sentence. And another one, please."
+    whole = synthesize(text, voices[0], seed=7, models=engine)
+    chunks = list(synthesize(text, voices[0], seed=7, models=engine, stream=True))
+    assert len(chunks) > 2
+    streamed = np.concatenate([chunk.samples for chunk in chunks])
+    assert streamed.shape == whole.samples.shape
+    np.testing.assert_allclose(streamed, whole.samples, atol=1e-3)
+
+
+def test_speed_changes_the_length(engine, voices):
+    sampling = dict(seed=1, models=engine)
+    normal = synthesize("Counting to ten takes a while.", voices[0], speed=1.0, **sampling)
+    fast = synthesize("Counting to ten takes a while.", voices[0], speed=2.0, **sampling)
+    assert fast.duration < 0.65 * normal.duration
+    assert SpeedResampler(0.5).resample([1, 2, 3]) == [1, 1, 2, 2, 3, 3]
+    streamed = SpeedResampler(1.5)
+    assert [c for code in range(9) for c in streamed.push(code)] == SpeedResampler(1.5).resample(range(9)) == [0, 1, 3, 4, 6, 7]
+
+
+def test_long_text_is_chunked_with_progress(engine, voices):
+    calls = []
+    text = " ".join(["This sentence is one of several in a row."] * 4)
+    audio = synthesize(text, voices[0], seed=0, models=engine, progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1][0] == calls[-1][1] >= 1
+    assert audio.duration > 0.5
+
+
+def test_two_voices_at_once_do_not_mix(engine, voices):
+    expected = [synthesize("Good morning.", voice, seed=11, models=engine).samples for voice in voices]
+    results: dict[int, np.ndarray] = {}
+
+    def run(index: int) -> None:
+        results[index] = synthesize("Good morning.", voices[index], seed=11, models=engine).samples
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for index in (0, 1):
+        assert np.array_equal(results[index], expected[index])
+    assert not np.array_equal(expected[0][: len(expected[1])], expected[1][: len(expected[0])])
+
+
+def test_user_errors_are_clear(engine, voices):
+    with pytest.raises(TextError, match="empty"):
+        synthesize("   ", voices[0], models=engine)
+    with pytest.raises(ValueError, match="speed"):
+        synthesize("Hi.", voices[0], speed=5, models=engine)
+    with pytest.raises(ValueError, match="unknown style"):
+        synthesize("Hi.", voices[0], style="bored", models=engine)
+    with pytest.raises(ValueError, match="engine"):
+        synthesize("Hi.", voices[0], engine="nope", models=engine)
+
+
+def test_parts_that_do_not_fit_are_refused(engine):
+    other = SpeechTokenLM(replace(engine.lm.config, codebook_size=engine.lm.config.codebook_size + 1))
+    with pytest.raises(CheckpointError, match="codebook"):
+        ArEngine(engine.tokenizer, other, engine.refiner, engine.vocoder)
+
+
+def test_public_api_and_missing_engine_message(tmp_path, monkeypatch, voices):
+    import tts
+    from tts import synthesis
+
+    assert tts.synthesize is synthesize
+    monkeypatch.setattr("tts.engines.list_shipped", lambda: [])
+    with pytest.raises(CheckpointError, match="not trained yet"):
+        synthesis.load_engine()
+
+
+def test_say_command_writes_audio(tmp_path, monkeypatch, engine, voices):
+    from tts import synthesis
+    from tts.cli import main
+
+    monkeypatch.setattr(synthesis, "load_engine", lambda **_: engine)
+    voices[0].save(tmp_path / "slt.voice")
+    assert main(["say", "Hello there.", "--voice", str(tmp_path / "slt.voice"), "-o", str(tmp_path / "out.wav"),
+                 "--seed", "1", "--stream"]) == 0
+    from tts.audio import load_audio
+
+    assert load_audio(tmp_path / "out.wav").duration > 0.1

@@ -1,0 +1,58 @@
+"""`timbre say`: text + a voice reference (an audio clip or a saved ``.voice`` file) -> an audio file."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def load_voice_argument(path: Path, transcript: str | None = None):
+    """A `Voice` from a ``.voice`` file or an audio clip (cloned, transcribed when no transcript is given)."""
+    from tts.voice import Voice, clone_voice
+
+    if path.suffix.lower() == ".voice":
+        voice = Voice.load(path)
+        return clone_voice(voice, transcript) if transcript else voice
+    return clone_voice(path, transcript)
+
+
+def register(subparsers) -> None:
+    """Add ``timbre say``."""
+    from tts.data.styles import STYLES
+
+    parser = subparsers.add_parser("say", help="speak text in a cloned voice (engine ar)")
+    parser.add_argument("text", help="what to say")
+    parser.add_argument("--voice", type=Path, required=True, help="reference clip (wav, flac, mp3, ...) or a .voice file")
+    parser.add_argument("--transcript", help="what the reference clip says (default: transcribed offline)")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="output file (wav, flac, mp3, ogg)")
+    parser.add_argument("--style", default="neutral", choices=STYLES)
+    parser.add_argument("--intensity", type=float, default=1.0, help="style strength 0-1 (default 1)")
+    parser.add_argument("--speed", type=float, default=1.0, help="speaking rate 0.5-2 (default 1)")
+    parser.add_argument("--seed", type=int, default=None, help="makes the result reproducible")
+    parser.add_argument("--stream", action="store_true", help="generate chunk by chunk and report the time to first audio")
+    parser.add_argument("--verify", action="store_true", help="re-generate sentences the offline ASR finds wrong")
+    parser.set_defaults(func=_run_say)
+
+
+def _run_say(args: argparse.Namespace) -> int:
+    from tts.audio import Audio
+    from tts.synthesis import synthesize
+
+    voice = load_voice_argument(args.voice, args.transcript)
+    start = time.perf_counter()
+    result = synthesize(args.text, voice, style=args.style, intensity=args.intensity, speed=args.speed,
+                        seed=args.seed, stream=args.stream, verify=args.verify)
+    if args.stream:
+        pieces, first = [], None
+        for chunk in result:
+            first = time.perf_counter() - start if first is None else first
+            pieces.append(chunk.samples)
+        result = Audio(np.concatenate(pieces), chunk.sample_rate)
+        print(f"first audio after {first * 1000:.0f} ms")
+    elapsed = time.perf_counter() - start
+    path = result.save(args.output)
+    print(f"wrote {path} ({result.duration:.2f} s of audio in {elapsed:.2f} s, RTF {elapsed / max(result.duration, 1e-9):.3f})")
+    return 0

@@ -1,0 +1,335 @@
+"""`synthesize()`: text + a voice -> speech, through the `ar` engine (the Seed-TTS path).
+
+    voice = clone_voice("ref.wav")
+    audio = synthesize("Hello there.", voice=voice, seed=0)
+    for chunk in synthesize(long_text, voice=voice, stream=True): ...
+
+Data flow for one call::
+
+    text --split_for_synthesis--> chunks --prepare_text--> words --text_units--> units
+    voice --log_mel / tokenizer.encode / align--> prompt (mel, tokens, units with their token counts)
+    units + prompt --token LM (text forced, tts.lm.generate)--> speech tokens --speed--> tokens
+    tokens + prompt mel --flow refiner--> mel --vocoder--> audio; chunks joined with short pauses
+
+Every chunk is conditioned on the same voice prompt. Stateless: the models are loaded once per set of
+checkpoints and shared read-only (inference only), every call builds its own caches and random generators, so
+concurrent calls with different voices never mix. Streaming yields audio as soon as the vocoder has it: the LM
+feeds the refiner token by token (`tts.refiner.sampling.generate_stream`), the refiner feeds the vocoder chunk by
+chunk (`vocoder.streaming`); with the same seed the concatenated stream equals the non-streamed audio up to
+float rounding.
+
+Shapes: ``M`` mel bands, ``P`` prompt frames, ``Np`` prompt tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from tts.audio import Audio, log_mel
+from tts.errors import CheckpointError, TextError, TimbreError, VoiceError
+from tts.lm.generate import SamplingOptions, generate_speech_tokens, iter_speech_tokens
+from tts.lm.stream import Utterance, text_units, unit_start_times, unit_token_counts
+from tts.text import prepare_text, split_for_synthesis
+from tts.voice import Voice, clone_voice
+
+logger = logging.getLogger(__name__)
+
+AR_CHECKPOINTS = {"tokenizer": "speech_tokenizer", "lm": "token_lm", "refiner": "flow_refiner", "vocoder": "vocoder"}
+"""Shipped checkpoint names of the `ar` engine's parts."""
+
+SENTENCE_PAUSE_SECONDS = 0.12
+"""Silence put between two chunks of a long text (each chunk already ends with the pause the LM gave it)."""
+
+MIN_SPEED, MAX_SPEED = 0.5, 2.0
+DEFAULT_VERIFY_WER = 0.25
+"""`verify=True` regenerates a chunk whose ASR word error rate is above this."""
+
+
+@dataclass(frozen=True)
+class ArEngine:
+    """The four models of the `ar` engine, loaded and checked to fit together (read-only once built)."""
+
+    tokenizer: torch.nn.Module
+    lm: torch.nn.Module
+    refiner: torch.nn.Module
+    vocoder: torch.nn.Module
+
+    def __post_init__(self) -> None:
+        lm, tokenizer, refiner = self.lm.config, self.tokenizer.config, self.refiner.config
+        lm.check_phoneme_table()
+        if lm.codebook_size != tokenizer.codebook_size or refiner.codebook_size != tokenizer.codebook_size:
+            raise CheckpointError(
+                f"the engine's parts do not fit: tokenizer codebook {tokenizer.codebook_size}, LM "
+                f"{lm.codebook_size}, refiner {refiner.codebook_size}; use checkpoints trained together"
+            )
+        if not math.isclose(lm.token_rate, tokenizer.token_rate, rel_tol=1e-6):
+            raise CheckpointError(f"the LM speaks {lm.token_rate} tokens/s, the tokenizer makes {tokenizer.token_rate}")
+
+    @classmethod
+    def from_pretrained(cls, tokenizer: str = AR_CHECKPOINTS["tokenizer"], lm: str = AR_CHECKPOINTS["lm"],
+                        refiner: str = AR_CHECKPOINTS["refiner"], vocoder: str = AR_CHECKPOINTS["vocoder"],
+                        local_files_only: bool = False) -> "ArEngine":
+        """Load the parts (shipped names, local folders or hub ids) in float32 on the CPU."""
+        from tts.lm.model import SpeechTokenLM
+        from tts.refiner.model import FlowRefiner
+        from tts.tokenizer.model import SpeechTokenizer
+        from vocoder.vocos import Vocos
+
+        parts = [
+            SpeechTokenizer.from_pretrained(tokenizer, local_files_only=local_files_only),
+            SpeechTokenLM.from_pretrained(lm, local_files_only=local_files_only),
+            FlowRefiner.from_pretrained(refiner, local_files_only=local_files_only),
+            Vocos.from_pretrained(vocoder, local_files_only=local_files_only),
+        ]
+        return cls(*(part.float().eval() for part in parts))
+
+
+_ENGINES: dict[tuple, ArEngine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def load_engine(**checkpoints: str) -> ArEngine:
+    """The `ar` engine for these checkpoints (default: the shipped ones), loaded once per process and shared."""
+    names = {**AR_CHECKPOINTS, **checkpoints}
+    if names == AR_CHECKPOINTS:
+        from tts.engines import engine_status
+
+        status = next(s for s in engine_status() if s.name == "ar")
+        if not status.available:
+            raise CheckpointError(f"the 'ar' engine is unavailable: {status.reason}")
+    key = tuple(sorted(names.items()))
+    with _ENGINES_LOCK:
+        if key not in _ENGINES:
+            _ENGINES[key] = ArEngine.from_pretrained(**names)
+        return _ENGINES[key]
+
+
+@dataclass(frozen=True)
+class VoicePrompt:
+    """What the engine conditions on, derived from a `Voice`: the prompt's mel ``(M, P)``, its tokens ``(Np,)``
+    and its interleaved utterance (text units with the tokens each one owns)."""
+
+    mel: torch.Tensor
+    tokens: torch.Tensor
+    utterance: Utterance
+
+
+def prepare_prompt(engine: ArEngine, voice: Voice) -> VoicePrompt:
+    """Tokenize and align a voice's reference clip with its transcript."""
+    from tts.tokenizer.align import align
+
+    tokenizer = engine.tokenizer
+    with torch.inference_mode():
+        mel = log_mel(torch.from_numpy(voice.audio.samples), tokenizer.config.mel)
+        ids, lengths = tokenizer.encode(mel[None])
+    tokens = ids[0, : int(lengths[0])].long()
+    try:
+        words = list(prepare_text(voice.transcript).words)
+        timings = align(voice.audio, words, tokenizer)
+    except TextError as error:
+        raise VoiceError(
+            f"the voice's transcript does not fit its recording ({error}); clone the voice again with the words "
+            "it says (or without a transcript, to have it transcribed)"
+        ) from error
+    counts = unit_token_counts(unit_start_times(words, timings), len(tokens), tokenizer.config.token_rate)
+    return VoicePrompt(mel, tokens, Utterance(tuple(text_units(words)), tuple(counts), tuple(tokens.tolist())))
+
+
+class SpeedResampler:
+    """Changes speaking rate on the token sequence: output token ``j`` is input token ``floor(j * speed)``.
+
+    Works token by token (streaming) and gives the same sequence as resampling the whole list at once."""
+
+    def __init__(self, speed: float) -> None:
+        self.speed = speed
+        self.received: list[int] = []
+        self.emitted = 0
+
+    def push(self, code: int) -> list[int]:
+        self.received.append(code)
+        out = []
+        while int(self.emitted * self.speed) < len(self.received):
+            out.append(self.received[int(self.emitted * self.speed)])
+            self.emitted += 1
+        return out
+
+    def resample(self, codes: Sequence[int]) -> list[int]:
+        return [out for code in codes for out in self.push(code)]
+
+
+@dataclass(frozen=True)
+class SynthesisOptions:
+    """Settings of one `synthesize` call (validated on creation)."""
+
+    style: str = "neutral"
+    intensity: float = 1.0
+    speed: float = 1.0
+    seed: int | None = None
+    sampling: SamplingOptions = field(default_factory=SamplingOptions)
+    refiner_steps: int = 6
+    cfg_strength: float = 2.0
+    verify: bool = False
+    verify_wer: float = DEFAULT_VERIFY_WER
+    max_tries: int = 3
+    max_chunk_chars: int = 250
+
+    def __post_init__(self) -> None:
+        if not MIN_SPEED <= self.speed <= MAX_SPEED:
+            raise ValueError(f"speed must be between {MIN_SPEED} and {MAX_SPEED}, got {self.speed}")
+        if not 0.0 <= self.intensity <= 1.0:
+            raise ValueError(f"intensity must be between 0 and 1, got {self.intensity}")
+        if self.max_tries < 1 or not 1 <= self.refiner_steps <= 32:
+            raise ValueError("max_tries must be >= 1 and refiner_steps between 1 and 32")
+        if self.seed is not None and not 0 <= self.seed < 2**63:
+            raise ValueError("seed must be between 0 and 2**63 - 1")
+
+
+def _chunk_seed(seed: int, chunk: int, attempt: int) -> int:
+    return (seed * 1_000_003 + chunk * 9_176 + attempt * 104_729) % 2**63
+
+
+def _refiner_args(engine: ArEngine, prompt: VoicePrompt, options: SynthesisOptions, seed: int) -> dict:
+    return {"prompt_mel": prompt.mel, "prompt_tokens": prompt.tokens, "steps": options.refiner_steps,
+            "cfg_strength": options.cfg_strength, "seed": seed % 2**31}
+
+
+def _chunk_audio(engine: ArEngine, prompt: VoicePrompt, units: list[int], options: SynthesisOptions, seed: int) -> Audio:
+    from tts.refiner.sampling import generate
+
+    generator = torch.Generator().manual_seed(seed)
+    target = generate_speech_tokens(engine.lm, units, prompt.utterance, options.style, options.intensity,
+                                    options.sampling, generator)
+    codes = SpeedResampler(options.speed).resample(target.tokens)
+    if not codes:
+        raise TimbreError("the token LM produced no speech for this text; try another seed")
+    with torch.inference_mode():
+        mel = generate(engine.refiner, torch.tensor(codes), **_refiner_args(engine, prompt, options, seed))
+        return engine.vocoder.decode(mel[0])
+
+
+def _chunk_stream(engine: ArEngine, prompt: VoicePrompt, units: list[int], options: SynthesisOptions,
+                  seed: int) -> Iterator[np.ndarray]:
+    from tts.refiner.sampling import generate_stream
+
+    generator = torch.Generator().manual_seed(seed)
+    resampler = SpeedResampler(options.speed)
+
+    def token_pieces() -> Iterator[torch.Tensor]:
+        for step in iter_speech_tokens(engine.lm, units, prompt.utterance, options.style, options.intensity,
+                                       options.sampling, generator):
+            if step.code is not None:
+                codes = resampler.push(step.code)
+                if codes:
+                    yield torch.tensor(codes)
+
+    mel_chunks = generate_stream(engine.refiner, token_pieces(), **_refiner_args(engine, prompt, options, seed))
+    for chunk in engine.vocoder.stream(chunk[0] for chunk in mel_chunks):
+        yield np.asarray(chunk, dtype=np.float32).reshape(-1)
+
+
+def _verified_chunk(engine: ArEngine, prompt: VoicePrompt, text: str, units: list[int], options: SynthesisOptions,
+                    seed: int, index: int) -> Audio:
+    """The chunk's audio; with `verify`, regenerated (new seeds) while its ASR WER is above the threshold."""
+    best: tuple[float, Audio] | None = None
+    for attempt in range(options.max_tries if options.verify else 1):
+        audio = _chunk_audio(engine, prompt, units, options, _chunk_seed(seed, index, attempt))
+        if not options.verify:
+            return audio
+        from tts.evaluation.asr import transcribe
+        from tts.evaluation.wer import wer
+
+        error = wer(text, transcribe(audio))
+        logger.info("chunk %d attempt %d: WER %.3f", index, attempt, error)
+        if best is None or error < best[0]:
+            best = (error, audio)
+        if error <= options.verify_wer:
+            break
+    return best[1]
+
+
+def synthesize(
+    text: str,
+    voice: Voice | str | Audio | tuple,
+    *,
+    engine: str = "ar",
+    style: str = "neutral",
+    intensity: float = 1.0,
+    speed: float = 1.0,
+    seed: int | None = None,
+    stream: bool = False,
+    sampling: SamplingOptions | None = None,
+    verify: bool = False,
+    max_tries: int = 3,
+    progress: Callable[[int, int], None] | None = None,
+    models: ArEngine | None = None,
+) -> Audio | Iterator[Audio]:
+    """Say `text` in `voice`.
+
+    Args:
+        text: what to say (any length up to `tts.text.MAX_TEXT_CHARS`; split into chunks internally).
+        voice: a `Voice`, or anything `clone_voice` takes (a path, an `Audio`, ``(samples, rate)``).
+        engine: ``"ar"`` (the only engine of this function so far).
+        style, intensity: a style label (`tts.data.styles.STYLES`) and its strength in [0, 1].
+        speed: speaking-rate factor in [0.5, 2].
+        seed: makes the result reproducible (None: a fresh random seed).
+        stream: return a generator of `Audio` chunks, each yielded as soon as it exists.
+        sampling: the LM's sampling settings (`tts.lm.generate.SamplingOptions`).
+        verify: transcribe each chunk with the offline ASR and regenerate it (up to `max_tries`) when its word
+            error rate is above `DEFAULT_VERIFY_WER`; with `stream`, chunks are then yielded whole.
+        progress: called as ``progress(done, total)`` after each text chunk.
+        models: an `ArEngine` to use instead of the shipped checkpoints.
+
+    Returns:
+        `Audio` (24 kHz mono float32), or an iterator of `Audio` chunks when `stream`.
+
+    Raises:
+        TextError: empty, over-long or unspeakable text. VoiceError: an unusable reference. ValueError: bad
+        settings. CheckpointError: the engine's checkpoints are missing or refused.
+    """
+    if engine != "ar":
+        raise ValueError(f"unknown engine {engine!r} for synthesize(); available: 'ar'")
+    options = SynthesisOptions(style=style, intensity=intensity, speed=speed, seed=seed,
+                               sampling=sampling or SamplingOptions(), verify=verify, max_tries=max_tries)
+    chunks = split_for_synthesis(text, options.max_chunk_chars)
+    prepared = [prepare_text(chunk) for chunk in chunks]
+    voice = voice if isinstance(voice, Voice) else clone_voice(voice)
+    parts = models if models is not None else load_engine()
+    parts.lm.config.style_id(options.style)  # refuse an unknown style before any work
+    prompt = prepare_prompt(parts, voice)
+    run_seed = options.seed if options.seed is not None else secrets.randbelow(2**63)
+    rate = parts.vocoder.sample_rate
+    pause = np.zeros(int(round(SENTENCE_PAUSE_SECONDS * rate)), dtype=np.float32)
+
+    def chunk_units(chunk) -> list[int]:
+        return text_units(list(chunk.words))
+
+    if not stream:
+        pieces: list[np.ndarray] = []
+        for index, chunk in enumerate(prepared):
+            audio = _verified_chunk(parts, prompt, chunk.normalized, chunk_units(chunk), options, run_seed, index)
+            pieces.extend(([pause] if index else []) + [audio.samples])
+            if progress is not None:
+                progress(index + 1, len(prepared))
+        return Audio(np.concatenate(pieces), rate)
+
+    def generate_chunks() -> Iterator[Audio]:
+        for index, chunk in enumerate(prepared):
+            if index:
+                yield Audio(pause.copy(), rate)
+            if options.verify:
+                yield _verified_chunk(parts, prompt, chunk.normalized, chunk_units(chunk), options, run_seed, index)
+            else:
+                for samples in _chunk_stream(parts, prompt, chunk_units(chunk), options, _chunk_seed(run_seed, index, 0)):
+                    yield Audio(samples, rate)
+            if progress is not None:
+                progress(index + 1, len(prepared))
+
+    return generate_chunks()
