@@ -1,14 +1,29 @@
-"""Shared training pieces: atomic state saves that survive a crash, and save timing all processes agree on."""
+"""Shared training pieces: atomic state saves that survive a crash, save timing all processes agree on, and
+wall-clock budgets that drive the learning-rate schedule."""
 
 from __future__ import annotations
 
 import json
+import threading
+import time
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from accelerate import Accelerator
 
-from tts.training import append_metrics, resumable_state, save_due, save_state
+from tts.errors import TimbreError
+from tts.training import (
+    BatchPrefetcher,
+    Budget,
+    append_metrics,
+    batch_source,
+    learning_rate,
+    resumable_state,
+    save_due,
+    save_state,
+)
 
 
 @pytest.fixture(scope="module")
@@ -47,3 +62,133 @@ def test_append_metrics(tmp_path):
     append_metrics(path, {"step": 1, "loss": 0.5})
     append_metrics(path, {"step": 2, "loss": 0.25})
     assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2]
+
+
+SCHEDULE = SimpleNamespace(learning_rate=1.0, warmup_steps=10, final_lr_fraction=0.1)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_budget_without_minutes_is_the_step_schedule():
+    budget = Budget(max_steps=100)
+    budget.start_loop()
+    assert budget.tick() == 0.0
+    for step in (0, 5, 10, 50, 99):
+        assert budget.learning_rate(SCHEDULE, step) == learning_rate(SCHEDULE, step, 100)
+        assert not budget.done(step)
+    assert budget.fraction(25) == 0.25 and budget.done(100)
+    assert learning_rate(SCHEDULE, 100, 100) == pytest.approx(0.1)
+
+
+def test_budget_time_drives_the_decay_and_ends_the_run():
+    clock = FakeClock()
+    budget = Budget(max_steps=10**6, max_minutes=1.0, clock=clock)
+    clock.now += 20  # loading took a third of the budget: the schedule spans the 40 s left
+    budget.start_loop()
+    assert budget.learning_rate(SCHEDULE, 0) == pytest.approx(0.1)  # warm-up stays in steps
+    clock.now += 20
+    assert budget.tick() == pytest.approx(0.5)
+    assert budget.fraction(10) == pytest.approx(0.5) and not budget.done(10)
+    assert budget.learning_rate(SCHEDULE, 10) == pytest.approx(0.1 + 0.9 * 0.5)  # mid-cosine after half the time
+    clock.now += 19.6
+    budget.tick()
+    assert not budget.done(11) and budget.learning_rate(SCHEDULE, 11) == pytest.approx(0.1, abs=1e-3)
+    clock.now += 1
+    budget.tick()
+    assert budget.done(12) and budget.learning_rate(SCHEDULE, 12) == pytest.approx(0.1)
+    # Steps still end a run that has time left, and drive the schedule when they are ahead.
+    quick = Budget(max_steps=30, max_minutes=60.0, clock=clock)
+    quick.start_loop()
+    quick.tick()
+    assert quick.learning_rate(SCHEDULE, 20) == learning_rate(SCHEDULE, 20, 30) and quick.done(30)
+
+
+def test_budget_spent_before_the_loop_still_runs_one_step():
+    clock = FakeClock()
+    budget = Budget(max_steps=100, max_minutes=0.5, clock=clock)
+    clock.now += 60
+    budget.start_loop()
+    assert not budget.done(0)
+    budget.tick()
+    assert budget.done(1)
+
+
+class TwoProcesses:
+    """An accelerator stand-in whose other process reports `other` to a max reduction."""
+
+    num_processes = 2
+    device = torch.device("cpu")
+
+    def __init__(self, other: float) -> None:
+        self.other = other
+        self.reductions: list[str] = []
+
+    def reduce(self, tensor, reduction):
+        self.reductions.append(reduction)
+        return torch.maximum(tensor, torch.tensor(self.other))
+
+
+def test_budget_agrees_on_the_slowest_process_clock():
+    clock = FakeClock()
+    budget = Budget(max_steps=100, max_minutes=1.0, clock=clock)
+    budget.start_loop()
+    clock.now += 6
+    accelerator = TwoProcesses(other=1.5)
+    assert budget.tick(accelerator) == pytest.approx(1.5) and budget.done(1)
+    assert accelerator.reductions == ["max"]
+    assert budget.tick(TwoProcesses(other=0.0)) == pytest.approx(0.1)
+
+
+def test_budget_refuses_nonsense():
+    with pytest.raises(TimbreError, match="max-minutes"):
+        Budget(max_steps=10, max_minutes=0)
+    with pytest.raises(TimbreError, match="max-steps"):
+        Budget(max_steps=0)
+
+
+def test_prefetched_batches_come_in_a_fixed_order():
+    """Worker w makes batches w, w + W, ...: the sequence is the same however the threads are scheduled."""
+
+    def maker(rng):
+        def make():
+            time.sleep(float(rng.uniform(0, 0.003)))  # uneven work
+            return float(rng.random())
+
+        return make
+
+    expected = []
+    makers = [maker(np.random.default_rng([7, w])) for w in range(3)]
+    for _ in range(5):
+        expected += [make() for make in makers]
+    for _ in range(2):
+        next_batch, close = batch_source(maker, (7,), workers=3)
+        assert [next_batch() for _ in range(15)] == expected
+        close()
+    direct, close = batch_source(maker, (7,), workers=0)
+    assert direct() == maker(np.random.default_rng([7]))()
+    close()
+
+
+def test_prefetcher_raises_a_makers_error_and_closes():
+    calls = []
+
+    def failing():
+        calls.append(1)
+        if len(calls) > 2:
+            raise ValueError("bad item")
+        return len(calls)
+
+    with BatchPrefetcher([failing]) as prefetcher:
+        assert prefetcher() == 1 and prefetcher() == 2
+        with pytest.raises(ValueError, match="bad item"):
+            prefetcher()
+    endless = BatchPrefetcher([lambda: 0, lambda: 1], depth=1)
+    assert [endless() for _ in range(4)] == [0, 1, 0, 1]
+    endless.close()
+    assert not any(thread.name.startswith("batches-") and thread.is_alive() for thread in threading.enumerate())

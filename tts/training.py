@@ -2,7 +2,11 @@
 
 - `Augmentation` and `augment_waveform`: what user audio looks like (gain, noise, band limits of 8-22 kHz
   sources), applied to training audio; `lowpass` band-limits a 24 kHz signal.
-- `learning_rate`: linear warm-up then cosine decay.
+- `learning_rate`: linear warm-up then cosine decay, over steps or (`Budget`) over the wall-clock time a run has.
+- `Budget`: a run's length in steps and, optionally, minutes: its progress fraction drives the schedule, and
+  the run ends when it reaches 1 (agreed by every process, like `save_due`).
+- `configure_process`: CPU threads and CUDA matmul precision of a training process; `data_workers` and
+  `BatchPrefetcher`: batches made ahead by threads while an accelerator computes, in a fixed order.
 - `Progress`: the counters saved with a run's resumable state.
 - `save_due`: when to save, agreed by every process (a disagreement would deadlock the save's barriers);
   `append_metrics`: one JSON line per logged step.
@@ -15,11 +19,15 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import queue
 import shutil
+import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -71,14 +79,111 @@ def augment_waveform(samples: np.ndarray, augmentation: Augmentation, rng: np.ra
     return np.clip(out, -1.0, 1.0).astype(np.float32)
 
 
-def learning_rate(config: ScheduleConfig, step: int, max_steps: int) -> float:
-    """Linear warm-up to ``learning_rate``, then cosine decay to ``final_lr_fraction`` of it at `max_steps`."""
+def learning_rate(config: ScheduleConfig, step: int, max_steps: int, time_fraction: float = 0.0) -> float:
+    """Linear warm-up to ``learning_rate`` over ``warmup_steps``, then cosine decay to ``final_lr_fraction`` of it.
+
+    The decay's progress is the larger of the steps done after warm-up over those planned, and `time_fraction`
+    (the share of a run's wall-clock budget spent, see `Budget`), so a time-limited run anneals by its deadline.
+    """
     if step < config.warmup_steps:
         return config.learning_rate * (step + 1) / config.warmup_steps
     span = max(1, max_steps - config.warmup_steps)
-    progress = min(1.0, (step - config.warmup_steps) / span)
+    progress = min(1.0, max((step - config.warmup_steps) / span, time_fraction))
     floor = config.final_lr_fraction
     return config.learning_rate * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+@dataclass
+class Budget:
+    """How long a training session may run: `max_steps` (counted over resumes) and optionally `max_minutes` of
+    wall-clock time for this session, counted from the budget's creation (data loading included) to the end
+    of the last step; the final save and export come after it.
+
+    The time share is measured over the part of the budget left when the loop starts (`start_loop`), so the
+    learning-rate schedule spans the training itself. `tick` reads the clock after each step and agrees on it
+    across processes (the largest share wins), so every process uses the same learning rate and stops at the
+    same step; it must be called by every process at every step. A session always runs at least one step.
+    """
+
+    max_steps: int
+    max_minutes: float | None = None
+    clock: Callable[[], float] = time.monotonic
+    """Seconds on a monotonic clock (replaceable in tests)."""
+    created: float | None = None
+    """`clock` time the session started (default: now)."""
+    loop_start: float | None = None
+    time_fraction: float = 0.0
+    """The agreed share of the training time spent, as of the last `tick` (may exceed 1)."""
+
+    def __post_init__(self) -> None:
+        if self.max_steps < 1:
+            raise TimbreError("--max-steps must be positive")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise TimbreError("--max-minutes must be positive")
+        if self.created is None:
+            self.created = self.clock()
+
+    @property
+    def deadline(self) -> float | None:
+        """`clock` time at which training must stop (None: no time limit)."""
+        return None if self.max_minutes is None else self.created + self.max_minutes * 60
+
+    def start_loop(self) -> None:
+        """Mark the start of the training loop (the schedule's time axis starts here)."""
+        self.loop_start = self.clock()
+        self.time_fraction = 0.0
+
+    def _local_time_fraction(self) -> float:
+        if self.deadline is None:
+            return 0.0
+        start = self.loop_start if self.loop_start is not None else self.created
+        available = self.deadline - start
+        return math.inf if available <= 0 else (self.clock() - start) / available
+
+    def tick(self, accelerator: Any = None) -> float:
+        """Read the clock, agreed over `accelerator`'s processes; returns the new `time_fraction`."""
+        if self.deadline is None:
+            return 0.0
+        share = min(self._local_time_fraction(), 1e6)
+        if accelerator is not None and accelerator.num_processes > 1:
+            import torch
+
+            share = float(accelerator.reduce(torch.tensor(share, device=accelerator.device), reduction="max").item())
+        self.time_fraction = share
+        return share
+
+    def fraction(self, step: int) -> float:
+        """The run's progress in [0, 1]: the larger of ``step / max_steps`` and the agreed time share."""
+        return min(1.0, max(step / self.max_steps, self.time_fraction))
+
+    def done(self, step: int) -> bool:
+        """Whether the run is over: `max_steps` reached or the time spent (as of the last `tick`)."""
+        return self.fraction(step) >= 1.0
+
+    def learning_rate(self, config: ScheduleConfig, step: int) -> float:
+        """`learning_rate` at `step`, with the decay driven by the time share too."""
+        return learning_rate(config, step, self.max_steps, min(1.0, self.time_fraction))
+
+
+def configure_process(accelerator: Any) -> int:
+    """Set up one training process: its CPU threads (``TIMBRE_THREADS`` when set, else on CPU the cores shared
+    among the processes, else torch's default) and, on CUDA, TF32 matmuls (several times faster than full
+    float32 on Ampere and later; these models train in float32 and lose nothing measurable). Returns the threads."""
+    import torch
+
+    from tts.device import configure_threads
+
+    if os.environ.get("TIMBRE_THREADS"):
+        threads = configure_threads()
+    elif accelerator.device.type == "cpu":
+        # Processes share the cores; oversubscription would slow every one of them.
+        threads = configure_threads(max(1, (os.cpu_count() or 1) // accelerator.num_processes))
+    else:
+        threads = torch.get_num_threads()
+    if accelerator.device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return threads
 
 
 @dataclass
@@ -184,3 +289,105 @@ def resume_progress(accelerator: Any, state_dir: Path, preset: str) -> Progress:
         if accelerator.is_main_process:
             logger.info("resumed from %s at step %d", state_dir, progress.step)
     return progress
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Batches made ahead
+
+T = TypeVar("T")
+
+
+def data_workers(accelerator: Any) -> int:
+    """Threads that make batches ahead of the loop: ``TIMBRE_DATA_WORKERS`` when set; else none on a CPU (the
+    cores already train) and, on an accelerator, up to 4 of the process's CPU threads (decoding and augmenting
+    audio for a large batch takes longer than a GPU step)."""
+    env = os.environ.get("TIMBRE_DATA_WORKERS")
+    if env:
+        return max(0, int(env))
+    if accelerator.device.type == "cpu":
+        return 0
+    import torch
+
+    return max(1, min(4, torch.get_num_threads() - 1))
+
+
+class _Failure:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class BatchPrefetcher(Generic[T]):
+    """Batches made ahead of the training loop by one thread per maker, taken in turn.
+
+    Maker ``w`` (a sampler with its own random generator) makes batches ``w, w + W, w + 2W, ...``, so the
+    sequence does not depend on thread timing. It overlaps the CPU's data work with the accelerator's compute,
+    and the work of the makers with each other (audio decoders, resamplers, numpy's generators and torch
+    kernels release the GIL). An error in a maker is raised by the call that would have returned its batch.
+    Use as a context manager, or call `close`.
+    """
+
+    def __init__(self, makers: Sequence[Callable[[], T]], depth: int = 2) -> None:
+        if not makers:
+            raise ValueError("give at least one batch maker")
+        self._stop = threading.Event()
+        self._queues: list[queue.Queue] = [queue.Queue(maxsize=max(1, depth)) for _ in makers]
+        self._threads = [
+            threading.Thread(target=self._work, args=(make, q), name=f"batches-{index}", daemon=True)
+            for index, (make, q) in enumerate(zip(makers, self._queues))
+        ]
+        self._turn = 0
+        for thread in self._threads:
+            thread.start()
+
+    def _work(self, make: Callable[[], T], out: queue.Queue) -> None:
+        while not self._stop.is_set():
+            try:
+                item: Any = make()
+            except BaseException as error:  # noqa: BLE001 - handed to the consumer, which raises it
+                item = _Failure(error)
+            while not self._stop.is_set():
+                try:
+                    out.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if isinstance(item, _Failure):
+                return
+
+    def __call__(self) -> T:
+        """The next batch."""
+        out = self._queues[self._turn]
+        self._turn = (self._turn + 1) % len(self._queues)
+        while True:
+            try:
+                item = out.get(timeout=1.0)
+                break
+            except queue.Empty:
+                if self._stop.is_set():
+                    raise RuntimeError("the batch prefetcher is closed") from None
+        if isinstance(item, _Failure):
+            raise item.error
+        return item
+
+    def close(self) -> None:
+        """Stop the threads (a batch being made is finished first)."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    def __enter__(self) -> BatchPrefetcher[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def batch_source(
+    maker: Callable[[np.random.Generator], Callable[[], T]], seed: Sequence[int], workers: int
+) -> tuple[Callable[[], T], Callable[[], None]]:
+    """``(next_batch, close)`` of batches from ``maker(rng)``: without `workers`, one maker seeded with `seed`,
+    called in the loop; else a `BatchPrefetcher` of `workers` makers seeded with ``(*seed, w)``."""
+    if workers <= 0:
+        return maker(np.random.default_rng(list(seed))), lambda: None
+    prefetcher = BatchPrefetcher([maker(np.random.default_rng([*seed, w])) for w in range(workers)])
+    return prefetcher, prefetcher.close

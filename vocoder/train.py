@@ -2,18 +2,25 @@
 
     accelerate launch --multi_gpu --num_processes 2 -m vocoder.train --data CORPUS --out runs/vocoder --config small
     python -m vocoder.train --data CORPUS --out runs/vocoder --config small --max-steps 2000   # one process
+    python -m vocoder.train --data CORPUS/audio --out runs/vocoder --max-steps 1000000 --max-minutes 23 --batch-size 64
 
 (``--multi_gpu`` is what makes ``accelerate launch`` start several processes through torchrun; on a machine
 without GPUs they form a CPU (gloo) group. Plain ``accelerate launch --num_processes 2`` starts ONE process on
 a CPU-only machine. ``torchrun --nproc_per_node 2 -m vocoder.train ...`` works too.)
 
-- Data: every wav/flac under ``--data`` (any rate, loaded through `tts.audio.load_audio` and held in memory as
-  24 kHz int16: ~170 MB per hour per process), random segments of ``--segment-seconds``. Augmentation covers what users upload: random gain and light noise on the audio, and a
-  random low-pass (4-11 kHz, i.e. an 8-22 kHz source, by resampling down and up) on the audio the INPUT mel is
-  computed from only, so the vocoder learns to render full-band speech from band-limited mels.
+- Data: every wav/flac/ogg/opus/mp3 file under ``--data``, in subfolders too (any rate, loaded through
+  `tts.audio.load_audio` by several threads and held in memory as 24 kHz int16: ~170 MB per hour per process),
+  random segments of ``--segment-seconds``. Augmentation covers what users upload: random gain and light noise
+  on the audio, and a random low-pass (4-11 kHz, i.e. an 8-22 kHz source, by resampling down and up) on the
+  audio the INPUT mel is computed from only, so the vocoder learns to render full-band speech from band-limited
+  mels. On a GPU, threads make the batches ahead (`tts.training.data_workers`; ``TIMBRE_DATA_WORKERS``).
 - Losses: studio mel L1 and multi-resolution STFT; after ``--gan-start-step`` also hinge adversarial losses of
   a multi-period and a multi-resolution discriminator, with feature matching.
 - AdamW, linear warm-up then cosine decay, gradient clipping.
+- Length: ``--max-steps`` and optionally ``--max-minutes`` of wall-clock time for this session (data loading
+  included; the final save and export come after it). The cosine decay follows whichever runs out first
+  (`tts.training.Budget`), so a time-limited run reaches the final learning rate at its deadline, then saves
+  and exports as if it had reached ``--max-steps``. Warm-up and ``--gan-start-step`` stay in steps.
 - Resumable: ``accelerator.save_state`` into ``OUT/state`` every ``--save-every-minutes`` (5) of wall time,
   written to a temporary folder and renamed, and picked up automatically by the next run with the same ``--out``.
   Each save also exports the generator to ``OUT/export`` (fp16 safetensors + config + a model card with the
@@ -30,7 +37,9 @@ import logging
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -39,9 +48,26 @@ import torch
 
 from tts.audio import SAMPLE_RATE, STUDIO_MEL, load_audio, log_mel
 from tts.checkpoints import config_to_dict
-from tts.device import configure_threads, select_device
+from tts.device import select_device
 from tts.errors import AudioError, TimbreError
-from vocoder.discriminators import DiscriminatorConfig, MultiPeriodDiscriminator, MultiResolutionDiscriminator
+from tts.training import (
+    Augmentation,
+    Budget,
+    Progress,
+    append_metrics,
+    batch_source,
+    configure_process,
+    data_workers,
+    lowpass,
+    resume_progress,
+    save_due,
+    save_state,
+)
+from vocoder.discriminators import (
+    DiscriminatorConfig,
+    MultiPeriodDiscriminator,
+    MultiResolutionDiscriminator,
+)
 from vocoder.losses import (
     discriminator_hinge_loss,
     feature_matching_loss,
@@ -50,11 +76,10 @@ from vocoder.losses import (
     multi_resolution_stft_loss,
 )
 from vocoder.vocos import Vocos, VocosConfig, count_parameters
-from tts.training import resume_progress, append_metrics, save_due, save_state, Augmentation, Progress, learning_rate, lowpass
 
 logger = logging.getLogger(__name__)
 
-AUDIO_SUFFIXES = (".wav", ".flac")
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3")
 STATE_DIR = "state"
 EXPORT_DIR = "export"
 METRICS_FILE = "metrics.jsonl"
@@ -114,6 +139,8 @@ class TrainOptions:
     out: Path
     config: str = "small"
     max_steps: int = 20_000
+    max_minutes: float | None = None
+    """Wall-clock budget of this session (None: none); see `tts.training.Budget`."""
     batch_size: int = 8
     segment_seconds: float = 1.0
     gan_start_step: int = 2_000
@@ -142,27 +169,33 @@ class TrainOptions:
 
 
 def find_audio_files(folder: Path) -> list[Path]:
-    """Every wav/flac file under `folder`, sorted."""
+    """Every audio file (`AUDIO_SUFFIXES`) under `folder` and its subfolders, sorted."""
     folder = Path(folder)
     if not folder.is_dir():
         raise TimbreError(f"{folder}: not a folder of audio files")
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
     if not files:
-        raise TimbreError(f"{folder}: no .wav or .flac files found")
+        raise TimbreError(f"{folder}: no {', '.join(AUDIO_SUFFIXES)} files found")
     return files
 
 
-def load_clips(files: Sequence[Path]) -> tuple[list[np.ndarray], list[Path]]:
-    """24 kHz int16 clips (half the memory of float32) of the readable files; unreadable ones are skipped."""
-    clips, kept = [], []
-    for path in files:
-        try:
-            samples = load_audio(path).samples
-        except AudioError as error:
-            logger.warning("skipping %s: %s", path, error)
-            continue
-        clips.append((np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16))
-        kept.append(path)
+def _load_clip(path: Path) -> np.ndarray | None:
+    try:
+        samples = load_audio(path).samples
+    except AudioError as error:
+        logger.warning("skipping %s: %s", path, error)
+        return None
+    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16)
+
+
+def load_clips(files: Sequence[Path], workers: int = 1) -> tuple[list[np.ndarray], list[Path]]:
+    """24 kHz int16 clips (half the memory of float32) of the readable files; unreadable ones are skipped.
+
+    `workers` threads decode in parallel (the decoders release the GIL), in order."""
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        loaded = list(pool.map(_load_clip, files))
+    clips = [clip for clip in loaded if clip is not None]
+    kept = [path for path, clip in zip(files, loaded) if clip is not None]
     if not clips:
         raise TimbreError("none of the audio files could be read")
     return clips, kept
@@ -262,21 +295,20 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
 
     if options.max_steps < 1 or options.batch_size < 1 or options.segment_seconds <= 0:
         raise TimbreError("--max-steps, --batch-size and --segment-seconds must be positive")
+    budget = Budget(options.max_steps, options.max_minutes)
     preset = options.train_config()
     # cpu=True on a machine without an accelerator is what makes several launched processes one gloo group;
     # without it each process would silently train alone.
     wanted = select_device(os.environ.get("TIMBRE_DEVICE") or "auto")
     accelerator = Accelerator(cpu=wanted.type == "cpu")
-    if accelerator.device.type == "cpu":
-        # Processes share the cores (TIMBRE_THREADS overrides); oversubscription would slow every one of them.
-        configure_threads(None if os.environ.get("TIMBRE_THREADS") else max(1, (os.cpu_count() or 1) // accelerator.num_processes))
+    configure_process(accelerator)
     out = Path(options.out)
     main = accelerator.is_main_process
     if main:
         logger.info("%d process(es) on %s, %d thread(s) each", accelerator.num_processes, accelerator.device, torch.get_num_threads())
 
     files = find_audio_files(options.data)
-    clips, files = load_clips(files)
+    clips, files = load_clips(files, workers=torch.get_num_threads())
     train_idx, val_idx = split_validation(files, options.validation_files, options.seed)
     train_clips = [clips[i] for i in train_idx]
     val_clips = [clips[i] for i in val_idx]
@@ -307,9 +339,9 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
         "segment seconds": segment_samples / SAMPLE_RATE,
         "augmentation": asdict(preset.augmentation),
     }
-    sampler = SegmentSampler(
-        train_clips, segment_samples, preset.augmentation,
-        np.random.default_rng([options.seed, accelerator.process_index, progress.step]),
+    next_batch, close_batches = batch_source(
+        lambda rng: partial(SegmentSampler(train_clips, segment_samples, preset.augmentation, rng).batch, options.batch_size),
+        (options.seed, accelerator.process_index, progress.step), data_workers(accelerator),
     )
     device = accelerator.device
     last_save = time.monotonic()
@@ -330,12 +362,13 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
         accelerator.wait_for_everyone()
 
     generator.train()
-    while progress.step < options.max_steps:
+    budget.start_loop()
+    while not budget.done(progress.step):
         step_start = time.monotonic()
-        lr = learning_rate(preset, progress.step, options.max_steps)
+        lr = budget.learning_rate(preset, progress.step)
         for group in opt_g.param_groups + opt_d.param_groups:
             group["lr"] = lr
-        source, target = (t.to(device) for t in sampler.batch(options.batch_size))
+        source, target = (t.to(device) for t in next_batch())
         with torch.no_grad():
             mel = log_mel(source)
         generated = generator(mel)
@@ -383,8 +416,10 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
         for key, value in losses.items():
             running[key] = running.get(key, 0.0) + value
         running["count"] = running.get("count", 0) + 1
+        budget.tick(accelerator)
+        last = budget.done(progress.step)
 
-        if progress.step % options.log_every == 0 or progress.step == options.max_steps:
+        if progress.step % options.log_every == 0 or last:
             record = {"step": progress.step, "lr": lr, **{k: v / running["count"] for k, v in running.items() if k != "count"}}
             record["steps_per_s"] = session_steps / (time.monotonic() - session_start)
             running = {}
@@ -395,12 +430,13 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
                 if on_log:
                     on_log(record)
 
-        if save_due(
+        if last or save_due(
             accelerator, progress.step, options.max_steps, last_save, options.save_every_minutes, options.save_every_steps
         ):
             save_and_export()
             last_save = time.monotonic()
 
+    close_batches()
     if session_steps == 0 and main and not validation:
         validation = validate(accelerator.unwrap_model(generator), val_clips)
     accelerator.wait_for_everyone()
@@ -439,6 +475,7 @@ def export(
         "Training": {
             "steps": progress.step,
             "max steps": options.max_steps,
+            "max minutes": options.max_minutes,
             "processes": processes,
             "batch size per process": options.batch_size,
             "gan start step": options.gan_start_step,
@@ -467,6 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True, help="run folder: state/, export/, metrics.jsonl")
     parser.add_argument("--config", choices=sorted(PRESETS), default="small")
     parser.add_argument("--max-steps", type=int, default=TrainOptions.max_steps)
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="wall-clock budget of this session; the schedule anneals by then (default: none)")
     parser.add_argument("--batch-size", type=int, default=TrainOptions.batch_size, help="per process")
     parser.add_argument("--segment-seconds", type=float, default=TrainOptions.segment_seconds)
     parser.add_argument("--gan-start-step", type=int, default=TrainOptions.gan_start_step)
@@ -483,7 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
 def options_from_args(args: argparse.Namespace) -> TrainOptions:
     """`TrainOptions` from parsed arguments."""
     return TrainOptions(
-        data=args.data, out=args.out, config=args.config, max_steps=args.max_steps, batch_size=args.batch_size,
+        data=args.data, out=args.out, config=args.config, max_steps=args.max_steps, max_minutes=args.max_minutes, batch_size=args.batch_size,
         segment_seconds=args.segment_seconds, gan_start_step=args.gan_start_step,
         save_every_minutes=args.save_every_minutes, save_every_steps=args.save_every_steps,
         log_every=args.log_every, validation_files=args.validation_files, seed=args.seed,

@@ -3,15 +3,23 @@
     python -m tts.refiner.train extract-tokens --corpus CORPUS --tokenizer NAME_OR_PATH --out FEATURES.safetensors
     accelerate launch --num_processes 2 -m tts.refiner.train --corpus CORPUS --tokenizer NAME_OR_PATH --out runs/refiner
     python -m tts.refiner.train --corpus CORPUS --features FEATURES.safetensors --out runs/refiner --max-steps 2000
+    python -m tts.refiner.train --corpus CORPUS --features F.safetensors --out R --max-steps 1000000 --max-minutes 14
 
 - Data: the corpus (`tts.data.corpus` format) and its feature cache (`tts.refiner.data`): studio mels and the
   frozen tokenizer's tokens, extracted once (``OUT/features.safetensors`` unless ``--features`` names one).
-  Pairs of (voice prompt, target) with prompt augmentation (band limits, noise), see `BatchSampler`.
+  Pairs of (voice prompt, target) with prompt augmentation (band limits, noise), see `BatchSampler`; it decodes
+  the prompt's audio again for every pair (~20-50 ms of CPU each), which a GPU may wait for: there, threads make
+  the batches ahead (`tts.training.data_workers`; ``TIMBRE_DATA_WORKERS``), and ``--no-prompt-augmentation``
+  takes the cached mels instead. ``extract-tokens`` runs the tokenizer on the GPU when there is one.
 - Objective: rectified flow. ``x_t = (1 - t) x0 + t x1`` between noise ``x0`` and the normalised target mel ``x1``,
   the model predicts ``x1 - x0``; mean squared error over the real target frames only (never the prompt).
   ``t`` is uniform or logit-normal. Classifier-free guidance dropout per item: everything (tokens, prompt,
   speaker) with ``drop_all_probability``, and the prompt, the speaker embedding or the tokens alone.
 - AdamW, linear warm-up then cosine decay, gradient clipping.
+- Length: ``--max-steps`` and optionally ``--max-minutes`` of wall-clock time for this session (loading
+  included; the final save and export come after it). The cosine decay follows whichever runs out first
+  (`tts.training.Budget`), so a time-limited run reaches the final learning rate at its deadline, then saves
+  and exports as if it had reached ``--max-steps``. Warm-up stays in steps.
 - Resumable: ``accelerator.save_state`` into ``OUT/state`` every ``--save-every-minutes`` (5) of wall time,
   written to a temporary folder and renamed, and picked up automatically by the next run with the same ``--out``.
   Each save also exports the model to ``OUT/export`` (fp16 safetensors + config + a model card with the config,
@@ -29,6 +37,7 @@ import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -37,10 +46,27 @@ import torch
 from torch import nn
 
 from tts.checkpoints import config_to_dict
+from tts.device import select_device
 from tts.errors import TimbreError
-from tts.refiner.data import BatchRecipe, BatchSampler, FeatureCache, RefinerBatch, extract_features
+from tts.refiner.data import (
+    BatchRecipe,
+    BatchSampler,
+    FeatureCache,
+    RefinerBatch,
+    extract_features,
+)
 from tts.refiner.model import FlowRefiner, FlowRefinerConfig, count_parameters
-from tts.training import resume_progress, append_metrics, save_due, save_state, Progress, learning_rate
+from tts.training import (
+    Budget,
+    Progress,
+    append_metrics,
+    batch_source,
+    configure_process,
+    data_workers,
+    resume_progress,
+    save_due,
+    save_state,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -119,12 +145,16 @@ class TrainOptions:
     features: Path | None = None
     config: str = "small"
     max_steps: int = 20_000
+    max_minutes: float | None = None
+    """Wall-clock budget of this session (None: none); see `tts.training.Budget`."""
     batch_size: int = 8
     save_every_minutes: float = 5.0
     save_every_steps: int | None = None
     log_every: int = 50
     validation_items: int = 16
     seed: int = 0
+    prompt_augmentation: bool = True
+    """Augment prompts from their audio (see `BatchSampler`); off: the cached mels, no audio decoding."""
 
     @property
     def features_path(self) -> Path:
@@ -223,10 +253,42 @@ def ensure_features(options: TrainOptions) -> Path:
         return path
     if options.tokenizer is None:
         raise TimbreError(f"{path} does not exist; give --tokenizer to extract the tokens, or --features")
+    return extract_features(options.corpus, load_tokenizer(options.tokenizer), path, tokenizer_name=options.tokenizer)
+
+
+class DeviceTokenizer:
+    """A speech tokenizer run on `device` for `extract_features`: mels go there, tokens come back to the CPU."""
+
+    def __init__(self, tokenizer: nn.Module, device: torch.device) -> None:
+        self.tokenizer = tokenizer.to(device)
+        self.config = tokenizer.config
+        self.device = device
+
+    @property
+    def training(self) -> bool:
+        return self.tokenizer.training
+
+    def eval(self) -> "DeviceTokenizer":
+        self.tokenizer.eval()
+        return self
+
+    def train(self, mode: bool = True) -> "DeviceTokenizer":
+        self.tokenizer.train(mode)
+        return self
+
+    def encode(self, mel: torch.Tensor, mel_lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, M, F)`` mels -> (``(B, N)`` token ids, ``(B,)`` token counts), on the CPU."""
+        lengths = None if mel_lengths is None else mel_lengths.to(self.device)
+        ids, token_lengths = self.tokenizer.encode(mel.to(self.device), lengths)
+        return ids.cpu(), token_lengths.cpu()
+
+
+def load_tokenizer(name_or_path: str) -> DeviceTokenizer:
+    """The speech tokenizer `name_or_path` on the training device (``TIMBRE_DEVICE``, else CUDA when present)."""
     from tts.tokenizer import SpeechTokenizer
 
-    tokenizer = SpeechTokenizer.from_pretrained(options.tokenizer)
-    return extract_features(options.corpus, tokenizer, path, tokenizer_name=options.tokenizer)
+    device = select_device(os.environ.get("TIMBRE_DEVICE") or "auto")
+    return DeviceTokenizer(SpeechTokenizer.from_pretrained(name_or_path), device)
 
 
 def split_validation(cache: FeatureCache, count: int, seed: int) -> tuple[list[int], list[int]]:
@@ -268,11 +330,10 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
         raise TimbreError(f"unknown config {options.config!r}; choose one of {', '.join(PRESETS)}")
     if options.max_steps < 1 or options.batch_size < 1:
         raise TimbreError("--max-steps and --batch-size must be positive")
+    budget = Budget(options.max_steps, options.max_minutes)
     preset = PRESETS[options.config]
     accelerator = Accelerator()
-    if accelerator.num_processes > 1 and accelerator.device.type == "cpu" and not os.environ.get("TIMBRE_THREADS"):
-        # Processes share the cores; oversubscription would slow every one of them.
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // accelerator.num_processes))
+    configure_process(accelerator)
     out = Path(options.out)
     main = accelerator.is_main_process
 
@@ -302,9 +363,10 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
         "mel mean / std": f"{cache.mel_mean:.4f} / {cache.mel_std:.4f}",
         "pairs": asdict(preset.batch),
     }
-    sampler = BatchSampler(
-        cache, train_idx, preset.batch,
-        np.random.default_rng([options.seed, accelerator.process_index, progress.step]), corpus=options.corpus,
+    prompt_audio = options.corpus if options.prompt_augmentation else None
+    next_batch, close_batches = batch_source(
+        lambda rng: partial(BatchSampler(cache, train_idx, preset.batch, rng, corpus=prompt_audio).batch, options.batch_size),
+        (options.seed, accelerator.process_index, progress.step), data_workers(accelerator),
     )
     validation_batches = (
         BatchSampler(cache, val_idx, preset.batch, np.random.default_rng(options.seed)).fixed_batches(
@@ -334,12 +396,13 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
         accelerator.wait_for_everyone()
 
     model.train()
-    while progress.step < options.max_steps:
+    budget.start_loop()
+    while not budget.done(progress.step):
         step_start = time.monotonic()
-        lr = learning_rate(preset, progress.step, options.max_steps)
+        lr = budget.learning_rate(preset, progress.step)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        batch = sampler.batch(options.batch_size).to(device)
+        batch = next_batch().to(device)
         size = batch.tokens.shape[0]
         noise = torch.randn(batch.target_mel.shape, generator=generator).to(device)
         times = sample_times(preset.time_sampling, size, generator).to(device)
@@ -357,8 +420,10 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
         for key, value in (("loss", loss.item()), ("grad_norm", float(grad_norm)), ("target_frames", frames)):
             running[key] = running.get(key, 0.0) + value
         running["count"] = running.get("count", 0) + 1
+        budget.tick(accelerator)
+        last = budget.done(progress.step)
 
-        if progress.step % options.log_every == 0 or progress.step == options.max_steps:
+        if progress.step % options.log_every == 0 or last:
             count = running.pop("count")
             elapsed = time.monotonic() - session_start
             record = {"step": progress.step, "lr": lr, "loss": running["loss"] / count, "grad_norm": running["grad_norm"] / count}
@@ -373,12 +438,13 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
                 if on_log:
                     on_log(record)
 
-        if save_due(
+        if last or save_due(
             accelerator, progress.step, options.max_steps, last_save, options.save_every_minutes, options.save_every_steps
         ):
             save_and_export()
             last_save = time.monotonic()
 
+    close_batches()
     accelerator.wait_for_everyone()
     return {
         "step": progress.step,
@@ -418,7 +484,9 @@ def export(
         "Training": {
             "steps": progress.step,
             "max steps": options.max_steps,
+            "max minutes": options.max_minutes,
             "batch size per process": options.batch_size,
+            "prompt augmentation": options.prompt_augmentation,
             "train hours": round(progress.train_seconds / 3600, 3),
             "optimizer": f"AdamW lr {preset.learning_rate} betas {preset.betas}, warm-up {preset.warmup_steps}, cosine",
             "objective": f"rectified flow, velocity MSE on target frames, t {preset.time_sampling}",
@@ -446,7 +514,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--features", type=Path, help=f"feature cache (default OUT/{FEATURES_FILE})")
     parser.add_argument("--config", choices=sorted(PRESETS), default=TrainOptions.config)
     parser.add_argument("--max-steps", type=int, default=TrainOptions.max_steps)
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="wall-clock budget of this session; the schedule anneals by then (default: none)")
     parser.add_argument("--batch-size", type=int, default=TrainOptions.batch_size, help="per process")
+    parser.add_argument("--no-prompt-augmentation", dest="prompt_augmentation", action="store_false",
+                        help="train on the cached prompt mels (no audio decoding per pair: faster, less robust)")
     parser.add_argument("--save-every-minutes", type=float, default=TrainOptions.save_every_minutes)
     parser.add_argument("--save-every-steps", type=int, default=None, help="overrides --save-every-minutes")
     parser.add_argument("--log-every", type=int, default=TrainOptions.log_every)
@@ -473,15 +545,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if argv[:1] == ["extract-tokens"]:
             args = build_extract_parser().parse_args(argv[1:])
-            from tts.tokenizer import SpeechTokenizer
-
-            path = extract_features(args.corpus, SpeechTokenizer.from_pretrained(args.tokenizer), args.out, args.tokenizer)
+            path = extract_features(args.corpus, load_tokenizer(args.tokenizer), args.out, args.tokenizer)
             print(json.dumps({"features": str(path), "items": len(FeatureCache(path))}))
             return 0
         args = build_parser().parse_args(argv)
         options = TrainOptions(
             corpus=args.corpus, out=args.out, tokenizer=args.tokenizer, features=args.features, config=args.config,
-            max_steps=args.max_steps, batch_size=args.batch_size, save_every_minutes=args.save_every_minutes,
+            max_steps=args.max_steps, max_minutes=args.max_minutes, batch_size=args.batch_size,
+            prompt_augmentation=args.prompt_augmentation, save_every_minutes=args.save_every_minutes,
             save_every_steps=args.save_every_steps, log_every=args.log_every,
             validation_items=args.validation_items, seed=args.seed,
         )

@@ -2,13 +2,16 @@
 
     python -m tts.tokenizer.train --corpus CORPUS --out runs/tokenizer --config small --max-steps 20000
     accelerate launch --num_processes 2 -m tts.tokenizer.train --corpus CORPUS --out runs/tokenizer
+    python -m tts.tokenizer.train --corpus CORPUS --out runs/tokenizer --max-steps 1000000 --max-minutes 6 --batch-frames 96000
 
 - Data: a corpus folder (`tts.data.corpus`). Each item's audio is kept in memory (int16, 24 kHz); its text becomes
-  CTC targets (`tts.text.phonemize` -> `tts.tokenizer.align.ctc_targets`:
-  phonemes without stress marks, word boundaries or punctuation); its ``voice_id`` a speaker label. Items longer
+  CTC targets (its ``phonemes``, the ones the engine spoke, or `tts.text.phonemize` of its text where it has
+  none -> `tts.tokenizer.align.ctc_targets`: phonemes without stress marks, word boundaries or punctuation); its ``voice_id`` a speaker label. Items longer
   than ``--max-seconds``, without phonemes, or with more phonemes than their CTC frames can hold are skipped
   and counted in the model card. With several processes each one trains on its own share of the items.
-- Batches: items of similar length, up to ``--batch-frames`` padded mel frames per process and step.
+- Batches: items of similar length, up to ``--batch-frames`` padded mel frames per process and step; the mel
+  is taken on the training device. On a GPU, threads make the batches ahead (`tts.training.data_workers`;
+  ``TIMBRE_DATA_WORKERS``).
 - Augmentation on the waveform, before the mel is taken (`augment_waveform`): random gain, stationary noise, and
   a random low-pass (4-11 kHz, i.e. audio recorded at 8-22 kHz and resampled, as phone and laptop recordings
   reach the studio), so tokens do not depend on level or bandwidth. (Doing it on the mel would be cheaper but
@@ -24,6 +27,10 @@
   phonemes, and ramps up over ``adversarial_ramp_steps``. Only the tokenizer is exported; the adversary lives in
   the saved training state.
 - AdamW, linear warm-up then cosine decay, gradient clipping.
+- Length: ``--max-steps`` and optionally ``--max-minutes`` of wall-clock time for this session (data loading
+  included; the final save, evaluation and export come after it). The cosine decay follows whichever runs out
+  first (`tts.training.Budget`), so a time-limited run reaches the final learning rate at its deadline, then
+  saves and exports as if it had reached ``--max-steps``. Warm-up and the adversary's start stay in steps.
 - Resumable: ``accelerator.save_state`` into ``OUT/state`` every ``--save-every-minutes`` (5) and at the end,
   written to a temporary folder and renamed; a new run with the same ``--out`` resumes from it. Every save also
   exports the tokenizer to ``OUT/export`` (float16 safetensors + config + model card with the config, data
@@ -37,9 +44,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
@@ -49,19 +56,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tts.audio import MelConfig, load_audio, log_mel
+from tts.audio import Audio, MelConfig, load_audio, log_mel
 from tts.checkpoints import config_to_dict
-from tts.data.corpus import read_metadata
-from tts.device import configure_threads
+from tts.data.corpus import CorpusItem, read_metadata
 from tts.errors import AudioError, TimbreError
 from tts.text import phonemize
 from tts.tokenizer.align import ctc_targets, min_ctc_frames
 from tts.tokenizer.metrics import evaluate_tokenizer
 from tts.tokenizer.model import CTC_BLANK_ID, SpeechTokenizer, SpeechTokenizerConfig
-
-# The training pieces every recipe shares live in the vocoder's recipe for now: the augmentation settings, the
-# band-limiting simulation (soxr down and up again) and the warm-up + cosine schedule.
-from tts.training import append_metrics, save_due, resumable_state, save_state, Augmentation, augment_waveform, learning_rate
+from tts.training import (
+    Augmentation,
+    Budget,
+    append_metrics,
+    augment_waveform,
+    batch_source,
+    configure_process,
+    data_workers,
+    resumable_state,
+    save_due,
+    save_state,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +145,8 @@ class TrainOptions:
     out: Path
     config: str = "small"
     max_steps: int = 20_000
+    max_minutes: float | None = None
+    """Wall-clock budget of this session (None: none); see `tts.training.Budget`."""
     batch_frames: int = 12_000
     max_seconds: float = 20.0
     validation_items: int = 24
@@ -185,37 +201,45 @@ def _float(wave: np.ndarray) -> np.ndarray:
     return wave.astype(np.float32) / 32767.0
 
 
-def load_corpus(folder: Path, config: SpeechTokenizerConfig, max_seconds: float) -> CorpusData:
-    """Audio, CTC targets and speaker labels of the usable items of a corpus folder."""
+def load_corpus(folder: Path, config: SpeechTokenizerConfig, max_seconds: float, workers: int = 1) -> CorpusData:
+    """Audio, CTC targets and speaker labels of the usable items of a corpus folder (`workers` threads decode
+    the audio in parallel; the decoders release the GIL)."""
     items = read_metadata(folder)
     if not items:
         raise TimbreError(f"{folder}: the corpus has no items")
     speaker_names = sorted({item.voice_id for item in items})
     speaker_index = {name: i for i, name in enumerate(speaker_names)}
     data = CorpusData([], [], [], [], speaker_names, {"too long": 0, "no phonemes": 0, "too fast": 0, "unreadable": 0})
-    for item in items:
+
+    def read(item: CorpusItem) -> Audio | None:
         try:
-            audio = load_audio(item.audio_path(folder), sample_rate=config.mel.sample_rate)
+            return load_audio(item.audio_path(folder), sample_rate=config.mel.sample_rate)
         except (AudioError, TimbreError) as error:
             logger.warning("skipping %s: %s", item.file_name, error)
-            data.skipped["unreadable"] += 1
-            continue
-        if audio.duration > max_seconds:
-            data.skipped["too long"] += 1
-            continue
-        targets = ctc_targets(phonemize(item.text))
-        if not targets:
-            data.skipped["no phonemes"] += 1
-            continue
-        coarsest = max(config.mel_frames_per_ctc_frame, config.mel_frames_per_alignment_frame)
-        ctc_frames = -(-config.mel.num_frames(len(audio)) // coarsest)
-        if min_ctc_frames(targets) > ctc_frames:
-            data.skipped["too fast"] += 1
-            continue
-        data.waves.append((np.clip(audio.samples, -1.0, 1.0) * 32767.0).astype(np.int16))
-        data.targets.append(targets)
-        data.speakers.append(speaker_index[item.voice_id])
-        data.file_names.append(item.file_name)
+            return None
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        loaded = pool.map(read, items)
+        for item, audio in zip(items, loaded):
+            if audio is None:
+                data.skipped["unreadable"] += 1
+                continue
+            if audio.duration > max_seconds:
+                data.skipped["too long"] += 1
+                continue
+            targets = ctc_targets(item.words() if item.phonemes else phonemize(item.text))
+            if not targets:
+                data.skipped["no phonemes"] += 1
+                continue
+            coarsest = max(config.mel_frames_per_ctc_frame, config.mel_frames_per_alignment_frame)
+            ctc_frames = -(-config.mel.num_frames(len(audio)) // coarsest)
+            if min_ctc_frames(targets) > ctc_frames:
+                data.skipped["too fast"] += 1
+                continue
+            data.waves.append((np.clip(audio.samples, -1.0, 1.0) * 32767.0).astype(np.int16))
+            data.targets.append(targets)
+            data.speakers.append(speaker_index[item.voice_id])
+            data.file_names.append(item.file_name)
     return data
 
 
@@ -253,9 +277,10 @@ class LengthBatcher:
 def make_batch(
     data: CorpusData, indices: Sequence[int], config: MelConfig,
     augmentation: Augmentation | None = None, rng: np.random.Generator | None = None,
+    device: torch.device | str | None = None,
 ) -> dict[str, torch.Tensor]:
-    """A padded batch: ``mel`` ``(B, M, F)`` of the (augmented) audio, ``mel_lengths``, concatenated ``targets``,
-    ``target_lengths`` and ``speakers``."""
+    """A padded batch: ``mel`` ``(B, M, F)`` of the (augmented) audio, taken on `device` (default CPU),
+    ``mel_lengths``, concatenated ``targets``, ``target_lengths`` and ``speakers`` (on the CPU)."""
     waves = [_float(data.waves[i]) for i in indices]
     if augmentation is not None:
         waves = [augment_waveform(w, augmentation, rng or np.random.default_rng()) for w in waves]
@@ -263,7 +288,7 @@ def make_batch(
     for row, wave in enumerate(waves):
         padded[row, : len(wave)] = wave
     return {
-        "mel": log_mel(torch.from_numpy(padded), config),
+        "mel": log_mel(torch.from_numpy(padded).to(device or "cpu"), config),
         "mel_lengths": torch.tensor([config.num_frames(len(w)) for w in waves], dtype=torch.long),
         "targets": torch.tensor([t for i in indices for t in data.targets[i]], dtype=torch.long),
         "target_lengths": torch.tensor([len(data.targets[i]) for i in indices], dtype=torch.long),
@@ -368,6 +393,8 @@ def export(
         "Training": {
             "preset": options.config,
             "steps": state.step,
+            "max steps": options.max_steps,
+            "max minutes": options.max_minutes,
             "train seconds": round(state.train_seconds, 1),
             "mel frames seen": state.frames,
             "frames per second": round(state.frames / max(state.train_seconds, 1e-9), 1),
@@ -396,12 +423,9 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
     if options.adversarial_weight is not None:
         preset = replace(preset, adversarial_weight=float(options.adversarial_weight))
     config = preset.model
+    budget = Budget(options.max_steps, options.max_minutes)
     accelerator = Accelerator()
-    if os.environ.get("TIMBRE_THREADS"):
-        configure_threads()
-    elif accelerator.device.type == "cpu":
-        # Processes share the cores; oversubscription would slow every one of them.
-        configure_threads(max(1, (os.cpu_count() or 1) // accelerator.num_processes))
+    configure_process(accelerator)
     out = Path(options.out)
     is_main = accelerator.is_main_process
     run_info = {"preset": options.config, "model": config_to_dict(config)}
@@ -415,7 +439,7 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
                 "use another --out, or the same --config"
             )
 
-    data = load_corpus(Path(options.corpus), config, options.max_seconds)
+    data = load_corpus(Path(options.corpus), config, options.max_seconds, workers=torch.get_num_threads())
     if len(data) == 0:
         raise TimbreError(f"{options.corpus}: no usable items (skipped: {data.skipped})")
     train_idx, val_idx = split_validation(data, options.validation_items, options.seed)
@@ -448,15 +472,22 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
         "hours": round(data.samples / config.mel.sample_rate / 3600, 3),
         "voices": json.dumps(data.speaker_names),
         "validation items": len(validation),
-        "targets": "tts.text.phonemize(item.text) phonemes without stress marks, word boundaries or punctuation",
+        "targets": "the item's spoken phonemes (tts.text.phonemize(item.text) where it has none), without stress marks, word boundaries or punctuation",
         "augmentation": json.dumps(asdict(preset.augmentation)),
         "adversary": (f"weight {preset.adversarial_weight} from step {preset.adversarial_start_step}"
                       if use_adversary else "off"),
     }
-    rng = np.random.default_rng([options.seed, accelerator.process_index, state.step])
-    batcher = LengthBatcher([config.mel.num_frames(len(w)) for w in train_data.waves], options.batch_frames, rng)
-    validation_mels, probe_mels = validation.mels(config.mel), probe_data.mels(config.mel)
+    lengths = [config.mel.num_frames(len(w)) for w in train_data.waves]
     device = accelerator.device
+
+    def batches(rng: np.random.Generator) -> Callable[[], dict[str, torch.Tensor]]:
+        batcher = LengthBatcher(lengths, options.batch_frames, rng)
+        return lambda: make_batch(train_data, batcher(), config.mel, preset.augmentation, rng, device=device)
+
+    next_batch, close_batches = batch_source(
+        batches, (options.seed, accelerator.process_index, state.step), data_workers(accelerator)
+    )
+    validation_mels, probe_mels = validation.mels(config.mel), probe_data.mels(config.mel)
     unwrap = lambda: accelerator.unwrap_model(model).tokenizer  # noqa: E731
     last_save = time.monotonic()
     running: dict[str, float] = {}
@@ -487,12 +518,13 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
         accelerator.wait_for_everyone()
 
     model.train()
-    while state.step < options.max_steps:
+    budget.start_loop()
+    while not budget.done(state.step):
         step_start = time.monotonic()
-        lr = learning_rate(preset, state.step, options.max_steps)
+        lr = budget.learning_rate(preset, state.step)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        batch = make_batch(train_data, batcher(), config.mel, preset.augmentation, rng)
+        batch = next_batch()
         mel = batch["mel"].to(device)
         ramp = min(1.0, max(0, state.step - preset.adversarial_start_step) / max(1, preset.adversarial_ramp_steps))
         output, speaker_logits = model(mel, batch["mel_lengths"].to(device), preset.adversarial_weight * ramp)
@@ -526,7 +558,9 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
             running[key] = running.get(key, 0.0) + value
         running["count"] = running.get("count", 0.0) + 1
         last_losses = losses
-        if state.step % options.log_every == 0 or state.step == options.max_steps:
+        budget.tick(accelerator)
+        last = budget.done(state.step)
+        if state.step % options.log_every == 0 or last:
             count = running.pop("count")
             entry = {"step": state.step, "lr": lr, **{k: v / count for k, v in running.items()},
                      "frames_per_second": round(state.frames / max(state.train_seconds, 1e-9), 1)}
@@ -536,11 +570,12 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
                 logger.info("step %d %s", state.step, " ".join(f"{k}={v:.4g}" for k, v in entry.items() if k != "step"))
                 if on_log is not None:
                     on_log(entry)
-        if state.step < options.max_steps and save_due(
+        if not last and save_due(
             accelerator, state.step, options.max_steps, last_save, options.save_every_minutes
         ):
             save(final=False)
             last_save = time.monotonic()
+    close_batches()
     save(final=True)
     return {
         "steps": state.step,
@@ -587,6 +622,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True, help="run folder: state/, export/, metrics.jsonl")
     parser.add_argument("--config", default="small", choices=sorted(PRESETS), help="model and optimizer preset")
     parser.add_argument("--max-steps", type=int, default=TrainOptions.max_steps)
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="wall-clock budget of this session; the schedule anneals by then (default: none)")
     parser.add_argument("--batch-frames", type=int, default=TrainOptions.batch_frames,
                         help="padded mel frames per batch and process")
     parser.add_argument("--max-seconds", type=float, default=TrainOptions.max_seconds, help="skip longer items")
@@ -604,7 +641,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options = TrainOptions(
-        corpus=args.corpus, out=args.out, config=args.config, max_steps=args.max_steps, batch_frames=args.batch_frames,
+        corpus=args.corpus, out=args.out, config=args.config, max_steps=args.max_steps, max_minutes=args.max_minutes, batch_frames=args.batch_frames,
         max_seconds=args.max_seconds, validation_items=args.validation_items,
         save_every_minutes=args.save_every_minutes, log_every=args.log_every,
         adversarial_weight=args.adversarial_weight, seed=args.seed,
