@@ -47,6 +47,7 @@ def test_ready_engine_without_an_adapter_and_with_one(monkeypatch):
 
     monkeypatch.setattr("tts.engines.engine_status", lambda: [EngineStatus("ar", True, "ready")])
     monkeypatch.setattr(adapters, "_adapters", {})
+    monkeypatch.setattr(adapters, "ENGINE_BUILDERS", {})
     with pytest.raises(TimbreError, match="no evaluation adapter"):
         resolve_engine("ar")
     sentinel = object()

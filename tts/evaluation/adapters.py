@@ -33,7 +33,7 @@ class EngineAdapter:
     """Loads the engine (once) and returns its harness function."""
 
 
-ENGINE_BUILDERS: dict[str, str] = {}
+ENGINE_BUILDERS: dict[str, str] = {"ar": "tts.evaluation.stages:ar_engine_fn"}
 """Studio engine name -> ``"module:function"``; the function (no arguments) loads the engine and returns its
 ``engine_fn``. Imported only when that engine is evaluated."""
 

@@ -1,4 +1,4 @@
-"""`timbre eval` and `timbre bench`."""
+"""`timbre eval`, `timbre eval-stage` and `timbre bench`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tts.errors import TimbreError
 
 
 def register(subparsers) -> None:
-    """Add ``timbre eval`` and ``timbre bench``."""
+    """Add ``timbre eval``, ``timbre bench`` and ``timbre eval-stage``."""
     evaluate = subparsers.add_parser(
         "eval",
         help="synthesize a test set and score it (WER, SIM, DNSMOS, prosody; CPU proxies)",
@@ -50,6 +50,122 @@ def register(subparsers) -> None:
     bench.add_argument("--out", type=Path, help="also write bench.json and bench.md into this folder")
     bench.add_argument("--list", action="store_true", help="list the targets and exit")
     bench.set_defaults(func=_run_bench)
+
+    _register_eval_stage(subparsers)
+
+
+_STAGE_HELP = {
+    "vocoder": "copy synthesis: clip -> mel -> vocoder vs Griffin-Lim vs the original (PESQ-wb, STOI, DNSMOS, WER, SIM)",
+    "reconstruction": "tokens of an utterance + another utterance of the same voice as prompt -> refiner -> vocoder",
+    "conversion": "tokens of voice A + a prompt of voice B -> refiner -> vocoder (SIM to B and A, WER, F0 correlation)",
+}
+
+
+def _register_eval_stage(subparsers) -> None:
+    """``timbre eval-stage {vocoder,reconstruction,conversion}`` (see `tts.evaluation.stages`)."""
+    stage_parser = subparsers.add_parser(
+        "eval-stage",
+        help="measure one trained stage (vocoder, reconstruction, conversion) against its done-criteria",
+        description="Score a trained stage on held-out voices and texts and judge it against its issue's done-criteria: "
+        "report.json, report.md (criteria with PASS/FAIL, means, every item) and wavs in a run folder. Exit status 0 "
+        "when every criterion passes, 1 otherwise.",
+    )
+    stage_parser.set_defaults(func=lambda args: (stage_parser.print_help(), 2)[1])
+    stages = stage_parser.add_subparsers(dest="stage", metavar="STAGE")
+    for stage, help_text in _STAGE_HELP.items():
+        parser = stages.add_parser(stage, help=help_text, description=help_text)
+        options = []
+        if stage != "vocoder":
+            parser.add_argument("--tokenizer", default="speech_tokenizer", help="speech tokenizer folder or shipped name (default: speech_tokenizer)")
+            parser.add_argument("--refiner", default="flow_refiner", help="flow refiner folder or shipped name (default: flow_refiner)")
+            options += ["tokenizer", "refiner"]
+        parser.add_argument("--vocoder", default="vocoder", help="vocoder folder or shipped name (default: vocoder)")
+        parser.add_argument("--limit", type=int, help="number of items (default 12)")
+        parser.add_argument("--voices", help="comma-separated held-out voices, VOICE or VOICE@16k (default: a mix of "
+                            "held-out synthesizer voices and pseudo-speakers, 24 and 16 kHz alternating)")
+        parser.add_argument("--asr", default="tiny.en", help="Whisper model for WER (default tiny.en, the offline proxy)")
+        parser.add_argument("--sim", default="resemblyzer", help="speaker encoder for SIM (default resemblyzer)")
+        options += ["vocoder", "limit", "voices", "asr", "sim"]
+        if stage == "vocoder":
+            parser.add_argument("--griffin-lim-iterations", type=int, help="Griffin-Lim baseline iterations (default 32)")
+            options.append("griffin_lim_iterations")
+        else:
+            parser.add_argument("--steps", type=int, help="refiner ODE steps (default: synthesize()'s)")
+            parser.add_argument("--cfg-strength", type=float, help="refiner guidance (default: synthesize()'s)")
+            parser.add_argument("--seed", type=int, default=0, help="seed of the refiner's noise (default 0)")
+            options += ["steps", "cfg_strength", "seed"]
+        parser.add_argument("--out", type=Path, help="run folder (default: runs/eval/stage-STAGE-TIME)")
+        parser.add_argument("--no-wavs", action="store_true", help="do not write the clips and outputs")
+        parser.set_defaults(func=_run_eval_stage, stage_options=options + ["out"])
+
+
+def _stage_command(args) -> str:
+    """The command line that reproduces this run, defaults spelled out."""
+    import shlex
+
+    words = ["timbre", "eval-stage", args.stage]
+    for name in args.stage_options:
+        value = getattr(args, name)
+        if value is not None:
+            words += ["--" + name.replace("_", "-"), str(value)]
+    if args.no_wavs:
+        words.append("--no-wavs")
+    return " ".join(shlex.quote(word) for word in words)
+
+
+def _run_eval_stage(args) -> int:
+    from tts.evaluation import stages
+
+    args.limit = args.limit or stages.DEFAULT_LIMIT
+    if args.stage == "vocoder":
+        args.griffin_lim_iterations = args.griffin_lim_iterations or stages.GRIFFIN_LIM_ITERATIONS
+    voices = [v.strip() for v in args.voices.split(",") if v.strip()] if args.voices else None
+    try:
+        plan = stages.plan_items(args.stage, args.limit, voices)
+    except ValueError as error:
+        raise TimbreError(str(error)) from error
+    for spec in dict.fromkeys(v for p in plan for v in (p.source_voice, p.prompt_voice) if v):
+        stages.parse_voice_spec(spec)  # refuse a training voice before loading anything
+    config = stages.StageConfig(asr_model=args.asr, sim_model=args.sim, seed=getattr(args, "seed", 0),
+                                refiner_steps=getattr(args, "steps", None), cfg_strength=getattr(args, "cfg_strength", None),
+                                griffin_lim_iterations=getattr(args, "griffin_lim_iterations", None) or stages.GRIFFIN_LIM_ITERATIONS)
+    models = _load_stage_models(args)
+    out = args.out or Path("runs") / "eval" / f"stage-{args.stage}-{time.strftime('%Y%m%d-%H%M%S')}"
+    print(f"rendering {len(plan)} held-out items (cached after the first run) ...", file=sys.stderr)
+    items = stages.load_items(plan)
+    done = []
+
+    def progress(result) -> None:
+        done.append(result)
+        shown = result.failure or "; ".join(f"{m} {s} {v:.3f}" for m, row in result.metrics.items()
+                                            for s, v in row.items() if v is not None and m.startswith(("wer", "sim")))
+        print(f"[{len(done)}/{len(items)}] {result.item_id} {result.voice}: {shown[:150]}", file=sys.stderr)
+
+    wav_dir = None if args.no_wavs else out / "wavs"
+    if args.stage == "vocoder":
+        report = stages.evaluate_vocoder(models["vocoder"], items, config, wav_dir, progress)
+    else:
+        evaluate = stages.evaluate_reconstruction if args.stage == "reconstruction" else stages.evaluate_conversion
+        report = evaluate(models["tokenizer"], models["refiner"], models["vocoder"], items, config, wav_dir, progress)
+    report.models = {part: str(getattr(args, part)) for part in models}
+    report.command = _stage_command(args)
+    report.write(out)
+    print(report.to_markdown().split("## Metrics")[0].rstrip())
+    print(f"\nrun folder: {out}")
+    return 0 if report.verdict == "PASS" else 1
+
+
+def _load_stage_models(args) -> dict:
+    from vocoder.vocos import Vocos
+
+    models = {"vocoder": Vocos.from_pretrained(args.vocoder).float().eval()}
+    if args.stage != "vocoder":
+        from tts.refiner.model import FlowRefiner
+        from tts.tokenizer.model import SpeechTokenizer
+
+        models["tokenizer"] = SpeechTokenizer.from_pretrained(args.tokenizer).float().eval()
+        models["refiner"] = FlowRefiner.from_pretrained(args.refiner).float().eval()
+    return models
 
 
 def _slug(text: str) -> str:

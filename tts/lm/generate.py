@@ -2,7 +2,9 @@
 
 After the prefix (style, the prompt's and target's text, the prompt's interleaved speech, the target's first
 unit), every step chooses between a speech token and the NEXT unit of the target text (``<eos>`` once every
-unit is placed). Stress marks are followed by their phoneme at once; a unit that reached its cap
+unit is placed). The probability of moving on is the model's whole mass on text ids, not only on the right
+one: a small model knows *that* a unit is due well before it reliably names *which* (the next unit is forced
+anyway), and scoring only the named unit made it hold every unit to its cap. Stress marks are followed by their phoneme at once; a unit that reached its cap
 (`SpeechTokenLMConfig.max_tokens_per_unit`, longer for pauses) moves on by force. So the output says every unit
 of the text, in order, once, and its length is bounded by the text.
 
@@ -98,6 +100,7 @@ def iter_speech_tokens(
         )
     device = next(model.parameters()).device
     speech = slice(config.speech_offset, config.speech_offset + config.codebook_size)
+    text = slice(0, config.phoneme_table_size)
     recent: list[int] = []
     with torch.no_grad():
         output = model(torch.tensor([prefix], device=device), use_cache=True)
@@ -111,7 +114,7 @@ def iter_speech_tokens(
             if unit in zero or in_unit >= cap:
                 choice = following
             else:
-                allowed = torch.cat((logits[speech], logits[following : following + 1]))
+                allowed = torch.cat((logits[speech], torch.logsumexp(logits[text], dim=0, keepdim=True)))
                 drawn = _draw(allowed, options, generator)
                 if drawn < config.codebook_size and options.repetition_window and options.temperature > 0:
                     window = recent[-options.repetition_window :]

@@ -1,0 +1,775 @@
+"""Stage evaluations: the trained parts of the `ar` engine measured one stage at a time against their done-criteria.
+
+    timbre eval-stage vocoder --vocoder PATH --limit 12 --out runs/eval/vocoder
+    timbre eval-stage reconstruction --tokenizer PATH --refiner PATH --vocoder PATH
+    timbre eval-stage conversion --tokenizer PATH --refiner PATH --vocoder PATH
+
+* ``vocoder`` (copy synthesis): clip -> studio log-mel -> vocoder, beside Griffin-Lim (32 iterations) from the same
+  mel and the original clip: PESQ-wb and STOI against the original, DNSMOS OVRL, Whisper WER, and SIM to the
+  original, for 24 kHz and 16 kHz sources separately.
+* ``reconstruction`` (tokenizer + refiner + vocoder): the tokens of one utterance, another utterance of the same
+  voice as the prompt: WER against the original's, SIM to the prompt.
+* ``conversion``: the tokens of an utterance of voice A, a prompt of voice B: SIM to B and to A, WER against the
+  source's, F0-contour correlation with the source.
+
+Every clip is a held-out voice (`HELDOUT_VOICES`, ``flite:slt``, held-out pseudo-speakers) reading held-out texts
+(`heldout_texts`, `heldout_prompt_texts`), so no training recipe saw either. Clips are rendered once by the base
+speakers (seed 0) and cached beside the built-in test sets, in ``$TIMBRE_CACHE/testsets/stage-clips-v1``. A voice
+written ``VOICE@16k`` is rendered, then band-limited through 16 kHz and back. 16 kHz sources are those clips and
+the voices whose synthesizer runs at 16 kHz (flite, festival's diphone voice, their warps); the others (Kokoro 24,
+Piper 22.05, festival's HTS voice 32 kHz) are 24 kHz sources. Each item also records the share of its energy above
+8 kHz, as measured (Piper's joe has little: 4e-6 to 2e-4 against 1e-4 to 4e-3 for Kokoro and HTS).
+
+Each evaluation returns a `StageReport`: means per source group, the done-criteria with PASS / FAIL (`Criterion`)
+and every item's numbers; `StageReport.write` puts ``report.json``, ``report.md`` and the wavs into a run folder.
+Metrics are the CPU proxies of `tts.evaluation` (Whisper tiny.en, Resemblyzer, DNSMOS), named by their models.
+Deterministic: fixed clips, Griffin-Lim seed 0, refiner noise from ``--seed``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from tts.audio import STUDIO_MEL, Audio, load_audio, log_mel
+from tts.errors import AudioError, CheckpointError, TimbreError
+from tts.evaluation import asr as asr_module
+from tts.evaluation import similarity as sim_module
+from tts.evaluation.testsets import (
+    HELDOUT_SAME_SPEAKER_VOICES,
+    TRAINING_EXCLUDED_VOICES,
+    _voice_slug,
+    heldout_prompt_texts,
+    heldout_texts,
+)
+from tts.files import atomic_write_text, cache_root
+
+if TYPE_CHECKING:
+    from tts.evaluation.adapters import EngineFn
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("vocoder", "reconstruction", "conversion")
+
+FULL_BAND, NARROW_BAND, ALL = "24k", "16k", "all"
+GROUP_LABELS = {ALL: "all sources", FULL_BAND: "24 kHz sources (22.05-32 kHz synthesizers)",
+                NARROW_BAND: "16 kHz sources (16 kHz synthesizers and clips band-limited through 16 kHz)"}
+NARROW_BAND_RATE = 16_000
+BAND_LIMIT_SUFFIX = "@16k"
+NATIVE_RATE_EXCEPTIONS = {"festival:cmu_us_slt_arctic_hts": 32_000}
+"""Voices that render at another rate than their engine's `native_sample_rate` (festival's is kal_diphone's)."""
+
+CLIP_VERSION = 1
+CLIP_SEED = 0
+
+STAGE_VOICES: tuple[str, ...] = (
+    "kokoro:jm_kumo", "flite:awb", "festival:cmu_us_slt_arctic_hts", "pw0108", "piper:joe", "flite:slt",
+    "pk0150", "pw0009", "pk0009", "pw0116",
+)
+"""Held-out voices of the refiner stages: five synthesizers' own voices, blends and warps of held-out voices
+(``pk0150``, ``pw0108``, ``pw0116``) and reserved in-domain voices (``pk0009``, ``pw0009``); 24 kHz and 16 kHz
+sources alternate, so a short ``--limit`` still covers both."""
+
+VOCODER_VOICES: tuple[str, ...] = (
+    "kokoro:jm_kumo", "flite:awb", "festival:cmu_us_slt_arctic_hts", "kokoro:jm_kumo@16k", "piper:joe", "pw0108",
+    "pk0150", "festival:cmu_us_slt_arctic_hts@16k", "pw0116", "flite:slt", "pk0009", "piper:joe@16k", "pw0112",
+    "pw0009",
+)
+"""The vocoder's clips: natively 16 kHz voices and 24 kHz voices band-limited through 16 kHz, alternating with
+24 kHz sources."""
+
+DEFAULT_LIMIT = 12
+GRIFFIN_LIM_ITERATIONS = 32
+
+# The done-criteria (WER is a fraction: 0.02 is 2 points).
+VOCODER_MIN_PESQ = 3.2
+VOCODER_MAX_DNSMOS_DROP = 0.3
+VOCODER_MAX_WER_INCREASE = 0.02
+VOCODER_MIN_SIM = 0.93
+RECONSTRUCTION_MAX_WER_INCREASE = 0.03
+RECONSTRUCTION_MIN_SIM = 0.80
+CONVERSION_MIN_SIM = 0.75
+CONVERSION_MIN_SIM_GAP = 0.15
+CONVERSION_MAX_WER_INCREASE = 0.05
+_TOLERANCE = 1e-9
+"""Float slack on thresholds, so 0.13 - 0.11 counts as the 0.02 it is."""
+
+DEFAULT_WER_KEY = asr_module.metric_key(asr_module.DEFAULT_ASR_MODEL)
+DEFAULT_SIM_KEY = sim_module.metric_key(sim_module.DEFAULT_SIM_MODEL)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Held-out clips
+
+
+def parse_voice_spec(spec: str) -> tuple[str, bool]:
+    """``"VOICE"`` or ``"VOICE@16k"`` -> (voice id, band-limited); refuses voices that training may use.
+
+    Raises:
+        TimbreError: an unknown voice, or one that is not held out.
+    """
+    from tts.data.voicebank import check_voice_id, get_voice, heldout_voice_ids, is_pseudo_id
+
+    spec = spec.strip()
+    band_limited = spec.endswith(BAND_LIMIT_SUFFIX)
+    voice_id = spec[: -len(BAND_LIMIT_SUFFIX)] if band_limited else spec
+    check_voice_id(voice_id)
+    held = get_voice(voice_id).heldout if is_pseudo_id(voice_id) else voice_id in TRAINING_EXCLUDED_VOICES
+    if not held:
+        raise TimbreError(
+            f"{voice_id} is a training voice; stage evaluations use held-out voices only: "
+            f"{', '.join(TRAINING_EXCLUDED_VOICES)} or a held-out pseudo-speaker ({', '.join(heldout_voice_ids()[:4])}, "
+            "... see `timbre voices list --heldout`), optionally with @16k"
+        )
+    return voice_id, band_limited
+
+
+def native_rate(voice_id: str) -> int:
+    """The rate `voice_id`'s synthesizer renders at (a pseudo-speaker's is its first source's)."""
+    from tts.data.speakers import get_speaker
+    from tts.data.voicebank import get_voice, is_pseudo_id
+
+    source = get_voice(voice_id).sources[0] if is_pseudo_id(voice_id) else voice_id
+    return NATIVE_RATE_EXCEPTIONS.get(source, get_speaker(source.split(":")[0]).native_sample_rate)
+
+
+def source_band(spec: str) -> str:
+    """`NARROW_BAND` for a ``VOICE@16k`` spec or a voice rendered at 16 kHz or less, else `FULL_BAND`."""
+    voice_id, band_limited = parse_voice_spec(spec)
+    return NARROW_BAND if band_limited or native_rate(voice_id) <= NARROW_BAND_RATE else FULL_BAND
+
+
+def high_band_fraction(audio: Audio) -> float:
+    """The share of `audio`'s energy above 8 kHz (half of `NARROW_BAND_RATE`)."""
+    power = np.abs(np.fft.rfft(audio.samples.astype(np.float64))) ** 2
+    frequencies = np.fft.rfftfreq(len(audio.samples), 1.0 / audio.sample_rate)
+    total = float(power.sum())
+    return float(power[frequencies > NARROW_BAND_RATE / 2].sum() / total) if total > 0 else 0.0
+
+
+def band_limit(audio: Audio) -> Audio:
+    """`audio` resampled to 16 kHz and back: what a 16 kHz recording of it would be."""
+    return audio.resample(NARROW_BAND_RATE).resample(audio.sample_rate)
+
+
+@dataclass(frozen=True)
+class HeldoutClip:
+    """A held-out voice reading a held-out text."""
+
+    voice: str
+    """The voice spec (``"kokoro:jm_kumo"``, ``"kokoro:jm_kumo@16k"``)."""
+    text: str
+    audio: Audio
+    band: str
+    """`NARROW_BAND` or `FULL_BAND` (`source_band`)."""
+    high_band_fraction: float
+    """Measured share of the energy above 8 kHz."""
+
+
+def clips_dir(cache_dir: str | Path | None = None) -> Path:
+    """Where rendered clips are cached (beside the built-in test sets)."""
+    return (Path(cache_dir) if cache_dir is not None else cache_root() / "testsets") / f"stage-clips-v{CLIP_VERSION}"
+
+
+def heldout_clip(spec: str, text: str, cache_dir: str | Path | None = None) -> HeldoutClip:
+    """`text` spoken by the held-out voice `spec` (rendered with seed 0 on first use, then read from the cache)."""
+    from tts.data.voicebank import bank_digest, is_pseudo_id, synthesize
+
+    voice_id, band_limited = parse_voice_spec(spec)
+    definition = [CLIP_VERSION, voice_id, text, CLIP_SEED, bank_digest() if is_pseudo_id(voice_id) else None]
+    digest = hashlib.sha256(json.dumps(definition).encode()).hexdigest()[:12]
+    path = clips_dir(cache_dir) / f"{_voice_slug(voice_id)}-{digest}.wav"
+    if path.is_file():
+        audio = load_audio(path)
+    else:
+        logger.info("rendering %s: %s", voice_id, text)
+        audio = synthesize(voice_id, text, seed=CLIP_SEED).audio
+        audio.save(path)
+    if band_limited:
+        audio = band_limit(audio)
+    return HeldoutClip(spec, text, audio, source_band(spec), high_band_fraction(audio))
+
+
+@dataclass(frozen=True)
+class PlannedItem:
+    """What one item of a stage will use (nothing rendered yet)."""
+
+    item_id: str
+    source_voice: str
+    source_text: str
+    prompt_voice: str | None = None
+    prompt_text: str | None = None
+
+
+def plan_items(stage: str, limit: int = DEFAULT_LIMIT, voices: Sequence[str] | None = None) -> list[PlannedItem]:
+    """The first `limit` items of `stage`: item ``k`` reads held-out text ``k`` in voice ``k`` (voices cycle).
+
+    Reconstruction prompts are the same voice reading a prompt text; conversion prompts are another voice of the
+    list (a different one for each round through it).
+    """
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    voices = list(voices or (VOCODER_VOICES if stage == "vocoder" else STAGE_VOICES))
+    if stage == "conversion" and len({_speaker(v) for v in voices}) < 2:
+        raise ValueError("conversion needs voices of at least two different speakers")
+    texts, prompts = heldout_texts(), heldout_prompt_texts()
+    count = len(voices)
+    items = []
+    for k in range(limit):
+        voice, text = voices[k % count], texts[k % len(texts)]
+        item_id = f"{stage}-{k:03d}"
+        if stage == "vocoder":
+            items.append(PlannedItem(item_id, voice, text))
+            continue
+        prompt_voice = voice
+        if stage == "conversion":  # the next voice of another speaker, one further on each round through the list
+            first = (k // count) % (count - 1)
+            others = (voices[(k + 1 + (first + j) % (count - 1)) % count] for j in range(count - 1))
+            prompt_voice = next(other for other in others if _speaker(other) != _speaker(voice))
+        items.append(PlannedItem(item_id, voice, text, prompt_voice, prompts[k % len(prompts)]))
+    return items
+
+
+def _speaker(spec: str) -> str:
+    """The person behind a voice spec: band limiting and another synthesizer of the same recordings do not count."""
+    voice_id = spec.strip().removesuffix(BAND_LIMIT_SUFFIX)
+    return next((held for held, twins in HELDOUT_SAME_SPEAKER_VOICES.items() if voice_id in twins), voice_id)
+
+
+@dataclass(frozen=True)
+class StageItem:
+    """One item, rendered: the source clip and (refiner stages) the prompt clip."""
+
+    item_id: str
+    source: HeldoutClip
+    prompt: HeldoutClip | None = None
+
+
+def load_items(plan: Sequence[PlannedItem], cache_dir: str | Path | None = None,
+               progress: Callable[[int, int], None] | None = None) -> list[StageItem]:
+    """Render (or read from the cache) the clips of `plan`."""
+    items = []
+    for done, planned in enumerate(plan, start=1):
+        source = heldout_clip(planned.source_voice, planned.source_text, cache_dir)
+        prompt = heldout_clip(planned.prompt_voice, planned.prompt_text, cache_dir) if planned.prompt_voice else None
+        items.append(StageItem(planned.item_id, source, prompt))
+        if progress is not None:
+            progress(done, len(plan))
+    return items
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Criteria
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One done-criterion: a measured value against a threshold (None when it could not be measured)."""
+
+    group: str
+    name: str
+    value: float | None
+    comparison: str
+    """``">="`` or ``"<="``."""
+    threshold: float
+
+    @property
+    def status(self) -> str:
+        """``PASS``, ``FAIL`` or ``N/A`` (nothing measured)."""
+        if self.value is None or not math.isfinite(self.value):
+            return "N/A"
+        if self.comparison == ">=":
+            return "PASS" if self.value >= self.threshold - _TOLERANCE else "FAIL"
+        return "PASS" if self.value <= self.threshold + _TOLERANCE else "FAIL"
+
+    @property
+    def target(self) -> str:
+        return f"{self.comparison} {self.threshold:g}"
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "target": self.target, "status": self.status}
+
+
+def verdict(criteria: Sequence[Criterion]) -> str:
+    """``PASS`` when every criterion passes, ``FAIL`` when one fails, else ``INCOMPLETE``."""
+    statuses = [criterion.status for criterion in criteria]
+    if statuses and all(status == "PASS" for status in statuses):
+        return "PASS"
+    return "FAIL" if "FAIL" in statuses else "INCOMPLETE"
+
+
+Means = Mapping[str, Mapping[str, "float | None"]]
+"""metric -> subject -> mean over a group's items."""
+
+
+def _mean(means: Means, metric: str, subject: str) -> float | None:
+    return (means.get(metric) or {}).get(subject)
+
+
+def _minus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def vocoder_criteria(means: Means, group: str, wer_key: str = DEFAULT_WER_KEY,
+                     sim_key: str = DEFAULT_SIM_KEY) -> list[Criterion]:
+    """The vocoder's done-criteria on one source group's means."""
+    dnsmos = lambda subject: _mean(means, "dnsmos_ovrl", subject)  # noqa: E731
+    return [
+        Criterion(group, "PESQ-wb, vocoder vs original", _mean(means, "pesq_wb", "vocoder"), ">=", VOCODER_MIN_PESQ),
+        Criterion(group, "DNSMOS OVRL, vocoder minus Griffin-Lim", _minus(dnsmos("vocoder"), dnsmos("griffin_lim")), ">=", 0.0),
+        Criterion(group, "DNSMOS OVRL, original minus vocoder", _minus(dnsmos("original"), dnsmos("vocoder")), "<=",
+                  VOCODER_MAX_DNSMOS_DROP),
+        Criterion(group, "WER, vocoder minus original", _minus(_mean(means, wer_key, "vocoder"), _mean(means, wer_key, "original")),
+                  "<=", VOCODER_MAX_WER_INCREASE),
+        Criterion(group, "SIM(original, vocoder)", _mean(means, f"{sim_key}_to_original", "vocoder"), ">=", VOCODER_MIN_SIM),
+    ]
+
+
+def reconstruction_criteria(means: Means, group: str = ALL, wer_key: str = DEFAULT_WER_KEY,
+                            sim_key: str = DEFAULT_SIM_KEY) -> list[Criterion]:
+    """The reconstruction done-criteria."""
+    return [
+        Criterion(group, "WER, reconstruction minus original", _minus(_mean(means, wer_key, "output"), _mean(means, wer_key, "original")),
+                  "<=", RECONSTRUCTION_MAX_WER_INCREASE),
+        Criterion(group, "SIM(reconstruction, prompt)", _mean(means, f"{sim_key}_to_prompt", "output"), ">=", RECONSTRUCTION_MIN_SIM),
+    ]
+
+
+def conversion_criteria(means: Means, group: str = ALL, wer_key: str = DEFAULT_WER_KEY,
+                        sim_key: str = DEFAULT_SIM_KEY) -> list[Criterion]:
+    """The conversion done-criteria (F0 correlation is reported, not judged)."""
+    return [
+        Criterion(group, "SIM(output, target voice B)", _mean(means, f"{sim_key}_to_prompt", "output"), ">=", CONVERSION_MIN_SIM),
+        Criterion(group, "SIM(output, B) minus SIM(output, source voice A)", _mean(means, f"{sim_key}_gap", "output"), ">=",
+                  CONVERSION_MIN_SIM_GAP),
+        Criterion(group, "WER, output minus source", _minus(_mean(means, wer_key, "output"), _mean(means, wer_key, "source")),
+                  "<=", CONVERSION_MAX_WER_INCREASE),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Measuring
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """How a stage is measured."""
+
+    asr_model: str = asr_module.DEFAULT_ASR_MODEL
+    sim_model: str = sim_module.DEFAULT_SIM_MODEL
+    seed: int = 0
+    """Seeds the refiner's starting noise."""
+    refiner_steps: int | None = None
+    """ODE steps; None: `synthesize()`'s default."""
+    cfg_strength: float | None = None
+    """Classifier-free guidance; None: `synthesize()`'s default."""
+    griffin_lim_iterations: int = GRIFFIN_LIM_ITERATIONS
+
+    @property
+    def wer_key(self) -> str:
+        return asr_module.metric_key(self.asr_model)
+
+    @property
+    def sim_key(self) -> str:
+        return sim_module.metric_key(self.sim_model)
+
+    def resolved(self) -> "StageConfig":
+        """This config with the refiner settings filled in from `tts.synthesis.SynthesisOptions`."""
+        from tts.synthesis import SynthesisOptions
+
+        defaults = SynthesisOptions()
+        steps = defaults.refiner_steps if self.refiner_steps is None else self.refiner_steps
+        cfg = defaults.cfg_strength if self.cfg_strength is None else self.cfg_strength
+        return StageConfig(self.asr_model, self.sim_model, self.seed, steps, cfg, self.griffin_lim_iterations)
+
+
+@dataclass
+class ItemResult:
+    """Everything measured on one item: ``metrics[metric][subject]``, None where a metric failed (see `errors`)."""
+
+    item_id: str
+    voice: str
+    text: str
+    group: str
+    high_band_fraction: float
+    prompt_voice: str | None = None
+    prompt_text: str | None = None
+    metrics: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    transcripts: dict[str, str] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    failure: str | None = None
+    """Why the model produced nothing to measure."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _Meter:
+    """The metric calls of one item: a metric that raises leaves None and a line in `result.errors`."""
+
+    def __init__(self, config: StageConfig, result: ItemResult) -> None:
+        self.config, self.result = config, result
+        self._embeddings: dict[int, np.ndarray] = {}
+
+    def put(self, metric: str, subject: str, compute: Callable[[], float | None]) -> float | None:
+        try:
+            value = compute()
+            if value is None or not math.isfinite(value):
+                raise AudioError(f"no finite value ({value})")
+            value = float(value)
+        except Exception as error:  # noqa: BLE001 - one metric failing must not lose the others
+            logger.warning("%s: %s (%s) failed: %s", self.result.item_id, metric, subject, error)
+            self.result.errors.append(f"{metric} ({subject}): {type(error).__name__}: {error}")
+            value = None
+        self.result.metrics.setdefault(metric, {})[subject] = value
+        return value
+
+    def wer(self, subject: str, audio: Audio, text: str) -> float | None:
+        from tts.evaluation.wer import wer
+
+        def compute() -> float:
+            transcript = asr_module.get_asr(self.config.asr_model).transcribe(audio)
+            self.result.transcripts[subject] = transcript
+            return wer(text, transcript)
+
+        return self.put(self.config.wer_key, subject, compute)
+
+    def embedding(self, audio: Audio) -> np.ndarray:
+        if id(audio) not in self._embeddings:
+            self._embeddings[id(audio)] = sim_module.speaker_embedding(audio, self.config.sim_model)
+        return self._embeddings[id(audio)]
+
+    def sim(self, metric: str, subject: str, a: Audio, b: Audio) -> float | None:
+        return self.put(metric, subject, lambda: sim_module.cosine(self.embedding(a), self.embedding(b)))
+
+    def dnsmos(self, subject: str, audio: Audio) -> float | None:
+        from tts.evaluation.quality import dnsmos
+
+        return self.put("dnsmos_ovrl", subject, lambda: dnsmos(audio).ovrl)
+
+
+def _checked_output(audio: Audio, what: str) -> Audio:
+    if len(audio) == 0 or not np.all(np.isfinite(audio.samples)):
+        raise AudioError(f"the {what} is empty or not finite")
+    return audio
+
+
+def _pair(reference: Audio, degraded: Audio) -> tuple[Audio, Audio]:
+    """Both clips cut to their common length (PESQ compares sample by sample)."""
+    length = min(len(reference), len(degraded))
+    return Audio(reference.samples[:length], reference.sample_rate), Audio(degraded.samples[:length], degraded.sample_rate)
+
+
+def _new_result(item: StageItem) -> ItemResult:
+    prompt = item.prompt
+    return ItemResult(item.item_id, item.source.voice, item.source.text, item.source.band, item.source.high_band_fraction,
+                      prompt.voice if prompt else None, prompt.text if prompt else None)
+
+
+def _save(wav_dir: Path | None, item_id: str, audios: Mapping[str, Audio]) -> None:
+    if wav_dir is None:
+        return
+    for subject, audio in audios.items():
+        try:
+            audio.save(wav_dir / f"{item_id}-{subject}.wav")
+        except (ValueError, OSError) as error:
+            logger.warning("could not save %s-%s: %s", item_id, subject, error)
+
+
+def check_vocoder(vocoder: torch.nn.Module) -> None:
+    """Refuse a vocoder whose signal settings are not the studio mel's (the one mel clips are analysed with)."""
+    config = vocoder.config
+    got = (config.input_channels, config.hop_length, config.n_fft, config.sample_rate)
+    want = (STUDIO_MEL.n_mels, STUDIO_MEL.hop_length, STUDIO_MEL.n_fft, STUDIO_MEL.sample_rate)
+    if got != want:
+        raise CheckpointError(f"the vocoder takes (mels, hop, n_fft, rate) {got}, the studio mel is {want}")
+
+
+def check_refiner_parts(tokenizer: torch.nn.Module, refiner: torch.nn.Module, vocoder: torch.nn.Module) -> None:
+    """Refuse a tokenizer, refiner and vocoder that were not made to work together."""
+    check_vocoder(vocoder)
+    tok, ref = tokenizer.config, refiner.config
+    if tok.codebook_size != ref.codebook_size or tok.frames_per_token != ref.frames_per_token:
+        raise CheckpointError(
+            f"the tokenizer ({tok.codebook_size} ids, {tok.frames_per_token} frames/token) and the refiner "
+            f"({ref.codebook_size} ids, {ref.frames_per_token} frames/token) do not fit; use checkpoints trained together"
+        )
+    if tok.mel != ref.mel or ref.mel != STUDIO_MEL:
+        raise CheckpointError("the tokenizer, the refiner and the vocoder must all use the studio mel")
+
+
+def evaluate_vocoder(vocoder: torch.nn.Module, items: Sequence[StageItem], config: StageConfig = StageConfig(),
+                     wav_dir: Path | None = None, progress: Callable[[ItemResult], None] | None = None) -> "StageReport":
+    """Copy synthesis: each clip's studio log-mel through `vocoder` and through Griffin-Lim, scored against the clip."""
+    from tts.evaluation.quality import pesq_wb, stoi
+    from vocoder.griffin_lim import griffin_lim_decode
+
+    check_vocoder(vocoder)
+    started, results = time.time(), []
+    for item in items:
+        result = _new_result(item)
+        original = item.source.audio
+        meter = _Meter(config, result)
+        try:
+            mel = log_mel(original.to_tensor(), STUDIO_MEL)
+            with torch.inference_mode():
+                vocoded = _checked_output(vocoder.decode(mel), "vocoder output")
+            outputs = {"vocoder": vocoded, "griffin_lim": griffin_lim_decode(mel, config.griffin_lim_iterations)}
+        except Exception as error:  # noqa: BLE001 - one item failing must not lose the others
+            logger.exception("%s: the vocoder failed", item.item_id)
+            result.failure = f"{type(error).__name__}: {error}"
+        else:
+            _save(wav_dir, item.item_id, {"original": original, **outputs})
+            meter.wer("original", original, item.source.text)
+            meter.wer("vocoder", vocoded, item.source.text)
+            meter.dnsmos("original", original)
+            for subject, audio in outputs.items():
+                meter.put("pesq_wb", subject, lambda: pesq_wb(*_pair(original, audio)))
+                meter.put("stoi", subject, lambda: stoi(original, audio))
+                meter.dnsmos(subject, audio)
+                meter.sim(f"{config.sim_key}_to_original", subject, original, audio)
+        results.append(result)
+        if progress is not None:
+            progress(result)
+    criteria_fn = lambda means, group: vocoder_criteria(means, group, config.wer_key, config.sim_key)  # noqa: E731
+    return _report("vocoder", results, config, criteria_fn, (FULL_BAND, NARROW_BAND), started)
+
+
+def _resynthesize(tokenizer, refiner, vocoder, source: Audio, prompt: Audio, config: StageConfig) -> Audio:
+    """`source`'s tokens spoken in `prompt`'s voice: tokenizer -> refiner (prompted) -> vocoder."""
+    from tts.refiner.sampling import generate
+
+    with torch.inference_mode():
+        tokens = tokenizer.tokenize(source)
+        prompt_mel = tokenizer.mel_of(prompt)
+        prompt_ids, prompt_lengths = tokenizer.encode(prompt_mel[None])
+        mel = generate(refiner, tokens, prompt_mel, prompt_ids[0, : int(prompt_lengths[0])], steps=config.refiner_steps,
+                       cfg_strength=config.cfg_strength, seed=config.seed)
+        return _checked_output(vocoder.decode(mel[0]), "output")
+
+
+def _evaluate_refiner(stage: str, tokenizer, refiner, vocoder, items: Sequence[StageItem], config: StageConfig,
+                      wav_dir: Path | None, progress: Callable[[ItemResult], None] | None) -> "StageReport":
+    check_refiner_parts(tokenizer, refiner, vocoder)
+    config = config.resolved()
+    source_name = "original" if stage == "reconstruction" else "source"
+    to_prompt, sim_key = f"{config.sim_key}_to_prompt", config.sim_key
+    started, results = time.time(), []
+    for item in items:
+        if item.prompt is None:
+            raise ValueError(f"{item.item_id}: the {stage} stage needs a prompt clip")
+        result = _new_result(item)
+        source, prompt = item.source.audio, item.prompt.audio
+        meter = _Meter(config, result)
+        try:
+            output = _resynthesize(tokenizer, refiner, vocoder, source, prompt, config)
+        except Exception as error:  # noqa: BLE001 - one item failing must not lose the others
+            logger.exception("%s: resynthesis failed", item.item_id)
+            result.failure = f"{type(error).__name__}: {error}"
+        else:
+            _save(wav_dir, item.item_id, {source_name: source, "prompt": prompt, "output": output})
+            meter.wer(source_name, source, item.source.text)
+            meter.wer("output", output, item.source.text)
+            meter.sim(to_prompt, source_name, source, prompt)
+            sim_prompt = meter.sim(to_prompt, "output", output, prompt)
+            sim_source = meter.sim(f"{sim_key}_to_{source_name}", "output", output, source)
+            meter.dnsmos(source_name, source)
+            meter.dnsmos("output", output)
+            if stage == "conversion":
+                meter.put(f"{sim_key}_gap", "output", lambda: _gap(sim_prompt, sim_source))
+                meter.put("f0_correlation", "output", lambda: _f0_correlation(source, output))
+        results.append(result)
+        if progress is not None:
+            progress(result)
+    rules = reconstruction_criteria if stage == "reconstruction" else conversion_criteria
+    criteria_fn = lambda means, group: rules(means, group, config.wer_key, config.sim_key)  # noqa: E731
+    return _report(stage, results, config, criteria_fn, (ALL,), started)
+
+
+def _gap(sim_prompt: float | None, sim_source: float | None) -> float:
+    if sim_prompt is None or sim_source is None:
+        raise AudioError("needs both the SIM to the prompt and the SIM to the source")
+    return sim_prompt - sim_source
+
+
+def _f0_correlation(source: Audio, output: Audio) -> float:
+    from tts.evaluation.prosody import f0_correlation
+
+    return f0_correlation(source, output)
+
+
+def evaluate_reconstruction(tokenizer, refiner, vocoder, items: Sequence[StageItem], config: StageConfig = StageConfig(),
+                            wav_dir: Path | None = None, progress: Callable[[ItemResult], None] | None = None) -> "StageReport":
+    """Each utterance's tokens, prompted by another utterance of the same voice, through the refiner and vocoder."""
+    return _evaluate_refiner("reconstruction", tokenizer, refiner, vocoder, items, config, wav_dir, progress)
+
+
+def evaluate_conversion(tokenizer, refiner, vocoder, items: Sequence[StageItem], config: StageConfig = StageConfig(),
+                        wav_dir: Path | None = None, progress: Callable[[ItemResult], None] | None = None) -> "StageReport":
+    """Voice A's tokens prompted by voice B: does the output take B's timbre and keep A's words and melody?"""
+    return _evaluate_refiner("conversion", tokenizer, refiner, vocoder, items, config, wav_dir, progress)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reports
+
+
+def group_means(results: Sequence[ItemResult]) -> tuple[dict, dict]:
+    """``(means, counts)``, each ``metric -> subject -> value`` over the items that have the number."""
+    values: dict[str, dict[str, list[float]]] = {}
+    for result in results:
+        for metric, subjects in result.metrics.items():
+            for subject, value in subjects.items():
+                bucket = values.setdefault(metric, {}).setdefault(subject, [])
+                if value is not None:
+                    bucket.append(value)
+    means = {m: {s: (float(np.mean(v)) if v else None) for s, v in subjects.items()} for m, subjects in values.items()}
+    counts = {m: {s: len(v) for s, v in subjects.items()} for m, subjects in values.items()}
+    return means, counts
+
+
+def _labels(stage: str, config: StageConfig) -> dict[str, str]:
+    from tts.evaluation.quality import DNSMOS_LABEL, PESQ_LABEL, STOI_LABEL
+
+    sim = sim_module.label(config.sim_model)
+    return {
+        config.wer_key: f"WER of {asr_module.WhisperASR(config.asr_model).label} (Whisper English normalizer), mean per item",
+        f"{config.sim_key}_to_original": f"SIM to the original clip: {sim}",
+        f"{config.sim_key}_to_prompt": f"SIM to the prompt clip ({'same voice, other words' if stage == 'reconstruction' else 'voice B'}): {sim}",
+        f"{config.sim_key}_to_source": f"SIM to the source clip (voice A): {sim}",
+        f"{config.sim_key}_gap": "SIM to the prompt minus SIM to the source, per item",
+        "dnsmos_ovrl": f"{DNSMOS_LABEL}: overall",
+        "pesq_wb": f"{PESQ_LABEL}, against the original",
+        "stoi": f"{STOI_LABEL}, against the original",
+        "f0_correlation": "F0-contour correlation with the source (pyin, DTW-aligned on MFCCs)",
+    }
+
+
+@dataclass
+class StageReport:
+    """The result of one stage evaluation."""
+
+    stage: str
+    results: list[ItemResult]
+    groups: dict[str, dict]
+    """group -> ``{"items": n, "means": {...}, "counts": {...}}``."""
+    criteria: list[Criterion]
+    settings: dict
+    labels: dict[str, str]
+    started: str
+    wall_seconds: float
+    models: dict[str, str] = field(default_factory=dict)
+    command: str = ""
+
+    @property
+    def verdict(self) -> str:
+        return verdict(self.criteria)
+
+    def to_dict(self) -> dict:
+        return {
+            "stage": self.stage, "verdict": self.verdict, "command": self.command, "models": self.models,
+            "settings": self.settings, "started": self.started, "wall_seconds": self.wall_seconds,
+            "criteria": [c.to_dict() for c in self.criteria], "groups": self.groups, "labels": self.labels,
+            "items": [r.to_dict() for r in self.results],
+        }
+
+    def to_markdown(self) -> str:
+        """The human-readable report: command, verdict, criteria, means per group, then every item."""
+        passed = sum(c.status == "PASS" for c in self.criteria)
+        failed = [r for r in self.results if r.failure]
+        lines = [f"# Stage evaluation: {self.stage}", "", f"Command: `{self.command or '(library call)'}`", ""]
+        lines += [f"- {part}: `{path}`" for part, path in self.models.items()]
+        sizes = ", ".join(f"{group}: {data['items']}" for group, data in self.groups.items() if group != ALL)
+        lines += [
+            f"- items: {len(self.results)} ({sizes}), "
+            f"{len(failed)} failed; started {self.started}, {self.wall_seconds:.0f} s",
+            f"- settings: {', '.join(f'{k} {v}' for k, v in self.settings.items())}",
+            "",
+            f"**Verdict: {self.verdict}** ({passed} of {len(self.criteria)} criteria pass). All numbers are CPU proxies "
+            "(Whisper tiny.en, Resemblyzer, DNSMOS): compare them with each other, not with published figures.",
+            "", "## Criteria", "", "| group | criterion | measured | target | result |", "|---|---|---|---|---|",
+        ]
+        lines += [f"| {c.group} | {c.name} | {_fmt(c.value)} | {c.target} | **{c.status}** |" for c in self.criteria]
+        for group, data in self.groups.items():
+            subjects = list(dict.fromkeys(s for metric in data["means"].values() for s in metric))
+            lines += ["", f"## {GROUP_LABELS.get(group, group)} (n={data['items']})", "",
+                      "| metric | " + " | ".join(subjects) + " |", "|---" * (len(subjects) + 1) + "|"]
+            for metric, row in data["means"].items():
+                lines.append(f"| `{metric}` | " + " | ".join(_mean_cell(data, metric, s) for s in subjects) + " |")
+        lines += ["", "## Metrics", ""] + [f"- `{key}`: {text}" for key, text in self.labels.items()
+                                           if any(key in d["means"] for d in self.groups.values())]
+        lines += ["", "## Items", "", "| item | voice | prompt | group | numbers | problems |", "|---|---|---|---|---|---|"]
+        for r in self.results:
+            numbers = "; ".join(f"{m}: " + ", ".join(f"{s} {_fmt(v)}" for s, v in row.items()) for m, row in r.metrics.items())
+            problems = r.failure or "; ".join(r.errors)
+            lines.append(f"| {r.item_id} | {r.voice} | {r.prompt_voice or ''} | {r.group} | {numbers} | {_cell(problems)} |")
+        return "\n".join(lines) + "\n"
+
+    def write(self, out: str | Path) -> Path:
+        """Write ``report.json`` and ``report.md`` into `out`."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "report.json", json.dumps(self.to_dict(), indent=2))
+        atomic_write_text(out / "report.md", self.to_markdown())
+        return out
+
+
+def _mean_cell(data: dict, metric: str, subject: str) -> str:
+    """A mean, with its count when some items lack the number."""
+    if subject not in data["means"][metric]:
+        return ""
+    count = data["counts"][metric][subject]
+    return _fmt(data["means"][metric][subject]) + ("" if count == data["items"] else f" (n={count})")
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _cell(text: str, width: int = 200) -> str:
+    text = text.replace("|", "/").replace("\n", " ")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _report(stage: str, results: list[ItemResult], config: StageConfig,
+            criteria_fn: Callable[[Means, str], list[Criterion]], judged_groups: Sequence[str], started: float) -> StageReport:
+    groups = {}
+    for group in (ALL, FULL_BAND, NARROW_BAND):
+        members = [r for r in results if group == ALL or r.group == group]
+        if members:
+            means, counts = group_means(members)
+            groups[group] = {"items": len(members), "means": means, "counts": counts}
+    criteria = [c for group in judged_groups for c in criteria_fn(groups.get(group, {}).get("means", {}), group)]
+    settings = {"asr": config.asr_model, "sim": config.sim_model}
+    settings.update({"griffin_lim_iterations": config.griffin_lim_iterations} if stage == "vocoder" else
+                    {"refiner_steps": config.refiner_steps, "cfg_strength": config.cfg_strength, "seed": config.seed})
+    return StageReport(stage, results, groups, criteria, settings, _labels(stage, config),
+                       time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)), time.time() - started)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The `ar` engine for the full harness (`timbre eval --engine ar`)
+
+
+def ar_engine_fn() -> "EngineFn":
+    """Load the shipped `ar` engine once and return the harness function that clones each prompt and speaks."""
+    from tts.synthesis import load_engine, synthesize
+    from tts.voice import clone_voice
+
+    engine = load_engine()
+
+    def engine_fn(target_text: str, prompt_audio: Audio, prompt_text: str) -> Audio:
+        return synthesize(target_text, clone_voice(prompt_audio, prompt_text), seed=0, models=engine)
+
+    return engine_fn
