@@ -151,6 +151,8 @@ class TrainOptions:
     seed: int = 0
     learning_rate: float | None = None
     warmup_steps: int | None = None
+    init_generator: Path | None = None
+    """A trained vocoder folder whose weights start a new run (fine-tuning; ignored when resuming a state)."""
 
     def train_config(self) -> TrainConfig:
         """The preset named by ``config`` with this run's overrides."""
@@ -318,6 +320,11 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
 
     torch.manual_seed(options.seed)
     generator = Vocos(preset.generator)
+    if options.init_generator is not None:
+        start = Vocos.from_pretrained(options.init_generator)
+        if start.config != generator.config:
+            raise TimbreError(f"{options.init_generator} is a {start.config}, not the {options.config!r} preset's generator")
+        generator.load_state_dict({k: v.float() for k, v in start.state_dict().items()})
     period_disc = MultiPeriodDiscriminator(preset.discriminator)
     resolution_disc = MultiResolutionDiscriminator(preset.discriminator)
     opt_g = torch.optim.AdamW(generator.parameters(), lr=preset.learning_rate, betas=preset.betas, weight_decay=preset.weight_decay)
@@ -479,6 +486,7 @@ def export(
             "processes": processes,
             "batch size per process": options.batch_size,
             "gan start step": options.gan_start_step,
+            "initialised from": str(options.init_generator) if options.init_generator else "random",
             "train hours": round(progress.train_seconds / 3600, 3),
             "optimizer": f"AdamW lr {preset.learning_rate} betas {preset.betas}, warm-up {preset.warmup_steps}, cosine",
             "losses": (
@@ -516,6 +524,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=TrainOptions.seed)
     parser.add_argument("--learning-rate", type=float, default=None, help="override the preset's peak learning rate")
     parser.add_argument("--warmup-steps", type=int, default=None, help="override the preset's warm-up")
+    parser.add_argument("--init-generator", type=Path, default=None,
+                        help="start a new run from this trained vocoder folder's weights (fine-tuning)")
     return parser
 
 
@@ -526,7 +536,7 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         segment_seconds=args.segment_seconds, gan_start_step=args.gan_start_step,
         save_every_minutes=args.save_every_minutes, save_every_steps=args.save_every_steps,
         log_every=args.log_every, validation_files=args.validation_files, seed=args.seed,
-        learning_rate=args.learning_rate, warmup_steps=args.warmup_steps,
+        learning_rate=args.learning_rate, warmup_steps=args.warmup_steps, init_generator=args.init_generator,
     )
 
 

@@ -130,10 +130,70 @@ def _load_dnsmos():
     return quality
 
 
+AR_BENCH_VOICE = ("flite:rms", "Please call Stella and ask her to bring these things with her from the store.")
+"""The `ar` engine's bench voice: a clip of a base speaker with its transcript (rendered, then cloned)."""
+
+
+class _ArState:
+    def __init__(self) -> None:
+        from tts.data.speakers import synthesize_voice_id
+        from tts.synthesis import load_engine, synthesize
+        from tts.voice import clone_voice
+
+        voice_id, transcript = AR_BENCH_VOICE
+        self.engine = load_engine()
+        self.voice = clone_voice(synthesize_voice_id(voice_id, transcript).audio, transcript)
+        self.synthesize = synthesize
+        self.synthesize(WARMUP_TEXT, self.voice, seed=0, models=self.engine)
+
+
+def _ar_engine_target() -> BenchTarget:
+    def unavailable() -> str | None:
+        from tts.data.speakers import speaker_status
+        from tts.engines import engine_status
+
+        status = next(s for s in engine_status() if s.name == "ar")
+        if not status.available:
+            return status.reason
+        reason = speaker_status().get("flite")
+        return f"needs flite for its voice prompt: {reason}" if reason else None
+
+    return BenchTarget(
+        "engine:ar", "engine", "studio engine ar: token LM + flow refiner + vocoder (shipped checkpoints)",
+        _ArState, lambda state, text: state.synthesize(text, state.voice, seed=0, models=state.engine),
+        stream=lambda state, text: state.synthesize(text, state.voice, seed=0, models=state.engine, stream=True),
+        unavailable=unavailable,
+    )
+
+
+def _load_vocoder():
+    from vocoder.cli import load_vocoder
+
+    return load_vocoder()
+
+
+def _vocode(vocoder, clip: Audio) -> Audio:
+    from tts.audio import log_mel
+
+    return vocoder.decode(log_mel(clip.to_tensor()))
+
+
+def _griffin_lim(_, clip: Audio) -> Audio:
+    from tts.audio import log_mel
+    from vocoder.griffin_lim import griffin_lim_decode
+
+    return griffin_lim_decode(log_mel(clip.to_tensor()))
+
+
 def bench_targets() -> list[BenchTarget]:
     """The built-in targets."""
     targets = [_base_speaker_target(voice_id) for voice_id in BASE_SPEAKER_TARGETS]
+    targets.append(_ar_engine_target())
     targets.append(_text_frontend_target())
+    targets.append(_analysis_target("vocoder:vocos", "vocoder: shipped Vocos (clip -> studio mel -> audio)",
+                                    _load_vocoder, _vocode))
+    targets.append(_analysis_target("vocoder:griffin-lim", "vocoder baseline: Griffin-Lim, 32 iterations (clip -> studio mel -> audio)",
+                                    lambda: None, _griffin_lim))
     targets.append(_analysis_target("eval:asr-whisper-tiny.en", "evaluation: Whisper tiny.en int8 transcription",
                                     _load_whisper, lambda asr, clip: asr.transcribe(clip)))
     targets.append(_analysis_target("eval:sim-resemblyzer", "evaluation: Resemblyzer speaker embedding",
