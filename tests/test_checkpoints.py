@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from dataclasses import dataclass
 
 import pytest
@@ -205,3 +206,20 @@ def test_repository_manifest_covers_every_shipped_file():
     assert files <= set(entries), f"files not in checkpoints/MANIFEST.json: {sorted(files - set(entries))}"
     for name in list_shipped():
         verify_shipped(root / name)
+
+
+def test_a_code_folder_named_like_a_shipped_checkpoint_yields_to_it(tmp_path, monkeypatch):
+    """Running from the source tree, ``vocoder`` is also the package folder: the shipped checkpoint wins."""
+    from tts import checkpoints
+
+    shipped = tmp_path / "shipped"
+    (shipped / "vocoder").mkdir(parents=True)
+    monkeypatch.setattr(checkpoints, "checkpoints_dir", lambda: shipped)
+    monkeypatch.setattr(checkpoints, "verify_shipped", lambda folder: None)
+    work = tmp_path / "work"
+    (work / "vocoder").mkdir(parents=True)
+    (work / "vocoder" / "__init__.py").write_text("")
+    monkeypatch.chdir(work)
+    assert checkpoints.resolve_checkpoint("vocoder") == shipped / "vocoder"
+    (work / "vocoder" / "config.json").write_text("{}")
+    assert checkpoints.resolve_checkpoint("vocoder") == Path("vocoder")

@@ -213,17 +213,19 @@ def resolve_checkpoint(
     `allow_patterns` limits what a hub download fetches (default: configs, safetensors and model cards); a
     published repository holding several large models should name the files it needs.
 
-    Order: an existing local folder; a shipped default (``checkpoints/NAME``, verified against the manifest);
+    Order: an existing local folder (one without a config beside a shipped default of the same bare name, e.g.
+    the ``vocoder`` package folder when running from the source tree, yields to the shipped default); a shipped default (``checkpoints/NAME``, verified against the manifest);
     a Hugging Face repo id ``owner/name``, downloaded with `huggingface_hub` (or taken from its cache when
     offline: ``HF_HUB_OFFLINE=1`` or ``local_files_only=True``).
     """
     text = os.fspath(name_or_path)
     path = Path(text).expanduser()
-    if path.is_dir():
-        return path
-    if path.exists():
-        raise CheckpointError(f"{text} is a file; a checkpoint is a folder holding {CONFIG_NAME} and {WEIGHTS_NAME}")
     shipped = checkpoints_dir() / text
+    bare_name = bool(text) and not text.startswith((".", "/", "~")) and len(Path(text).parts) == 1
+    if path.is_dir() and not (bare_name and not (path / CONFIG_NAME).is_file() and shipped.is_dir()):
+        return path
+    if path.exists() and not path.is_dir():
+        raise CheckpointError(f"{text} is a file; a checkpoint is a folder holding {CONFIG_NAME} and {WEIGHTS_NAME}")
     if text and not text.startswith((".", "/")) and ".." not in Path(text).parts and shipped.is_dir():
         verify_shipped(shipped)
         return shipped

@@ -1,4 +1,5 @@
-"""`timbre say`: text + a voice reference (an audio clip or a saved ``.voice`` file) -> an audio file."""
+"""`timbre say` (text + a voice -> audio) and `timbre convert` (a recording -> the same words in another voice);
+a voice is an audio clip or a saved ``.voice`` file."""
 
 from __future__ import annotations
 
@@ -35,6 +36,26 @@ def register(subparsers) -> None:
     parser.add_argument("--stream", action="store_true", help="generate chunk by chunk and report the time to first audio")
     parser.add_argument("--verify", action="store_true", help="re-generate sentences the offline ASR finds wrong")
     parser.set_defaults(func=_run_say)
+
+    convert = subparsers.add_parser("convert", help="say a recording again in another voice (speech tokens -> refiner)")
+    convert.add_argument("source", type=Path, help="the recording to convert")
+    convert.add_argument("--voice", type=Path, required=True, help="target voice: a reference clip or a .voice file")
+    convert.add_argument("--transcript", help="what the target's reference clip says (default: transcribed offline)")
+    convert.add_argument("-o", "--output", type=Path, required=True, help="output file (wav, flac, mp3, ogg)")
+    convert.add_argument("--seed", type=int, default=0)
+    convert.set_defaults(func=_run_convert)
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    from tts.audio import load_audio
+    from tts.synthesis import convert
+
+    voice = load_voice_argument(args.voice, args.transcript)
+    start = time.perf_counter()
+    result = convert(load_audio(args.source), voice, seed=args.seed)
+    path = result.save(args.output)
+    print(f"wrote {path} ({result.duration:.2f} s in {time.perf_counter() - start:.2f} s)")
+    return 0
 
 
 def _run_say(args: argparse.Namespace) -> int:

@@ -333,3 +333,41 @@ def synthesize(
                 progress(index + 1, len(prepared))
 
     return generate_chunks()
+
+
+def convert(
+    source: Audio | str | tuple,
+    voice: Voice | str | Audio | tuple,
+    *,
+    seed: int = 0,
+    refiner_steps: int = 6,
+    cfg_strength: float = 2.0,
+    models: ArEngine | None = None,
+) -> Audio:
+    """Voice conversion through the `ar` engine's tokens: `source`'s speech tokens (what is said and how) are
+    rendered by the flow refiner in `voice`'s timbre, then vocoded. Content and timing follow the source.
+
+    `source` is an `Audio`, a path, or ``(samples, rate)``; `voice` as in `synthesize`.
+    """
+    from tts.audio import load_audio
+    from tts.refiner.sampling import generate
+
+    if isinstance(source, tuple):
+        source = Audio(np.asarray(source[0], dtype=np.float32), int(source[1]))
+    elif not isinstance(source, Audio):
+        source = load_audio(source)
+    voice = voice if isinstance(voice, Voice) else clone_voice(voice)
+    parts = models if models is not None else load_engine()
+    tokenizer = parts.tokenizer
+    if source.sample_rate != tokenizer.config.mel.sample_rate:
+        source = source.resample(tokenizer.config.mel.sample_rate)
+    if source.duration < 0.1:
+        raise VoiceError("the source recording is shorter than 0.1 s: give the speech to convert")
+    with torch.inference_mode():
+        prompt_mel = log_mel(torch.from_numpy(voice.audio.samples), tokenizer.config.mel)
+        prompt_ids, prompt_lengths = tokenizer.encode(prompt_mel[None])
+        ids, lengths = tokenizer.encode(log_mel(torch.from_numpy(source.samples), tokenizer.config.mel)[None])
+        mel = generate(parts.refiner, ids[0, : int(lengths[0])].long(), prompt_mel,
+                       prompt_ids[0, : int(prompt_lengths[0])].long(), steps=refiner_steps,
+                       cfg_strength=cfg_strength, seed=seed % 2**31)
+        return parts.vocoder.decode(mel[0])

@@ -1,0 +1,68 @@
+"""Quality gates on the shipped `ar` checkpoints: a held-out voice says held-out sentences intelligibly, in about
+the right time, and the vocoder keeps a voice through copy synthesis.
+
+The bounds sit below what the shipped models measured (docs/benchmarks.md), so a retrained checkpoint that is
+worse fails here before it ships. They run the real models on CPU: a few seconds each.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tts.engines import engine_status
+
+pytestmark = [
+    pytest.mark.usefixtures("single_thread"),
+    pytest.mark.skipif(not next(s for s in engine_status() if s.name == "ar").available,
+                       reason="the ar engine's checkpoints are not shipped"),
+]
+
+PROMPT = ("flite:awb", "Please call Stella and ask her to bring these things with her from the store.")
+"""A held-out voice (no training recipe may use flite:awb) and its transcript."""
+SENTENCES = (
+    "The sun was shining brightly over the quiet little town.",
+    "Please remember to bring your umbrella tomorrow morning.",
+)
+GATE_MEAN_WER = 0.35
+GATE_MAX_WER = 0.6
+GATE_VOCODER_SIM = 0.80
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from tts.data.speakers import speaker_status, synthesize_voice_id
+    from tts.synthesis import load_engine
+    from tts.voice import clone_voice
+
+    if speaker_status().get("flite"):
+        pytest.skip(f"flite is needed for the prompt: {speaker_status()['flite']}")
+    voice_id, transcript = PROMPT
+    reference = synthesize_voice_id(voice_id, transcript).audio
+    return load_engine(), clone_voice(reference, transcript), reference
+
+
+def test_held_out_voice_says_held_out_sentences(shipped):
+    from tts.evaluation.asr import transcribe
+    from tts.evaluation.wer import wer
+    from tts.synthesis import synthesize
+
+    engine, voice, _ = shipped
+    errors = []
+    for index, text in enumerate(SENTENCES):
+        audio = synthesize(text, voice, seed=index, models=engine)
+        words = len(text.split())
+        assert 0.15 * words < audio.duration < 0.8 * words, f"{audio.duration:.2f} s for {words} words"
+        errors.append(wer(text, transcribe(audio)))
+    assert max(errors) <= GATE_MAX_WER, errors
+    assert float(np.mean(errors)) <= GATE_MEAN_WER, errors
+
+
+def test_vocoder_keeps_the_voice_in_copy_synthesis(shipped):
+    from tts.audio import log_mel
+    from tts.evaluation.similarity import similarity
+
+    engine, _, reference = shipped
+    copy = engine.vocoder.decode(log_mel(reference.to_tensor()))
+    assert abs(copy.duration - reference.duration) < 0.02
+    assert similarity(copy, reference) >= GATE_VOCODER_SIM
