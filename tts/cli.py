@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tts.evaluation.cli",
     "tts.tokenizer.cli",
     "tts.data.cli",
+    "tts.watermark",
 )
 
 
