@@ -391,3 +391,17 @@ def batch_source(
         return maker(np.random.default_rng(list(seed))), lambda: None
     prefetcher = BatchPrefetcher([maker(np.random.default_rng([*seed, w])) for w in range(workers)])
     return prefetcher, prefetcher.close
+
+
+def add_run_arguments(parser: Any, defaults: Any, save_every_steps: bool = True) -> None:
+    """Add the options every recipe shares, with the recipe's `TrainOptions` class as `defaults`:
+    ``--max-steps``, ``--max-minutes`` (`Budget`), ``--save-every-minutes`` (and ``--save-every-steps``),
+    ``--log-every`` and ``--seed``."""
+    parser.add_argument("--max-steps", type=int, default=defaults.max_steps)
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="wall-clock budget of this session; the schedule anneals by then (default: none)")
+    parser.add_argument("--save-every-minutes", type=float, default=defaults.save_every_minutes)
+    if save_every_steps:
+        parser.add_argument("--save-every-steps", type=int, default=None, help="overrides --save-every-minutes")
+    parser.add_argument("--log-every", type=int, default=defaults.log_every)
+    parser.add_argument("--seed", type=int, default=defaults.seed)

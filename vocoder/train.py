@@ -51,6 +51,7 @@ from tts.checkpoints import config_to_dict
 from tts.device import select_device
 from tts.errors import AudioError, TimbreError
 from tts.training import (
+    add_run_arguments,
     Augmentation,
     Budget,
     Progress,
@@ -511,17 +512,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", type=Path, required=True, help="folder of wav/flac files (any rate)")
     parser.add_argument("--out", type=Path, required=True, help="run folder: state/, export/, metrics.jsonl")
     parser.add_argument("--config", choices=sorted(PRESETS), default="small")
-    parser.add_argument("--max-steps", type=int, default=TrainOptions.max_steps)
-    parser.add_argument("--max-minutes", type=float, default=None,
-                        help="wall-clock budget of this session; the schedule anneals by then (default: none)")
+    add_run_arguments(parser, TrainOptions)
     parser.add_argument("--batch-size", type=int, default=TrainOptions.batch_size, help="per process")
     parser.add_argument("--segment-seconds", type=float, default=TrainOptions.segment_seconds)
     parser.add_argument("--gan-start-step", type=int, default=TrainOptions.gan_start_step)
-    parser.add_argument("--save-every-minutes", type=float, default=TrainOptions.save_every_minutes)
-    parser.add_argument("--save-every-steps", type=int, default=None, help="overrides --save-every-minutes")
-    parser.add_argument("--log-every", type=int, default=TrainOptions.log_every)
     parser.add_argument("--validation-files", type=int, default=TrainOptions.validation_files)
-    parser.add_argument("--seed", type=int, default=TrainOptions.seed)
     parser.add_argument("--learning-rate", type=float, default=None, help="override the preset's peak learning rate")
     parser.add_argument("--warmup-steps", type=int, default=None, help="override the preset's warm-up")
     parser.add_argument("--init-generator", type=Path, default=None,

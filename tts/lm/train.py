@@ -39,7 +39,7 @@ from tts.errors import TimbreError
 from tts.lm.data import IGNORE_INDEX, StreamBatch, StreamSampler, extract_units, read_units
 from tts.lm.model import SpeechTokenLM, SpeechTokenLMConfig, count_parameters
 from tts.refiner.data import FeatureCache
-from tts.training import Budget, Progress, append_metrics, configure_process, resume_progress, save_due, save_state
+from tts.training import add_run_arguments, Budget, Progress, append_metrics, configure_process, resume_progress, save_due, save_state
 
 logger = logging.getLogger(__name__)
 
@@ -299,15 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--units", type=Path, required=True, help="LM unit file (extract-units)")
     parser.add_argument("--out", type=Path, required=True, help="run folder: state/, export/, metrics.jsonl")
     parser.add_argument("--config", choices=sorted(PRESETS), default=TrainOptions.config)
-    parser.add_argument("--max-steps", type=int, default=TrainOptions.max_steps)
-    parser.add_argument("--max-minutes", type=float, default=None,
-                        help="wall-clock budget of this session; the schedule anneals by then (default: none)")
+    add_run_arguments(parser, TrainOptions)
     parser.add_argument("--batch-size", type=int, default=TrainOptions.batch_size, help="per process")
-    parser.add_argument("--save-every-minutes", type=float, default=TrainOptions.save_every_minutes)
-    parser.add_argument("--save-every-steps", type=int, default=None, help="overrides --save-every-minutes")
-    parser.add_argument("--log-every", type=int, default=TrainOptions.log_every)
     parser.add_argument("--validation-items", type=int, default=TrainOptions.validation_items)
-    parser.add_argument("--seed", type=int, default=TrainOptions.seed)
     return parser
 
 

@@ -57,6 +57,7 @@ from tts.refiner.data import (
 )
 from tts.refiner.model import FlowRefiner, FlowRefinerConfig, count_parameters
 from tts.training import (
+    add_run_arguments,
     Budget,
     Progress,
     append_metrics,
@@ -513,17 +514,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tokenizer", help="speech tokenizer (folder, shipped name or hub id) to extract tokens with")
     parser.add_argument("--features", type=Path, help=f"feature cache (default OUT/{FEATURES_FILE})")
     parser.add_argument("--config", choices=sorted(PRESETS), default=TrainOptions.config)
-    parser.add_argument("--max-steps", type=int, default=TrainOptions.max_steps)
-    parser.add_argument("--max-minutes", type=float, default=None,
-                        help="wall-clock budget of this session; the schedule anneals by then (default: none)")
+    add_run_arguments(parser, TrainOptions)
     parser.add_argument("--batch-size", type=int, default=TrainOptions.batch_size, help="per process")
     parser.add_argument("--no-prompt-augmentation", dest="prompt_augmentation", action="store_false",
                         help="train on the cached prompt mels (no audio decoding per pair: faster, less robust)")
-    parser.add_argument("--save-every-minutes", type=float, default=TrainOptions.save_every_minutes)
-    parser.add_argument("--save-every-steps", type=int, default=None, help="overrides --save-every-minutes")
-    parser.add_argument("--log-every", type=int, default=TrainOptions.log_every)
     parser.add_argument("--validation-items", type=int, default=TrainOptions.validation_items)
-    parser.add_argument("--seed", type=int, default=TrainOptions.seed)
     return parser
 
 

@@ -65,6 +65,7 @@ from tts.tokenizer.align import ctc_targets, min_ctc_frames
 from tts.tokenizer.metrics import evaluate_tokenizer
 from tts.tokenizer.model import CTC_BLANK_ID, SpeechTokenizer, SpeechTokenizerConfig
 from tts.training import (
+    add_run_arguments,
     Augmentation,
     Budget,
     append_metrics,
@@ -621,18 +622,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--corpus", type=Path, required=True, help="corpus folder (metadata.jsonl + audio)")
     parser.add_argument("--out", type=Path, required=True, help="run folder: state/, export/, metrics.jsonl")
     parser.add_argument("--config", default="small", choices=sorted(PRESETS), help="model and optimizer preset")
-    parser.add_argument("--max-steps", type=int, default=TrainOptions.max_steps)
-    parser.add_argument("--max-minutes", type=float, default=None,
-                        help="wall-clock budget of this session; the schedule anneals by then (default: none)")
+    add_run_arguments(parser, TrainOptions, save_every_steps=False)
     parser.add_argument("--batch-frames", type=int, default=TrainOptions.batch_frames,
                         help="padded mel frames per batch and process")
     parser.add_argument("--max-seconds", type=float, default=TrainOptions.max_seconds, help="skip longer items")
     parser.add_argument("--validation-items", type=int, default=TrainOptions.validation_items)
-    parser.add_argument("--save-every-minutes", type=float, default=TrainOptions.save_every_minutes)
-    parser.add_argument("--log-every", type=int, default=TrainOptions.log_every)
     parser.add_argument("--adversarial-weight", type=float, default=None,
                         help="speaker adversary weight (0 turns it off; default: the preset's)")
-    parser.add_argument("--seed", type=int, default=TrainOptions.seed)
     return parser
 
 
