@@ -145,3 +145,14 @@ def test_too_long_text_is_refused_with_advice():
     units = text_units([Word("a", ("ə",))] * 400)
     with pytest.raises(ValueError, match="shorter chunks"):
         next(iter_speech_tokens(model, units))
+
+
+def test_only_a_better_validation_loss_replaces_the_best_export(tmp_path):
+    from tts.lm.train import is_best
+
+    path = tmp_path / "best.json"
+    assert is_best(path, {"step": 1, "loss": 3.0})
+    assert not is_best(path, {"step": 2, "loss": 3.5})
+    assert is_best(path, {"step": 3, "loss": 2.5})
+    assert not is_best(path, {"step": 4, "loss": float("nan")})
+    assert not is_best(path, {"step": 5})

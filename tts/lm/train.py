@@ -12,8 +12,9 @@
   ``--max-minutes`` of wall-clock time for this session (`tts.training.Budget`: the decay follows whichever runs
   out first, then the run saves and exports as if it had reached ``--max-steps``).
 - Resumable: ``accelerator.save_state`` into ``OUT/state`` every ``--save-every-minutes`` and at the end; each
-  save exports the model to ``OUT/export`` (fp16 safetensors + config + model card with the recipe, steps and
-  validation loss / speech-token accuracy).
+  save exports the model to ``OUT/export_last``, and to ``OUT/export`` when its validation loss is the run's
+  lowest (fp16 safetensors + config + model card with the recipe, steps and validation loss / speech-token
+  accuracy): a small corpus is memorized quickly, so the last model is rarely the best.
 
 Shapes: ``B`` batch, ``L`` stream length, ``V`` vocabulary.
 """
@@ -45,6 +46,8 @@ logger = logging.getLogger(__name__)
 
 STATE_DIR = "state"
 EXPORT_DIR = "export"
+LAST_EXPORT_DIR = "export_last"
+BEST_FILE = "best_validation.json"
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -121,6 +124,25 @@ def validate(model: SpeechTokenLM, batches: Sequence[StreamBatch]) -> dict[str, 
         accuracies.append(extra["speech_accuracy"])
     model.train(was_training)
     return {"loss": float(np.mean(losses)), "speech_accuracy": float(np.mean(accuracies))} if losses else {}
+
+
+def is_best(path: Path, validation: dict[str, float]) -> bool:
+    """Whether `validation` has the lowest loss of the run so far (recorded in `path`, which survives resumes).
+
+    The LM memorizes a small corpus fast (on 1.6 h its validation loss was lowest after ~240 steps of 64 and
+    rose past chance by 2,000 while the training loss fell to 0.002), so ``export/`` keeps the best model and
+    ``export_last/`` the latest."""
+    loss = validation.get("loss")
+    if loss is None or loss != loss:
+        return False
+    if path.is_file():
+        best = json.loads(path.read_text(encoding="utf-8"))
+        if best.get("loss", float("inf")) <= loss:
+            return False
+    from tts.files import atomic_write_text
+
+    atomic_write_text(path, json.dumps(validation))
+    return True
 
 
 def split_validation(count: int, items: int, seed: int) -> tuple[list[int], list[int]]:
@@ -205,7 +227,9 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
         if main:
             lm = accelerator.unwrap_model(model)
             validation = {"step": progress.step, **validate(lm, validation_batches)}
-            export(lm, out / EXPORT_DIR, options, recipe, progress, validation, history[-1:] or [{}])
+            export(lm, out / LAST_EXPORT_DIR, options, recipe, progress, validation, history[-1:] or [{}])
+            if is_best(out / BEST_FILE, validation):
+                export(lm, out / EXPORT_DIR, options, recipe, progress, validation, history[-1:] or [{}])
             append_metrics(out / METRICS_FILE, {"event": "validation", **validation})
         accelerator.wait_for_everyone()
 
