@@ -10,6 +10,9 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("studio", help="serve the web studio (http://127.0.0.1:7860)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--voices", help="voice library folder (default: $TIMBRE_CACHE/voices or ~/.cache/timbre/voices)")
+    for part in ("tokenizer", "lm", "refiner", "vocoder"):
+        parser.add_argument(f"--{part}", help=f"the ar engine's {part} checkpoint (folder or hub id; default: shipped)")
     parser.set_defaults(func=_run_studio)
 
 
@@ -17,11 +20,18 @@ def _run_studio(args) -> int:
     # The studio works offline: no analytics calls, no telemetry.
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    from app.studio import build_studio
+    from app.studio import build_studio, launch_studio
+    from tts.voice_library import VoiceLibrary
 
-    demo = build_studio()
+    parts = {part: getattr(args, part) for part in ("tokenizer", "lm", "refiner", "vocoder") if getattr(args, part)}
+    factory = None
+    if parts:
+        from tts.synthesis import load_engine
+
+        def factory():
+            return load_engine(**parts)
+
+    demo = build_studio(engine_factory=factory, library=VoiceLibrary(args.voices) if args.voices else None)
     print(f"Timbre Studio on http://{args.host}:{args.port}")
-    demo.queue(default_concurrency_limit=2, max_size=32).launch(
-        server_name=args.host, server_port=args.port, show_error=True, quiet=True
-    )
+    launch_studio(demo, args.host, args.port)
     return 0

@@ -1,11 +1,305 @@
-"""The Gradio studio: a thin client of the `tts` library (no model logic here)."""
+"""The Gradio studio: a thin client of the `tts` library (no model logic here).
+
+Views (see docs/studio.md):
+    Speak   text + a library voice or a clip -> speech, with style, speed and seed; play and download.
+    Voices  make a voice from a clip (cleaned, transcribed, consented), list, play, rename, delete, export,
+            import (`tts.voice_library.VoiceLibrary`).
+    Batch   a manifest (`tts.data.manifest`) -> `tts.data.batch.run_batch` -> results table and a ZIP.
+    About   engines, shipped checkpoints, versions.
+
+`Studio` holds the handlers as plain methods (tested without a browser); `build_studio` lays them out. The
+`ar` engine is loaded on the first generation and shared read-only by every session; what belongs to one
+browser session (the voice being made in Voices) lives in `gr.State`. The queue runs one job per event
+at a time.
+"""
 
 from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import platform
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
 from tts import __version__
 from tts.engines import engine_status
+from tts.errors import TimbreError, VoiceError
+
+logger = logging.getLogger(__name__)
+
+UI_MAX_TEXT_CHARS = 2000
+"""Longest text Speak takes at once (about two minutes of speech); longer texts go through Batch or the API."""
+
+UI_MAX_CLIP_SECONDS = 60.0
+"""Longest clip accepted for a voice; `tts.voice.clone_voice` keeps at most 12 s of it."""
+
+UI_MAX_BATCH_LINES = 100
+"""Most manifest lines one Batch run takes in the studio; `timbre batch` has no limit."""
+
+DOWNLOAD_FORMATS = ("wav", "flac", "mp3")
+VOICE_FROM_LIBRARY, VOICE_FROM_CLIP = "library voice", "uploaded or recorded clip"
+WORK_MAX_AGE_SECONDS = 3600.0
+"""Generated files older than this are removed from the studio's work folder."""
+
+CONSENT_STATEMENT = (
+    "I confirm that I am the person speaking in this recording, or that the speaker has given me permission "
+    "to clone their voice and to generate speech with it."
+)
+"""What a user confirms to add a voice to the library; stored in the voice file as its consent."""
+
+QUEUE_MAX_SIZE = 32
+MAX_UPLOAD = "100mb"
+"""Largest file a browser may upload (a minute of 48 kHz stereo float WAV is 23 MB; a voice file at most 64 MiB)."""
+
+THEME = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+"""System fonts only: the page loads nothing from outside the studio."""
+
+EngineFactory = Callable[[], Any]
+
+
+class Studio:
+    """The studio's handlers: plain functions of their inputs, raising `gr.Error` with a readable message.
+
+    Args:
+        library: the voice library (default: `VoiceLibrary()` in the cache folder).
+        engine_factory: returns the `ar` engine (default: `tts.synthesis.load_engine`, the shipped
+            checkpoints); called once, on the first generation.
+        work_dir: where generated files are written for download (default: a new temporary folder).
+    """
+
+    def __init__(self, library=None, engine_factory: EngineFactory | None = None,
+                 work_dir: str | os.PathLike | None = None) -> None:
+        from tts.voice_library import VoiceLibrary
+
+        self.library = library if library is not None else VoiceLibrary()
+        self._engine_factory = engine_factory
+        self._engine = None
+        self._engine_lock = threading.Lock()
+        self.work_dir = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="timbre-studio-"))
+
+    # -- shared resources ------------------------------------------------------------------------------
+
+    def engine(self):
+        """The `ar` engine, loaded once and shared (inference only, so sessions never mix)."""
+        with self._engine_lock:
+            if self._engine is None:
+                from tts.synthesis import load_engine
+
+                self._engine = (self._engine_factory or load_engine)()
+            return self._engine
+
+    def _request_folder(self) -> Path:
+        """A new folder for one request's files; folders older than `WORK_MAX_AGE_SECONDS` are removed."""
+        now = time.time()
+        if self.work_dir.is_dir():
+            for old in self.work_dir.iterdir():
+                if old.is_dir() and now - old.stat().st_mtime > WORK_MAX_AGE_SECONDS:
+                    shutil.rmtree(old, ignore_errors=True)
+        folder = self.work_dir / uuid.uuid4().hex
+        folder.mkdir(parents=True)
+        return folder
+
+    def _clone(self, clip: str | None, transcript: str | None):
+        """A cleaned `Voice` from an uploaded or recorded clip (a file path from `gr.Audio`)."""
+        from tts.audio import load_audio
+        from tts.voice import clone_voice
+
+        if not clip:
+            raise VoiceError("upload or record a clip of the voice first (5 to 12 seconds of clear speech)")
+        audio = load_audio(clip, max_seconds=UI_MAX_CLIP_SECONDS)
+        voice = clone_voice(audio, (transcript or "").strip() or None)
+        return dataclasses.replace(voice, source=Path(clip).name)
+
+    # -- Speak -------------------------------------------------------------------------------------------
+
+    def speak(self, text: str, voice_from: str, voice_name: str | None, clip: str | None, transcript: str | None,
+              style: str, intensity: float, speed: float, seed: float | None, fmt: str,
+              progress: Callable | None = None) -> tuple[str, str, str]:
+        """Say `text` in the chosen voice: ``(audio file to play, the same file to download, info line)``."""
+        from tts.synthesis import synthesize
+
+        with _user_errors():
+            text = (text or "").strip()
+            if not text:
+                raise ValueError("type the text to speak")
+            if len(text) > UI_MAX_TEXT_CHARS:
+                raise ValueError(f"the text has {len(text):,} characters; the studio speaks at most "
+                                 f"{UI_MAX_TEXT_CHARS:,} at once (use Batch or the Python API for longer texts)")
+            if fmt not in DOWNLOAD_FORMATS:
+                raise ValueError(f"choose a download format: {', '.join(DOWNLOAD_FORMATS)}")
+            seed = secrets.randbelow(2**31) if seed is None or seed == "" else int(seed)
+            _report(progress, 0.0, "preparing the voice")
+            if voice_from == VOICE_FROM_CLIP:
+                voice = self._clone(clip, transcript)
+            elif voice_name:
+                voice = self.library.get(voice_name)
+            else:
+                raise VoiceError("choose a voice from the library, or switch to a clip and upload one")
+            _report(progress, 0.05, "loading the models" if self._engine is None else "speaking")
+            engine = self.engine()
+            started = time.perf_counter()
+            audio = synthesize(text, voice, style=style, intensity=float(intensity), speed=float(speed), seed=seed,
+                               models=engine, progress=lambda done, total: _report(progress, (done, total), "speaking"))
+            elapsed = time.perf_counter() - started
+            path = audio.save(self._request_folder() / f"timbre-{seed}.{fmt}")
+        rtf = elapsed / audio.duration if audio.duration else float("inf")
+        info = (f"{audio.duration:.2f} s of audio in {elapsed:.2f} s (real-time factor {rtf:.2f}); "
+                f"voice {voice.name or voice.source or 'from the clip'}, seed {seed}")
+        return str(path), str(path), info
+
+    # -- Voices ------------------------------------------------------------------------------------------
+
+    def clean_clip(self, clip: str | None, transcript: str | None) -> tuple[Any, tuple, str, str]:
+        """Clean (and transcribe) a clip: ``(the pending Voice, its cleaned audio, its transcript, info)``."""
+        with _user_errors():
+            voice = self._clone(clip, transcript)
+        how = "as typed" if voice.transcript_source == "user" else "recognized by Whisper; correct it if needed"
+        info = f"cleaned clip: {voice.duration:.1f} s of speech; transcript {how}. Name it, confirm consent, save."
+        return voice, (voice.audio.sample_rate, voice.audio.samples), voice.transcript, info
+
+    def save_voice(self, pending, transcript: str | None, name: str, consent: bool, speak_selected: str | None = None):
+        """Add the cleaned voice to the library; returns the message and the refreshed library views."""
+        from tts.voice import clone_voice
+
+        with _user_errors():
+            if pending is None:
+                raise VoiceError("clean a clip first (Clean clip), then save it")
+            if transcript and transcript.strip() and transcript.strip() != pending.transcript:
+                pending = clone_voice(pending, transcript=transcript)  # the user's correction
+            entry = self.library.add(pending, name, CONSENT_STATEMENT if consent else "")
+        return (f"saved voice **{entry.name}**", *self.library_views(entry.name, speak_selected or entry.name))
+
+    def voice_rows(self) -> list[list]:
+        """The library as table rows: name, seconds, transcript, consent, created."""
+        return [[e.name, round(e.duration, 2), e.transcript, e.consent, e.created] for e in self.library.list()]
+
+    def library_views(self, selected: str | None = None, speak_selected: str | None = None) -> tuple:
+        """``(table rows, Voices dropdown, Speak dropdown)`` updates after the library changed."""
+        rows = self.voice_rows()
+        names = [row[0] for row in rows]
+
+        def pick(name: str | None) -> str | None:
+            found = next((n for n in names if name and n.casefold() == name.casefold()), None)
+            return found or (names[0] if names else None)
+
+        return rows, gr.update(choices=names, value=pick(selected)), gr.update(choices=names, value=pick(speak_selected))
+
+    def show_voice(self, name: str | None) -> tuple[tuple | None, str]:
+        """The voice's clip and a description, for playing it in Voices."""
+        if not name:
+            return None, "the library is empty: make a voice above or import one"
+        with _user_errors():
+            voice = self.library.get(name)
+        return (voice.audio.sample_rate, voice.audio.samples), (
+            f"**{voice.name}**: {voice.duration:.1f} s, says “{voice.transcript}”. Consent: {voice.consent or 'none recorded'}")
+
+    def rename_voice(self, old: str | None, new: str, speak_selected: str | None = None) -> tuple:
+        """Rename a library voice."""
+        with _user_errors():
+            if not old:
+                raise VoiceError("choose the voice to rename")
+            entry = self.library.rename(old, new)
+        speak = entry.name if speak_selected and speak_selected.casefold() == old.casefold() else speak_selected
+        return (f"renamed **{old}** to **{entry.name}**", *self.library_views(entry.name, speak))
+
+    def delete_voice(self, name: str | None, speak_selected: str | None = None) -> tuple:
+        """Delete a library voice."""
+        with _user_errors():
+            if not name:
+                raise VoiceError("choose the voice to delete")
+            self.library.delete(name)
+        return (f"deleted **{name}**", *self.library_views(None, speak_selected))
+
+    def export_voice(self, name: str | None) -> str:
+        """A copy of the voice's file to download."""
+        from tts.voice import VOICE_SUFFIX
+        from tts.voice_library import check_voice_name
+
+        with _user_errors():
+            if not name:
+                raise VoiceError("choose the voice to export")
+            safe = check_voice_name(name).replace(" ", "_")
+            return str(self.library.export(name, self._request_folder() / f"{safe}{VOICE_SUFFIX}"))
+
+    def import_voice(self, file: str | None, name: str | None, consent: bool, speak_selected: str | None = None):
+        """Add a ``.voice`` file to the library (checked: format, version, checksum)."""
+        with _user_errors():
+            if not file:
+                raise VoiceError("choose a .voice file to import")
+            entry = self.library.import_file(file, name=name or None, consent=CONSENT_STATEMENT if consent else None)
+        return (f"imported voice **{entry.name}**", *self.library_views(entry.name, speak_selected))
+
+    # -- Batch -------------------------------------------------------------------------------------------
+
+    def run_batch(self, lines: str | None, file: str | None, progress: Callable | None = None) -> tuple[str, list, str]:
+        """Synthesize a manifest: ``(summary, result rows, ZIP of audio/ + metadata.jsonl + errors.jsonl)``."""
+        from tts.data.batch import ERRORS_NAME, batch_rows, run_batch, zip_folder
+        from tts.data.corpus import METADATA_NAME
+        from tts.data.manifest import parse_manifest
+
+        with _user_errors():
+            folder = self._request_folder()
+            if file:
+                source = Path(file)
+            elif lines and lines.strip():
+                source = folder / "manifest.txt"  # JSON lines or CSV, told apart by the first line
+                source.write_text(lines.strip() + "\n", encoding="utf-8")
+            else:
+                raise ValueError("paste manifest lines or upload a manifest file (JSON lines or CSV)")
+            manifest = parse_manifest(source)
+            if not manifest.entries and not manifest.errors:
+                raise ValueError("the manifest has no lines")
+            if len(manifest.entries) + len(manifest.errors) > UI_MAX_BATCH_LINES:
+                raise ValueError(f"the manifest has {len(manifest.entries) + len(manifest.errors)} lines; the studio "
+                                 f"runs at most {UI_MAX_BATCH_LINES} at once (use `timbre batch` for more)")
+            out = folder / "corpus"
+            _report(progress, (0, len(manifest.entries)), "synthesizing")
+            summary = run_batch(manifest, out, progress=False,
+                                callback=lambda done, total: _report(progress, (done, total), "synthesizing"))
+            rows = batch_rows(out / METADATA_NAME, out / ERRORS_NAME, {e.id: e.line for e in manifest.entries})
+            archive = zip_folder(out, folder / "timbre-batch.zip")
+        text = (f"{summary.written + summary.already_done} of {len(manifest.entries) + len(manifest.errors)} lines "
+                f"spoken ({summary.audio_seconds:.1f} s of audio in {summary.wall_seconds:.1f} s); "
+                f"{len(manifest.errors) + summary.failed} bad line(s), listed below and in errors.jsonl")
+        return text, rows, str(archive)
+
+
+BATCH_HEADERS = ["line", "id", "status", "voice", "style", "seconds", "text or reason"]
+
+
+class _user_errors:
+    """Turn the library's errors (bad input, missing resources) into `gr.Error` messages, never tracebacks."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, error, trace) -> bool:
+        if error is None or isinstance(error, gr.Error):
+            return False
+        if isinstance(error, (TimbreError, ValueError)):
+            raise gr.Error(str(error)) from error
+        if isinstance(error, Exception):
+            logger.exception("studio: unexpected error")
+            raise gr.Error(f"unexpected {type(error).__name__}: {error} (details are in the studio's log)") from error
+        return False
+
+
+def _report(progress: Callable | None, value, desc: str) -> None:
+    if progress is not None:
+        progress(value, desc=desc)
+
+
+# -- About ---------------------------------------------------------------------------------------------
 
 
 def engines_markdown() -> str:
@@ -16,10 +310,160 @@ def engines_markdown() -> str:
     return "\n".join(rows)
 
 
-def build_studio() -> gr.Blocks:
-    """Build the studio's Blocks app (not launched)."""
+def checkpoints_markdown() -> str:
+    """The shipped checkpoints and their sizes on disk."""
+    from tts.checkpoints import checkpoints_dir, list_shipped
+
+    root = checkpoints_dir()
+    names = list_shipped()
+    if not names:
+        return f"No checkpoints are shipped in `{root}` yet."
+    rows = ["| checkpoint | size |", "| --- | --- |"]
+    for name in names:
+        size = sum(path.stat().st_size for path in (root / name).rglob("*") if path.is_file())
+        rows.append(f"| `{name}` | {size / 2**20:.1f} MiB |")
+    return "\n".join(rows)
+
+
+def versions_markdown() -> str:
+    """Versions of the studio and the libraries it runs on."""
+    import numpy
+    import torch
+
+    return (f"timbre-studio {__version__} · Python {platform.python_version()} · torch {torch.__version__} · "
+            f"numpy {numpy.__version__} · gradio {gr.__version__}")
+
+
+# -- Layout --------------------------------------------------------------------------------------------
+
+
+def build_studio(engine_factory: EngineFactory | None = None, library=None,
+                 work_dir: str | os.PathLike | None = None) -> gr.Blocks:
+    """Build the studio's Blocks app with its queue set (not launched; see `launch_studio`)."""
+    from tts.data.styles import STYLES
+
+    studio = Studio(library, engine_factory, work_dir)
     with gr.Blocks(title="Timbre Studio", analytics_enabled=False) as demo:
         gr.Markdown(f"# Timbre Studio {__version__}\nExpressive zero-shot text-to-speech and voice cloning.")
-        with gr.Tab("About"):
+        pending = gr.State(None)  # this session's cleaned, not yet saved voice
+
+        with gr.Tab("Speak", id="speak"):
+            with gr.Row():
+                with gr.Column(scale=3):
+                    text = gr.Textbox(label=f"Text (at most {UI_MAX_TEXT_CHARS:,} characters)", lines=4,
+                                      max_length=UI_MAX_TEXT_CHARS, elem_id="speak-text")
+                    voice_from = gr.Radio([VOICE_FROM_LIBRARY, VOICE_FROM_CLIP], value=VOICE_FROM_LIBRARY,
+                                          label="Voice from", elem_id="speak-voice-from")
+                    speak_voice = gr.Dropdown([], label="Library voice", elem_id="speak-voice")
+                    with gr.Group(visible=False) as clip_group:
+                        clip = gr.Audio(sources=["upload", "microphone"], type="filepath",
+                                        label="Clip (5-12 s of clear speech)", elem_id="speak-clip")
+                        clip_transcript = gr.Textbox(label="What the clip says (optional: Whisper transcribes it)")
+                with gr.Column(scale=2):
+                    style = gr.Dropdown(list(STYLES), value="neutral", label="Style", elem_id="speak-style")
+                    intensity = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Style intensity")
+                    speed = gr.Slider(0.5, 2.0, value=1.0, step=0.05, label="Speed")
+                    with gr.Row():
+                        seed = gr.Number(value=0, precision=0, label="Seed", minimum=0, elem_id="speak-seed")
+                        dice = gr.Button("🎲 random seed", size="sm", elem_id="speak-dice")
+                    fmt = gr.Radio(list(DOWNLOAD_FORMATS), value="wav", label="Download format")
+                    generate = gr.Button("Generate", variant="primary", elem_id="speak-generate")
+            speech = gr.Audio(label="Speech", type="filepath", interactive=False, elem_id="speak-output")
+            download = gr.File(label="Download", interactive=False, elem_id="speak-download")
+            speak_info = gr.Markdown(elem_id="speak-info")
+
+        with gr.Tab("Voices", id="voices"):
+            gr.Markdown("### Make a voice\nUpload or record 5-12 s of one person speaking and type what they say (or "
+                        "leave it empty for Whisper), then **Clean clip**. Listen to the cleaned clip, correct its "
+                        "transcript if needed, name it, confirm consent and **Save to library**.")
+            with gr.Row():
+                with gr.Column():
+                    new_clip = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Clip",
+                                        elem_id="voices-clip")
+                    new_transcript = gr.Textbox(label="Transcript (optional)", elem_id="voices-transcript-in")
+                    clean = gr.Button("Clean clip", elem_id="voices-clean")
+                with gr.Column():
+                    cleaned = gr.Audio(label="Cleaned clip", interactive=False, elem_id="voices-cleaned")
+                    cleaned_transcript = gr.Textbox(label="Transcript of the cleaned clip (edit if wrong)",
+                                                    elem_id="voices-transcript")
+                    new_name = gr.Textbox(label="Name (letters, digits, spaces, - _ .)", elem_id="voices-name")
+                    consent = gr.Checkbox(label=CONSENT_STATEMENT, elem_id="voices-consent")
+                    save = gr.Button("Save to library", variant="primary", elem_id="voices-save")
+            voices_info = gr.Markdown(elem_id="voices-info")
+            gr.Markdown(f"### Library\nStored in `{studio.library.folder}`.")
+            table = gr.Dataframe(headers=["name", "seconds", "transcript", "consent", "created"], interactive=False,
+                                 elem_id="voices-table")
+            with gr.Row():
+                chosen = gr.Dropdown([], label="Voice", elem_id="voices-chosen")
+                rename_to = gr.Textbox(label="New name", elem_id="voices-rename-to")
+            chosen_info = gr.Markdown()
+            chosen_audio = gr.Audio(label="Reference clip", interactive=False, elem_id="voices-play")
+            with gr.Row():
+                rename = gr.Button("Rename", elem_id="voices-rename")
+                delete = gr.Button("Delete", variant="stop", elem_id="voices-delete")
+                export = gr.Button("Export .voice file", elem_id="voices-export")
+            exported = gr.File(label="Exported voice", interactive=False, elem_id="voices-exported")
+            gr.Markdown("### Import a voice file")
+            with gr.Row():
+                import_file = gr.File(label=".voice file", file_types=[".voice"], type="filepath",
+                                      elem_id="voices-import-file")
+                with gr.Column():
+                    import_name = gr.Textbox(label="Name (optional: the file's own)", elem_id="voices-import-name")
+                    import_consent = gr.Checkbox(label=CONSENT_STATEMENT + " (needed when the file records none)")
+                    do_import = gr.Button("Import", elem_id="voices-import")
+
+        with gr.Tab("Batch", id="batch"):
+            gr.Markdown("One line per utterance, JSON lines or CSV with a header: `id`, `text`, `voice` and optionally "
+                        "`style`, `intensity`, `speed`, `seed`. Voices are base voices (`flite:slt`, `kokoro:jf_alpha`) "
+                        f"or pseudo-speakers (`pk0001`); see docs/corpus.md. At most {UI_MAX_BATCH_LINES} lines.")
+            batch_text = gr.Textbox(label="Manifest lines", lines=6, elem_id="batch-text",
+                                    placeholder='{"id": "a1", "text": "Hello there.", "voice": "flite:slt"}')
+            batch_file = gr.File(label="... or a manifest file (used instead of the lines)", type="filepath",
+                                 file_types=[".jsonl", ".json", ".csv", ".tsv", ".txt"], elem_id="batch-file")
+            run = gr.Button("Run batch", variant="primary", elem_id="batch-run")
+            batch_info = gr.Markdown(elem_id="batch-info")
+            results = gr.Dataframe(headers=BATCH_HEADERS, interactive=False, elem_id="batch-results")
+            archive = gr.File(label="ZIP: audio/, metadata.jsonl, errors.jsonl", interactive=False,
+                              elem_id="batch-zip")
+
+        with gr.Tab("About", id="about"):
             gr.Markdown("## Engines\n" + engines_markdown(), elem_id="engine-table")
-    return demo
+            gr.Markdown("## Checkpoints\n" + checkpoints_markdown(), elem_id="checkpoint-table")
+            gr.Markdown(f"## Versions\n{versions_markdown()}\n\nVoice library: `{studio.library.folder}`",
+                        elem_id="versions")
+
+        library_outputs = [table, chosen, speak_voice]
+        voice_from.change(lambda source: gr.update(visible=source == VOICE_FROM_CLIP), voice_from, clip_group,
+                          queue=False)
+        dice.click(lambda: secrets.randbelow(2**31), None, seed, queue=False)
+
+        def speak_ui(*args, progress=gr.Progress()):  # noqa: B008 - how Gradio asks for a progress bar
+            return studio.speak(*args, progress=progress)
+
+        generate.click(speak_ui, [text, voice_from, speak_voice, clip, clip_transcript, style, intensity, speed, seed,
+                                  fmt], [speech, download, speak_info], concurrency_id="engine")
+        clean.click(studio.clean_clip, [new_clip, new_transcript], [pending, cleaned, cleaned_transcript, voices_info])
+        save.click(studio.save_voice, [pending, cleaned_transcript, new_name, consent, speak_voice],
+                   [voices_info, *library_outputs])
+        chosen.change(studio.show_voice, chosen, [chosen_audio, chosen_info])
+        rename.click(studio.rename_voice, [chosen, rename_to, speak_voice], [voices_info, *library_outputs])
+        delete.click(studio.delete_voice, [chosen, speak_voice], [voices_info, *library_outputs])
+        export.click(studio.export_voice, chosen, exported)
+        do_import.click(studio.import_voice, [import_file, import_name, import_consent, speak_voice],
+                        [voices_info, *library_outputs])
+
+        def batch_ui(lines, file, progress=gr.Progress()):  # noqa: B008
+            return studio.run_batch(lines, file, progress=progress)
+
+        run.click(batch_ui, [batch_text, batch_file], [batch_info, results, archive])
+        demo.load(lambda: studio.library_views(), None, library_outputs)
+    demo.studio = studio  # the handlers, for tests and embedding
+    return demo.queue(default_concurrency_limit=1, max_size=QUEUE_MAX_SIZE)
+
+
+def launch_studio(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, **launch_options):
+    """Serve `demo` with the studio's settings: system-font theme, no analytics, no server-side rendering."""
+    options = {"server_name": host, "server_port": port, "theme": THEME, "show_error": True, "quiet": True,
+               "ssr_mode": False, "mcp_server": False, "pwa": False, "max_file_size": MAX_UPLOAD}
+    options.update(launch_options)
+    return demo.launch(**options)

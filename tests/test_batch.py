@@ -388,3 +388,19 @@ def test_pack_corpus_reencodes_to_opus_in_parts_and_resumes(tmp_path):
     first = (tmp_path / "packed" / "part1" / "audio" / "u0.ogg").stat().st_mtime_ns
     pack_corpus(source, tmp_path / "packed", parts=2)  # a rerun keeps what is encoded
     assert (tmp_path / "packed" / "part1" / "audio" / "u0.ogg").stat().st_mtime_ns == first
+
+
+def test_batch_rows_and_zip_of_a_finished_folder(tmp_path):
+    import zipfile
+
+    from tts.data.batch import batch_rows, zip_folder
+
+    out = tmp_path / "out"
+    (out / "audio").mkdir(parents=True)
+    (out / "audio" / "a.flac").write_bytes(b"x")
+    (out / "metadata.jsonl").write_text(json.dumps({"id": "a", "voice_id": "flite:rms", "style": "neutral", "duration": 1.5, "text": "hi"}) + "\n")
+    (out / "errors.jsonl").write_text(json.dumps({"line": 1, "id": "bad", "reason": "empty text"}) + "\n")
+    rows = batch_rows(out / "metadata.jsonl", out / "errors.jsonl", {"a": 2})
+    assert rows == [[1, "bad", "error", "", "", 0.0, "empty text"], [2, "a", "ok", "flite:rms", "neutral", 1.5, "hi"]]
+    archive = zip_folder(out, tmp_path / "out.zip")
+    assert sorted(zipfile.ZipFile(archive).namelist()) == ["audio/a.flac", "errors.jsonl", "metadata.jsonl"]

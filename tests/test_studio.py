@@ -1,16 +1,41 @@
-"""The studio serves a page on loopback that says which engines are available and why."""
+"""The studio: it serves a page on loopback that says which engines are available and why, and its handlers
+(Speak, Voices, Batch, About) work as plain functions, with a stand-in for synthesis."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+import zipfile
+from pathlib import Path
 
+import gradio as gr
+import numpy as np
 import pytest
+import soundfile as sf
+
+from app.studio import (
+    CONSENT_STATEMENT,
+    THEME,
+    UI_MAX_BATCH_LINES,
+    UI_MAX_TEXT_CHARS,
+    VOICE_FROM_CLIP,
+    VOICE_FROM_LIBRARY,
+    Studio,
+    build_studio,
+    checkpoints_markdown,
+    versions_markdown,
+)
+from tts.audio import SAMPLE_RATE, Audio
+from tts.errors import CheckpointError
+from tts.voice import Voice
+from tts.voice_library import VoiceLibrary
 
 
 def free_port() -> int:
@@ -20,9 +45,9 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def studio_url():
+def studio_url(tmp_path_factory):
     port = free_port()
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", TIMBRE_CACHE=str(tmp_path_factory.mktemp("cache")))
     process = subprocess.Popen(
         [sys.executable, "-m", "tts.cli", "studio", "--port", str(port)],
         stdout=subprocess.PIPE,
@@ -68,3 +93,260 @@ def test_engine_status_explains_missing_checkpoints(shipped_root):
     assert set(statuses) == {"ar", "dit", "base+convert"}
     assert not statuses["ar"].available
     assert "vocoder" in statuses["ar"].reason and "not trained yet" in statuses["ar"].reason
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The handlers, as plain functions (no browser)
+
+CLIP_TEXT = "The quick brown fox jumps over the lazy dog."
+SETTINGS = {"style": "neutral", "intensity": 1.0, "speed": 1.0, "seed": 5, "fmt": "wav"}
+
+
+def _voice(seed: int) -> Voice:
+    samples = (np.random.default_rng(seed).standard_normal(SAMPLE_RATE) * 0.1).astype(np.float32)
+    return Voice(Audio(samples), f"voice number {seed}.")
+
+
+@pytest.fixture
+def library(tmp_path) -> VoiceLibrary:
+    library = VoiceLibrary(tmp_path / "voices")
+    library.add(_voice(1), "Ada", consent=CONSENT_STATEMENT)
+    library.add(_voice(2), "Bob", consent=CONSENT_STATEMENT)
+    return library
+
+
+class FakeSynthesis:
+    """Stands in for `tts.synthesis.synthesize`: echoes the voice's own clip, slowly, and records each call."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.calls: list[dict] = []
+        self.delay = delay
+
+    def __call__(self, text, voice, **options):
+        self.calls.append({"text": text, "voice": voice, **options})
+        time.sleep(self.delay)
+        if options.get("progress"):
+            options["progress"](1, 1)
+        return voice.audio
+
+
+@pytest.fixture
+def fake(monkeypatch) -> FakeSynthesis:
+    fake = FakeSynthesis()
+    monkeypatch.setattr("tts.synthesis.synthesize", fake)
+    return fake
+
+
+def _speak(studio: Studio, text: str = "Hello there.", voice: str | None = "Ada", **changes):
+    settings = {**SETTINGS, **changes}
+    source = settings.pop("voice_from", VOICE_FROM_LIBRARY)
+    clip, transcript = settings.pop("clip", None), settings.pop("transcript", None)
+    return studio.speak(text, source, voice, clip, transcript, settings["style"], settings["intensity"],
+                        settings["speed"], settings["seed"], settings["fmt"])
+
+
+def test_the_app_builds_with_its_views_queue_and_local_theme(library, tmp_path):
+    demo = build_studio(engine_factory=lambda: "engine", library=library, work_dir=tmp_path / "work")
+    text = json.dumps(demo.config, default=str)
+    for view in ("Speak", "Voices", "Batch", "About"):
+        assert f'"label": "{view}"' in text
+    assert demo.analytics_enabled is False
+    assert demo._queue.default_concurrency_limit == 1 and demo._queue.max_size
+    assert THEME._stylesheets == []  # no web fonts: nothing is fetched from outside the studio
+    assert not (tmp_path / "work").exists() or not any((tmp_path / "work").iterdir())
+
+
+def test_speak_uses_the_library_voice_and_settings_and_loads_the_engine_once(library, fake, tmp_path):
+    loads = []
+    studio = Studio(library, lambda: loads.append(1) or "engine", tmp_path / "work")
+    audio_path, download, info = _speak(studio, style="happy", intensity=0.5, speed=1.25, seed=42, fmt="flac")
+    assert audio_path == download and audio_path.endswith(".flac")
+    samples, rate = sf.read(audio_path)
+    assert rate == SAMPLE_RATE and len(samples) == SAMPLE_RATE
+    call = fake.calls[0]
+    assert call["voice"].name == "Ada" and call["models"] == "engine"
+    assert (call["style"], call["intensity"], call["speed"], call["seed"]) == ("happy", 0.5, 1.25, 42)
+    assert "1.00 s of audio" in info and "real-time factor" in info and "seed 42" in info
+    _, _, again = _speak(studio, voice="bob", seed=None, fmt="mp3")
+    assert fake.calls[1]["voice"].name == "Bob" and 0 <= fake.calls[1]["seed"] < 2**31
+    assert f"seed {fake.calls[1]['seed']}" in again
+    assert loads == [1]  # loaded lazily, once, and shared
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"text": "  "}, "type the text"),
+    ({"text": "x" * (UI_MAX_TEXT_CHARS + 1)}, "at most 2,000"),
+    ({"voice": None}, "choose a voice"),
+    ({"voice": "Nobody"}, "no voice named 'Nobody'"),
+    ({"voice": "../../etc/passwd"}, "no voice named"),
+    ({"voice_from": VOICE_FROM_CLIP}, "upload or record a clip"),
+    ({"fmt": "exe"}, "download format"),
+    ({"speed": 3.0}, "speed must be between"),
+])
+def test_speak_reports_bad_input_as_messages(library, tmp_path, changes, message, monkeypatch):
+    from tts import synthesis
+
+    monkeypatch.setattr(synthesis, "load_engine", lambda: None)  # the real synthesize checks its settings
+    studio = Studio(library, lambda: None, tmp_path / "work")
+    text = changes.pop("text", "Hello there.")
+    voice = changes.pop("voice", "Ada")
+    with pytest.raises(gr.Error, match=message):
+        _speak(studio, text, voice, **changes)
+
+
+def test_engine_problems_are_messages_not_tracebacks(library, fake, tmp_path):
+    def missing():
+        raise CheckpointError("the 'ar' engine is unavailable: not trained yet")
+
+    with pytest.raises(gr.Error, match="not trained yet"):
+        _speak(Studio(library, missing, tmp_path / "a"))
+
+    def broken():
+        raise RuntimeError("out of memory")
+
+    with pytest.raises(gr.Error, match="unexpected RuntimeError: out of memory"):
+        _speak(Studio(library, broken, tmp_path / "b"))
+
+
+def test_two_sessions_at_once_each_get_their_own_voice(library, tmp_path, monkeypatch):
+    fake = FakeSynthesis(delay=0.2)  # long enough for the two calls to overlap
+    monkeypatch.setattr("tts.synthesis.synthesize", fake)
+    studio = Studio(library, lambda: "engine", tmp_path / "work")
+    results: dict[str, str] = {}
+
+    def session(name: str) -> None:
+        results[name] = _speak(studio, f"Spoken by {name}.", name)[0]
+
+    threads = [threading.Thread(target=session, args=(name,)) for name in ("Ada", "Bob")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results["Ada"] != results["Bob"]
+    for name, seed in (("Ada", 1), ("Bob", 2)):
+        samples, _ = sf.read(results[name], dtype="float32")
+        expected = np.clip(_voice(seed).audio.samples, -1, 1)
+        np.testing.assert_allclose(samples, expected, atol=1 / 2**14)  # 16-bit wav of the session's own voice
+    assert sorted(call["text"] for call in fake.calls) == ["Spoken by Ada.", "Spoken by Bob."]
+    assert {call["text"]: call["voice"].name for call in fake.calls} == {"Spoken by Ada.": "Ada", "Spoken by Bob.": "Bob"}
+
+
+@pytest.fixture(scope="module")
+def clip_path(tmp_path_factory) -> Path:
+    from tts.data.speakers import get_speaker
+
+    flite = get_speaker("flite")
+    if flite.unavailable_reason():
+        pytest.skip(flite.unavailable_reason())
+    path = tmp_path_factory.mktemp("clip") / "slt.wav"
+    flite.synthesize(CLIP_TEXT, "slt").audio.save(path)
+    return path
+
+
+def test_speak_with_an_uploaded_clip_clones_it(library, fake, tmp_path, clip_path):
+    studio = Studio(library, lambda: "engine", tmp_path / "work")
+    _speak(studio, voice=None, voice_from=VOICE_FROM_CLIP, clip=str(clip_path), transcript=CLIP_TEXT)
+    voice = fake.calls[0]["voice"]
+    assert "quick brown fox" in voice.transcript and voice.transcript_source == "user"
+    assert voice.source == "slt.wav" and 1.0 < voice.duration < 12.5
+
+
+def test_make_rename_export_import_delete_a_voice(tmp_path, clip_path):
+    library = VoiceLibrary(tmp_path / "voices")
+    studio = Studio(library, lambda: "engine", tmp_path / "work")
+    pending, (rate, samples), transcript, info = studio.clean_clip(str(clip_path), CLIP_TEXT)
+    assert rate == SAMPLE_RATE and len(samples) == len(pending.audio) and "quick brown fox" in transcript
+    assert "cleaned clip" in info
+    with pytest.raises(gr.Error, match="permission"):
+        studio.save_voice(pending, transcript, "Slt", consent=False)
+    with pytest.raises(gr.Error, match="clean a clip first"):
+        studio.save_voice(None, transcript, "Slt", consent=True)
+    with pytest.raises(gr.Error, match="name"):
+        studio.save_voice(pending, transcript, "../slt", consent=True)
+    message, rows, chosen, speak = studio.save_voice(pending, "the quick brown fox jumps.", "Slt", consent=True)
+    assert "Slt" in message and rows[0][0] == "Slt" and rows[0][3] == CONSENT_STATEMENT
+    assert chosen["choices"] == ["Slt"] and chosen["value"] == "Slt" and speak["value"] == "Slt"
+    assert library.get("slt").transcript == "the quick brown fox jumps."  # the user's correction is kept
+    (rate, played), description = studio.show_voice("Slt")
+    assert np.array_equal(played, pending.audio.samples) and "Consent: I confirm" in description
+
+    message, rows, chosen, speak = studio.rename_voice("Slt", "Flite Slt", speak_selected="Slt")
+    assert chosen["value"] == speak["value"] == "Flite Slt" and [row[0] for row in rows] == ["Flite Slt"]
+    exported = studio.export_voice("Flite Slt")
+    assert Path(exported).name == "Flite_Slt.voice" and Voice.load(exported).consent == CONSENT_STATEMENT
+    message, rows, chosen, _ = studio.import_voice(exported, "Copy", consent=False)  # the file carries consent
+    assert [row[0] for row in rows] == ["Copy", "Flite Slt"] and chosen["value"] == "Copy"
+    with pytest.raises(gr.Error, match="already has"):
+        studio.import_voice(exported, None, consent=False)
+    message, rows, chosen, speak = studio.delete_voice("Flite Slt", speak_selected="Flite Slt")
+    assert [row[0] for row in rows] == ["Copy"] and speak["value"] == "Copy"
+    with pytest.raises(gr.Error, match="no voice named"):
+        studio.delete_voice("Flite Slt")
+
+
+def test_a_tampered_voice_file_is_refused_on_import(library, tmp_path):
+    studio = Studio(library, lambda: "engine", tmp_path / "work")
+    path = Path(studio.export_voice("Ada"))
+    data = bytearray(path.read_bytes())
+    data[-8:] = b"\x00\x00\x80\x3f" * 2  # change the last samples
+    path.write_bytes(bytes(data))
+    with pytest.raises(gr.Error, match="checksum"):
+        studio.import_voice(str(path), "Tampered", consent=True)
+    assert library.names() == ["Ada", "Bob"]
+
+
+def test_over_long_clips_are_refused(tmp_path):
+    studio = Studio(VoiceLibrary(tmp_path / "voices"), lambda: "engine", tmp_path / "work")
+    path = tmp_path / "long.wav"
+    sf.write(path, np.zeros(61 * 8000, np.float32), 8000)
+    with pytest.raises(gr.Error, match="the limit is 1.0 min"):
+        studio.clean_clip(str(path), "hello")
+
+
+def test_batch_runs_a_pasted_manifest_and_zips_audio_metadata_and_errors(tmp_path):
+    from tts.data.speakers import get_speaker
+
+    if get_speaker("flite").unavailable_reason():
+        pytest.skip(get_speaker("flite").unavailable_reason())
+    studio = Studio(VoiceLibrary(tmp_path / "voices"), lambda: "engine", tmp_path / "work")
+    lines = "\n".join([
+        json.dumps({"id": "one", "text": "First line.", "voice": "flite:slt"}),
+        "{broken json",
+        json.dumps({"id": "two", "text": "Second line.", "voice": "flite:rms", "speed": 1.2}),
+    ])
+    progress = []
+    summary, rows, archive = studio.run_batch(lines, None, progress=lambda value, desc: progress.append(value))
+    assert summary.startswith("2 of 3 lines spoken") and "1 bad line" in summary
+    assert [(row[0], row[1], row[2]) for row in rows] == [(1, "one", "ok"), (2, "", "error"), (3, "two", "ok")]
+    assert "broken JSON" in rows[1][6] and progress[-1] == (2, 2)
+    with zipfile.ZipFile(archive) as zipped:
+        assert {"audio/one.flac", "audio/two.flac", "metadata.jsonl", "errors.jsonl"} <= set(zipped.namelist())
+        assert len(zipped.read("errors.jsonl").decode().splitlines()) == 1
+        audio, rate = sf.read(io.BytesIO(zipped.read("audio/two.flac")))
+        assert rate == SAMPLE_RATE and len(audio) > 0.3 * rate
+
+    csv_file = tmp_path / "lines.csv"
+    csv_file.write_text('id,text,voice\nc1,"Hello, world.",flite:slt\n')
+    summary, rows, _ = studio.run_batch("ignored when a file is given", str(csv_file))
+    assert summary.startswith("1 of 1 lines") and rows[0][1] == "c1"
+
+
+@pytest.mark.parametrize("lines, message", [
+    ("", "paste manifest lines"),
+    ("\n".join(json.dumps({"id": f"l{i}", "text": "x", "voice": "flite:slt"}) for i in range(UI_MAX_BATCH_LINES + 1)),
+     "at most 100"),
+    ("id,words\n1,hello\n", "CSV header"),
+])
+def test_batch_refuses_unusable_manifests(tmp_path, lines, message):
+    studio = Studio(VoiceLibrary(tmp_path / "voices"), lambda: "engine", tmp_path / "work")
+    with pytest.raises(gr.Error, match=message):
+        studio.run_batch(lines, None)
+
+
+def test_about_lists_checkpoints_with_sizes_and_versions(shipped_root):
+    assert "No checkpoints" in checkpoints_markdown()
+    (shipped_root / "vocoder").mkdir()
+    (shipped_root / "vocoder" / "config.json").write_text("{}")
+    (shipped_root / "vocoder" / "model.safetensors").write_bytes(b"\0" * 3 * 2**20)
+    assert "| `vocoder` | 3.0 MiB |" in checkpoints_markdown()
+    assert gr.__version__ in versions_markdown() and "timbre-studio" in versions_markdown()

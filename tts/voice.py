@@ -10,6 +10,9 @@ File format, version 1 (``VOICE_FORMAT_VERSION``):
     ``sample_rate``, ``transcript``, ``name``, ``source``, ``transcript_source`` (``"user"`` or
     ``"asr"``), ``created_with`` (the timbre version that wrote it) and ``samples_sha256`` (hex sha256 of
     the little-endian float32 samples), so a modified or damaged file is refused.
+    Optional metadata: ``consent`` (the statement of the speaker's permission that the user confirmed) and
+    ``created`` (ISO 8601 UTC time the voice was made); written only when set. Files without them load
+    with both empty.
 
 Later versions will add tensors (speech tokens, speaker embedding, tone-color vector); a reader refuses
 any version it does not know and says to upgrade.
@@ -86,6 +89,8 @@ class Voice:
         source: where the reference came from (a file name); may be empty.
         transcript_source: ``"user"`` (given) or ``"asr"`` (recognized by Whisper).
         created_with: the timbre version that made the voice.
+        consent: the statement of the speaker's permission that the user confirmed (empty: none recorded).
+        created: when the voice was made, ISO 8601 UTC (empty: unknown).
     """
 
     audio: Audio
@@ -94,6 +99,8 @@ class Voice:
     source: str = ""
     transcript_source: str = "user"
     created_with: str = __version__
+    consent: str = ""
+    created: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.audio, Audio):
@@ -105,7 +112,7 @@ class Voice:
             )
         if len(self.audio) == 0:
             raise VoiceError("a voice's audio is empty; use clone_voice with a recording of speech")
-        for field in ("transcript", "name", "source", "transcript_source", "created_with"):
+        for field in ("transcript", "name", "source", "transcript_source", "created_with", "consent", "created"):
             if not isinstance(getattr(self, field), str):
                 raise VoiceError(f"Voice.{field} must be a string, got {type(getattr(self, field)).__name__}")
         if not self.transcript.strip():
@@ -139,6 +146,7 @@ class Voice:
             "created_with": self.created_with,
             "samples_sha256": _samples_sha256(samples),
         }
+        metadata.update({key: getattr(self, key) for key in _OPTIONAL_METADATA_KEYS if getattr(self, key)})
         from safetensors.numpy import save
 
         return atomic_write_bytes(path, save({"samples": samples}, metadata=metadata))
@@ -187,6 +195,7 @@ class Voice:
                 source=metadata["source"],
                 transcript_source=metadata["transcript_source"],
                 created_with=metadata["created_with"],
+                **{key: metadata.get(key, "") for key in _OPTIONAL_METADATA_KEYS},
             )
         except VoiceError as error:
             raise VoiceError(f"{path}: {error}") from None
@@ -195,6 +204,7 @@ class Voice:
 _METADATA_KEYS = (
     "sample_rate", "transcript", "name", "source", "transcript_source", "created_with", "samples_sha256",
 )
+_OPTIONAL_METADATA_KEYS = ("consent", "created")
 
 
 def _stored_samples(samples: np.ndarray) -> np.ndarray:

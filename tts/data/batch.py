@@ -41,6 +41,7 @@ import os
 import random
 import sys
 import time
+import zipfile
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -610,3 +611,31 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def batch_rows(metadata: Path, errors: Path, lines: dict[str, int]) -> list[list]:
+    """Result rows of a batch folder, in manifest line order: spoken lines, then the reasons of bad ones."""
+    rows = []
+    for path, ok in ((metadata, True), (errors, False)):
+        if not path.is_file():
+            continue
+        for raw in path.read_text(encoding="utf-8").splitlines():
+            if not raw.strip():
+                continue
+            record = json.loads(raw)
+            if ok:
+                rows.append([lines.get(record["id"], 0), record["id"], "ok", record.get("voice_id", ""),
+                             record.get("style", ""), record.get("duration", 0.0), record.get("text", "")])
+            else:
+                rows.append([record.get("line") or 0, record.get("id") or "", "error", "", "", 0.0,
+                             record.get("reason", "")])
+    return sorted(rows, key=lambda row: row[0])
+
+
+def zip_folder(folder: Path, dest: Path) -> Path:
+    """ZIP every file under `folder` (paths relative to it), written atomically to `dest`."""
+    with atomic_open(dest) as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                archive.write(path, path.relative_to(folder).as_posix())
+    return dest

@@ -1,0 +1,193 @@
+"""End to end in a real browser (Debian's headless Chromium via Playwright): make a voice from a clip, rename it,
+speak with it, run a batch and download its ZIP, delete the voice; the page loads nothing from outside.
+
+Screenshots of each view go to ``$TIMBRE_SCREENSHOTS`` (default: the test's temporary folder).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+import zipfile
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import soundfile as sf
+
+from tests.test_studio import CLIP_TEXT, clip_path, free_port  # noqa: F401 - clip_path is a fixture
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+SPOKEN = "Hello, this is a short test."
+TIMEOUT_MS = 120_000
+
+TRAINED = Path("/work/trained")
+TRAINED_PARTS = {"tokenizer": "tokenizer/export", "lm": "lm_short/export", "refiner": "refiner/export",
+                 "vocoder": "vocoder/export"}
+"""Fallback when the shipped checkpoints are missing: the training runs' exports on the project's machine."""
+
+
+def _engine_factory():
+    """None for the shipped `ar` engine; else a loader of the trained exports; skip when neither exists."""
+    from tts.engines import engine_status
+
+    status = next(s for s in engine_status() if s.name == "ar")
+    if status.available:
+        return None
+    parts = {name: TRAINED / path for name, path in TRAINED_PARTS.items()}
+    if not all(path.is_dir() for path in parts.values()):
+        pytest.skip(f"the 'ar' engine is unavailable ({status.reason}) and no trained exports are in {TRAINED}")
+
+    def load():
+        from tts.synthesis import load_engine
+
+        return load_engine(**{name: str(path) for name, path in parts.items()})
+
+    return load
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory):
+    """``(url, voice library)`` of a studio served in this process on a free loopback port."""
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    pytest.importorskip("playwright")
+    root = tmp_path_factory.mktemp("studio")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+        patch.setenv("GRADIO_TEMP_DIR", str(root / "gradio"))
+        from app.studio import build_studio, launch_studio
+        from tts.voice_library import VoiceLibrary
+
+        library = VoiceLibrary(root / "voices")
+        demo = build_studio(engine_factory=_engine_factory(), library=library, work_dir=root / "work")
+        port = free_port()
+        launch_studio(demo, "127.0.0.1", port, prevent_thread_lock=True)
+        try:
+            yield f"http://127.0.0.1:{port}", library
+        finally:
+            demo.close()
+
+
+def _wait_for_text(page, selector: str, text: str, timeout_ms: int = TIMEOUT_MS) -> None:
+    """Wait until `selector` shows `text`; fail at once with the message of an error toast instead."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    while time.monotonic() < deadline:
+        if text in page.locator(selector).inner_text():
+            return
+        toast = page.locator(".toast-body.error")
+        if toast.count():
+            pytest.fail(f"the studio showed an error while waiting for {text!r}: {toast.first.inner_text()}")
+        page.wait_for_timeout(200)
+    pytest.fail(f"{selector} did not show {text!r} within {timeout_ms / 1000:.0f} s: {page.locator(selector).inner_text()!r}")
+
+
+def _shots() -> Path | None:
+    folder = os.environ.get("TIMBRE_SCREENSHOTS")
+    return Path(folder) if folder else None
+
+
+def test_voice_speak_batch_end_to_end(studio, clip_path, tmp_path):  # noqa: F811 - the imported fixture
+    from playwright.sync_api import expect, sync_playwright
+
+    url, library = studio
+    shots = _shots() or tmp_path / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    outside: list[str] = []
+
+    def only_loopback(route) -> None:
+        host = urlparse(route.request.url).hostname
+        if host in ("127.0.0.1", "localhost") or route.request.url.startswith(("data:", "blob:")):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 1400})
+            context.route("**/*", only_loopback)
+            page = context.new_page()
+            requested: list[str] = []
+            page.on("request", lambda request: requested.append(request.url))
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(url)
+            expect(page.get_by_role("tab", name="Speak")).to_be_visible()
+
+            # Voices: clean the clip, name it, confirm consent, save.
+            page.get_by_role("tab", name="Voices").click()
+            page.locator("#voices-clip input[type=file]").set_input_files(str(clip_path))
+            page.locator("#voices-transcript-in").get_by_role("textbox").fill(CLIP_TEXT)
+            page.locator("#voices-clean").click()
+            _wait_for_text(page, "#voices-info", "cleaned clip")
+            assert "quick brown fox" in page.locator("#voices-transcript").get_by_role("textbox").input_value()
+            page.locator("#voices-name").get_by_role("textbox").fill("Test Voice")
+            page.locator("#voices-consent").get_by_role("checkbox").check()
+            page.locator("#voices-save").click()
+            _wait_for_text(page, "#voices-info", "saved voice Test Voice")
+            _wait_for_text(page, "#voices-table", "Test Voice")
+            page.screenshot(path=str(shots / "voices.png"), full_page=True)
+            assert [entry.name for entry in library.list()] == ["Test Voice"]
+            assert library.list()[0].consent.startswith("I confirm")
+
+            page.locator("#voices-rename-to").get_by_role("textbox").fill("Renamed Voice")
+            page.locator("#voices-rename").click()
+            _wait_for_text(page, "#voices-info", "to Renamed Voice")
+            _wait_for_text(page, "#voices-table", "Renamed Voice")
+            assert library.names() == ["Renamed Voice"]
+
+            # Speak with it.
+            page.get_by_role("tab", name="Speak").click()
+            expect(page.locator("#speak-voice").get_by_role("combobox")).to_have_value("Renamed Voice")
+            page.locator("#speak-text").get_by_role("textbox").fill(SPOKEN)
+            page.locator("#speak-generate").click()
+            _wait_for_text(page, "#speak-info", "s of audio")
+            _wait_for_text(page, "#speak-info", "Renamed Voice")
+            shown = page.locator("#speak-output time#duration")
+            expect(shown).not_to_have_text("0:00")  # the player loaded and decoded the speech
+            href = page.locator("#speak-download a[href]").first.get_attribute("href")
+            assert href in requested  # ... from the same file as the download
+            speech, rate = sf.read(io.BytesIO(page.request.get(href).body()))
+            seconds = len(speech) / rate
+            assert rate == 24000 and 0.6 < seconds < 8.0
+            minutes, rest = shown.inner_text().split(":")
+            assert abs(60 * int(minutes) + int(rest) - seconds) <= 1.0
+            page.screenshot(path=str(shots / "speak.png"), full_page=True)
+
+            # Batch: three lines with base voices and one bad line.
+            lines = [{"id": f"b{i}", "text": text, "voice": "flite:slt" if i % 2 else "flite:rms"}
+                     for i, text in enumerate(["One small line.", "Another small line.", "The last one."], 1)]
+            lines.append({"id": "bad", "text": "No such voice.", "voice": "flite:nobody"})
+            page.get_by_role("tab", name="Batch").click()
+            page.locator("#batch-text").get_by_role("textbox").fill("\n".join(json.dumps(line) for line in lines))
+            page.locator("#batch-run").click()
+            _wait_for_text(page, "#batch-info", "3 of 4 lines spoken")
+            _wait_for_text(page, "#batch-results", "unknown flite voice")
+            href = page.locator("#batch-zip a[href]").first.get_attribute("href")
+            with zipfile.ZipFile(io.BytesIO(page.request.get(href).body())) as archive:
+                names = set(archive.namelist())
+                assert {"audio/b1.flac", "audio/b2.flac", "audio/b3.flac", "metadata.jsonl", "errors.jsonl"} <= names
+                assert len(archive.read("metadata.jsonl").decode().splitlines()) == 3
+                errors = [json.loads(line) for line in archive.read("errors.jsonl").decode().splitlines()]
+                assert [error["id"] for error in errors] == ["bad"]
+                audio, rate = sf.read(io.BytesIO(archive.read("audio/b1.flac")))
+                assert rate == 24000 and len(audio) > rate * 0.3
+            page.screenshot(path=str(shots / "batch.png"), full_page=True)
+
+            page.get_by_role("tab", name="About").click()
+            _wait_for_text(page, "#engine-table", "ar")
+            page.screenshot(path=str(shots / "about.png"), full_page=True)
+
+            # Delete the voice.
+            page.get_by_role("tab", name="Voices").click()
+            page.locator("#voices-delete").click()
+            _wait_for_text(page, "#voices-info", "deleted Renamed Voice")
+            assert library.list() == []
+        finally:
+            browser.close()
+    assert outside == [], f"the page asked for outside resources: {outside}"
