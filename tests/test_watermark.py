@@ -1,10 +1,12 @@
 """The audio watermark (tts.watermark): round trip on real speech, robustness to each transformation the
 issue lists, no detection on unmarked audio or with another key, the SNR bound, silence, determinism and
-thread safety, short and empty input, and `timbre detect`."""
+thread safety, short and empty input, `timbre detect`, and the fixed-depth variant: streamed output equals the
+whole-clip output for any chunking, its latency, robustness, SNR and silence."""
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -15,10 +17,15 @@ from tts.errors import AudioError
 from tts.watermark import (
     DEFAULT_CONFIG,
     Detection,
+    StreamingEmbedder,
+    _ripple_filter,
     change_gain,
     detect,
     embed,
+    embed_fixed,
+    embed_stream,
     excerpt,
+    fixed_depths,
     mp3_round_trip,
     watermark_pattern,
     watermark_snr_db,
@@ -266,3 +273,157 @@ def test_cli_detect_bad_files(tmp_path, marked, capsys):
     assert len(errors) == 2 and all(line.startswith("timbre detect: error: ") for line in errors)
     assert "no such file" in errors[0] and "not a readable audio file" in errors[1]
     assert "watermark present" in captured.out  # the good file after the bad ones was still checked
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Fixed depths and streaming (what the synthesis API uses for whole and streamed output alike)
+
+
+@pytest.fixture(scope="module")
+def marked_fixed(speech) -> Audio:
+    return embed_fixed(speech)
+
+
+def _push_in_chunks(embedder: StreamingEmbedder, samples: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+    """Everything the embedder returns for `samples` cut at random (empty, 1-sample, short and long
+    chunks), flush included."""
+    outputs, position = [], 0
+    while position < len(samples):
+        size = int(rng.choice([0, 1, 2, int(rng.integers(3, 600)), int(rng.integers(600, 9000))]))
+        outputs.append(embedder.push(samples[position : position + size]))
+        position += size
+    outputs.append(embedder.flush())
+    return outputs
+
+
+def test_streaming_equals_embed_fixed_for_any_chunking(speech, marked_fixed):
+    samples = speech.samples[: 4 * SAMPLE_RATE]
+    whole = embed_fixed(Audio(samples)).samples
+    for seed in range(3):
+        outputs = _push_in_chunks(StreamingEmbedder(SAMPLE_RATE), samples, np.random.default_rng(seed))
+        streamed = np.concatenate(outputs)
+        assert streamed.dtype == np.float32 and streamed.shape == samples.shape
+        np.testing.assert_allclose(streamed, whole, rtol=0, atol=1e-6)
+    one_by_one = StreamingEmbedder(SAMPLE_RATE)
+    short = speech.samples[SAMPLE_RATE : SAMPLE_RATE + 4000]
+    streamed = np.concatenate([one_by_one.push(short[i : i + 1]) for i in range(len(short))] + [one_by_one.flush()])
+    np.testing.assert_allclose(streamed, embed_fixed(Audio(short)).samples, rtol=0, atol=1e-6)
+    # the stream was really marked, not passed through
+    assert not np.allclose(marked_fixed.samples, speech.samples, atol=1e-3)
+
+
+def test_embed_fixed_is_the_zero_phase_filter_at_fixed_depths(speech, marked_fixed):
+    taps = _ripple_filter(watermark_pattern(), fixed_depths(SAMPLE_RATE), SAMPLE_RATE, DEFAULT_CONFIG)
+    half = len(taps) // 2
+    reference = np.convolve(speech.samples.astype(np.float64), taps)[half : half + len(speech)]
+    np.testing.assert_allclose(marked_fixed.samples, reference, rtol=0, atol=1e-6)
+    assert len(taps) == 2 * StreamingEmbedder(SAMPLE_RATE).latency_samples + 1
+
+
+def test_streaming_latency_is_half_the_filter():
+    embedder = StreamingEmbedder(SAMPLE_RATE)
+    latency = embedder.latency_samples
+    assert latency == round(DEFAULT_CONFIG.filter_seconds * SAMPLE_RATE / 2) == 1536
+    assert embedder.latency_seconds == pytest.approx(0.064)
+    noise = np.random.default_rng(3).normal(0, 0.1, 3 * latency).astype(np.float32)
+    assert len(embedder.push(noise[: latency - 1])) == 0
+    assert len(embedder.push(noise[latency - 1 : latency + 10])) == 10  # output = input - latency: none held longer
+    assert len(embedder.push(noise[latency + 10 :])) == 2 * latency - 10
+    assert len(embedder.flush()) == latency
+    assert len(embedder.flush()) == 0
+    with pytest.raises(ValueError, match="flushed"):
+        embedder.push(noise)
+
+
+def test_streaming_output_does_not_depend_on_later_input():
+    rng = np.random.default_rng(4)
+    head = rng.normal(0, 0.1, 5000).astype(np.float32)
+    first, second = StreamingEmbedder(SAMPLE_RATE), StreamingEmbedder(SAMPLE_RATE)
+    out_first = first.push(np.concatenate([head, rng.normal(0, 0.1, 3000).astype(np.float32)]))
+    out_second = second.push(np.concatenate([head, np.zeros(3000, np.float32)]))
+    final = len(head) - first.latency_samples  # what the head alone makes final
+    assert np.array_equal(out_first[:final], out_second[:final])
+    assert not np.array_equal(out_first[final:], out_second[final:])
+
+
+def test_embed_stream_yields_the_same_audio(speech, marked_fixed):
+    cuts = [0, 100, 100, 4801, 30_000, len(speech)]
+    chunks = [Audio(speech.samples[a:b]) for a, b in pairwise(cuts)]
+    outputs = list(embed_stream(iter(chunks)))
+    assert all(isinstance(chunk, Audio) and len(chunk) > 0 for chunk in outputs)
+    np.testing.assert_allclose(np.concatenate([c.samples for c in outputs]), marked_fixed.samples, atol=1e-6)
+    with pytest.raises(AudioError, match="rate"):
+        list(embed_stream([Audio(speech.samples[:100]), Audio(speech.samples[:100], 16_000)]))
+
+
+@pytest.mark.parametrize("name", list(TRANSFORMS))
+def test_fixed_variant_survives(name, speech, marked_fixed):
+    result = detect(TRANSFORMS[name](marked_fixed))
+    assert result.present, f"{name}: {result}"
+
+
+def test_fixed_variant_snr_and_keys(speech, other_speakers, marked_fixed):
+    for audio in [speech, *other_speakers]:
+        marked = embed_fixed(audio)
+        assert watermark_snr_db(audio, marked) >= 28.0
+        assert detect(marked).present
+    for key in ("another key", 0):
+        assert not detect(marked_fixed, key=key).present
+    private = embed_fixed(speech, key="mine")
+    assert detect(private, key="mine").present and not detect(private).present
+
+
+def test_fixed_depths_do_not_depend_on_the_audio():
+    depths = fixed_depths(SAMPLE_RATE)
+    assert np.all(np.diff(depths) >= 0) and depths.max() == DEFAULT_CONFIG.max_depth and depths.min() > 0
+    np.testing.assert_array_equal(fixed_depths(16_000), depths)  # every group fits below 16 kHz's Nyquist
+    np.testing.assert_allclose(fixed_depths(SAMPLE_RATE, 2.0), 2 * depths)
+    assert not fixed_depths(8_000)[-1] and fixed_depths(8_000)[0] > 0  # only the groups 8 kHz carries
+
+
+def test_streaming_silence_stays_exactly_silent(speech):
+    embedder = StreamingEmbedder(SAMPLE_RATE)
+    zeros = np.zeros(2 * SAMPLE_RATE, np.float32)
+    silent = _push_in_chunks(embedder, zeros, np.random.default_rng(5))
+    assert np.concatenate(silent).shape == zeros.shape and not np.concatenate(silent).any()
+    gap = SAMPLE_RATE // 2
+    head = speech.samples[: 2 * SAMPLE_RATE]
+    samples = np.concatenate([head, np.zeros(gap, np.float32), head])
+    streamed = np.concatenate(_push_in_chunks(StreamingEmbedder(SAMPLE_RATE), samples, np.random.default_rng(6)))
+    assert np.all(streamed[len(head) : len(head) + gap] == 0.0)
+    assert np.abs(streamed[: len(head)] - head).max() > 1e-4  # the speech around it was marked
+    # A run shorter than `silence_run_seconds` is filtered like any other signal, streamed or not.
+    short_gap = np.concatenate([head, np.zeros(50, np.float32), head])
+    np.testing.assert_allclose(
+        np.concatenate(_push_in_chunks(StreamingEmbedder(SAMPLE_RATE), short_gap, np.random.default_rng(7))),
+        embed_fixed(Audio(short_gap)).samples,
+        atol=1e-6,
+    )
+
+
+def test_fixed_peaks_never_exceed_full_scale_and_clipping_is_chunk_invariant():
+    loud = np.clip(np.random.default_rng(8).normal(0, 0.6, SAMPLE_RATE), -1, 1).astype(np.float32)
+    whole = embed_fixed(Audio(loud), strength=4.0).samples
+    assert np.max(np.abs(whole)) <= 1.0 and np.sum(np.abs(whole) == 1.0) > 10  # the clip acted
+    embedder = StreamingEmbedder(SAMPLE_RATE, strength=4.0)
+    streamed = np.concatenate(_push_in_chunks(embedder, loud, np.random.default_rng(9)))
+    np.testing.assert_allclose(streamed, whole, atol=1e-6)
+
+
+def test_streaming_input_checks():
+    embedder = StreamingEmbedder(SAMPLE_RATE)
+    with pytest.raises(AudioError, match="1-D"):
+        embedder.push(np.zeros((2, 10), np.float32))
+    with pytest.raises(AudioError, match="NaN"):
+        embedder.push(np.array([0.1, np.nan], np.float32))
+    for bad_rate in (0, -8000, 24_000.0, True):
+        with pytest.raises(ValueError, match="sample_rate"):
+            StreamingEmbedder(bad_rate)
+    with pytest.raises(ValueError, match="strength"):
+        StreamingEmbedder(SAMPLE_RATE, strength=5.0)
+    with pytest.raises(AudioError, match="empty"):
+        embed_fixed(Audio(np.zeros(0, np.float32)))
+    # A rate too low to carry any group passes audio through unchanged and without delay.
+    passthrough = StreamingEmbedder(3_000)
+    samples = np.random.default_rng(10).normal(0, 0.1, 500).astype(np.float32)
+    assert passthrough.latency_samples == 0 and np.array_equal(passthrough.push(samples), samples)
