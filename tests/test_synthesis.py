@@ -34,13 +34,23 @@ def _random(module: torch.nn.Module, seed: int, scale: float = 0.2) -> torch.nn.
     return module.eval()
 
 
+class _SpeakingLM(SpeechTokenLM):
+    """A random LM that speaks a few tokens per unit: its text ids are pushed down (an untrained model puts
+    most of its mass on the 160 text ids and would move on at once, saying nothing)."""
+
+    def forward(self, *args, **kwargs):
+        output = super().forward(*args, **kwargs)
+        output.logits[..., : self.config.phoneme_table_size] -= 6.0
+        return output
+
+
 @pytest.fixture(scope="module")
 def engine() -> ArEngine:
     tokenizer_config = TOKENIZER_PRESETS["tiny"].model
     torch.manual_seed(0)
     tokenizer = SpeechTokenizer(tokenizer_config).eval()
-    lm = _random(SpeechTokenLM(replace(LM_TINY, codebook_size=tokenizer_config.codebook_size,
-                                       token_rate=tokenizer_config.token_rate, max_positions=2048)), 1, 0.05)
+    lm = _random(_SpeakingLM(replace(LM_TINY, codebook_size=tokenizer_config.codebook_size,
+                                     token_rate=tokenizer_config.token_rate, max_positions=2048)), 1, 0.05)
     refiner = _random(FlowRefiner(FlowRefinerConfig(
         codebook_size=tokenizer_config.codebook_size, dim=32, depth=2, heads=2, dim_head=16, token_dim=16,
         speaker_dim=16, speaker_encoder_dim=16, speaker_encoder_layers=1, num_styles=4, style_dim=8,
@@ -177,3 +187,14 @@ def test_convert_keeps_the_timing_and_takes_the_target_voice(tmp_path, monkeypat
     assert main(["convert", str(tmp_path / "src.wav"), "--voice", str(tmp_path / "slt.voice"),
                  "-o", str(tmp_path / "out.wav")]) == 0
     assert (tmp_path / "out.wav").stat().st_size > 1000
+
+
+def test_output_is_watermarked_unless_asked_not_to(engine, voices):
+    """The mark is the fixed-depth filter on the same samples (detection on real speech: test_shipped_engine)."""
+    from tts.watermark import embed_fixed
+
+    text = "One more sentence. And another one, please, for the mark."
+    marked = synthesize(text, voices[0], seed=2, models=engine)
+    plain = synthesize(text, voices[0], seed=2, models=engine, watermark=False)
+    assert not np.array_equal(marked.samples, plain.samples)
+    np.testing.assert_allclose(marked.samples, embed_fixed(plain).samples, atol=1e-6)

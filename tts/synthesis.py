@@ -174,7 +174,7 @@ class SynthesisOptions:
     speed: float = 1.0
     seed: int | None = None
     sampling: SamplingOptions = field(default_factory=SamplingOptions)
-    refiner_steps: int = 6
+    refiner_steps: int = 4
     cfg_strength: float = 2.0
     verify: bool = False
     verify_wer: float = DEFAULT_VERIFY_WER
@@ -270,6 +270,7 @@ def synthesize(
     max_tries: int = 3,
     progress: Callable[[int, int], None] | None = None,
     models: ArEngine | None = None,
+    watermark: bool = True,
 ) -> Audio | Iterator[Audio]:
     """Say `text` in `voice`.
 
@@ -286,6 +287,8 @@ def synthesize(
             error rate is above `DEFAULT_VERIFY_WER`; with `stream`, chunks are then yielded whole.
         progress: called as ``progress(done, total)`` after each text chunk.
         models: an `ArEngine` to use instead of the shipped checkpoints.
+        watermark: mark the output as synthetic (`tts.watermark`, fixed-depth variant, detectable with
+            `timbre detect`); on by default. Streams come out `tts.watermark.StreamingEmbedder`'s 64 ms later.
 
     Returns:
         `Audio` (24 kHz mono float32), or an iterator of `Audio` chunks when `stream`.
@@ -318,7 +321,8 @@ def synthesize(
             pieces.extend(([pause] if index else []) + [audio.samples])
             if progress is not None:
                 progress(index + 1, len(prepared))
-        return Audio(np.concatenate(pieces), rate)
+        audio = Audio(np.concatenate(pieces), rate)
+        return _mark(audio) if watermark else audio
 
     def generate_chunks() -> Iterator[Audio]:
         for index, chunk in enumerate(prepared):
@@ -332,7 +336,18 @@ def synthesize(
             if progress is not None:
                 progress(index + 1, len(prepared))
 
-    return generate_chunks()
+    if not watermark:
+        return generate_chunks()
+    from tts.watermark import embed_stream
+
+    return embed_stream(generate_chunks())
+
+
+def _mark(audio: Audio) -> Audio:
+    """The studio's watermark on a whole output (the same samples a marked stream would give)."""
+    from tts.watermark import embed_fixed
+
+    return embed_fixed(audio)
 
 
 def convert(
@@ -343,11 +358,12 @@ def convert(
     refiner_steps: int = 6,
     cfg_strength: float = 2.0,
     models: ArEngine | None = None,
+    watermark: bool = True,
 ) -> Audio:
     """Voice conversion through the `ar` engine's tokens: `source`'s speech tokens (what is said and how) are
     rendered by the flow refiner in `voice`'s timbre, then vocoded. Content and timing follow the source.
 
-    `source` is an `Audio`, a path, or ``(samples, rate)``; `voice` as in `synthesize`.
+    `source` is an `Audio`, a path, or ``(samples, rate)``; `voice` and `watermark` as in `synthesize`.
     """
     from tts.audio import load_audio
     from tts.refiner.sampling import generate
@@ -370,4 +386,5 @@ def convert(
         mel = generate(parts.refiner, ids[0, : int(lengths[0])].long(), prompt_mel,
                        prompt_ids[0, : int(prompt_lengths[0])].long(), steps=refiner_steps,
                        cfg_strength=cfg_strength, seed=seed % 2**31)
-        return parts.vocoder.decode(mel[0])
+        audio = parts.vocoder.decode(mel[0])
+    return _mark(audio) if watermark else audio
