@@ -26,7 +26,7 @@ SENTENCES = (
 )
 GATE_MEAN_WER = 0.35
 GATE_MAX_WER = 0.6
-GATE_VOCODER_SIM = 0.80
+GATE_VOCODER_SIM = 0.88
 
 
 @pytest.fixture(scope="module")
