@@ -355,7 +355,7 @@ def convert(
     voice: Voice | str | Audio | tuple,
     *,
     seed: int = 0,
-    refiner_steps: int = 6,
+    refiner_steps: int = 4,
     cfg_strength: float = 2.0,
     models: ArEngine | None = None,
     watermark: bool = True,
