@@ -404,3 +404,32 @@ def test_batch_rows_and_zip_of_a_finished_folder(tmp_path):
     assert rows == [[1, "bad", "error", "", "", 0.0, "empty text"], [2, "a", "ok", "flite:rms", "neutral", 1.5, "hi"]]
     archive = zip_folder(out, tmp_path / "out.zip")
     assert sorted(zipfile.ZipFile(archive).namelist()) == ["audio/a.flac", "errors.jsonl", "metadata.jsonl"]
+
+
+def test_reference_clip_voices_are_cloned_with_the_ar_engine(tmp_path, monkeypatch):
+    from tts import synthesis
+    from tts.data import manifest as manifest_module
+    from tests.test_synthesis import tiny_engine
+
+    flite_reason = speaker_status().get("flite")
+    if flite_reason:
+        pytest.skip(flite_reason)
+    from tts.data.speakers import get_speaker
+
+    transcript = "Please call Stella and ask her to bring these things with her."
+    get_speaker("flite").synthesize(transcript, "rms").audio.save(tmp_path / "ref.wav")
+    engine = tiny_engine()
+    monkeypatch.setattr(synthesis, "load_engine", lambda **_: engine)
+    monkeypatch.setattr(manifest_module, "clip_engine_unavailable", lambda: None)
+    lines = [
+        {"id": "c1", "text": "Good morning to you.", "voice": "ref.wav", "seed": 1},
+        {"id": "c2", "text": "Where is the station?", "voice": "missing.wav"},
+    ]
+    (tmp_path / "m.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    run_batch(tmp_path / "m.jsonl", tmp_path / "out")
+    items = read_metadata(tmp_path / "out")
+    assert [item.engine for item in items] == ["ar"]
+    assert items[0].voice_id == str((tmp_path / "ref.wav").resolve())
+    assert items[0].extra["voice_recipe"]["kind"] == "clip" and items[0].duration > 0.1
+    errors = (tmp_path / "out" / "errors.jsonl").read_text()
+    assert "c2" in errors and "not found" in errors

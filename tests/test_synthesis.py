@@ -44,8 +44,8 @@ class _SpeakingLM(SpeechTokenLM):
         return output
 
 
-@pytest.fixture(scope="module")
-def engine() -> ArEngine:
+def tiny_engine() -> ArEngine:
+    """All four parts of the `ar` engine at tiny sizes with random weights (seeded)."""
     tokenizer_config = TOKENIZER_PRESETS["tiny"].model
     torch.manual_seed(0)
     tokenizer = SpeechTokenizer(tokenizer_config).eval()
@@ -57,6 +57,11 @@ def engine() -> ArEngine:
         time_freq_dim=32, chunk_size=6, lookahead=3)), 2, 0.05)
     vocoder = Vocos(VOCODER_PRESETS["tiny"].generator).eval()
     return ArEngine(tokenizer, lm, refiner, vocoder)
+
+
+@pytest.fixture(scope="module")
+def engine() -> ArEngine:
+    return tiny_engine()
 
 
 @pytest.fixture(scope="module")

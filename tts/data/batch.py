@@ -121,9 +121,44 @@ class QualityGate:
 
 @functools.lru_cache(maxsize=32)
 def _reference_clip(voice_id: str):
+    from tts.data.manifest import is_clip_voice
     from tts.data.voicebank import synthesize
 
+    if is_clip_voice(voice_id):
+        return _cloned_voice(voice_id, _clip_digest(voice_id)).audio
     return synthesize(voice_id, SIM_REFERENCE_TEXT).audio
+
+
+@functools.lru_cache(maxsize=64)
+def _clip_digest(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=16)
+def _cloned_voice(path: str, digest: str):
+    """The `Voice` of a reference clip (cleaned and transcribed once per process and clip content)."""
+    from tts.voice import clone_voice
+
+    return clone_voice(path)
+
+
+def _render_clip(entry: ManifestEntry, speed: float, seed: int):
+    """A reference-clip line through the `ar` engine, as a `tts.data.voicebank.Rendering`."""
+    from tts.data.speakers import SpeakerOutput
+    from tts.data.voicebank import Rendering
+    from tts.synthesis import synthesize
+    from tts.text import prepare_text
+
+    digest = _clip_digest(entry.voice)
+    voice = _cloned_voice(entry.voice, digest)
+    text = prepare_text(entry.text)
+    audio = synthesize(entry.text, voice, style=entry.style, intensity=entry.intensity,
+                       speed=min(2.0, max(0.5, speed)), seed=seed % 2**63)
+    output = SpeakerOutput(audio, list(text.words), None, "ar", Path(entry.voice).name, speed, text.normalized)
+    parameters = {"engine_speed": speed, "style_params": None,
+                  "voice_recipe": {"kind": "clip", "file": Path(entry.voice).name, "sha256": digest,
+                                   "transcript": voice.transcript}}
+    return Rendering(output, entry.voice, parameters)
 
 
 def derive_seed(seed: int, attempt: int) -> int:
@@ -251,7 +286,11 @@ def render_digest(entry: ManifestEntry) -> str:
     from tts.data.styles import STYLE_VERSION
     from tts.data.voicebank import BANK_VERSION, get_voice, is_pseudo_id
 
+    from tts.data.manifest import is_clip_voice
+
     recipe = get_voice(entry.voice).recipe if is_pseudo_id(entry.voice) else None
+    if is_clip_voice(entry.voice):
+        recipe = {"clip sha256": _clip_digest(entry.voice)}
     key = [entry.request(), recipe, BANK_VERSION, STYLE_VERSION, BATCH_FORMAT_VERSION]
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -321,6 +360,7 @@ def synthesize_entry(entry: ManifestEntry, gate: QualityGate | None = None) -> t
     Raises:
         TimbreError: the engine refused the line or every attempt failed the gate (the message says why).
     """
+    from tts.data.manifest import is_clip_voice
     from tts.data.voicebank import is_pseudo_id, render
 
     gate = gate or QualityGate()
@@ -329,7 +369,10 @@ def synthesize_entry(entry: ManifestEntry, gate: QualityGate | None = None) -> t
     for attempt in range(attempts):
         seed = entry.seed if attempt == 0 else derive_seed(entry.seed, attempt)
         speed = entry.speed if attempt == 0 else min(4.0, max(0.26, entry.speed * _speed_nudge(seed)))
-        rendering = render(entry.voice, entry.text, speed=speed, style=entry.style, intensity=entry.intensity, seed=seed)
+        if is_clip_voice(entry.voice):
+            rendering = _render_clip(entry, speed, seed)
+        else:
+            rendering = render(entry.voice, entry.text, speed=speed, style=entry.style, intensity=entry.intensity, seed=seed)
         metrics, reason = gate.score(entry, rendering.output.audio) if gate.active else ({}, None)
         if reason is None:
             break

@@ -2,7 +2,7 @@
 
 Fields (`MANIFEST_FIELDS`): ``id`` (a plain file name, unique case-insensitively), ``text`` (at most
 `MAX_TEXT_CHARS` characters), ``voice`` (a base voice ``ENGINE:VOICE``, a pseudo-speaker id ``pkNNNN`` /
-``pwNNNN``, or a reference clip path once a cloning engine exists), and optionally ``style`` (default
+``pwNNNN``, or a reference clip path, cloned with the `ar` engine; it is stored resolved to an absolute path), and optionally ``style`` (default
 neutral), ``intensity`` (0..1; default 1 for a style other than neutral), ``speed`` (default 1) and ``seed``
 (default: a hash of the id). A bad line becomes a `LineError` with its line number and reason; the other
 lines are unaffected. Used by `tts.data.batch` (``timbre batch``) and `tts.data.corpus_build`.
@@ -11,6 +11,7 @@ lines are unaffected. Used by `tts.data.batch` (``timbre batch``) and `tts.data.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -150,6 +151,21 @@ def _check_id(value: Any) -> str:
     return value
 
 
+@functools.lru_cache(maxsize=1)
+def clip_engine_unavailable() -> str | None:
+    """Why reference-clip voices cannot be rendered here (None when the `ar` engine is available); checked
+    once per process (it verifies the checkpoints' hashes)."""
+    from tts.engines import engine_status
+
+    status = next(s for s in engine_status() if s.name == "ar")
+    return None if status.available else status.reason
+
+
+def is_clip_voice(voice: str) -> bool:
+    """True for a validated reference-clip voice (an absolute path), False for base and pseudo-speaker ids."""
+    return Path(voice).is_absolute()
+
+
 def _check_voice(voice: Any, base_dir: Path | None) -> str:
     from tts.data.voicebank import check_voice_id
 
@@ -159,12 +175,16 @@ def _check_voice(voice: Any, base_dir: Path | None) -> str:
     looks_like_path = "/" in voice or "\\" in voice or voice.lower().endswith(AUDIO_SUFFIXES)
     if looks_like_path:
         path = Path(voice) if Path(voice).is_absolute() or base_dir is None else base_dir / voice
-        where = "" if path.is_file() else f" (and {voice} was not found)"
-        raise ManifestError(
-            f"voice {voice!r} is a reference clip{where}: cloning from a clip needs a studio engine "
-            "('ar', 'dit' or 'base+convert') that is not available yet; use a base voice such as 'kokoro:jf_alpha' "
-            "or a pseudo-speaker id (see `timbre voices list`)"
-        )
+        if not path.is_file():
+            raise ManifestError(f"voice {voice!r} looks like a reference clip, but {path} was not found")
+        reason = clip_engine_unavailable()
+        if reason:
+            raise ManifestError(
+                f"voice {voice!r} is a reference clip: cloning from a clip needs the 'ar' engine, which is "
+                f"unavailable ({reason}); use a base voice such as 'kokoro:jf_alpha' or a pseudo-speaker id "
+                "(see `timbre voices list`)"
+            )
+        return str(path.resolve())
     try:
         return check_voice_id(voice)
     except TimbreError as error:
