@@ -1,4 +1,4 @@
-"""Evaluation and benchmarks: `timbre eval` and `timbre bench`.
+"""Evaluation and benchmarks: `timbre eval`, `timbre eval-stage` and `timbre bench`.
 
 Every metric here is a CPU proxy of the field's protocol (Seed-TTS-eval: Whisper-large-v3 WER, WavLM-large
 ECAPA SIM, UTMOS). Reports name each number by the model that produced it (``wer_whisper_tiny_en``,
@@ -16,6 +16,8 @@ Modules, by concern:
     harness     `evaluate`: synthesize a set, score it, write report.json / report.md / plots
     pairs       the SIM ceiling (same voice) and floor (different voices)
     bench       `timbre bench`: speed and memory, with ratios to Kokoro and Piper
+    stages      `timbre eval-stage`: vocoder copy synthesis, reconstruction and conversion, with pass/fail
+                against the issues' criteria
 
 Nothing here loads a model at import; each model loads on first use, once per process.
 """
