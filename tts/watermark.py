@@ -4,29 +4,48 @@ its detector (`detect`).
     from tts.watermark import embed, embed_fixed, embed_stream, detect
     marked = embed(audio)                 # any Audio; the default key is public
     detect(marked).present                # True, also after MP3, 16 kHz, gain, or any 3 s excerpt
-    marked = embed_fixed(audio)           # the same mark at fixed depths ...
-    chunks = embed_stream(audio_chunks)   # ... which a stream gets chunk by chunk, 64 ms later
+    marked = embed_fixed(audio)           # the mark a stream gets ...
+    chunks = embed_stream(audio_chunks)   # ... chunk by chunk, 64 ms later
 
-The scheme: a key-seeded ripple in the magnitude spectrum
----------------------------------------------------------
-`embed` runs the audio through one fixed zero-phase FIR filter whose magnitude response is a fine
-pseudo-random ripple. The 1-7 kHz band is cut into cells of 31.25 Hz; the key's hash raises half of the
-cells of every 500 Hz group by ``+depth`` and lowers the other half by ``-depth`` (log-magnitude, in
-nepers); everything outside the band passes unchanged. `detect` resamples to 16 kHz, takes the log power
-spectrum of every frame that carries signal, averages it over time, removes each 500 Hz group's smooth
-shape (a least-squares cubic) and correlates what is left with the key's pattern, each group weighted by
-the depth `embed` gives it. The score is that normalized correlation times the square root of its degrees
-of freedom: a z-score, N(0, 1) for audio without this key's mark (measured: std 0.98 over 36,000 clip x
-key pairs) and about 6-14 for marked speech.
+The scheme: a key-seeded ripple in the magnitude spectrum that flips once a second
+---------------------------------------------------------------------------------
+The 1-7 kHz band is cut into cells of 31.25 Hz; the key's hash picks half of the cells of every 500 Hz
+group to raise and the other half to lower, by a depth of the group's own (log-magnitude, in nepers).
+`embed` adds to the audio ``m(t)`` times the audio through a zero-phase FIR filter of that ripple
+(``tanh(depth * pattern)`` inside the band, 0 outside): at ``m = 1`` the result has the key's ripple, at
+``m = -1`` its mirror image (raised and lowered cells swapped), at ``m = 0`` it is the input. ``m(t)`` is a
+1 Hz sine, overdriven by 1.5 and clipped (at full depth 54 % of the time), counted from the clip's or
+stream's first sample. `detect` resamples to 16 kHz, takes the log power of every cell in every frame
+that carries signal, and correlates it over time with the cosine and the sine of the modulation (both
+made zero-mean), so whatever stays put in the spectrum drops out; each 500 Hz group's smooth shape (a
+least-squares cubic) is removed from those two components and what is left is correlated with the key's
+pattern, each group weighted by its depth. Each correlation times the square root of its degrees of
+freedom is N(0, 1) over keys for audio without this key's mark; the two (per window of 3 s or more)
+make a chi-square whatever the modulation's phase in the excerpt, reported as the standard normal
+quantile of the same tail probability: a z-score, N(0, 1) without the mark (measured: standard deviation
+1.00 over 24,920 clip x key pairs, synthesized, base-speaker and non-speech audio) and about 6-10 for
+marked speech.
+
+Why the modulation (version 2; version 1 held the ripple still): the studio's own vocoder leaves a fine
+structure of its own in the spectrum of everything it says, strongest as lines at the multiples of its
+frame rate (24 kHz / 256 = 93.75 Hz, three cells, falling on cell edges), nearly the same in every clip and
+every voice (correlation 0.98 between clips). In a clip's time-averaged log spectrum it is 5 to 10 times
+the size of the ripple, and a still ripple cannot be told from a still structure: on 3 s of the studio's
+own speech the version-1 detector scored 2-3.5 (against 6-10 on natural speech). A ripple that flips is
+told from anything that does not, natural speech's own fine structure included. The price: the phase of
+the flip is unknown in an excerpt, so the detector takes two correlations where one did (a chi-square with
+2 degrees of freedom instead of a signed z, about a third of the score where nothing still hides the
+mark), and the mark's timing must survive: it does through codec delay, padding, excerpts and splices,
+and mostly through a time stretch of 10 % (86-99.5 % detected), because the phase is only followed within
+windows of 3 s or more (or an eighth of the audio), whose evidence adds up whatever their phases.
 
 Why this scheme rather than spread spectrum with frame synchronization:
 
-* Time invariance. A filter puts the same ripple into every frame, so the detector needs no
-  synchronization and no offset search: any excerpt at any offset, after codec delay and padding, carries
-  the whole pattern (a search over offsets would also raise the false-positive floor). A time stretch
-  that keeps pitch keeps it too.
-* Gain and level: a gain adds the same constant to every log-magnitude, which the group fit removes.
-  Clipping prevention (a gain below 1) is a gain.
+* No synchronization: the ripple sits at fixed frequencies and the detector tries every phase of the
+  modulation at once (cosine and sine), so any excerpt at any offset carries the pattern, with no
+  offset search to raise the false-positive floor.
+* Gain and level: a gain adds the same constant to every log-magnitude, which both the group fit and the
+  zero-mean modulation remove. Clipping prevention (a gain below 1) is a gain.
 * Resampling: everything lies between 1 and 7 kHz, inside a 16 kHz file's band, and cells are defined in
   Hz, so any sample rate above 15.6 kHz keeps the whole pattern (the detector uses the groups a lower rate
   keeps).
@@ -34,34 +53,37 @@ Why this scheme rather than spread spectrum with frame synchronization:
   (`measure_robustness` measures it); the detector floors each frame's log power relative to its own
   level so cells a codec zeroes do not dominate.
 * Inaudibility: the ripple is far finer than the ear's frequency resolution (an auditory filter at 3 kHz is
-  about 350 Hz wide, some 11 cells, about half raised and half lowered), so the excitation pattern the ear
-  hears moves by less than a level JND; each 500 Hz group's depth is allocated from the clip's own
-  spectrum (deep where the clip is quiet, shallow where it is loud, at most `WatermarkConfig.max_depth`,
-  about 1.3 dB) so that the change stays `WatermarkConfig.min_snr_db` (30 dB) below the signal. Zero
-  phase because a minimum-phase filter of the same ripple spends half of that SNR budget on phase
-  changes the detector cannot use and that PESQ hears (PESQ-WB 3.9 against 4.4 at equal SNR); its cost is
-  a ripple echo spread over +-32 ms around each sound (the inverse of the cell width) about 30 dB down.
-  Silence stays silent: a filter maps zeros to zeros, and runs of digital zeros in the input are kept
-  exactly zero in the output.
+  about 350 Hz wide, some 11 cells, about half raised and half lowered, which stays true while they swap),
+  so the excitation pattern the ear hears moves by less than a level JND; each 500 Hz group's depth is
+  allocated from the clip's own spectrum (deep where the clip is quiet, shallow where it is loud, at most
+  `WatermarkConfig.max_depth`, about 1.3 dB) so that the change stays `WatermarkConfig.min_snr_db` (30 dB)
+  below the signal even at full depth. The flip is slow (1 Hz, below the rates at which the ear is most
+  sensitive to level changes) and smooth. Zero phase because a minimum-phase filter of the same ripple
+  spends half of that SNR budget on phase changes the detector cannot use and that PESQ hears (PESQ-WB 3.9
+  against 4.4 at equal SNR); its cost is a ripple echo spread over +-32 ms around each sound (the inverse
+  of the cell width) about 30 dB down. Silence stays silent: a filter maps zeros to zeros, and runs of
+  digital zeros in the input are kept exactly zero in the output.
 * Cost: one FFT convolution per clip, no model; deterministic (the pattern comes from SHAKE-256 of the
   key, no random generator whose stream could change between numpy versions).
 
 Whole clips and streams. A stream's spectrum is not known when its first chunk must go out, so
-`embed_fixed` and `StreamingEmbedder` allocate the depths once, against a reference spectrum brighter than
-most speech (`fixed_depths`), instead of the clip's: the change lies 30 dB or more below most speech
-(median 35 dB, the brightest voices measured about 29 dB) but only about 20 dB below white noise, and
-scores are lower than `embed`'s by about 1.5 (still 100 % after every required transformation). The
-filter is the same kind, so the streaming embedder only holds back the filter's half length (64 ms) and
-its output, concatenated, is `embed_fixed` of the whole stream whatever the chunking. Where a request can
-be served whole or streamed, use the fixed variant for both so the two agree.
+`embed_fixed` and `StreamingEmbedder` give the ripple fixed depths with a spectral shape that suits speech
+(`fixed_depths`) and follow the audio with a gain instead: sample by sample, the ripple is scaled down
+(never up) as far as needed to stay `WatermarkConfig.min_snr_db` below the input's energy of the last
+50 ms, so a loud bright sound (a vocoder's fricative can hold 40 % of a clip's energy, most of it at
+3.5-5 kHz) gets a shallower mark, and the change stays 30 dB or more below any input, speech or noise.
+The filter and the gain need nothing of the future but the filter's half length, so the streaming
+embedder holds back 64 ms and its output, concatenated, is `embed_fixed` of the whole stream whatever the
+chunking. Where a request can be served whole or streamed, use the fixed variant for both so the two
+agree.
 
 Limits, on purpose not hidden: the mark is not secure against someone who knows the scheme (averaging the
-spectra of many outputs reveals the ripple, and an inverse equalizer removes it); pitch shifting or
-playing at another speed moves the cells and destroys it (2 % is enough); loud added noise weakens it
-(white noise at 20 dB SNR: about 9 in 10 still detected); and any resynthesis from a mel spectrogram (a
-vocoder, the tone-color converter) erases it, because 100 mel bands cannot represent a 31 Hz ripple. So
-embed *last*, on the final waveform. The default key is public: the default mark says "made with Timbre
-Studio" to anyone; a private key gives a private mark.
+spectra of many outputs in phase reveals the ripple, and a matching time-varying equalizer removes it);
+pitch shifting or playing at another speed moves the cells and destroys it (2 % is enough); loud added
+noise weakens it (white noise at 20 dB SNR: a third to four fifths still detected); and any resynthesis
+from a mel spectrogram (a vocoder, the tone-color converter) erases it, because 100 mel bands cannot
+represent a 31 Hz ripple. So embed *last*, on the final waveform. The default key is public: the default mark says
+"made with Timbre Studio" to anyone; a private key gives a private mark.
 
 Shapes: ``T`` samples, ``N`` STFT frames, ``K`` pattern cells, ``G`` groups of cells, ``C`` cells per group.
 """
@@ -77,6 +99,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -106,23 +129,35 @@ class WatermarkConfig:
         cells_per_group: cells per group (``C``); each group has as many raised as lowered cells, its own
             depth, and its own cubic removed by the detector.
         max_depth: the deepest ripple, in nepers of magnitude (0.15 is about +-1.3 dB).
-        min_snr_db: the depth allocation keeps the watermark (output - input) this far below the input.
-        reference_level_db, reference_tilt_db_per_octave: the fixed-depth variant (`embed_fixed`,
+        min_snr_db: the depth allocation (`embed`), and the gain (`embed_fixed`, `StreamingEmbedder`),
+            keep the watermark (output - input) this far below the input at full depth.
+        reference_level_db, reference_tilt_db_per_octave: the streaming variant (`embed_fixed`,
             `StreamingEmbedder`) allocates its depths against this reference spectrum instead of the clip's:
             the first group holds `reference_level_db` of the total energy and each group's energy falls
-            by `reference_tilt_db_per_octave` (a brighter spectrum than most speech, so the change stays
-            about `min_snr_db` below even bright voices). The detector does not use them: changing them
-            keeps earlier marks detectable.
+            by `reference_tilt_db_per_octave`. Only the shape matters much (the gain sets the level): a
+            speech-like tilt, full depth from 3 kHz up. The detector weights the groups by these depths;
+            changing them keeps earlier marks detectable.
+        gain_seconds: time constant of the streaming variant's gain (one-pole smoothing of the input's and
+            the ripple's energies).
         filter_seconds: length of the (centered, Hann-tapered) embedding filter.
         silence_run_seconds: runs of exact zeros at least this long stay exactly zero.
         analysis_sample_rate, analysis_n_fft, analysis_hop: the detector's STFT.
-        detrend_degree: degree of the polynomial removed from each group's averaged log spectrum.
+        detrend_degree: degree of the polynomial removed from each group's modulated log spectrum.
         active_range_db: frames whose band power lies more than this below the loud frames' are ignored.
         silence_floor: band power per bin (at the analysis STFT) below which a frame counts as silence
             (about -120 dBFS).
+        modulation_seconds: the period of the mark's modulation in time: the ripple crossfades from the
+            key's pattern to its mirror image (every cell's sign flipped) and back along a sine of this
+            period.
+        modulation_overdrive: the sine is multiplied by this and clipped at +-1, so the mark spends most of
+            the time at full depth (1.5: 54 % of the time at +-1; 1.0 would be a plain sine).
+        window_seconds, max_windows: `detect` follows the modulation's phase within windows of at least
+            `window_seconds` of signal (at most `max_windows` of them) and adds up the windows' evidence
+            without assuming one phase across them, so a time stretch of a few percent or a splice does
+            not cancel it.
         threshold: the score from which `detect` says present.
         min_seconds: less active audio than this is never called marked.
-        version: the scheme's version, part of the pattern's hash.
+        version: the scheme's version, part of the pattern's hash (1: the unmodulated ripple).
     """
 
     band_low_hz: float = 1000.0
@@ -131,8 +166,9 @@ class WatermarkConfig:
     cells_per_group: int = 16
     max_depth: float = 0.15
     min_snr_db: float = 30.0
-    reference_level_db: float = -10.0
+    reference_level_db: float = -13.0
     reference_tilt_db_per_octave: float = 6.0
+    gain_seconds: float = 0.05
     filter_seconds: float = 0.128
     silence_run_seconds: float = 0.01
     analysis_sample_rate: int = 16_000
@@ -141,9 +177,13 @@ class WatermarkConfig:
     detrend_degree: int = 3
     active_range_db: float = 40.0
     silence_floor: float = 1e-9
+    modulation_seconds: float = 1.0
+    modulation_overdrive: float = 1.5
+    window_seconds: float = 3.0
+    max_windows: int = 8
     threshold: float = 5.0
     min_seconds: float = 1.0
-    version: int = 1
+    version: int = 2
 
     @property
     def num_groups(self) -> int:
@@ -168,6 +208,10 @@ class WatermarkConfig:
             raise ValueError(f"the band must hold a group and lie below {NYQUIST_MARGIN} x the analysis rate")
         if self.cells_per_group % 2 or self.cells_per_group <= self.detrend_degree + 1:
             raise ValueError("cells_per_group must be even and larger than detrend_degree + 1")
+        if not self.modulation_seconds > 0 or not self.modulation_overdrive >= 1:
+            raise ValueError("modulation_seconds must be positive and modulation_overdrive at least 1")
+        if not self.window_seconds >= self.modulation_seconds or self.max_windows < 1:
+            raise ValueError("window_seconds must hold a modulation period and max_windows be 1 or more")
 
 
 
@@ -180,8 +224,9 @@ class Detection:
 
     Attributes:
         present: the score reached the threshold on at least `WatermarkConfig.min_seconds` of signal.
-        score: z-score of the correlation with the key's pattern (about N(0, 1) without the mark); 0.0
-            when too little signal was analyzed to compute one.
+        score: z-score of the correlation with the key's modulated pattern (N(0, 1) without the mark:
+            the standard normal quantile of the statistic's tail probability); 0.0 when too little signal
+            was analyzed to compute one.
         threshold: the score from which the mark counts as present.
         seconds_analyzed: seconds of audio with signal in the watermark band that the score rests on
             (silence is not counted).
@@ -243,13 +288,17 @@ def _group_depths(samples: np.ndarray, sample_rate: int, strength: float, config
     sum(depth) under sum(depth^2 energy) <= budget gives depth ~ 1 / energy,
     capped at `max_depth`; the cap's level comes from a bisection on the Lagrange multiplier.
     """
-    edges = config.group_edges_hz()
     power, bins = _average_power_spectrum(samples, sample_rate)
     total = float(power.sum())
     if total <= 0.0:
         return np.zeros(config.num_groups)
-    energy = np.array([power[(bins >= low) & (bins < high)].sum() for low, high in zip(edges[:-1], edges[1:])])
-    return _allocate_depths(energy, total, sample_rate, config) * strength
+    return _allocate_depths(_group_energies(power, bins, config), total, sample_rate, config) * strength
+
+
+def _group_energies(power: np.ndarray, bins: np.ndarray, config: WatermarkConfig) -> np.ndarray:
+    """``(G,)`` the energy of each group in a power spectrum `power` at frequencies `bins` (Hz)."""
+    edges = config.group_edges_hz()
+    return np.array([power[(bins >= low) & (bins < high)].sum() for low, high in pairwise(edges)])
 
 
 def _allocate_depths(energy: np.ndarray, total: float, sample_rate: int, config: WatermarkConfig) -> np.ndarray:
@@ -277,11 +326,12 @@ def _allocate_depths(energy: np.ndarray, total: float, sample_rate: int, config:
 
 
 def fixed_depths(sample_rate: int, strength: float = 1.0, config: WatermarkConfig = DEFAULT_CONFIG) -> np.ndarray:
-    """``(G,)`` ripple depths (nepers) of `embed_fixed` and `StreamingEmbedder`: water-filling against the
-    config's reference spectrum rather than the clip's own, so they are known before any audio arrives.
+    """``(G,)`` ripple depths (nepers) of `embed_fixed` and `StreamingEmbedder` (before their gain), known
+    before any audio arrives: water-filling against the config's reference spectrum rather than the
+    clip's own. `detect` weights the groups by them.
 
-    With the defaults (10 % of the energy in 1-1.5 kHz, -6 dB per octave above) the groups from 1 to 4.5 kHz
-    get 0.011 to 0.123 nepers and the groups above 4.5 kHz `max_depth`; groups a `sample_rate` cannot carry
+    With the defaults (5 % of the energy in 1-1.5 kHz, -6 dB per octave above) the groups from 1 to 3 kHz
+    get 0.024 to 0.117 nepers and the groups above 3 kHz `max_depth`; groups a `sample_rate` cannot carry
     get 0.
     """
     edges = config.group_edges_hz()
@@ -306,28 +356,37 @@ def _average_power_spectrum(samples: np.ndarray, sample_rate: int, n_fft: int = 
 def _ripple_filter(
     pattern: np.ndarray, depths: np.ndarray, sample_rate: int, config: WatermarkConfig
 ) -> np.ndarray:
-    """``(L,)`` zero-phase FIR taps (odd length, centered) whose log magnitude is about
-    ``depth * pattern`` inside the band and 0 outside. Cell edges are softened over half a cell."""
+    """``(L,)`` zero-phase FIR taps (odd length, centered) of the ripple's odd part: a response of
+    ``tanh(depth * pattern)`` inside the band and 0 outside (cell edges softened over half a cell), so that
+    ``x + m * (taps * x)`` has the log magnitude ``m * depth * pattern`` (less ``log cosh(depth)``) at
+    ``m = +-1`` and is ``x`` itself at ``m = 0``."""
     size = 1 << math.ceil(math.log2(16 * sample_rate / config.cell_hz))
     bins = np.fft.rfftfreq(size, 1.0 / sample_rate)
     cell = np.floor((bins - config.band_low_hz) / config.cell_hz).astype(np.int64)
     inside = (cell >= 0) & (cell < config.num_cells)
-    log_magnitude = np.zeros(len(bins))
-    cell_depths = np.repeat(depths, config.cells_per_group)
-    # Half the cells up by d and half down by d would add cosh(2 d) - 1 to the power; the offset keeps
-    # every group's power (and so its loudness) where it was.
-    log_magnitude[inside] = (cell_depths * pattern - 0.5 * np.log(np.cosh(2 * cell_depths)))[cell[inside]]
+    ripple = np.zeros(len(bins))
+    ripple[inside] = (np.repeat(depths, config.cells_per_group) * pattern)[cell[inside]]
     half_width = max(1, round(0.25 * config.cell_hz * size / sample_rate))
     smoothing = np.hanning(2 * half_width + 3)[1:-1]
-    log_magnitude = np.convolve(log_magnitude, smoothing / smoothing.sum(), mode="same")
-    impulse = np.fft.irfft(np.exp(log_magnitude), size)  # real and even: zero phase
+    ripple = np.convolve(ripple, smoothing / smoothing.sum(), mode="same")
+    impulse = np.fft.irfft(np.tanh(ripple), size)  # real and even: zero phase
     half = round(config.filter_seconds * sample_rate / 2)
     return np.concatenate([impulse[size - half :], impulse[: half + 1]]) * np.hanning(2 * half + 3)[1:-1]
 
 
-def _zero_runs(samples: np.ndarray, min_length: int) -> np.ndarray:
-    """``(T,)`` bool: samples inside runs of at least `min_length` exact zeros."""
-    return _zero_run_mask(np.pad(samples == 0.0, min_length - 1), min_length)
+def _modulation(start: int, count: int, sample_rate: int, config: WatermarkConfig) -> np.ndarray:
+    """``(count,)`` the mark's signed depth at samples ``start .. start + count - 1`` of a clip or stream
+    (counted from its first sample): a sine of period `WatermarkConfig.modulation_seconds`, overdriven by
+    `WatermarkConfig.modulation_overdrive` and clipped at +-1. A function of the sample index alone, so
+    every chunking of a stream gets the same values; it is 0 at every multiple of half a period."""
+    period = config.modulation_seconds * sample_rate
+    phase = np.mod(np.arange(start, start + count, dtype=np.float64), period) / period
+    return np.clip(config.modulation_overdrive * np.sin(2.0 * np.pi * phase), -1.0, 1.0)
+
+
+def _silence_run(sample_rate: int, config: WatermarkConfig) -> int:
+    """Samples in the shortest run of digital zeros that stays exactly zero."""
+    return max(1, round(config.silence_run_seconds * sample_rate))
 
 
 def _zero_run_mask(zero: np.ndarray, min_length: int) -> np.ndarray:
@@ -341,10 +400,43 @@ def _zero_run_mask(zero: np.ndarray, min_length: int) -> np.ndarray:
     return covered[min_length:] - covered[:-min_length] > 0
 
 
+DIRECT_CONVOLUTION_MAX = 256
+"""Segments of at most this many output samples are filtered directly, longer ones by FFT (either way the
+result is the same to about 1e-15)."""
+
+
+def _filtered(padded: np.ndarray, taps: np.ndarray, context: int) -> np.ndarray:
+    """``(T,)``: the middle of `padded` ``(T + 2 context,)`` through the centered `taps`."""
+    from scipy.signal import oaconvolve
+
+    count, half = len(padded) - 2 * context, len(taps) // 2
+    segment = padded[context - half : context + count + half]
+    return (np.convolve if count <= DIRECT_CONVOLUTION_MAX else oaconvolve)(segment, taps, mode="valid")
+
+
+def _mixed(
+    padded: np.ndarray, inside: np.ndarray, ripple: np.ndarray, modulation: np.ndarray, run: int, context: int
+) -> np.ndarray:
+    """``(T,)`` float64: the middle of `padded` ``(T + 2 context,)`` plus `modulation` ``(T,)`` times
+    `ripple` ``(T,)`` (that middle through the ripple filter, `_filtered`), with runs of at least `run`
+    zeros of the signal (`inside` marks it) kept zero. Depends only on `context` samples either side: the
+    streaming unit of `StreamingEmbedder` and `embed`."""
+    count = len(padded) - 2 * context
+    marked = padded[context : context + count] + modulation * ripple
+    zero = (padded == 0.0) & inside
+    marked[_zero_run_mask(zero[context - run + 1 : context + count + run - 1], run)] = 0.0
+    return marked
+
+
+EMBED_BLOCK = 1 << 18
+"""Output samples `embed` filters at a time, so memory stays small for a 20-minute input."""
+
+
 def embed(
     audio: Audio, key: Key = DEFAULT_KEY, strength: float = 1.0, config: WatermarkConfig = DEFAULT_CONFIG
 ) -> Audio:
-    """`audio` with the key's watermark, at the same rate and length.
+    """`audio` with the key's watermark, at the same rate and length; the depths come from the whole
+    clip's spectrum.
 
     Args:
         audio: any rate; 15.6 kHz or more keeps the whole pattern (lower rates mark the groups they carry).
@@ -361,17 +453,22 @@ def embed(
     """
     samples = _checked_samples(audio, "watermark")
     strength = _checked_strength(strength)
-    pattern = watermark_pattern(key, config)
     depths = _group_depths(samples, audio.sample_rate, strength, config)
     if not depths.any():
         return Audio(samples.copy(), audio.sample_rate)
-    from scipy.signal import oaconvolve
-
     logger.debug("watermark depths per group (nepers): %s", np.round(depths, 4))
-    taps = _ripple_filter(pattern, depths, audio.sample_rate, config)
-    half = len(taps) // 2
-    marked = oaconvolve(samples.astype(np.float64), taps)[half : half + len(samples)]
-    marked[_zero_runs(samples, max(1, round(config.silence_run_seconds * audio.sample_rate)))] = 0.0
+    taps = _ripple_filter(watermark_pattern(key, config), depths, audio.sample_rate, config)
+    run = _silence_run(audio.sample_rate, config)
+    context = max(len(taps) // 2, run - 1)
+    padded = np.pad(samples.astype(np.float64), context)
+    inside = np.pad(np.ones(len(samples), dtype=bool), context)
+    marked = np.empty(len(samples))
+    for start in range(0, len(samples), EMBED_BLOCK):
+        count = min(EMBED_BLOCK, len(samples) - start)
+        window = slice(start, start + count + 2 * context)
+        modulation = _modulation(start, count, audio.sample_rate, config)
+        ripple = _filtered(padded[window], taps, context)
+        marked[start : start + count] = _mixed(padded[window], inside[window], ripple, modulation, run, context)
     ceiling = max(1.0, float(np.max(np.abs(samples))))
     peak = float(np.max(np.abs(marked)))
     if peak > ceiling:
@@ -386,11 +483,7 @@ def _checked_strength(strength: float) -> float:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Fixed depths: the same mark for whole clips and for streams
-
-DIRECT_CONVOLUTION_MAX = 256
-"""Blocks of at most this many output samples are filtered directly, longer ones by FFT (either way the
-result is the same to about 1e-15)."""
+# Streams: fixed depths and a gain that follows the audio, the same mark for whole clips and for streams
 
 
 class StreamingEmbedder:
@@ -403,15 +496,23 @@ class StreamingEmbedder:
         play(embedder.flush())                # the last `latency_samples`
 
     The filter is zero phase, so an output sample needs the input up to `latency_samples` after it
-    (``(L - 1) / 2`` for the ``L``-tap filter: 64 ms with the default config, whatever the rate). Depths
-    are `fixed_depths` (not the clip's own spectrum, which a stream does not have in advance).
+    (``(L - 1) / 2`` for the ``L``-tap filter: 64 ms with the default config, whatever the rate).
+
+    Depths: a stream's spectrum is not known in advance, so the ripple has `fixed_depths` (a spectral
+    shape that suits speech), and its level follows the audio instead: a gain of at most 1, set sample by
+    sample from the energies of the input and of the ripple over the last `WatermarkConfig.gain_seconds`
+    (one-pole smoothing from the stream's first sample), keeps the change `WatermarkConfig.min_snr_db`
+    below the input at every moment, so a loud bright sound (a vocoder's fricative) gets a shallower mark
+    and the mark spills no pre-echo into a quiet stretch. Both depend only on the input up to the sample,
+    so any chunking gives the same output.
 
     Digital silence stays exactly silent, as in `embed`. Peaks: samples are clipped one by one at full
     scale (at the input sample's own magnitude where that is larger), which depends on nothing else and so
     gives the same result for any chunking; the ripple raises speech peaks by a few percent at most (see
     docs/reliability.md), so it only acts on input within a fraction of a dB of full scale.
 
-    One embedder per stream: it holds the stream's last samples (at most ``2 x latency_samples``).
+    One embedder per stream: it holds the stream's last samples (at most ``2 x latency_samples``) and the
+    two smoothed energies.
     """
 
     def __init__(
@@ -424,13 +525,19 @@ class StreamingEmbedder:
         if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Integral) or sample_rate <= 0:
             raise ValueError(f"sample_rate must be a positive int (Hz), got {sample_rate!r}")
         self.sample_rate = int(sample_rate)
-        depths = fixed_depths(self.sample_rate, _checked_strength(strength), config)
+        strength = _checked_strength(strength)
+        self._config = config
+        depths = fixed_depths(self.sample_rate, strength, config)
         pattern = watermark_pattern(key, config)
         # A rate too low for any group leaves nothing to mark: the stream passes through without delay.
         self._taps = _ripple_filter(pattern, depths, self.sample_rate, config) if depths.any() else None
-        self._run = max(1, round(config.silence_run_seconds * self.sample_rate))
+        self._run = _silence_run(self.sample_rate, config)
         self.latency_samples: int = 0 if self._taps is None else max(len(self._taps) // 2, self._run - 1)
         """Samples of input a pushed sample waits for before it comes out."""
+        # The gain's budget scales with the strength like the depths do (strength 2: 6 dB more change).
+        self._budget = strength**2 * 10.0 ** (-config.min_snr_db / 10.0)
+        self._smoothing = 1.0 - math.exp(-1.0 / (config.gain_seconds * self.sample_rate))
+        self._energies = np.zeros((2, 1))  # smoothed input and ripple energies (lfilter states)
         self._buffer = np.zeros(0)  # input from `_emitted - _history` to `_received`
         self._history = 0
         self._received = 0
@@ -481,45 +588,46 @@ class StreamingEmbedder:
         ])  # (count + 2 context,): zeros outside the stream
         inside = np.zeros(len(padded), dtype=bool)
         inside[context - self._history : context - self._history + len(self._buffer)] = True
-        self._emitted = end
+        start, self._emitted = self._emitted, end
         self._history = min(context, end)
         self._buffer = self._buffer[len(self._buffer) - after - self._history :]
+        original = padded[context : context + count]
         if self._taps is None:
-            return padded[context : context + count].astype(np.float32)
-        return _filter_block(padded, inside, self._taps, self._run, context)
+            return original.astype(np.float32)
+        ripple = _filtered(padded, self._taps, context)
+        ripple *= self._gain(original, ripple)
+        modulation = _modulation(start, count, self.sample_rate, self._config)
+        marked = _mixed(padded, inside, ripple, modulation, self._run, context)
+        ceiling = np.maximum(1.0, np.abs(original))
+        return np.clip(marked, -ceiling, ceiling).astype(np.float32)
 
+    def _gain(self, original: np.ndarray, ripple: np.ndarray) -> np.ndarray:
+        """``(T,)`` the gain in [0, 1] of the ripple at the next ``T`` samples: the largest that keeps the
+        smoothed ripple energy `_budget` times the smoothed input energy or less."""
+        from scipy.signal import lfilter
 
-def _filter_block(padded: np.ndarray, inside: np.ndarray, taps: np.ndarray, run: int, context: int) -> np.ndarray:
-    """``(T,)`` float32: the middle of `padded` ``(T + 2 context,)`` through the centered `taps`, with runs
-    of at least `run` zeros of the signal (`inside` marks it) kept zero and each sample clipped at full
-    scale or its input's magnitude. Depends only on `context` samples either side: the streaming unit."""
-    from scipy.signal import oaconvolve
-
-    count, half = len(padded) - 2 * context, len(taps) // 2
-    segment = padded[context - half : context + count + half]
-    convolve = np.convolve if count <= DIRECT_CONVOLUTION_MAX else oaconvolve
-    marked = convolve(segment, taps, mode="valid")
-    zero = (padded == 0.0) & inside
-    marked[_zero_run_mask(zero[context - run + 1 : context + count + run - 1], run)] = 0.0
-    ceiling = np.maximum(1.0, np.abs(padded[context : context + count]))
-    return np.clip(marked, -ceiling, ceiling).astype(np.float32)
+        squares = np.stack([original**2, ripple**2])
+        smoothing = self._smoothing
+        energies, self._energies = lfilter([smoothing], [1.0, smoothing - 1.0], squares, axis=1, zi=self._energies)
+        allowed = self._budget * energies[0]
+        return np.sqrt(np.minimum(1.0, allowed / np.maximum(energies[1], 1e-300)))
 
 
 def embed_fixed(
     audio: Audio, key: Key = DEFAULT_KEY, strength: float = 1.0, config: WatermarkConfig = DEFAULT_CONFIG
 ) -> Audio:
-    """`audio` with the key's watermark at `fixed_depths`: exactly what a `StreamingEmbedder` makes of the
-    same samples pushed in any chunks. Use it (rather than `embed`) where whole clips and streams of the
-    same request must agree.
+    """`audio` with the key's watermark as a stream gets it: exactly what a `StreamingEmbedder` makes of
+    the same samples pushed in any chunks (fixed depths, a gain that follows the audio). Use it (rather
+    than `embed`) where whole clips and streams of the same request must agree.
 
     Same arguments, errors and silence guarantee as `embed`; peaks are clipped sample by sample at full
-    scale (see `StreamingEmbedder`). Its change stays about 30 dB or more below speech (28 dB or more on the
-    brightest voices measured, 35 dB typically) but, unlike `embed`'s, not below bright non-speech such as
-    white noise (about 20 dB there).
+    scale (see `StreamingEmbedder`).
     """
     samples = _checked_samples(audio, "watermark")
     embedder = StreamingEmbedder(audio.sample_rate, key, strength, config)
-    return Audio(np.concatenate([embedder.push(samples), embedder.flush()]), audio.sample_rate)
+    # Pushed in blocks, which changes nothing but keeps memory small for a 20-minute input.
+    chunks = [embedder.push(samples[start : start + EMBED_BLOCK]) for start in range(0, len(samples), EMBED_BLOCK)]
+    return Audio(np.concatenate([*chunks, embedder.flush()]), audio.sample_rate)
 
 
 def embed_stream(
@@ -582,9 +690,12 @@ def _detrend_projection(size: int, degree: int) -> np.ndarray:
     return np.eye(size) - q @ q.T
 
 
-def _cell_log_spectrum(samples: np.ndarray, config: WatermarkConfig) -> tuple[np.ndarray, float]:
-    """The time-averaged log of every cell's mean interior power over active frames, ``(K,)``, and the
-    seconds of active signal it averages (frames x hop)."""
+def _modulated_cell_spectra(samples: np.ndarray, config: WatermarkConfig) -> tuple[np.ndarray, float]:
+    """``(W, 2, K)``: in each of ``W`` windows of the active frames, the log of every cell's mean interior
+    power in each frame, summed over the window's frames weighted by the cosine and by the sine of the
+    mark's modulation at the frame's center (both made zero-mean over the window, so whatever is constant
+    in time drops out: the voice's average spectrum, and any fixed fine structure such as a vocoder's);
+    and the seconds of active signal (frames x hop)."""
     n_fft, hop = config.analysis_n_fft, config.analysis_hop
     if len(samples) < n_fft:
         samples = np.pad(samples, (0, n_fft - len(samples)))
@@ -608,13 +719,40 @@ def _cell_log_spectrum(samples: np.ndarray, config: WatermarkConfig) -> tuple[np
         band[start : start + len(block)] = power.mean(axis=1)
         cells[start : start + len(block)] = power @ to_cells
     loud = float(np.percentile(band, 90))
-    active = (band > config.silence_floor) & (band >= loud * 10.0 ** (-config.active_range_db / 10.0))
-    seconds = float(active.sum()) * hop / config.analysis_sample_rate
-    if not active.any():
-        return np.zeros(config.num_cells), 0.0
-    # A floor relative to each frame's own level: cells a codec zeroed do not dominate the average.
-    log_power = np.log(cells[active] + 1e-6 * band[active, None])
-    return log_power.mean(axis=0), seconds
+    active = np.flatnonzero((band > config.silence_floor) & (band >= loud * 10.0 ** (-config.active_range_db / 10.0)))
+    seconds = len(active) * hop / config.analysis_sample_rate
+    count = int(np.clip(seconds // config.window_seconds, 1, config.max_windows))
+    sums = np.zeros((count, 2, config.num_cells))
+    period = config.modulation_seconds * config.analysis_sample_rate
+    for index, chosen in enumerate(np.array_split(active, count)):
+        if not len(chosen):
+            continue
+        angle = 2.0 * np.pi * (chosen * hop + n_fft / 2) / period
+        basis = np.stack([np.cos(angle), np.sin(angle)])  # (2, frames of the window)
+        basis -= basis.mean(axis=1, keepdims=True)
+        for start in range(0, len(chosen), FRAME_BLOCK):
+            rows = chosen[start : start + FRAME_BLOCK]
+            # A floor relative to each frame's own level: cells a codec zeroed do not dominate.
+            log_power = np.log(cells[rows] + 1e-6 * band[rows, None])
+            sums[index] += basis[:, start : start + FRAME_BLOCK] @ log_power
+    return sums, seconds
+
+
+def _chi_square_log_tail(chi_square: float, degrees: int) -> float:
+    """log P(X >= chi_square) for X chi-square with an even number of `degrees` (closed form, in logs so
+    the tail of a long marked file does not underflow)."""
+    half = 0.5 * chi_square
+    terms = [k * math.log(half) - math.lgamma(k + 1) for k in range(degrees // 2)] if half > 0 else [0.0]
+    top = max(terms)
+    return min(-half + top + math.log(sum(math.exp(t - top) for t in terms)), 0.0)
+
+
+def _detection_weights(carried: np.ndarray, config: WatermarkConfig) -> np.ndarray:
+    """``(G',)`` weights of the carried groups: their `fixed_depths`, the spectral shape of the studio's
+    mark (a matched filter; on `embed`'s marks too, they did better than the clip's own depths). They
+    depend on neither the audio nor the key, which keeps the score N(0, 1) without the mark."""
+    weights = fixed_depths(config.analysis_sample_rate, 1.0, config)[carried]
+    return weights if weights.any() else np.ones(int(carried.sum()))
 
 
 def detect(audio: Audio, key: Key = DEFAULT_KEY, config: WatermarkConfig = DEFAULT_CONFIG) -> Detection:
@@ -631,25 +769,42 @@ def detect(audio: Audio, key: Key = DEFAULT_KEY, config: WatermarkConfig = DEFAU
     pattern = watermark_pattern(key, config)
     carried = config.group_edges_hz()[1:] <= NYQUIST_MARGIN * min(audio.sample_rate, config.analysis_sample_rate)
     samples = resample(samples, audio.sample_rate, config.analysis_sample_rate)
-    average, seconds = _cell_log_spectrum(samples, config)
-    if seconds < config.min_seconds or not carried.any():
+    sums, seconds = _modulated_cell_spectra(samples, config)
+    score = _score(sums, carried, pattern, config) if seconds >= config.min_seconds and carried.any() else None
+    if score is None:
         return Detection(False, 0.0, config.threshold, round(seconds, 3))
+    return Detection(bool(score >= config.threshold), score, config.threshold, round(seconds, 3))
+
+
+def _score(sums: np.ndarray, carried: np.ndarray, pattern: np.ndarray, config: WatermarkConfig) -> float | None:
+    """The z-score of `_modulated_cell_spectra`'s `sums` ``(W, 2, K)`` against the key's `pattern` ``(K,)``
+    over the `carried` ``(G,)`` groups; None when nothing is left to correlate."""
+    from scipy.special import ndtri_exp
+
     per_group = config.cells_per_group
     projection = _detrend_projection(per_group, config.detrend_degree)
-    # Weight each group by the depth `embed` would have given it (from this audio's own spectrum, which
-    # the mark barely changes): a matched filter, still N(0, 1) without the mark as the weights do not
-    # depend on the key.
-    weights = _group_depths(samples, config.analysis_sample_rate, 1.0, config)[carried]
-    if not weights.any():
-        weights = np.ones(int(carried.sum()))
-    residual = (weights[:, None] * (average.reshape(-1, per_group)[carried] @ projection)).reshape(-1)
+    # (2 W, K'): every window's cosine and sine components, each group's smooth shape removed, weighted by
+    # the groups' depths (a matched filter).
+    components = sums.reshape(len(sums) * 2, -1, per_group)[:, carried] @ projection
+    residuals = (_detection_weights(carried, config)[:, None] * components).reshape(len(components), -1)
+    residuals = residuals[np.linalg.norm(residuals, axis=1) > 0]
     template = (pattern.reshape(-1, per_group)[carried] @ projection).reshape(-1)
-    norm = float(np.linalg.norm(residual) * np.linalg.norm(template))
-    if norm == 0.0:
-        return Detection(False, 0.0, config.threshold, round(seconds, 3))
+    if not len(residuals) or not template.any():
+        return None
+    # Each component's normalized correlation with the key's pattern, times sqrt(degrees of freedom), is
+    # N(0, 1) over keys for any audio without this key's mark, and two components are correlated as their
+    # residuals are: z' inv(R) z is then chi-square with rank(R) degrees of freedom, whatever the
+    # modulation's phase in each window (an excerpt starts anywhere).
+    unit = residuals / np.linalg.norm(residuals, axis=1, keepdims=True)
     degrees_of_freedom = int(carried.sum()) * (per_group - config.detrend_degree - 1)
-    score = round(float(residual @ template) / norm * math.sqrt(degrees_of_freedom), 4)
-    return Detection(bool(score >= config.threshold), score, config.threshold, round(seconds, 3))
+    z = unit @ template / np.linalg.norm(template) * math.sqrt(degrees_of_freedom)
+    eigenvalues, eigenvectors = np.linalg.eigh(unit @ unit.T)
+    kept = eigenvalues > 1e-9 * eigenvalues.max()
+    chi_square = float(np.sum((eigenvectors[:, kept].T @ z) ** 2 / eigenvalues[kept]))
+    degrees = 2 * math.ceil(int(kept.sum()) / 2)  # rounded up to even: conservative
+    # Reported as the standard normal quantile with the same tail probability (N(0, 1) without the mark).
+    log_tail = min(_chi_square_log_tail(chi_square, degrees), -1e-15)
+    return round(float(-ndtri_exp(log_tail)), 4)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -774,6 +929,48 @@ def speech_clips(
     return clips
 
 
+SYNTHESIS_VOICES = ("flite:awb", "piper:joe", "kokoro:jm_kumo", "pw0108")
+"""Held-out voices (three base speakers and a pseudo-speaker) whose clones speak the synthesized
+measurement clips."""
+SYNTHESIS_PROMPT = "Please call Stella and ask her to bring these things with her from the store."
+"""What each of `SYNTHESIS_VOICES` says for its clone's reference clip."""
+
+
+def synthesized_clips(count: int, seed: int, voices: Sequence[str] = SYNTHESIS_VOICES) -> list[SpeechClip]:
+    """`count` unmarked clips the studio itself made: `tts.synthesis.synthesize` with the shipped `ar`
+    engine, in clones of `voices` in turn (each cloned from `SYNTHESIS_PROMPT` in that voice; voices whose
+    engine is missing are skipped), saying held-out sentences of 40 to 80 characters (about 3 s each).
+
+    Raises:
+        CheckpointError: the `ar` engine is unavailable.
+        TimbreError: none of `voices` can speak here.
+    """
+    from tts.data import voicebank
+    from tts.data.sentences import sentence_stream
+    from tts.synthesis import load_engine, synthesize
+    from tts.voice import clone_voice
+
+    engine = load_engine()
+    cloned = []
+    for voice_id in voices:
+        try:
+            reference = voicebank.synthesize(voice_id, SYNTHESIS_PROMPT, seed=0).audio
+        except TimbreError as error:
+            logger.warning("skipping %s: %s", voice_id, error)
+            continue
+        cloned.append((voice_id, clone_voice(reference, SYNTHESIS_PROMPT)))
+    if not cloned:
+        raise TimbreError(f"none of the voices {', '.join(voices)} can run here (see `timbre doctor`)")
+    sentences = (sentence.text for sentence in sentence_stream(seed, "heldout") if 40 <= len(sentence.text) <= 80)
+    clips = []
+    for index in range(count):
+        voice_id, voice = cloned[index % len(cloned)]
+        text = next(sentences)
+        audio = synthesize(text, voice, seed=index, models=engine, watermark=False)
+        clips.append(SpeechClip(audio, voice_id, text))
+    return clips
+
+
 def non_speech_clips(count: int, seed: int, seconds: float = 4.0) -> list[SpeechClip]:
     """`count` clips that are not speech: noises of several colors and levels, tones, harmonic sweeps,
     clicks, digital silence and near-silence (for the false-positive measurement)."""
@@ -866,7 +1063,7 @@ class RobustnessReport:
 
 def _table(header: str, rows: list[RobustnessRow], extreme: Callable, percentile: float) -> list[str]:
     lines = [f"| {header} | median |", "|---|---|---|---|---|---|"]
-    for row in rows:
+    for row in (row for row in rows if row.scores):  # a small run may have no non-speech clip
         scores = np.asarray(row.scores)
         lines.append(
             f"| {row.name} | {row.detected}/{row.total} | {100 * row.rate:.1f} % | {extreme(scores):.2f} | "
@@ -882,19 +1079,26 @@ def measure_robustness(
     key: Key = DEFAULT_KEY,
     progress: Callable[[int, int], None] | None = None,
     marker: Callable[[Audio, Key], Audio] = embed,
+    synthesized: bool = False,
 ) -> RobustnessReport:
     """Detection rate after each of `ROBUSTNESS_TRANSFORMS` on `num_clips` speech clips marked by `marker`
     (`embed` or `embed_fixed`), and the false-positive rate on as many unmarked clips (speech of the same
     voices with other sentences, 15 % non-speech), on 3 s excerpts of them, and with a wrong key on the
     marked clips.
 
-    `kokoro_clips` of each set are spoken by Kokoro voices when Kokoro is installed (about 8 s each here).
+    The speech is the base speakers' (`speech_clips`; `kokoro_clips` of each set spoken by Kokoro voices
+    when Kokoro is installed, about 8 s each here), or with `synthesized` the studio's own
+    (`synthesized_clips`, about 3 s each).
     """
     started = time.perf_counter()
     rng = np.random.default_rng(seed)
-    marked_set = _measure_speech(num_clips, seed, kokoro_clips)
     unmarked_count = num_clips - num_clips * 15 // 100
-    unmarked_set = _measure_speech(unmarked_count, seed + 1, kokoro_clips)
+    if synthesized:
+        marked_set = synthesized_clips(num_clips, seed)
+        unmarked_set = synthesized_clips(unmarked_count, seed + 1)
+    else:
+        marked_set = _measure_speech(num_clips, seed, kokoro_clips)
+        unmarked_set = _measure_speech(unmarked_count, seed + 1, kokoro_clips)
     unmarked_set += non_speech_clips(num_clips - unmarked_count, seed)
     detection = {name: RobustnessRow(name, 0, 0) for name in ROBUSTNESS_TRANSFORMS}
     wrong_key = RobustnessRow("marked, another key per clip", 0, 0)
@@ -981,18 +1185,19 @@ class QualityReport:
 
 
 def measure_quality(
-    num_clips: int = 20, seed: int = 7, marker: Callable[[Audio], Audio] = embed
+    num_clips: int = 20, seed: int = 7, marker: Callable[[Audio], Audio] = embed, synthesized: bool = False
 ) -> QualityReport:
-    """WER (Whisper tiny.en) and SIM (Resemblyzer) of `num_clips` speech clips before and after marking
-    with `marker`, plus PESQ-WB and STOI of each marked clip against its original. Needs the ``eval``
-    extras."""
+    """WER (Whisper tiny.en) and SIM (Resemblyzer) of `num_clips` speech clips (the base speakers', or
+    with `synthesized` the studio's own) before and after marking with `marker`, plus PESQ-WB and STOI of
+    each marked clip against its original. Needs the ``eval`` extras."""
     from tts.evaluation.asr import transcribe
     from tts.evaluation.quality import pesq_wb, stoi
     from tts.evaluation.similarity import similarity
     from tts.evaluation.wer import wer
 
-    clips = speech_clips(num_clips, seed)
-    others = {clip.voice: clip for clip in speech_clips(len({c.voice for c in clips}), seed + 1)}
+    make_clips = synthesized_clips if synthesized else speech_clips
+    clips = make_clips(num_clips, seed)
+    others = {clip.voice: clip for clip in make_clips(len({c.voice for c in clips}), seed + 1)}
     rows = []
     for clip in clips:
         marked = marker(clip.audio)
@@ -1045,6 +1250,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--fixed", action="store_true", help="measure embed_fixed (the streaming-compatible variant) instead of embed"
     )
+    parser.add_argument(
+        "--synthesized", action="store_true",
+        help="speech made by the studio's own synthesis (the shipped ar engine) instead of the base speakers",
+    )
     args = parser.parse_args(argv)
     if not args.measure and not args.quality:
         parser.error("ask for --measure N and/or --quality N")
@@ -1056,10 +1265,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if done % 25 == 0 or done == total:
                 print(f"  {done}/{total} clips", file=sys.stderr, flush=True)
 
-        report = measure_robustness(args.measure, args.seed, args.kokoro, progress=progress, marker=marker)
+        report = measure_robustness(
+            args.measure, args.seed, args.kokoro, progress=progress, marker=marker, synthesized=args.synthesized
+        )
         print(report.to_markdown())
     if args.quality:
-        print(measure_quality(args.quality, marker=marker).to_markdown())
+        print(measure_quality(args.quality, marker=marker, synthesized=args.synthesized).to_markdown())
     return 0
 
 
