@@ -339,3 +339,69 @@ class ReferenceEncoder(nn.Module):
         x = x.transpose(1, 2).reshape(batch, frames, -1)  # (B, F', C * K')
         _, last_state = self.gru(x)
         return self.proj(last_state.squeeze(0))
+
+
+class MelDecoder(nn.Module):
+    """Latent frames -> the studio's log-mel (the trained default decodes through the studio vocoder).
+
+    ``(B, C, F)`` -> ``(B, M, F)``: a 1x1 input convolution, a gated WaveNet stack (global condition as in
+    `HifiGanGenerator`: zeros when the converter is ``zero_g``) and a 1x1 projection to the mel bands.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        n_mels: int,
+        hidden_channels: int,
+        kernel_size: int,
+        n_layers: int,
+        gin_channels: int = 0,
+    ) -> None:
+        super().__init__()
+        self.pre = nn.Conv1d(in_channels, hidden_channels, 1)
+        self.enc = WaveNet(hidden_channels, kernel_size, 1, n_layers, gin_channels)
+        self.proj = nn.Conv1d(hidden_channels, n_mels, 1)
+
+    def forward(self, z: torch.Tensor, mask: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
+        """``z (B, C, F)``, ``mask (B, 1, F)`` -> log-mel ``(B, M, F)`` (zero outside the mask)."""
+        return self.proj(self.enc(self.pre(z) * mask, mask, g=g)) * mask
+
+
+class ContentPrior(nn.Module):
+    """Timbre-free content representation for training: phoneme ids -> a Gaussian per phoneme.
+
+    OpenVoice pulls the flow's output toward this prior (KL), after aligning the phonemes to the frames
+    (`converter.align.monotonic_alignment`); it has no speaker, style or language input, so the flow learns to
+    remove timbre and only timbre. ``(B, N)`` ids -> ``m, logs`` each ``(B, C, N)``. Only training uses it.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        out_channels: int,
+        hidden_channels: int,
+        n_layers: int,
+        n_heads: int,
+        dropout: float = 0.1,
+        pad_id: int = 0,
+    ) -> None:
+        super().__init__()
+        self.out_channels = out_channels
+        self.embed = nn.Embedding(vocab_size, hidden_channels, padding_idx=pad_id)
+        nn.init.normal_(self.embed.weight, 0.0, hidden_channels**-0.5)
+        layer = nn.TransformerEncoderLayer(
+            hidden_channels, n_heads, 4 * hidden_channels, dropout=dropout, batch_first=True, norm_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+        self.position = nn.Conv1d(hidden_channels, hidden_channels, 5, padding=2, groups=hidden_channels)
+        self.proj = nn.Conv1d(hidden_channels, 2 * out_channels, 1)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``ids (B, N)``, ``lengths (B,)`` -> ``m, logs`` each ``(B, C, N)`` (zero past each length)."""
+        mask = sequence_mask(lengths, ids.shape[1])  # (B, 1, N)
+        x = self.embed(ids) * self.embed.embedding_dim**0.5
+        x = x + self.position(x.transpose(1, 2)).transpose(1, 2)  # relative position through a depthwise conv
+        x = self.encoder(x, src_key_padding_mask=mask[:, 0] == 0)
+        stats = self.proj(x.transpose(1, 2)) * mask
+        m, logs = stats.split(self.out_channels, dim=1)
+        return m, logs

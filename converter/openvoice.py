@@ -23,16 +23,23 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
-from converter.modules import CouplingFlow, HifiGanGenerator, PosteriorEncoder, ReferenceEncoder, sequence_mask
+from converter.modules import (
+    CouplingFlow,
+    HifiGanGenerator,
+    MelDecoder,
+    PosteriorEncoder,
+    ReferenceEncoder,
+    sequence_mask,
+)
 from converter.spectrogram import SpectrogramConfig, linear_spectrogram
 from tts import preprocess
-from tts.audio import SAMPLE_RATE, Audio
+from tts.audio import SAMPLE_RATE, STUDIO_MEL, Audio
 from tts.checkpoints import (
     PretrainedMixin,
     load_foreign_torch_checkpoint,
@@ -84,15 +91,29 @@ class ConverterConfig:
     ref_enc_filters: tuple[int, ...] = (32, 32, 64, 64, 128, 128)
     ref_enc_gru_channels: int = 128
     ref_enc_layernorm: bool = True
+    decoder: str = "hifigan"
+    """``"hifigan"``: the published waveform generator; ``"mel"``: a WaveNet decoder to the studio's log-mel,
+    rendered by the studio vocoder (the trained default: far cheaper to train than a waveform generator)."""
+    mel_decoder_layers: int = 8
+    mel_decoder_kernel_size: int = 5
 
     def __post_init__(self) -> None:
+        if self.decoder not in ("hifigan", "mel"):
+            raise ValueError(f"decoder must be 'hifigan' or 'mel', got {self.decoder!r}")
+        if self.decoder == "mel":
+            studio = (STUDIO_MEL.sample_rate, STUDIO_MEL.hop_length)
+            if (self.spectrogram.sample_rate, self.spectrogram.hop_length) != studio:
+                raise ValueError(
+                    f"a mel decoder emits the studio's mel frames, so the spectrogram must run at {studio[0]} Hz "
+                    f"with hop {studio[1]}, got {self.spectrogram.sample_rate} Hz hop {self.spectrogram.hop_length}"
+                )
         if self.resblock != "1":
             raise ValueError(f"resblock {self.resblock!r} is not supported; the OpenVoice converter uses '1'")
         if len(self.resblock_kernel_sizes) != len(self.resblock_dilation_sizes):
             raise ValueError("resblock_kernel_sizes and resblock_dilation_sizes must have the same length")
         if len(self.upsample_rates) != len(self.upsample_kernel_sizes):
             raise ValueError("upsample_rates and upsample_kernel_sizes must have the same length")
-        if math.prod(self.upsample_rates) != self.spectrogram.hop_length:
+        if self.decoder == "hifigan" and math.prod(self.upsample_rates) != self.spectrogram.hop_length:
             raise ValueError(
                 f"the decoder upsamples by {math.prod(self.upsample_rates)} but the spectrogram hop is "
                 f"{self.spectrogram.hop_length}: one frame must decode to exactly one hop of samples"
@@ -255,15 +276,26 @@ class ToneColorConverter(PretrainedMixin, nn.Module):
             gin_channels=config.gin_channels,
             dropout=config.flow_dropout,
         )
-        self.dec = HifiGanGenerator(
-            config.inter_channels,
-            config.resblock_kernel_sizes,
-            config.resblock_dilation_sizes,
-            config.upsample_rates,
-            config.upsample_initial_channel,
-            config.upsample_kernel_sizes,
-            gin_channels=config.gin_channels,
-        )
+        self.dec: nn.Module
+        if config.decoder == "mel":
+            self.dec = MelDecoder(
+                config.inter_channels,
+                STUDIO_MEL.n_mels,
+                config.hidden_channels,
+                config.mel_decoder_kernel_size,
+                config.mel_decoder_layers,
+                gin_channels=config.gin_channels,
+            )
+        else:
+            self.dec = HifiGanGenerator(
+                config.inter_channels,
+                config.resblock_kernel_sizes,
+                config.resblock_dilation_sizes,
+                config.upsample_rates,
+                config.upsample_initial_channel,
+                config.upsample_kernel_sizes,
+                gin_channels=config.gin_channels,
+            )
         self.ref_enc = ReferenceEncoder(
             n_freqs,
             config.gin_channels,
@@ -355,8 +387,12 @@ class ToneColorConverter(PretrainedMixin, nn.Module):
         return z, mask
 
     def decode(self, z: torch.Tensor, mask: torch.Tensor, tone: torch.Tensor) -> torch.Tensor:
-        """Waveform of latent frames: ``z (B, C, F)`` -> ``(B, 1, F * hop)``, zero past each item's length."""
-        wave = self.dec(z * mask, g=self._encoder_decoder_condition(tone))
+        """Decode latent frames ``z (B, C, F)``, zero past each item's length: the waveform ``(B, 1, F * hop)``
+        (``decoder="hifigan"``) or the studio log-mel ``(B, M, F)`` (``decoder="mel"``)."""
+        g = self._encoder_decoder_condition(tone)
+        if self.config.decoder == "mel":
+            return self.dec(z, mask, g=g)
+        wave = self.dec(z * mask, g=g)
         return wave * torch.repeat_interleave(mask, self.config.spectrogram.hop_length, dim=-1)
 
     def convert(
@@ -368,7 +404,8 @@ class ToneColorConverter(PretrainedMixin, nn.Module):
         tau: float = 0.3,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Re-voice spectrograms from the source's tone color to the target's: ``(B, K, F)`` -> ``(B, 1, F * hop)``.
+        """Re-voice spectrograms from the source's tone color to the target's: ``(B, K, F)`` -> what `decode`
+        gives (``(B, 1, F * hop)`` waveforms, or ``(B, M, F)`` log-mels with the mel decoder).
 
         Args:
             spec: linear spectrograms of the source speech (`spectrogram`).
@@ -443,18 +480,28 @@ class ToneColorConverter(PretrainedMixin, nn.Module):
         target_tone: torch.Tensor,
         tau: float = 0.3,
         generator: torch.Generator | None = None,
+        vocoder: Callable[[torch.Tensor], Audio] | None = None,
     ) -> Audio:
         """`audio` re-voiced with `target_tone` (``(G,)`` vectors from `tone_color`), as studio 24 kHz audio.
 
-        The output lasts exactly as long as the input.
+        A mel-decoder converter needs `vocoder`: studio log-mel ``(M, F)`` -> `Audio` (the studio vocoder's
+        ``decode``). The output lasts exactly as long as the input.
         """
+        if self.config.decoder == "mel" and vocoder is None:
+            raise ValueError("this converter decodes to the studio mel: pass vocoder= (e.g. the studio vocoder's decode)")
         tones = [self._tone_batch(tone, name) for tone, name in ((source_tone, "source_tone"), (target_tone, "target_tone"))]
         samples = audio.resample(self.config.sample_rate).samples
         device = self._device()
         with torch.no_grad():
             spec = self.spectrogram(torch.from_numpy(samples).to(device)[None])
             lengths = torch.tensor([spec.shape[-1]], device=device)
-            wave = self.convert(spec, lengths, tones[0], tones[1], tau=tau, generator=generator)[0, 0].cpu().numpy()
+            decoded = self.convert(spec, lengths, tones[0], tones[1], tau=tau, generator=generator)[0]
+            if self.config.decoder == "mel":
+                # The studio mel has one frame more than this spectrogram (centered STFT): repeat the last.
+                mel = torch.cat([decoded, decoded[:, -1:]], dim=1).float().cpu()
+                wave = vocoder(mel).resample(self.config.sample_rate).samples
+            else:
+                wave = decoded[0].cpu().numpy()
         wave = np.pad(wave, (0, max(0, len(samples) - len(wave))))[: len(samples)]
         converted = Audio(wave, self.config.sample_rate).resample(SAMPLE_RATE)
         target_length = round(len(audio) * SAMPLE_RATE / audio.sample_rate)

@@ -21,6 +21,7 @@ from tts.evaluation.stages import (
     Criterion,
     conversion_criteria,
     plan_items,
+    tone_color_criteria,
     reconstruction_criteria,
     verdict,
     vocoder_criteria,
@@ -117,6 +118,17 @@ def test_conversion_criteria():
     assert set(statuses(conversion_criteria(means)).values()) == {"FAIL"}
 
 
+def test_tone_color_criteria():
+    means = {WER: {"source": 0.10, "output": 0.13}, f"{SIM}_to_prompt": {"source": 0.55, "output": 0.75},
+             f"{SIM}_gain": {"output": 0.15}, "f0_correlation": {"output": 0.8}}
+    assert verdict(tone_color_criteria(means)) == "PASS"
+    means[WER]["output"] = 0.1301
+    means[f"{SIM}_gain"]["output"] = 0.149
+    means[f"{SIM}_to_prompt"]["output"] = 0.749
+    means["f0_correlation"]["output"] = 0.79
+    assert set(statuses(tone_color_criteria(means)).values()) == {"FAIL"}
+
+
 def test_criteria_use_the_keys_of_the_chosen_models():
     means = {"wer_whisper_large_v3": {"source": 0.0, "output": 0.0}}
     criteria = conversion_criteria(means, wer_key="wer_whisper_large_v3", sim_key="sim_wavlm_base_plus_sv")
@@ -205,8 +217,13 @@ def model_dirs(tmp_path_factory) -> dict[str, str]:
         for parameter in refiner.parameters():
             parameter.normal_(0.0, 0.05)
     vocoder = Vocos(VocosConfig(dim=32, intermediate_dim=64, num_layers=2)).eval()
+    from converter.openvoice import ToneColorConverter
+    from converter.train import PRESETS as CONVERTER_PRESETS
+
+    converter = ToneColorConverter(CONVERTER_PRESETS["tiny"].model).eval()
     return {name: str(model.save_pretrained(root / name))
-            for name, model in (("tokenizer", tokenizer), ("refiner", refiner), ("vocoder", vocoder))}
+            for name, model in (("tokenizer", tokenizer), ("refiner", refiner), ("vocoder", vocoder),
+                                ("converter", converter))}
 
 
 @pytest.fixture(scope="module")
@@ -218,7 +235,7 @@ def clip_cache(tmp_path_factory):
 
 
 def _run(stage: str, model_dirs: dict, out, *extra: str) -> dict:
-    parts = ["vocoder"] if stage == "vocoder" else ["tokenizer", "refiner", "vocoder"]
+    parts = {"vocoder": ["vocoder"], "tone-color": ["converter", "vocoder"]}.get(stage, ["tokenizer", "refiner", "vocoder"])
     argv = ["eval-stage", stage, "--limit", "2", "--out", str(out), *extra]
     for part in parts:
         argv += [f"--{part}", model_dirs[part]]
@@ -301,6 +318,25 @@ def test_conversion_stage_end_to_end(model_dirs, clip_cache, tmp_path):
             assert metrics[f"{SIM}_gap"]["output"] == pytest.approx(prompt - source)
     gap = next(c for c in report["criteria"] if "minus SIM" in c["name"])
     assert gap["value"] == report["groups"]["all"]["means"][f"{SIM}_gap"]["output"]
+
+
+@pytest.mark.slow
+@needs_voices
+def test_tone_color_stage_end_to_end(model_dirs, clip_cache, tmp_path):
+    report = _run("tone-color", model_dirs, tmp_path / "run", "--voices", f"{NARROW_BAND_VOICE},{FULL_BAND_VOICE}",
+                  "--tau", "0", "--no-wavs")
+    assert report["settings"]["tau"] == 0 and "refiner_steps" not in report["settings"]
+    assert report["models"]["converter"] == model_dirs["converter"]
+    assert [c["name"] for c in report["criteria"]] == ["SIM(output, target voice B)", "SIM(output, B) minus SIM(source, B)",
+                                                       "WER, output minus source", "F0-contour correlation with the source"]
+    assert [(i["voice"], i["prompt_voice"]) for i in report["items"]] == [(NARROW_BAND_VOICE, FULL_BAND_VOICE),
+                                                                          (FULL_BAND_VOICE, NARROW_BAND_VOICE)]
+    for item in report["items"]:
+        metrics = item["metrics"]
+        output, start = metrics[f"{SIM}_to_prompt"]["output"], metrics[f"{SIM}_to_prompt"]["source"]
+        assert _finite(start) and _finite(metrics[WER]["source"])
+        if output is not None:
+            assert metrics[f"{SIM}_gain"]["output"] == pytest.approx(output - start)
 
 
 def test_cli_refuses_training_voices_and_parses(capsys):

@@ -182,14 +182,14 @@ def test_convert_keeps_the_timing_and_takes_the_target_voice(tmp_path, monkeypat
     from tts.synthesis import convert
 
     source = voices[1].audio
-    out = convert(source, voices[0], seed=0, models=engine)
+    out = convert(source, voices[0], engine="ar", seed=0, models=engine)
     frames_per_token = engine.refiner.config.frames_per_token
     assert abs(out.duration - source.duration) < 2 * frames_per_token * 256 / 24000
-    assert np.array_equal(out.samples, convert(source, voices[0], seed=0, models=engine).samples)
+    assert np.array_equal(out.samples, convert(source, voices[0], engine="ar", seed=0, models=engine).samples)
     monkeypatch.setattr(synthesis, "load_engine", lambda **_: engine)
     source.save(tmp_path / "src.wav")
     voices[0].save(tmp_path / "slt.voice")
-    assert main(["convert", str(tmp_path / "src.wav"), "--voice", str(tmp_path / "slt.voice"),
+    assert main(["convert", str(tmp_path / "src.wav"), "--voice", str(tmp_path / "slt.voice"), "--engine", "ar",
                  "-o", str(tmp_path / "out.wav")]) == 0
     assert (tmp_path / "out.wav").stat().st_size > 1000
 

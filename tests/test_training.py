@@ -192,3 +192,30 @@ def test_prefetcher_raises_a_makers_error_and_closes():
     assert [endless() for _ in range(4)] == [0, 1, 0, 1]
     endless.close()
     assert not any(thread.name.startswith("batches-") and thread.is_alive() for thread in threading.enumerate())
+
+
+def test_train_log_averages_counts_rates_and_writes_records(tmp_path):
+    from tts.training import TrainLog
+
+    now = [100.0]
+    seen = []
+    log = TrainLog(tmp_path / "run" / "metrics.jsonl", main=True, on_log=seen.append, processes=2,
+                   per_second=("frames",), clock=lambda: now[0])
+    assert log.last == [{}]
+    with pytest.raises(ValueError):
+        log.emit(0, 0.1)
+    log.add(loss=1.0, frames=100)
+    log.add(loss=3.0, frames=300)
+    now[0] += 4.0
+    record = log.emit(2, 0.5)
+    assert record == {"step": 2, "lr": 0.5, "loss": 2.0, "frames_per_s": 200.0, "steps_per_s": 0.5}
+    assert seen == [record] and log.last == [record] and log.pending == 0
+    log.add(loss=5.0, frames=10)
+    now[0] += 1.0
+    assert log.emit(3, 0.25)["loss"] == 5.0  # the window restarts after each record
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [2, 3]
+    quiet = TrainLog(tmp_path / "other.jsonl", main=False)
+    quiet.add(loss=1.0)
+    quiet.emit(1, 0.1)
+    assert not (tmp_path / "other.jsonl").exists() and len(quiet.history) == 1

@@ -18,6 +18,7 @@ _LAZY = {
     "Voice": "tts.voice",
     "clone_voice": "tts.voice",
     "synthesize": "tts.synthesis",
+    "convert": "tts.synthesis",
 }
 
 __all__ = ["__version__", *_LAZY]

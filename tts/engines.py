@@ -35,7 +35,7 @@ ENGINES: tuple[EngineSpec, ...] = (
     EngineSpec(
         "base+convert",
         "a base speaker (Kokoro, Piper, flite, ...) -> tone-color converter (style from the base, timbre from you)",
-        ("converter",),
+        ("converter", "vocoder"),
     ),
 )
 

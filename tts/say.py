@@ -24,8 +24,14 @@ def register(subparsers) -> None:
     """Add ``timbre say``."""
     from tts.data.styles import STYLES
 
-    parser = subparsers.add_parser("say", help="speak text in a cloned voice (engine ar)")
+    from tts.synthesis import CONVERSION_ENGINES, SYNTHESIS_ENGINES
+
+    parser = subparsers.add_parser("say", help="speak text in a cloned voice")
     parser.add_argument("text", help="what to say")
+    parser.add_argument("--engine", choices=SYNTHESIS_ENGINES, default="ar",
+                        help="ar: token LM -> refiner; base+convert: a base speaker, then the tone-color converter")
+    parser.add_argument("--base", help="base speaker of base+convert: a voice id (piper:joe, kokoro:jf_alpha, ...) or ar")
+    parser.add_argument("--tau", type=float, default=0.3, help="tone-color converter temperature (base+convert)")
     parser.add_argument("--voice", type=Path, required=True, help="reference clip (wav, flac, mp3, ...) or a .voice file")
     parser.add_argument("--transcript", help="what the reference clip says (default: transcribed offline)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output file (wav, flac, mp3, ogg)")
@@ -37,8 +43,11 @@ def register(subparsers) -> None:
     parser.add_argument("--verify", action="store_true", help="re-generate sentences the offline ASR finds wrong")
     parser.set_defaults(func=_run_say)
 
-    convert = subparsers.add_parser("convert", help="say a recording again in another voice (speech tokens -> refiner)")
+    convert = subparsers.add_parser("convert", help="say a recording again in another voice")
     convert.add_argument("source", type=Path, help="the recording to convert")
+    convert.add_argument("--engine", choices=CONVERSION_ENGINES, default="tone-color",
+                         help="tone-color: OpenVoice converter (only timbre changes); ar: speech tokens -> refiner")
+    convert.add_argument("--tau", type=float, default=0.3, help="tone-color converter temperature (0: deterministic)")
     convert.add_argument("--voice", type=Path, required=True, help="target voice: a reference clip or a .voice file")
     convert.add_argument("--transcript", help="what the target's reference clip says (default: transcribed offline)")
     convert.add_argument("-o", "--output", type=Path, required=True, help="output file (wav, flac, mp3, ogg)")
@@ -52,7 +61,7 @@ def _run_convert(args: argparse.Namespace) -> int:
 
     voice = load_voice_argument(args.voice, args.transcript)
     start = time.perf_counter()
-    result = convert(load_audio(args.source), voice, seed=args.seed)
+    result = convert(load_audio(args.source), voice, engine=args.engine, tau=args.tau, seed=args.seed)
     path = result.save(args.output)
     print(f"wrote {path} ({result.duration:.2f} s in {time.perf_counter() - start:.2f} s)")
     return 0
@@ -64,8 +73,9 @@ def _run_say(args: argparse.Namespace) -> int:
 
     voice = load_voice_argument(args.voice, args.transcript)
     start = time.perf_counter()
-    result = synthesize(args.text, voice, style=args.style, intensity=args.intensity, speed=args.speed,
-                        seed=args.seed, stream=args.stream, verify=args.verify)
+    result = synthesize(args.text, voice, engine=args.engine, base=args.base, tau=args.tau, style=args.style,
+                        intensity=args.intensity, speed=args.speed, seed=args.seed, stream=args.stream,
+                        verify=args.verify)
     if args.stream:
         pieces, first = [], None
         for chunk in result:

@@ -28,17 +28,20 @@ import math
 import secrets
 import threading
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
-from tts.audio import Audio, log_mel
+from tts.audio import SAMPLE_RATE, Audio, log_mel
 from tts.errors import CheckpointError, TextError, TimbreError, VoiceError
 from tts.lm.generate import SamplingOptions, generate_speech_tokens, iter_speech_tokens
 from tts.lm.stream import Utterance, text_units, unit_start_times, unit_token_counts
 from tts.text import prepare_text, split_for_synthesis
 from tts.voice import Voice, clone_voice
+
+if TYPE_CHECKING:
+    from tts.tone_color import ToneColorEngine
 
 logger = logging.getLogger(__name__)
 
@@ -255,11 +258,17 @@ def _verified_chunk(engine: ArEngine, prompt: VoicePrompt, text: str, units: lis
     return best[1]
 
 
+SYNTHESIS_ENGINES = ("ar", "base+convert")
+CONVERSION_ENGINES = ("tone-color", "ar")
+
+
 def synthesize(
     text: str,
     voice: Voice | str | Audio | tuple,
     *,
     engine: str = "ar",
+    base: str | None = None,
+    tau: float = 0.3,
     style: str = "neutral",
     intensity: float = 1.0,
     speed: float = 1.0,
@@ -269,7 +278,7 @@ def synthesize(
     verify: bool = False,
     max_tries: int = 3,
     progress: Callable[[int, int], None] | None = None,
-    models: ArEngine | None = None,
+    models: "ArEngine | ToneColorEngine | None" = None,
     watermark: bool = True,
 ) -> Audio | Iterator[Audio]:
     """Say `text` in `voice`.
@@ -277,7 +286,11 @@ def synthesize(
     Args:
         text: what to say (any length up to `tts.text.MAX_TEXT_CHARS`; split into chunks internally).
         voice: a `Voice`, or anything `clone_voice` takes (a path, an `Audio`, ``(samples, rate)``).
-        engine: ``"ar"`` (the only engine of this function so far).
+        engine: ``"ar"`` (token LM -> flow refiner -> vocoder) or ``"base+convert"`` (a base speaker says it, the
+            tone-color converter gives it `voice`'s timbre; `tts.tone_color`).
+        base: with ``"base+convert"``, the base speaker: a `tts.data.voicebank` voice id (``"piper:joe"``,
+            ``"kokoro:jf_alpha"``, a pseudo-speaker) or ``"ar"`` (default `tts.tone_color.DEFAULT_BASE`).
+        tau: with ``"base+convert"``, the converter's posterior temperature (0: deterministic).
         style, intensity: a style label (`tts.data.styles.STYLES`) and its strength in [0, 1].
         speed: speaking-rate factor in [0.5, 2].
         seed: makes the result reproducible (None: a fresh random seed).
@@ -286,7 +299,8 @@ def synthesize(
         verify: transcribe each chunk with the offline ASR and regenerate it (up to `max_tries`) when its word
             error rate is above `DEFAULT_VERIFY_WER`; with `stream`, chunks are then yielded whole.
         progress: called as ``progress(done, total)`` after each text chunk.
-        models: an `ArEngine` to use instead of the shipped checkpoints.
+        models: an `ArEngine` (or, for ``"base+convert"``, a `tts.tone_color.ToneColorEngine`) to use instead
+            of the shipped checkpoints.
         watermark: mark the output as synthetic (`tts.watermark`, fixed-depth variant, detectable with
             `timbre detect`); on by default. Streams come out `tts.watermark.StreamingEmbedder`'s 64 ms later.
 
@@ -297,11 +311,13 @@ def synthesize(
         TextError: empty, over-long or unspeakable text. VoiceError: an unusable reference. ValueError: bad
         settings. CheckpointError: the engine's checkpoints are missing or refused.
     """
-    if engine != "ar":
-        raise ValueError(f"unknown engine {engine!r} for synthesize(); available: 'ar'")
+    if engine not in SYNTHESIS_ENGINES:
+        raise ValueError(f"unknown engine {engine!r} for synthesize(); available: {', '.join(SYNTHESIS_ENGINES)}")
     options = SynthesisOptions(style=style, intensity=intensity, speed=speed, seed=seed,
                                sampling=sampling or SamplingOptions(), verify=verify, max_tries=max_tries)
     chunks = split_for_synthesis(text, options.max_chunk_chars)
+    if engine == "base+convert":
+        return _synthesize_base_convert(chunks, voice, base, tau, options, stream, progress, models, watermark)
     prepared = [prepare_text(chunk) for chunk in chunks]
     voice = voice if isinstance(voice, Voice) else clone_voice(voice)
     parts = models if models is not None else load_engine()
@@ -343,6 +359,49 @@ def synthesize(
     return embed_stream(generate_chunks())
 
 
+def _synthesize_base_convert(chunks: list[str], voice, base: str | None, tau: float, options: SynthesisOptions,
+                             stream: bool, progress, models, watermark: bool) -> Audio | Iterator[Audio]:
+    """`synthesize` through a base speaker and the tone-color converter (`tts.tone_color`)."""
+    from tts.data.styles import check_style
+    from tts.tone_color import join_chunks, synthesize_base_convert
+
+    check_style(options.style)
+    if tau < 0:
+        raise ValueError(f"tau must be >= 0, got {tau}")
+    if base not in (None, "ar"):
+        from tts.data.voicebank import resolve_voice
+
+        resolve_voice(base)  # an unknown base speaker is refused before any work
+    voice = voice if isinstance(voice, Voice) else clone_voice(voice)
+    run_seed = options.seed if options.seed is not None else secrets.randbelow(2**31)
+    pieces = synthesize_base_convert(
+        " ".join(chunks), voice, base=base, style=options.style, intensity=options.intensity, speed=options.speed,
+        seed=run_seed, tau=tau, engine=models, chunks=chunks,
+    )
+
+    def with_progress() -> Iterator[Audio]:
+        for index, piece in enumerate(pieces):
+            yield piece
+            if progress is not None:
+                progress(index + 1, len(chunks))
+
+    if not stream:
+        audio = join_chunks(list(with_progress()), SENTENCE_PAUSE_SECONDS)
+        return _mark(audio) if watermark else audio
+
+    def generate_chunks() -> Iterator[Audio]:
+        for index, piece in enumerate(with_progress()):
+            if index:
+                yield Audio(np.zeros(int(round(SENTENCE_PAUSE_SECONDS * piece.sample_rate)), np.float32), piece.sample_rate)
+            yield piece
+
+    if not watermark:
+        return generate_chunks()
+    from tts.watermark import embed_stream
+
+    return embed_stream(generate_chunks())
+
+
 def _mark(audio: Audio) -> Audio:
     """The studio's watermark on a whole output (the same samples a marked stream would give)."""
     from tts.watermark import embed_fixed
@@ -352,19 +411,27 @@ def _mark(audio: Audio) -> Audio:
 
 def convert(
     source: Audio | str | tuple,
-    voice: Voice | str | Audio | tuple,
+    target: Voice | str | Audio | tuple,
     *,
+    engine: str = "tone-color",
+    tau: float = 0.3,
     seed: int = 0,
     refiner_steps: int = 4,
     cfg_strength: float = 2.0,
-    models: ArEngine | None = None,
+    models: "ArEngine | ToneColorEngine | None" = None,
     watermark: bool = True,
 ) -> Audio:
-    """Voice conversion through the `ar` engine's tokens: `source`'s speech tokens (what is said and how) are
-    rendered by the flow refiner in `voice`'s timbre, then vocoded. Content and timing follow the source.
+    """`source` speech said again in `target`'s voice: same words, timing and intonation.
 
-    `source` is an `Audio`, a path, or ``(samples, rate)``; `voice` and `watermark` as in `synthesize`.
+    Engines: ``"tone-color"`` (OpenVoice: only the timbre changes; `tts.tone_color`, `tau` its posterior
+    temperature) or ``"ar"`` (the source's speech tokens rendered by the flow refiner in the target's timbre,
+    `refiner_steps` and `cfg_strength` its sampling). `source` is an `Audio`, a path, or ``(samples, rate)``;
+    `target` and `watermark` as `voice` and `watermark` in `synthesize`; `models` an engine's loaded parts.
     """
+    if engine not in CONVERSION_ENGINES:
+        raise ValueError(f"unknown conversion engine {engine!r}; available: {', '.join(CONVERSION_ENGINES)}")
+    if tau < 0:
+        raise ValueError(f"tau must be >= 0, got {tau}")
     from tts.audio import load_audio
     from tts.refiner.sampling import generate
 
@@ -372,7 +439,13 @@ def convert(
         source = Audio(np.asarray(source[0], dtype=np.float32), int(source[1]))
     elif not isinstance(source, Audio):
         source = load_audio(source)
-    voice = voice if isinstance(voice, Voice) else clone_voice(voice)
+    voice = target if isinstance(target, Voice) else clone_voice(target)
+    if engine == "tone-color":
+        from tts.tone_color import load_tone_color_engine
+
+        tone_parts = models if models is not None else load_tone_color_engine()
+        audio = tone_parts.convert(source.resample(SAMPLE_RATE), voice, tau=tau, seed=seed)
+        return _mark(audio) if watermark else audio
     parts = models if models is not None else load_engine()
     tokenizer = parts.tokenizer
     if source.sample_rate != tokenizer.config.mel.sample_rate:

@@ -9,7 +9,8 @@
   `BatchPrefetcher`: batches made ahead by threads while an accelerator computes, in a fixed order.
 - `Progress`: the counters saved with a run's resumable state.
 - `save_due`: when to save, agreed by every process (a disagreement would deadlock the save's barriers);
-  `append_metrics`: one JSON line per logged step.
+  `append_metrics`: one JSON line per logged step; `TrainLog`: a recipe's running means between log records
+  and their emission (metrics file, log line, callback).
 - `save_state` / `resumable_state`: an accelerate state folder replaced atomically, so a run killed at any
   moment resumes from its last complete save.
 """
@@ -270,6 +271,72 @@ def append_metrics(path: Path, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+class TrainLog:
+    """A recipe's per-step values, averaged between log records, and the records' emission.
+
+    `add` accumulates one step's values; `emit` turns them into a record (``step``, ``lr``, the means,
+    ``steps_per_s`` and ``<key>_per_s`` rates of the `per_second` counts over all processes), appends it to
+    `history` and, on the main process, to the metrics file, the log and `on_log`.
+    """
+
+    def __init__(
+        self,
+        metrics_path: Path,
+        main: bool = True,
+        on_log: Callable[[dict], None] | None = None,
+        processes: int = 1,
+        per_second: Sequence[str] = (),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.metrics_path = Path(metrics_path)
+        self.main = main
+        self.on_log = on_log
+        self.processes = processes
+        self.per_second = tuple(per_second)
+        self.clock = clock
+        self.history: list[dict] = []
+        self._sums: dict[str, float] = {}
+        self._count = 0
+        self._start = clock()
+
+    @property
+    def pending(self) -> int:
+        """Steps added since the last record."""
+        return self._count
+
+    @property
+    def last(self) -> list[dict]:
+        """The last record in a one-item list (``[{}]`` before the first), for model cards."""
+        return self.history[-1:] or [{}]
+
+    def add(self, **values: float) -> None:
+        """One step's values (losses, norms, counts to turn into rates)."""
+        for key, value in values.items():
+            self._sums[key] = self._sums.get(key, 0.0) + float(value)
+        self._count += 1
+
+    def emit(self, step: int, lr: float) -> dict:
+        """The record of the steps added since the last one (which must exist); resets the window."""
+        if not self._count:
+            raise ValueError("TrainLog.emit before any step was added")
+        elapsed = max(1e-9, self.clock() - self._start)
+        record: dict = {"step": step, "lr": lr}
+        for key, total in self._sums.items():
+            if key in self.per_second:
+                record[f"{key}_per_s"] = total * self.processes / elapsed
+            else:
+                record[key] = total / self._count
+        record["steps_per_s"] = self._count / elapsed
+        self._sums, self._count, self._start = {}, 0, self.clock()
+        self.history.append(record)
+        if self.main:
+            append_metrics(self.metrics_path, record)
+            logger.info("step %d %s", step, {k: round(v, 4) for k, v in record.items() if k != "step"})
+            if self.on_log is not None:
+                self.on_log(record)
+        return record
 
 
 def resume_progress(accelerator: Any, state_dir: Path, preset: str) -> Progress:

@@ -127,6 +127,11 @@ class Voice:
         """Length of the reference in seconds."""
         return self.audio.duration
 
+    @property
+    def digest(self) -> str:
+        """sha256 of the reference samples: what caches of per-voice features are keyed by."""
+        return _samples_sha256(self.audio.samples)
+
     def __repr__(self) -> str:
         text = self.transcript if len(self.transcript) <= 40 else self.transcript[:39] + "\u2026"
         label = f"{self.name!r}, " if self.name else ""

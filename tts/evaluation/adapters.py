@@ -22,6 +22,8 @@ EngineFn = Callable[[str, Audio, str], Audio]
 """``(target_text, prompt_audio, prompt_text) -> Audio``."""
 
 BASE_PREFIX = "base:"
+BASE_CONVERT_PREFIX = "base+convert:"
+"""``base+convert:ENGINE:VOICE``: the `base+convert` engine with that base speaker (default `tts.tone_color.DEFAULT_BASE`)."""
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,10 @@ class EngineAdapter:
     """Loads the engine (once) and returns its harness function."""
 
 
-ENGINE_BUILDERS: dict[str, str] = {"ar": "tts.evaluation.stages:ar_engine_fn"}
+ENGINE_BUILDERS: dict[str, str] = {
+    "ar": "tts.evaluation.stages:ar_engine_fn",
+    "base+convert": "tts.tone_color:base_convert_engine_fn",
+}
 """Studio engine name -> ``"module:function"``; the function (no arguments) loads the engine and returns its
 ``engine_fn``. Imported only when that engine is evaluated."""
 
@@ -73,10 +78,20 @@ def resolve_engine(name: str) -> EngineFn:
     from tts.engines import engine_status
 
     statuses = {status.name: status for status in engine_status()}
+    if name.startswith(BASE_CONVERT_PREFIX):
+        from tts.data.voicebank import resolve_voice
+        from tts.tone_color import base_convert_engine_fn
+
+        if not statuses["base+convert"].available:
+            raise TimbreError(f"engine 'base+convert' cannot run here: {statuses['base+convert'].reason}")
+        base = name[len(BASE_CONVERT_PREFIX) :]
+        resolve_voice(base)  # refuse an unknown base speaker now, not once per utterance
+        return base_convert_engine_fn(base)
     if name not in statuses:
         raise TimbreError(
             f"unknown engine {name!r}: use one of {', '.join(statuses)} or a base speaker as "
-            "base:ENGINE:VOICE (e.g. base:kokoro:jf_alpha, base:piper:joe, base:flite:slt)"
+            "base:ENGINE:VOICE (e.g. base:kokoro:jf_alpha, base:piper:joe, base:flite:slt), or base+convert:ENGINE:VOICE "
+            "for the tone-color converter over that base speaker"
         )
     if not statuses[name].available:
         raise TimbreError(f"engine {name!r} cannot run here: {statuses[name].reason}")

@@ -58,14 +58,15 @@ _STAGE_HELP = {
     "vocoder": "copy synthesis: clip -> mel -> vocoder vs Griffin-Lim vs the original (PESQ-wb, STOI, DNSMOS, WER, SIM)",
     "reconstruction": "tokens of an utterance + another utterance of the same voice as prompt -> refiner -> vocoder",
     "conversion": "tokens of voice A + a prompt of voice B -> refiner -> vocoder (SIM to B and A, WER, F0 correlation)",
+    "tone-color": "voice A's clip -> tone-color converter with voice B's tone color -> vocoder (SIM gain, WER, F0 correlation)",
 }
 
 
 def _register_eval_stage(subparsers) -> None:
-    """``timbre eval-stage {vocoder,reconstruction,conversion}`` (see `tts.evaluation.stages`)."""
+    """``timbre eval-stage {vocoder,reconstruction,conversion,tone-color}`` (see `tts.evaluation.stages`)."""
     stage_parser = subparsers.add_parser(
         "eval-stage",
-        help="measure one trained stage (vocoder, reconstruction, conversion) against its done-criteria",
+        help="measure one trained stage (vocoder, reconstruction, conversion, tone-color) against its done-criteria",
         description="Score a trained stage on held-out voices and texts and judge it against its issue's done-criteria: "
         "report.json, report.md (criteria with PASS/FAIL, means, every item) and wavs in a run folder. Exit status 0 "
         "when every criterion passes, 1 otherwise.",
@@ -75,7 +76,10 @@ def _register_eval_stage(subparsers) -> None:
     for stage, help_text in _STAGE_HELP.items():
         parser = stages.add_parser(stage, help=help_text, description=help_text)
         options = []
-        if stage != "vocoder":
+        if stage == "tone-color":
+            parser.add_argument("--converter", default="converter", help="tone-color converter folder or shipped name (default: converter)")
+            options.append("converter")
+        elif stage != "vocoder":
             parser.add_argument("--tokenizer", default="speech_tokenizer", help="speech tokenizer folder or shipped name (default: speech_tokenizer)")
             parser.add_argument("--refiner", default="flow_refiner", help="flow refiner folder or shipped name (default: flow_refiner)")
             options += ["tokenizer", "refiner"]
@@ -89,6 +93,10 @@ def _register_eval_stage(subparsers) -> None:
         if stage == "vocoder":
             parser.add_argument("--griffin-lim-iterations", type=int, help="Griffin-Lim baseline iterations (default 32)")
             options.append("griffin_lim_iterations")
+        elif stage == "tone-color":
+            parser.add_argument("--tau", type=float, default=0.3, help="converter temperature (default 0.3)")
+            parser.add_argument("--seed", type=int, default=0, help="seed of the converter's noise (default 0)")
+            options += ["tau", "seed"]
         else:
             parser.add_argument("--steps", type=int, help="refiner ODE steps (default: synthesize()'s)")
             parser.add_argument("--cfg-strength", type=float, help="refiner guidance (default: synthesize()'s)")
@@ -128,7 +136,8 @@ def _run_eval_stage(args) -> int:
         stages.parse_voice_spec(spec)  # refuse a training voice before loading anything
     config = stages.StageConfig(asr_model=args.asr, sim_model=args.sim, seed=getattr(args, "seed", 0),
                                 refiner_steps=getattr(args, "steps", None), cfg_strength=getattr(args, "cfg_strength", None),
-                                griffin_lim_iterations=getattr(args, "griffin_lim_iterations", None) or stages.GRIFFIN_LIM_ITERATIONS)
+                                griffin_lim_iterations=getattr(args, "griffin_lim_iterations", None) or stages.GRIFFIN_LIM_ITERATIONS,
+                                tau=getattr(args, "tau", 0.3))
     models = _load_stage_models(args)
     out = args.out or Path("runs") / "eval" / f"stage-{args.stage}-{time.strftime('%Y%m%d-%H%M%S')}"
     print(f"rendering {len(plan)} held-out items (cached after the first run) ...", file=sys.stderr)
@@ -144,6 +153,11 @@ def _run_eval_stage(args) -> int:
     wav_dir = None if args.no_wavs else out / "wavs"
     if args.stage == "vocoder":
         report = stages.evaluate_vocoder(models["vocoder"], items, config, wav_dir, progress)
+    elif args.stage == "tone-color":
+        from tts.tone_color import ToneColorEngine
+
+        report = stages.evaluate_tone_color(ToneColorEngine(models["converter"], models["vocoder"]), items, config,
+                                            wav_dir, progress)
     else:
         evaluate = stages.evaluate_reconstruction if args.stage == "reconstruction" else stages.evaluate_conversion
         report = evaluate(models["tokenizer"], models["refiner"], models["vocoder"], items, config, wav_dir, progress)
@@ -159,7 +173,11 @@ def _load_stage_models(args) -> dict:
     from vocoder.vocos import Vocos
 
     models = {"vocoder": Vocos.from_pretrained(args.vocoder).float().eval()}
-    if args.stage != "vocoder":
+    if args.stage == "tone-color":
+        from converter.openvoice import ToneColorConverter
+
+        models["converter"] = ToneColorConverter.from_pretrained(args.converter).float().eval()
+    elif args.stage != "vocoder":
         from tts.refiner.model import FlowRefiner
         from tts.tokenizer.model import SpeechTokenizer
 

@@ -3,6 +3,7 @@
     timbre eval-stage vocoder --vocoder PATH --limit 12 --out runs/eval/vocoder
     timbre eval-stage reconstruction --tokenizer PATH --refiner PATH --vocoder PATH
     timbre eval-stage conversion --tokenizer PATH --refiner PATH --vocoder PATH
+    timbre eval-stage tone-color --converter PATH --vocoder PATH --tau 0.3
 
 * ``vocoder`` (copy synthesis): clip -> studio log-mel -> vocoder, beside Griffin-Lim (32 iterations) from the same
   mel and the original clip: PESQ-wb and STOI against the original, DNSMOS OVRL, Whisper WER, and SIM to the
@@ -11,6 +12,9 @@
   voice as the prompt: WER against the original's, SIM to the prompt.
 * ``conversion``: the tokens of an utterance of voice A, a prompt of voice B: SIM to B and to A, WER against the
   source's, F0-contour correlation with the source.
+* ``tone-color`` (the OpenVoice converter, `tts.tone_color`): the same pairs as ``conversion``, the source clip
+  converted to the prompt's tone color: SIM to B against the source's own SIM to B, WER against the source's,
+  F0-contour correlation with the source (style and prosody must survive).
 
 Every clip is a held-out voice (`HELDOUT_VOICES`, ``flite:slt``, held-out pseudo-speakers) reading held-out texts
 (`heldout_texts`, `heldout_prompt_texts`), so no training recipe saw either. Clips are rendered once by the base
@@ -58,7 +62,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("vocoder", "reconstruction", "conversion")
+STAGES = ("vocoder", "reconstruction", "conversion", "tone-color")
+PAIRED_STAGES = ("conversion", "tone-color")
+"""Stages whose prompt is another speaker's voice."""
 
 FULL_BAND, NARROW_BAND, ALL = "24k", "16k", "all"
 GROUP_LABELS = {ALL: "all sources", FULL_BAND: "24 kHz sources (22.05-32 kHz synthesizers)",
@@ -100,6 +106,11 @@ RECONSTRUCTION_MIN_SIM = 0.80
 CONVERSION_MIN_SIM = 0.75
 CONVERSION_MIN_SIM_GAP = 0.15
 CONVERSION_MAX_WER_INCREASE = 0.05
+TONE_COLOR_MIN_SIM = 0.75
+TONE_COLOR_MIN_SIM_GAIN = 0.15
+"""SIM(output, target) minus SIM(source, target), on average (issue #9)."""
+TONE_COLOR_MAX_WER_INCREASE = 0.03
+TONE_COLOR_MIN_F0_CORRELATION = 0.8
 _TOLERANCE = 1e-9
 """Float slack on thresholds, so 0.13 - 0.11 counts as the 0.02 it is."""
 
@@ -221,19 +232,19 @@ def plan_items(stage: str, limit: int = DEFAULT_LIMIT, voices: Sequence[str] | N
     if limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
     voices = list(voices or (VOCODER_VOICES if stage == "vocoder" else STAGE_VOICES))
-    if stage == "conversion" and len({_speaker(v) for v in voices}) < 2:
+    if stage in PAIRED_STAGES and len({_speaker(v) for v in voices}) < 2:
         raise ValueError("conversion needs voices of at least two different speakers")
     texts, prompts = heldout_texts(), heldout_prompt_texts()
     count = len(voices)
     items = []
     for k in range(limit):
         voice, text = voices[k % count], texts[k % len(texts)]
-        item_id = f"{stage}-{k:03d}"
+        item_id = f"{'conversion' if stage in PAIRED_STAGES else stage}-{k:03d}"
         if stage == "vocoder":
             items.append(PlannedItem(item_id, voice, text))
             continue
         prompt_voice = voice
-        if stage == "conversion":  # the next voice of another speaker, one further on each round through the list
+        if stage in PAIRED_STAGES:  # the next voice of another speaker, one further on each round through the list
             first = (k // count) % (count - 1)
             others = (voices[(k + 1 + (first + j) % (count - 1)) % count] for j in range(count - 1))
             prompt_voice = next(other for other in others if _speaker(other) != _speaker(voice))
@@ -358,6 +369,20 @@ def conversion_criteria(means: Means, group: str = ALL, wer_key: str = DEFAULT_W
     ]
 
 
+def tone_color_criteria(means: Means, group: str = ALL, wer_key: str = DEFAULT_WER_KEY,
+                        sim_key: str = DEFAULT_SIM_KEY) -> list[Criterion]:
+    """The tone-color converter's done-criteria (issue #9)."""
+    return [
+        Criterion(group, "SIM(output, target voice B)", _mean(means, f"{sim_key}_to_prompt", "output"), ">=", TONE_COLOR_MIN_SIM),
+        Criterion(group, "SIM(output, B) minus SIM(source, B)", _mean(means, f"{sim_key}_gain", "output"), ">=",
+                  TONE_COLOR_MIN_SIM_GAIN),
+        Criterion(group, "WER, output minus source", _minus(_mean(means, wer_key, "output"), _mean(means, wer_key, "source")),
+                  "<=", TONE_COLOR_MAX_WER_INCREASE),
+        Criterion(group, "F0-contour correlation with the source", _mean(means, "f0_correlation", "output"), ">=",
+                  TONE_COLOR_MIN_F0_CORRELATION),
+    ]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Measuring
 
@@ -375,6 +400,8 @@ class StageConfig:
     cfg_strength: float | None = None
     """Classifier-free guidance; None: `synthesize()`'s default."""
     griffin_lim_iterations: int = GRIFFIN_LIM_ITERATIONS
+    tau: float = 0.3
+    """The tone-color converter's posterior temperature."""
 
     @property
     def wer_key(self) -> str:
@@ -391,7 +418,7 @@ class StageConfig:
         defaults = SynthesisOptions()
         steps = defaults.refiner_steps if self.refiner_steps is None else self.refiner_steps
         cfg = defaults.cfg_strength if self.cfg_strength is None else self.cfg_strength
-        return StageConfig(self.asr_model, self.sim_model, self.seed, steps, cfg, self.griffin_lim_iterations)
+        return StageConfig(self.asr_model, self.sim_model, self.seed, steps, cfg, self.griffin_lim_iterations, self.tau)
 
 
 @dataclass
@@ -563,6 +590,15 @@ def _evaluate_refiner(stage: str, tokenizer, refiner, vocoder, items: Sequence[S
                       wav_dir: Path | None, progress: Callable[[ItemResult], None] | None) -> "StageReport":
     check_refiner_parts(tokenizer, refiner, vocoder)
     config = config.resolved()
+    rules = reconstruction_criteria if stage == "reconstruction" else conversion_criteria
+    render = lambda source, prompt: _resynthesize(tokenizer, refiner, vocoder, source, prompt, config)  # noqa: E731
+    return _evaluate_pairs(stage, render, rules, items, config, wav_dir, progress)
+
+
+def _evaluate_pairs(stage: str, render: Callable[[Audio, Audio], Audio], rules: Callable[..., list[Criterion]],
+                    items: Sequence[StageItem], config: StageConfig, wav_dir: Path | None,
+                    progress: Callable[[ItemResult], None] | None) -> "StageReport":
+    """Score ``render(source, prompt)`` on every item (a stage that has prompts) and judge it with `rules`."""
     source_name = "original" if stage == "reconstruction" else "source"
     to_prompt, sim_key = f"{config.sim_key}_to_prompt", config.sim_key
     started, results = time.time(), []
@@ -573,34 +609,34 @@ def _evaluate_refiner(stage: str, tokenizer, refiner, vocoder, items: Sequence[S
         source, prompt = item.source.audio, item.prompt.audio
         meter = _Meter(config, result)
         try:
-            output = _resynthesize(tokenizer, refiner, vocoder, source, prompt, config)
+            output = _checked_output(render(source, prompt), "output")
         except Exception as error:  # noqa: BLE001 - one item failing must not lose the others
-            logger.exception("%s: resynthesis failed", item.item_id)
+            logger.exception("%s: %s failed", item.item_id, stage)
             result.failure = f"{type(error).__name__}: {error}"
         else:
             _save(wav_dir, item.item_id, {source_name: source, "prompt": prompt, "output": output})
             meter.wer(source_name, source, item.source.text)
             meter.wer("output", output, item.source.text)
-            meter.sim(to_prompt, source_name, source, prompt)
+            sim_start = meter.sim(to_prompt, source_name, source, prompt)
             sim_prompt = meter.sim(to_prompt, "output", output, prompt)
             sim_source = meter.sim(f"{sim_key}_to_{source_name}", "output", output, source)
             meter.dnsmos(source_name, source)
             meter.dnsmos("output", output)
-            if stage == "conversion":
+            if stage in PAIRED_STAGES:
                 meter.put(f"{sim_key}_gap", "output", lambda: _gap(sim_prompt, sim_source))
+                meter.put(f"{sim_key}_gain", "output", lambda: _gap(sim_prompt, sim_start))
                 meter.put("f0_correlation", "output", lambda: _f0_correlation(source, output))
         results.append(result)
         if progress is not None:
             progress(result)
-    rules = reconstruction_criteria if stage == "reconstruction" else conversion_criteria
     criteria_fn = lambda means, group: rules(means, group, config.wer_key, config.sim_key)  # noqa: E731
     return _report(stage, results, config, criteria_fn, (ALL,), started)
 
 
-def _gap(sim_prompt: float | None, sim_source: float | None) -> float:
-    if sim_prompt is None or sim_source is None:
-        raise AudioError("needs both the SIM to the prompt and the SIM to the source")
-    return sim_prompt - sim_source
+def _gap(sim_a: float | None, sim_b: float | None) -> float:
+    if sim_a is None or sim_b is None:
+        raise AudioError("needs both similarities")
+    return sim_a - sim_b
 
 
 def _f0_correlation(source: Audio, output: Audio) -> float:
@@ -619,6 +655,14 @@ def evaluate_conversion(tokenizer, refiner, vocoder, items: Sequence[StageItem],
                         wav_dir: Path | None = None, progress: Callable[[ItemResult], None] | None = None) -> "StageReport":
     """Voice A's tokens prompted by voice B: does the output take B's timbre and keep A's words and melody?"""
     return _evaluate_refiner("conversion", tokenizer, refiner, vocoder, items, config, wav_dir, progress)
+
+
+def evaluate_tone_color(engine, items: Sequence[StageItem], config: StageConfig = StageConfig(),
+                        wav_dir: Path | None = None, progress: Callable[[ItemResult], None] | None = None) -> "StageReport":
+    """Voice A's clip converted to voice B's tone color (`tts.tone_color.ToneColorEngine`, ``config.tau``): does
+    it sound like B, more than A did, with A's words and melody?"""
+    render = lambda source, prompt: engine.convert(source, prompt, tau=config.tau, seed=config.seed)  # noqa: E731
+    return _evaluate_pairs("tone-color", render, tone_color_criteria, items, config, wav_dir, progress)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -649,6 +693,7 @@ def _labels(stage: str, config: StageConfig) -> dict[str, str]:
         f"{config.sim_key}_to_prompt": f"SIM to the prompt clip ({'same voice, other words' if stage == 'reconstruction' else 'voice B'}): {sim}",
         f"{config.sim_key}_to_source": f"SIM to the source clip (voice A): {sim}",
         f"{config.sim_key}_gap": "SIM to the prompt minus SIM to the source, per item",
+        f"{config.sim_key}_gain": "SIM of the output to the prompt minus the source's own SIM to the prompt, per item",
         "dnsmos_ovrl": f"{DNSMOS_LABEL}: overall",
         "pesq_wb": f"{PESQ_LABEL}, against the original",
         "stoi": f"{STOI_LABEL}, against the original",
@@ -752,8 +797,12 @@ def _report(stage: str, results: list[ItemResult], config: StageConfig,
             groups[group] = {"items": len(members), "means": means, "counts": counts}
     criteria = [c for group in judged_groups for c in criteria_fn(groups.get(group, {}).get("means", {}), group)]
     settings = {"asr": config.asr_model, "sim": config.sim_model}
-    settings.update({"griffin_lim_iterations": config.griffin_lim_iterations} if stage == "vocoder" else
-                    {"refiner_steps": config.refiner_steps, "cfg_strength": config.cfg_strength, "seed": config.seed})
+    if stage == "vocoder":
+        settings["griffin_lim_iterations"] = config.griffin_lim_iterations
+    elif stage == "tone-color":
+        settings.update({"tau": config.tau, "seed": config.seed})
+    else:
+        settings.update({"refiner_steps": config.refiner_steps, "cfg_strength": config.cfg_strength, "seed": config.seed})
     return StageReport(stage, results, groups, criteria, settings, _labels(stage, config),
                        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)), time.time() - started)
 

@@ -1,0 +1,186 @@
+"""The tone-color path (OpenVoice): any speech re-voiced with a voice's timbre, and the `base+convert` engine.
+
+    from tts import convert, synthesize
+    out = convert("me_reading.wav", target=voice, tau=0.3)                         # engine "tone-color"
+    out = synthesize("Hello there.", voice, engine="base+convert", base="piper:joe", style="happy")
+
+Data flow::
+
+    source speech --linear spectrogram--> posterior encoder --> z --flow(source tone color)--> timbre-free z_p
+    z_p --flow reversed(target tone color)--> z_hat --mel decoder--> studio mel --vocoder--> 24 kHz audio
+
+The source's tone color comes from the source itself, the target's from the voice's reference clip (both
+averaged over voiced speech, `converter.openvoice.ToneColorConverter.tone_color`). Timing, words, intonation
+and style are the source's: with `base+convert` a base speaker (`tts.data.voicebank`: Kokoro, Piper, flite,
+festival, espeak-ng voices, pseudo-speakers, with the studio's rendered styles) or the `ar` engine decides
+them, and the converter changes only who it sounds like (OpenVoice's decoupling).
+
+Models are loaded once per set of checkpoints and shared read-only; calls are stateless.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from tts.audio import Audio
+from tts.errors import CheckpointError, VoiceError
+from tts.voice import Voice
+
+TONE_COLOR_CHECKPOINTS = {"converter": "converter", "vocoder": "vocoder"}
+"""Shipped checkpoint names of the tone-color path."""
+
+DEFAULT_BASE = "piper:joe"
+"""The base speaker of `base+convert` when none is named (Piper `en_US-joe-medium`: WER 4.9 % on heldout-en,
+three times faster than Kokoro here)."""
+
+DEFAULT_TAU = 0.3
+"""OpenVoice's default posterior temperature."""
+
+MIN_SOURCE_SECONDS = 0.3
+
+
+@dataclass(frozen=True)
+class ToneColorEngine:
+    """The converter and the vocoder that renders its mels (read-only once built)."""
+
+    converter: torch.nn.Module
+    vocoder: torch.nn.Module
+
+    def __post_init__(self) -> None:
+        if self.converter.config.decoder == "mel" and self.vocoder.sample_rate != self.converter.config.sample_rate:
+            raise CheckpointError(
+                f"the converter makes {self.converter.config.sample_rate} Hz mels but the vocoder renders "
+                f"{self.vocoder.sample_rate} Hz"
+            )
+
+    @classmethod
+    def from_pretrained(cls, converter: str = TONE_COLOR_CHECKPOINTS["converter"],
+                        vocoder: str = TONE_COLOR_CHECKPOINTS["vocoder"],
+                        local_files_only: bool = False) -> "ToneColorEngine":
+        """Load both parts (shipped names, local folders or hub ids) in float32 on the CPU."""
+        from converter.openvoice import ToneColorConverter
+        from vocoder.vocos import Vocos
+
+        return cls(
+            ToneColorConverter.from_pretrained(converter, local_files_only=local_files_only).float().eval(),
+            Vocos.from_pretrained(vocoder, local_files_only=local_files_only).float().eval(),
+        )
+
+    def tone_color(self, audio: Audio) -> torch.Tensor:
+        """The ``(G,)`` tone color of a clip (see `ToneColorConverter.tone_color`)."""
+        return self.converter.tone_color(audio)
+
+    def voice_tone_color(self, voice: Voice) -> torch.Tensor:
+        """The tone color of a voice's reference clip, computed once per voice (by its content digest)."""
+        key = voice.digest
+        with _TONES_LOCK:
+            cache = _TONES.setdefault(id(self), OrderedDict())
+            if key in cache:
+                cache.move_to_end(key)
+                return cache[key]
+        tone = self.tone_color(voice.audio)
+        with _TONES_LOCK:
+            cache[key] = tone
+            while len(cache) > _TONE_CACHE_SIZE:
+                cache.popitem(last=False)
+        return tone
+
+    def convert(self, source: Audio, target: Voice | Audio, tau: float = DEFAULT_TAU, seed: int = 0) -> Audio:
+        """`source` speech in the timbre of `target` (a voice, or a reference clip), 24 kHz, as long as the source."""
+        if source.duration < MIN_SOURCE_SECONDS:
+            raise VoiceError(
+                f"the source is {source.duration:.2f} s long; the converter needs at least {MIN_SOURCE_SECONDS} s "
+                "of speech to read its tone color"
+            )
+        generator = torch.Generator().manual_seed(int(seed) % 2**63)
+        return self.converter.convert_audio(
+            source, self.tone_color(source),
+            self.voice_tone_color(target) if isinstance(target, Voice) else self.tone_color(target),
+            tau=tau, generator=generator,
+            vocoder=self.vocoder.decode,
+        )
+
+
+_TONE_CACHE_SIZE = 64
+_TONES: dict[int, OrderedDict] = {}
+_TONES_LOCK = threading.Lock()
+_ENGINES: dict[tuple, ToneColorEngine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def load_tone_color_engine(**checkpoints: str) -> ToneColorEngine:
+    """The tone-color path for these checkpoints (default: the shipped ones), loaded once per process."""
+    names = {**TONE_COLOR_CHECKPOINTS, **checkpoints}
+    if names == TONE_COLOR_CHECKPOINTS:
+        from tts.engines import engine_status
+
+        status = next(s for s in engine_status() if s.name == "base+convert")
+        if not status.available:
+            raise CheckpointError(f"the tone-color converter is unavailable: {status.reason}")
+    key = tuple(sorted(names.items()))
+    with _ENGINES_LOCK:
+        if key not in _ENGINES:
+            _ENGINES[key] = ToneColorEngine.from_pretrained(**names)
+        return _ENGINES[key]
+
+
+def base_speech(text: str, base: str, voice: Voice, *, style: str, intensity: float, speed: float,
+                seed: int) -> Audio:
+    """What the base speaker says for `text`, before conversion.
+
+    `base` is a voice of `tts.data.voicebank` (``"kokoro:jf_alpha"``, ``"piper:joe"``, a pseudo-speaker id)
+    with the studio's rendered styles, or ``"ar"``: the `ar` engine cloning `voice` itself (unwatermarked:
+    the final output is marked once).
+    """
+    if base == "ar":
+        from tts.synthesis import synthesize
+
+        return synthesize(text, voice, engine="ar", style=style, intensity=intensity, speed=speed, seed=seed,
+                          watermark=False)
+    from tts.data.voicebank import synthesize as render_base
+
+    return render_base(base, text, speed=speed, style=style, intensity=intensity, seed=seed).audio
+
+
+def synthesize_base_convert(text: str, voice: Voice, *, base: str | None, style: str, intensity: float,
+                            speed: float, seed: int, tau: float, engine: ToneColorEngine | None,
+                            chunks: list[str]) -> Iterator[Audio]:
+    """Each chunk of `text` (already split, `chunks`) said by the base speaker and converted to `voice`."""
+    del text  # the chunks are what is spoken
+    parts = engine if engine is not None else load_tone_color_engine()
+    parts.voice_tone_color(voice)  # refuse an unusable reference before any base speech is made
+    for index, chunk in enumerate(chunks):
+        speech = base_speech(chunk, base or DEFAULT_BASE, voice, style=style, intensity=intensity, speed=speed,
+                             seed=seed + index)
+        yield parts.convert(speech, voice, tau=tau, seed=seed + index)
+
+
+def base_convert_engine_fn(base: str | None = None):
+    """The evaluation harness function of `base+convert` (`tts.evaluation.adapters`): each prompt cloned, the
+    target text said by `base` (default `DEFAULT_BASE`) and converted, seed 0."""
+    from tts.synthesis import synthesize
+    from tts.voice import clone_voice
+
+    engine = load_tone_color_engine()
+
+    def engine_fn(target_text: str, prompt_audio: Audio, prompt_text: str) -> Audio:
+        return synthesize(target_text, clone_voice(prompt_audio, prompt_text), engine="base+convert", base=base,
+                          seed=0, models=engine)
+
+    return engine_fn
+
+
+def join_chunks(pieces: list[Audio], pause_seconds: float) -> Audio:
+    """Chunks joined with `pause_seconds` of silence between them."""
+    rate = pieces[0].sample_rate
+    pause = np.zeros(int(round(pause_seconds * rate)), dtype=np.float32)
+    samples: list[np.ndarray] = []
+    for index, piece in enumerate(pieces):
+        samples.extend(([pause] if index else []) + [piece.samples])
+    return Audio(np.concatenate(samples), rate)
