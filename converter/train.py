@@ -55,6 +55,7 @@ from tts.training import (
     Progress,
     TrainLog,
     add_run_arguments,
+    append_metrics,
     batch_source,
     configure_process,
     data_workers,
@@ -388,8 +389,7 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
             unwrapped: ConverterTrainer = accelerator.unwrap_model(trainer)
             validation = {"step": progress.step, **validation_losses(unwrapped, validation_batches)}
             export(unwrapped.converter, out / EXPORT_DIR, options, recipe, progress, validation, log.last)
-            with open(out / METRICS_FILE, "a", encoding="utf-8") as handle:
-                handle.write(json.dumps({"event": "validation", **validation}) + "\n")
+            append_metrics(out / METRICS_FILE, {"event": "validation", **validation})
         accelerator.wait_for_everyone()
 
     trainer.train()

@@ -317,8 +317,9 @@ class TrainLog:
             self._sums[key] = self._sums.get(key, 0.0) + float(value)
         self._count += 1
 
-    def emit(self, step: int, lr: float) -> dict:
-        """The record of the steps added since the last one (which must exist); resets the window."""
+    def emit(self, step: int, lr: float, **extra: float) -> dict:
+        """The record of the steps added since the last one (which must exist), with `extra` fields; resets the
+        window."""
         if not self._count:
             raise ValueError("TrainLog.emit before any step was added")
         elapsed = max(1e-9, self.clock() - self._start)
@@ -329,6 +330,7 @@ class TrainLog:
             else:
                 record[key] = total / self._count
         record["steps_per_s"] = self._count / elapsed
+        record.update(extra)
         self._sums, self._count, self._start = {}, 0, self.clock()
         self.history.append(record)
         if self.main:

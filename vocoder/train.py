@@ -54,8 +54,8 @@ from tts.training import (
     add_run_arguments,
     Augmentation,
     Budget,
+    TrainLog,
     Progress,
-    append_metrics,
     batch_source,
     configure_process,
     data_workers,
@@ -354,8 +354,7 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
     device = accelerator.device
     last_save = time.monotonic()
     session_start, session_steps = time.monotonic(), 0
-    running: dict[str, float] = {}
-    history: list[dict] = []
+    log = TrainLog(out / METRICS_FILE, main, on_log)
     validation: dict[str, float] = {}
 
     def save_and_export() -> None:
@@ -365,7 +364,7 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
             validation = validate(accelerator.unwrap_model(generator), val_clips)
             export(
                 accelerator.unwrap_model(generator), out / EXPORT_DIR, options, recipe, progress, validation,
-                history[-1:] or [{}], accelerator.num_processes,
+                log.last, accelerator.num_processes,
             )
         accelerator.wait_for_everyone()
 
@@ -421,22 +420,11 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
         progress.step += 1
         progress.train_seconds += time.monotonic() - step_start
         session_steps += 1
-        for key, value in losses.items():
-            running[key] = running.get(key, 0.0) + value
-        running["count"] = running.get("count", 0) + 1
+        log.add(**losses)
         budget.tick(accelerator)
         last = budget.done(progress.step)
-
         if progress.step % options.log_every == 0 or last:
-            record = {"step": progress.step, "lr": lr, **{k: v / running["count"] for k, v in running.items() if k != "count"}}
-            record["steps_per_s"] = session_steps / (time.monotonic() - session_start)
-            running = {}
-            history.append(record)
-            if main:
-                append_metrics(out / METRICS_FILE, record)
-                logger.info("step %d %s", progress.step, {k: round(v, 4) for k, v in record.items() if k != "step"})
-                if on_log:
-                    on_log(record)
+            log.emit(progress.step, lr)
 
         if last or save_due(
             accelerator, progress.step, options.max_steps, last_save, options.save_every_minutes, options.save_every_steps
@@ -452,7 +440,7 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
         "step": progress.step,
         "session_steps": session_steps,
         "steps_per_s": session_steps / max(1e-9, time.monotonic() - session_start),
-        "history": history,
+        "history": log.history,
         "validation": validation,
         "parameters": count_parameters(accelerator.unwrap_model(generator)),
     }

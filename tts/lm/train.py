@@ -27,7 +27,7 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -40,7 +40,17 @@ from tts.errors import TimbreError
 from tts.lm.data import IGNORE_INDEX, StreamBatch, StreamSampler, extract_units, read_units
 from tts.lm.model import SpeechTokenLM, SpeechTokenLMConfig, count_parameters
 from tts.refiner.data import FeatureCache
-from tts.training import add_run_arguments, Budget, Progress, append_metrics, configure_process, resume_progress, save_due, save_state
+from tts.training import (
+    Budget,
+    Progress,
+    TrainLog,
+    add_run_arguments,
+    append_metrics,
+    configure_process,
+    resume_progress,
+    save_due,
+    save_state,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -216,9 +226,7 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
     }
     device = accelerator.device
     last_save = time.monotonic()
-    session_start, session_steps = time.monotonic(), 0
-    running: dict[str, float] = {}
-    history: list[dict] = []
+    log = TrainLog(out / METRICS_FILE, main, on_log, accelerator.num_processes, per_second=("tokens",))
     validation: dict[str, float] = {}
 
     def save_and_export() -> None:
@@ -227,9 +235,9 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
         if main:
             lm = accelerator.unwrap_model(model)
             validation = {"step": progress.step, **validate(lm, validation_batches)}
-            export(lm, out / LAST_EXPORT_DIR, options, recipe, progress, validation, history[-1:] or [{}])
+            export(lm, out / LAST_EXPORT_DIR, options, recipe, progress, validation, log.last)
             if is_best(out / BEST_FILE, validation):
-                export(lm, out / EXPORT_DIR, options, recipe, progress, validation, history[-1:] or [{}])
+                export(lm, out / EXPORT_DIR, options, recipe, progress, validation, log.last)
             append_metrics(out / METRICS_FILE, {"event": "validation", **validation})
         accelerator.wait_for_everyone()
 
@@ -249,30 +257,12 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
 
         progress.step += 1
         progress.train_seconds += time.monotonic() - step_start
-        session_steps += 1
         budget.tick(accelerator)
         last = budget.done(progress.step)
-        tokens = int(batch.attention_mask.sum())
-        for key, value in (("loss", loss.item()), ("grad_norm", float(grad_norm)), ("tokens", tokens),
-                           ("speech_accuracy", extra["speech_accuracy"])):
-            running[key] = running.get(key, 0.0) + value
-        running["count"] = running.get("count", 0) + 1
-
+        log.add(loss=loss.item(), speech_accuracy=extra["speech_accuracy"], grad_norm=float(grad_norm),
+                tokens=int(batch.attention_mask.sum()))
         if progress.step % options.log_every == 0 or last:
-            count = running.pop("count")
-            elapsed = time.monotonic() - session_start
-            record = {"step": progress.step, "lr": lr, "loss": running["loss"] / count,
-                      "speech_accuracy": running["speech_accuracy"] / count, "grad_norm": running["grad_norm"] / count,
-                      "steps_per_s": session_steps / elapsed,
-                      "tokens_per_s": running["tokens"] * accelerator.num_processes / max(1e-9, elapsed)}
-            running = {}
-            session_start, session_steps = time.monotonic(), 0
-            history.append(record)
-            if main:
-                append_metrics(out / METRICS_FILE, record)
-                logger.info("step %d %s", progress.step, {k: round(v, 4) for k, v in record.items() if k != "step"})
-                if on_log:
-                    on_log(record)
+            log.emit(progress.step, lr)
 
         if last or save_due(accelerator, progress.step, options.max_steps, last_save, options.save_every_minutes,
                             options.save_every_steps):
@@ -280,7 +270,7 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
             last_save = time.monotonic()
 
     accelerator.wait_for_everyone()
-    return {"step": progress.step, "history": history, "validation": validation,
+    return {"step": progress.step, "history": log.history, "validation": validation,
             "parameters": count_parameters(accelerator.unwrap_model(model))}
 
 

@@ -60,6 +60,7 @@ from tts.training import (
     add_run_arguments,
     Budget,
     Progress,
+    TrainLog,
     append_metrics,
     batch_source,
     configure_process,
@@ -379,9 +380,7 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
     generator = torch.Generator().manual_seed(options.seed * 1000 + accelerator.process_index + 7919 * progress.step)
     device = accelerator.device
     last_save = time.monotonic()
-    session_start, session_steps = time.monotonic(), 0
-    running: dict[str, float] = {}
-    history: list[dict] = []
+    log = TrainLog(out / METRICS_FILE, main, on_log, accelerator.num_processes, per_second=("target_frames",))
     validation: dict[str, float] = {}
 
     def save_and_export() -> None:
@@ -391,9 +390,8 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
             refiner = accelerator.unwrap_model(model)
             loss = validation_loss(refiner, validation_batches) if validation_batches else None
             validation = {"step": progress.step, "flow_loss": loss}
-            export(refiner, out / EXPORT_DIR, options, recipe, progress, validation, history[-1:] or [{}])
-            with open(out / METRICS_FILE, "a", encoding="utf-8") as handle:
-                handle.write(json.dumps({"event": "validation", **validation}) + "\n")
+            export(refiner, out / EXPORT_DIR, options, recipe, progress, validation, log.last)
+            append_metrics(out / METRICS_FILE, {"event": "validation", **validation})
         accelerator.wait_for_everyone()
 
     model.train()
@@ -416,28 +414,12 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
 
         progress.step += 1
         progress.train_seconds += time.monotonic() - step_start
-        session_steps += 1
-        frames = int(batch.token_lengths.sum()) * cache.frames_per_token
-        for key, value in (("loss", loss.item()), ("grad_norm", float(grad_norm)), ("target_frames", frames)):
-            running[key] = running.get(key, 0.0) + value
-        running["count"] = running.get("count", 0) + 1
+        log.add(loss=loss.item(), grad_norm=float(grad_norm),
+                target_frames=int(batch.token_lengths.sum()) * cache.frames_per_token)
         budget.tick(accelerator)
         last = budget.done(progress.step)
-
         if progress.step % options.log_every == 0 or last:
-            count = running.pop("count")
-            elapsed = time.monotonic() - session_start
-            record = {"step": progress.step, "lr": lr, "loss": running["loss"] / count, "grad_norm": running["grad_norm"] / count}
-            record["steps_per_s"] = session_steps / elapsed
-            record["target_frames_per_s"] = running["target_frames"] * accelerator.num_processes / max(1e-9, elapsed)
-            running = {}
-            session_start, session_steps = time.monotonic(), 0
-            history.append(record)
-            if main:
-                append_metrics(out / METRICS_FILE, record)
-                logger.info("step %d %s", progress.step, {k: round(v, 4) for k, v in record.items() if k != "step"})
-                if on_log:
-                    on_log(record)
+            log.emit(progress.step, lr)
 
         if last or save_due(
             accelerator, progress.step, options.max_steps, last_save, options.save_every_minutes, options.save_every_steps
@@ -449,7 +431,7 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
     accelerator.wait_for_everyone()
     return {
         "step": progress.step,
-        "history": history,
+        "history": log.history,
         "validation": validation,
         "parameters": count_parameters(accelerator.unwrap_model(model)),
     }

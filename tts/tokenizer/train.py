@@ -68,6 +68,7 @@ from tts.training import (
     add_run_arguments,
     Augmentation,
     Budget,
+    TrainLog,
     append_metrics,
     augment_waveform,
     batch_source,
@@ -491,7 +492,7 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
     validation_mels, probe_mels = validation.mels(config.mel), probe_data.mels(config.mel)
     unwrap = lambda: accelerator.unwrap_model(model).tokenizer  # noqa: E731
     last_save = time.monotonic()
-    running: dict[str, float] = {}
+    log = TrainLog(out / METRICS_FILE, is_main, on_log)
     last_losses: dict[str, float] = {}
     metrics: dict = {}
 
@@ -555,22 +556,12 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
         state.step += 1
         state.frames += frames
         state.train_seconds += time.monotonic() - step_start
-        for key, value in losses.items():
-            running[key] = running.get(key, 0.0) + value
-        running["count"] = running.get("count", 0.0) + 1
+        log.add(**losses)
         last_losses = losses
         budget.tick(accelerator)
         last = budget.done(state.step)
         if state.step % options.log_every == 0 or last:
-            count = running.pop("count")
-            entry = {"step": state.step, "lr": lr, **{k: v / count for k, v in running.items()},
-                     "frames_per_second": round(state.frames / max(state.train_seconds, 1e-9), 1)}
-            running.clear()
-            if is_main:
-                append_metrics(out / METRICS_FILE, entry)
-                logger.info("step %d %s", state.step, " ".join(f"{k}={v:.4g}" for k, v in entry.items() if k != "step"))
-                if on_log is not None:
-                    on_log(entry)
+            log.emit(state.step, lr, frames_per_second=round(state.frames / max(state.train_seconds, 1e-9), 1))
         if not last and save_due(
             accelerator, state.step, options.max_steps, last_save, options.save_every_minutes
         ):
