@@ -22,17 +22,15 @@ from tts.watermark import (
     StreamingEmbedder,
     _modulation,
     _ripple_filter,
-    change_gain,
     detect,
     embed,
     embed_fixed,
     embed_stream,
-    excerpt,
     fixed_depths,
-    mp3_round_trip,
     watermark_pattern,
     watermark_snr_db,
 )
+from tts.evaluation.watermark import change_gain, excerpt, mp3_round_trip
 
 THRESHOLD = DEFAULT_CONFIG.threshold
 TEXT = (

@@ -16,8 +16,9 @@ Modules, by concern:
     harness     `evaluate`: synthesize a set, score it, write report.json / report.md / plots
     pairs       the SIM ceiling (same voice) and floor (different voices)
     bench       `timbre bench`: speed and memory, with ratios to Kokoro and Piper
-    stages      `timbre eval-stage`: vocoder copy synthesis, reconstruction and conversion, with pass/fail
-                against the issues' criteria
+    stages      `timbre eval-stage`: vocoder copy synthesis, reconstruction, conversion and the tone-color
+                converter, with pass/fail against the issues' criteria
+    watermark   the watermark's robustness and audibility tables (`python -m tts.evaluation.watermark`)
 
 Nothing here loads a model at import; each model loads on first use, once per process.
 """
