@@ -1,16 +1,20 @@
 """The Gradio studio: a thin client of the `tts` library (no model logic here).
 
 Views (see docs/studio.md):
-    Speak   text + a library voice or a clip -> speech, with style, speed and seed; play and download.
+    Speak   text + a library voice or a clip -> speech, with style, speed and seed; play and download. Engine
+            `ar`, or `base+convert` (a base speaker says it, the tone-color converter gives it the voice).
+    Convert a recording + a library voice or a clip -> the same speech in that voice (`tts.synthesis.convert`,
+            engine `tone-color` or `ar`).
     Voices  make a voice from a clip (cleaned, transcribed, consented), list, play, rename, delete, export,
             import (`tts.voice_library.VoiceLibrary`).
     Batch   a manifest (`tts.data.manifest`) -> `tts.data.batch.run_batch` -> results table and a ZIP.
     About   engines, shipped checkpoints, versions.
 
 `Studio` holds the handlers as plain methods (tested without a browser); `build_studio` lays them out. The
-`ar` engine is loaded on the first generation and shared read-only by every session; what belongs to one
-browser session (the voice being made in Voices) lives in `gr.State`. The queue runs one job per event
-at a time.
+`ar` engine and the tone-color engine are each loaded on their first use and shared read-only by every
+session; what belongs to one browser session (the voice being made in Voices) lives in `gr.State`. The queue
+runs one model job (Speak or Convert) and one job of every other event at a time. An engine that cannot run
+here stays listed, marked unavailable; choosing it says why.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ import gradio as gr
 
 from tts import __version__
 from tts.engines import engine_status
-from tts.errors import TimbreError, VoiceError
+from tts.errors import CheckpointError, TimbreError, VoiceError
+from tts.tone_color import DEFAULT_BASE, DEFAULT_TAU
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +47,9 @@ UI_MAX_TEXT_CHARS = 2000
 
 UI_MAX_CLIP_SECONDS = 60.0
 """Longest clip accepted for a voice; `tts.voice.clone_voice` keeps at most 12 s of it."""
+
+UI_MAX_SOURCE_SECONDS = 300.0
+"""Longest recording Convert takes at once; longer ones: `timbre convert` or `tts.synthesis.convert`."""
 
 UI_MAX_BATCH_LINES = 100
 """Most manifest lines one Batch run takes in the studio; `timbre batch` has no limit."""
@@ -66,6 +74,9 @@ THEME = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monos
 
 EngineFactory = Callable[[], Any]
 
+ENGINE_CHECKPOINTS = {"ar": "ar", "base+convert": "base+convert", "tone-color": "base+convert"}
+"""The `tts.engines` entry whose checkpoints each Speak and Convert engine needs."""
+
 
 class Studio:
     """The studio's handlers: plain functions of their inputs, raising `gr.Error` with a readable message.
@@ -73,17 +84,19 @@ class Studio:
     Args:
         library: the voice library (default: `VoiceLibrary()` in the cache folder).
         engine_factory: returns the `ar` engine (default: `tts.synthesis.load_engine`, the shipped
-            checkpoints); called once, on the first generation.
+            checkpoints); called once, on the first generation that needs it.
         work_dir: where generated files are written for download (default: a new temporary folder).
+        tone_engine_factory: returns the tone-color engine of `base+convert` and Convert's `tone-color`
+            (default: `tts.tone_color.load_tone_color_engine`, the shipped checkpoints); called once, likewise.
     """
 
     def __init__(self, library=None, engine_factory: EngineFactory | None = None,
-                 work_dir: str | os.PathLike | None = None) -> None:
+                 work_dir: str | os.PathLike | None = None, tone_engine_factory: EngineFactory | None = None) -> None:
         from tts.voice_library import VoiceLibrary
 
         self.library = library if library is not None else VoiceLibrary()
-        self._engine_factory = engine_factory
-        self._engine = None
+        self._factories = {"ar": engine_factory, "tone-color": tone_engine_factory}
+        self._engines: dict[str, Any] = {}
         self._engine_lock = threading.Lock()
         self.work_dir = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="timbre-studio-"))
 
@@ -91,12 +104,57 @@ class Studio:
 
     def engine(self):
         """The `ar` engine, loaded once and shared (inference only, so sessions never mix)."""
-        with self._engine_lock:
-            if self._engine is None:
-                from tts.synthesis import load_engine
+        return self._shared("ar")
 
-                self._engine = (self._engine_factory or load_engine)()
-            return self._engine
+    def tone_engine(self):
+        """The tone-color engine (`tts.tone_color.ToneColorEngine`), loaded once and shared like `engine`."""
+        return self._shared("tone-color")
+
+    def _shared(self, kind: str):
+        with self._engine_lock:
+            if kind not in self._engines:
+                factory = self._factories[kind]
+                if factory is None:
+                    if kind == "ar":
+                        from tts.synthesis import load_engine as factory
+                    else:
+                        from tts.tone_color import load_tone_color_engine as factory
+                self._engines[kind] = factory()  # a failed load is not kept: the next request tries again
+            return self._engines[kind]
+
+    def engine_problem(self, engine: str) -> str | None:
+        """Why a Speak or Convert engine cannot run here (its checkpoints are missing or refused), or None.
+
+        An engine whose models were given to the studio (an injected factory) or are loaded counts as ready."""
+        kind = _models_of(engine)
+        if self._factories[kind] is not None or kind in self._engines:
+            return None
+        status = next((s for s in engine_status() if s.name == ENGINE_CHECKPOINTS.get(engine)), None)
+        if status is None:
+            return None  # not an engine name: the library refuses it with the list of engines
+        return None if status.available else status.reason
+
+    def engine_note(self, engine: str) -> str:
+        """What the page says under an engine choice: why the engine cannot run here, or nothing."""
+        problem = self.engine_problem(engine)
+        return f"**`{engine}` is unavailable here:** {problem}" if problem else ""
+
+    def engine_choices(self, engines: tuple[str, ...]) -> list[tuple[str, str]]:
+        """``(label, engine)`` choices for an engine radio: every engine, those that cannot run marked so."""
+        return [(f"{name} (unavailable)" if self.engine_problem(name) else name, name) for name in engines]
+
+    def _check_settings(self, engine: str, engines: tuple[str, ...], fmt: str) -> None:
+        """Refuse an unknown engine or download format, and an engine that cannot run here, before any work."""
+        if engine not in engines:
+            raise ValueError(f"choose an engine: {', '.join(engines)}")
+        if fmt not in DOWNLOAD_FORMATS:
+            raise ValueError(f"choose a download format: {', '.join(DOWNLOAD_FORMATS)}")
+        problem = self.engine_problem(engine)
+        if problem:
+            raise CheckpointError(f"the '{engine}' engine is unavailable here: {problem}")
+
+    def _models_loading(self, engine: str) -> bool:
+        return _models_of(engine) not in self._engines
 
     def _request_folder(self) -> Path:
         """A new folder for one request's files; folders older than `WORK_MAX_AGE_SECONDS` are removed."""
@@ -120,13 +178,26 @@ class Studio:
         voice = clone_voice(audio, (transcript or "").strip() or None)
         return dataclasses.replace(voice, source=Path(clip).name)
 
+    def _voice(self, voice_from: str, voice_name: str | None, clip: str | None, transcript: str | None):
+        """The chosen voice: a library voice by name, or one cloned from the clip."""
+        if voice_from == VOICE_FROM_CLIP:
+            return self._clone(clip, transcript)
+        if voice_name:
+            return self.library.get(voice_name)
+        raise VoiceError("choose a voice from the library, or switch to a clip and upload one")
+
     # -- Speak -------------------------------------------------------------------------------------------
 
     def speak(self, text: str, voice_from: str, voice_name: str | None, clip: str | None, transcript: str | None,
-              style: str, intensity: float, speed: float, seed: float | None, fmt: str,
+              style: str, intensity: float, speed: float, seed: float | None, fmt: str, engine: str = "ar",
+              base: str | None = None, tau: float = DEFAULT_TAU,
               progress: Callable | None = None) -> tuple[str, str, str]:
-        """Say `text` in the chosen voice: ``(audio file to play, the same file to download, info line)``."""
-        from tts.synthesis import synthesize
+        """Say `text` in the chosen voice: ``(audio file to play, the same file to download, info line)``.
+
+        `engine` is ``"ar"`` or ``"base+convert"``; with the latter, `base` (a base speaker id, default
+        `tts.tone_color.DEFAULT_BASE`) says the text and the converter (posterior temperature `tau`) gives it
+        the voice."""
+        from tts.synthesis import SYNTHESIS_ENGINES, synthesize
 
         with _user_errors():
             text = (text or "").strip()
@@ -135,26 +206,58 @@ class Studio:
             if len(text) > UI_MAX_TEXT_CHARS:
                 raise ValueError(f"the text has {len(text):,} characters; the studio speaks at most "
                                  f"{UI_MAX_TEXT_CHARS:,} at once (use Batch or the Python API for longer texts)")
-            if fmt not in DOWNLOAD_FORMATS:
-                raise ValueError(f"choose a download format: {', '.join(DOWNLOAD_FORMATS)}")
-            seed = secrets.randbelow(2**31) if seed is None or seed == "" else int(seed)
+            self._check_settings(engine, SYNTHESIS_ENGINES, fmt)
+            seed = _seed(seed)
             _report(progress, 0.0, "preparing the voice")
-            if voice_from == VOICE_FROM_CLIP:
-                voice = self._clone(clip, transcript)
-            elif voice_name:
-                voice = self.library.get(voice_name)
-            else:
-                raise VoiceError("choose a voice from the library, or switch to a clip and upload one")
-            _report(progress, 0.05, "loading the models" if self._engine is None else "speaking")
-            engine = self.engine()
+            voice = self._voice(voice_from, voice_name, clip, transcript)
+            _report(progress, 0.05, "loading the models" if self._models_loading(engine) else "speaking")
+            models = self._shared(_models_of(engine))
+            options, spoken_by = {}, engine
+            if engine == "base+convert":
+                options = {"base": base or DEFAULT_BASE, "tau": float(tau)}
+                spoken_by = f"base+convert (base {options['base']}, tau {options['tau']:.2f})"
             started = time.perf_counter()
-            audio = synthesize(text, voice, style=style, intensity=float(intensity), speed=float(speed), seed=seed,
-                               models=engine, progress=lambda done, total: _report(progress, (done, total), "speaking"))
+            audio = synthesize(text, voice, engine=engine, **options, style=style, intensity=float(intensity),
+                               speed=float(speed), seed=seed, models=models,
+                               progress=lambda done, total: _report(progress, (done, total), "speaking"))
             elapsed = time.perf_counter() - started
             path = audio.save(self._request_folder() / f"timbre-{seed}.{fmt}")
-        rtf = elapsed / audio.duration if audio.duration else float("inf")
-        info = (f"{audio.duration:.2f} s of audio in {elapsed:.2f} s (real-time factor {rtf:.2f}); "
-                f"voice {voice.name or voice.source or 'from the clip'}, seed {seed}")
+        info = (f"{audio.duration:.2f} s of audio in {elapsed:.2f} s (real-time factor {_rtf(elapsed, audio)}); "
+                f"engine {spoken_by}, voice {_voice_label(voice)}, seed {seed}")
+        return str(path), str(path), info
+
+    # -- Convert -----------------------------------------------------------------------------------------
+
+    def convert(self, source: str | None, voice_from: str, voice_name: str | None, clip: str | None,
+                transcript: str | None, engine: str, tau: float, seed: float | None, fmt: str,
+                progress: Callable | None = None) -> tuple[str, str, str]:
+        """Say the `source` recording again in the chosen voice (same words, timing and intonation):
+        ``(audio file to play, the same file to download, info line)``.
+
+        `engine` is ``"tone-color"`` (only the timbre changes; `tau` is the converter's posterior temperature)
+        or ``"ar"`` (the source's speech tokens rendered in the voice by the flow refiner)."""
+        from tts.audio import load_audio
+        from tts.synthesis import CONVERSION_ENGINES, convert
+
+        with _user_errors():
+            if not source:
+                raise ValueError("upload or record the speech to convert first")
+            self._check_settings(engine, CONVERSION_ENGINES, fmt)
+            seed = _seed(seed)
+            _report(progress, 0.0, "reading the recording")
+            recording = load_audio(source, max_seconds=UI_MAX_SOURCE_SECONDS)
+            _report(progress, 0.05, "preparing the voice")
+            voice = self._voice(voice_from, voice_name, clip, transcript)
+            _report(progress, 0.1, "loading the models" if self._models_loading(engine) else "converting")
+            models = self._shared(_models_of(engine))
+            _report(progress, 0.2, "converting")
+            started = time.perf_counter()
+            audio = convert(recording, voice, engine=engine, tau=float(tau), seed=seed, models=models)
+            elapsed = time.perf_counter() - started
+            path = audio.save(self._request_folder() / f"timbre-convert-{seed}.{fmt}")
+        how = f"tone-color (tau {float(tau):.2f})" if engine == "tone-color" else "ar"
+        info = (f"{recording.duration:.2f} s recording converted to {audio.duration:.2f} s of audio in {elapsed:.2f} s "
+                f"(real-time factor {_rtf(elapsed, audio)}); engine {how}, voice {_voice_label(voice)}, seed {seed}")
         return str(path), str(path), info
 
     # -- Voices ------------------------------------------------------------------------------------------
@@ -167,8 +270,10 @@ class Studio:
         info = f"cleaned clip: {voice.duration:.1f} s of speech; transcript {how}. Name it, confirm consent, save."
         return voice, (voice.audio.sample_rate, voice.audio.samples), voice.transcript, info
 
-    def save_voice(self, pending, transcript: str | None, name: str, consent: bool, speak_selected: str | None = None):
-        """Add the cleaned voice to the library; returns the message and the refreshed library views."""
+    def save_voice(self, pending, transcript: str | None, name: str, consent: bool, speak_selected: str | None = None,
+                   convert_selected: str | None = None):
+        """Add the cleaned voice to the library; returns the message and the refreshed library views (the Speak
+        and Convert voices stay as chosen, or become the new voice where none was)."""
         from tts.voice import clone_voice
 
         with _user_errors():
@@ -177,14 +282,17 @@ class Studio:
             if transcript and transcript.strip() and transcript.strip() != pending.transcript:
                 pending = clone_voice(pending, transcript=transcript)  # the user's correction
             entry = self.library.add(pending, name, CONSENT_STATEMENT if consent else "")
-        return (f"saved voice **{entry.name}**", *self.library_views(entry.name, speak_selected or entry.name))
+        return (f"saved voice **{entry.name}**",
+                *self.library_views(entry.name, speak_selected or entry.name, convert_selected or entry.name))
 
     def voice_rows(self) -> list[list]:
         """The library as table rows: name, seconds, transcript, consent, created."""
         return [[e.name, round(e.duration, 2), e.transcript, e.consent, e.created] for e in self.library.list()]
 
-    def library_views(self, selected: str | None = None, speak_selected: str | None = None) -> tuple:
-        """``(table rows, Voices dropdown, Speak dropdown)`` updates after the library changed."""
+    def library_views(self, selected: str | None = None, speak_selected: str | None = None,
+                      convert_selected: str | None = None) -> tuple:
+        """``(table rows, Voices dropdown, Speak dropdown, Convert dropdown)`` updates after the library changed;
+        each dropdown keeps its voice when it still exists, else shows the first."""
         rows = self.voice_rows()
         names = [row[0] for row in rows]
 
@@ -192,7 +300,7 @@ class Studio:
             found = next((n for n in names if name and n.casefold() == name.casefold()), None)
             return found or (names[0] if names else None)
 
-        return rows, gr.update(choices=names, value=pick(selected)), gr.update(choices=names, value=pick(speak_selected))
+        return rows, *(gr.update(choices=names, value=pick(name)) for name in (selected, speak_selected, convert_selected))
 
     def show_voice(self, name: str | None) -> tuple[tuple | None, str]:
         """The voice's clip and a description, for playing it in Voices."""
@@ -203,22 +311,25 @@ class Studio:
         return (voice.audio.sample_rate, voice.audio.samples), (
             f"**{voice.name}**: {voice.duration:.1f} s, says “{voice.transcript}”. Consent: {voice.consent or 'none recorded'}")
 
-    def rename_voice(self, old: str | None, new: str, speak_selected: str | None = None) -> tuple:
-        """Rename a library voice."""
+    def rename_voice(self, old: str | None, new: str, speak_selected: str | None = None,
+                     convert_selected: str | None = None) -> tuple:
+        """Rename a library voice (the Speak and Convert choices follow it)."""
         with _user_errors():
             if not old:
                 raise VoiceError("choose the voice to rename")
             entry = self.library.rename(old, new)
-        speak = entry.name if speak_selected and speak_selected.casefold() == old.casefold() else speak_selected
-        return (f"renamed **{old}** to **{entry.name}**", *self.library_views(entry.name, speak))
+        speak, convert = (entry.name if chosen and chosen.casefold() == old.casefold() else chosen
+                          for chosen in (speak_selected, convert_selected))
+        return (f"renamed **{old}** to **{entry.name}**", *self.library_views(entry.name, speak, convert))
 
-    def delete_voice(self, name: str | None, speak_selected: str | None = None) -> tuple:
+    def delete_voice(self, name: str | None, speak_selected: str | None = None,
+                     convert_selected: str | None = None) -> tuple:
         """Delete a library voice."""
         with _user_errors():
             if not name:
                 raise VoiceError("choose the voice to delete")
             self.library.delete(name)
-        return (f"deleted **{name}**", *self.library_views(None, speak_selected))
+        return (f"deleted **{name}**", *self.library_views(None, speak_selected, convert_selected))
 
     def export_voice(self, name: str | None) -> str:
         """A copy of the voice's file to download."""
@@ -231,13 +342,14 @@ class Studio:
             safe = check_voice_name(name).replace(" ", "_")
             return str(self.library.export(name, self._request_folder() / f"{safe}{VOICE_SUFFIX}"))
 
-    def import_voice(self, file: str | None, name: str | None, consent: bool, speak_selected: str | None = None):
+    def import_voice(self, file: str | None, name: str | None, consent: bool, speak_selected: str | None = None,
+                     convert_selected: str | None = None):
         """Add a ``.voice`` file to the library (checked: format, version, checksum)."""
         with _user_errors():
             if not file:
                 raise VoiceError("choose a .voice file to import")
             entry = self.library.import_file(file, name=name or None, consent=CONSENT_STATEMENT if consent else None)
-        return (f"imported voice **{entry.name}**", *self.library_views(entry.name, speak_selected))
+        return (f"imported voice **{entry.name}**", *self.library_views(entry.name, speak_selected, convert_selected))
 
     # -- Batch -------------------------------------------------------------------------------------------
 
@@ -299,6 +411,25 @@ def _report(progress: Callable | None, value, desc: str) -> None:
         progress(value, desc=desc)
 
 
+def _models_of(engine: str) -> str:
+    """Which shared models a Speak or Convert engine runs on: ``"ar"`` or ``"tone-color"``."""
+    return "ar" if engine == "ar" else "tone-color"
+
+
+def _seed(seed: float | str | None) -> int:
+    """The seed typed (an empty one picks a random seed, reported with the result so it can be made again)."""
+    return secrets.randbelow(2**31) if seed is None or seed == "" else int(seed)
+
+
+def _rtf(elapsed: float, audio) -> str:
+    """Compute seconds per audio second, as shown in the info lines."""
+    return f"{elapsed / audio.duration:.2f}" if audio.duration else "inf"
+
+
+def _voice_label(voice) -> str:
+    return voice.name or voice.source or "from the clip"
+
+
 # -- About ---------------------------------------------------------------------------------------------
 
 
@@ -337,12 +468,22 @@ def versions_markdown() -> str:
 # -- Layout --------------------------------------------------------------------------------------------
 
 
+def base_speaker_choices() -> list[str]:
+    """The base speakers `base+convert` can use here (`tts.data.speakers.all_voice_ids`), then ``"ar"``."""
+    from tts.data.speakers import all_voice_ids
+
+    return [*all_voice_ids(), "ar"]
+
+
 def build_studio(engine_factory: EngineFactory | None = None, library=None,
-                 work_dir: str | os.PathLike | None = None) -> gr.Blocks:
+                 work_dir: str | os.PathLike | None = None,
+                 tone_engine_factory: EngineFactory | None = None) -> gr.Blocks:
     """Build the studio's Blocks app with its queue set (not launched; see `launch_studio`)."""
     from tts.data.styles import STYLES
+    from tts.synthesis import CONVERSION_ENGINES, SYNTHESIS_ENGINES
 
-    studio = Studio(library, engine_factory, work_dir)
+    studio = Studio(library, engine_factory, work_dir, tone_engine_factory)
+    bases = base_speaker_choices()
     with gr.Blocks(title="Timbre Studio", analytics_enabled=False) as demo:
         gr.Markdown(f"# Timbre Studio {__version__}\nExpressive zero-shot text-to-speech and voice cloning.")
         pending = gr.State(None)  # this session's cleaned, not yet saved voice
@@ -360,6 +501,15 @@ def build_studio(engine_factory: EngineFactory | None = None, library=None,
                                         label="Clip (5-12 s of clear speech)", elem_id="speak-clip")
                         clip_transcript = gr.Textbox(label="What the clip says (optional: Whisper transcribes it)")
                 with gr.Column(scale=2):
+                    speak_engine = gr.Radio(studio.engine_choices(SYNTHESIS_ENGINES), value="ar", label="Engine",
+                                            elem_id="speak-engine")
+                    speak_engine_note = gr.Markdown(studio.engine_note("ar"), elem_id="speak-engine-note")
+                    with gr.Group(visible=False) as base_group:
+                        base = gr.Dropdown(bases, value=DEFAULT_BASE if DEFAULT_BASE in bases else bases[0],
+                                           label="Base speaker (says the text; the converter gives it the voice)",
+                                           elem_id="speak-base")
+                        speak_tau = gr.Slider(0.0, 1.0, value=DEFAULT_TAU, step=0.05, elem_id="speak-tau",
+                                              label="Tau (the converter's posterior temperature; 0: deterministic)")
                     style = gr.Dropdown(list(STYLES), value="neutral", label="Style", elem_id="speak-style")
                     intensity = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Style intensity")
                     speed = gr.Slider(0.5, 2.0, value=1.0, step=0.05, label="Speed")
@@ -371,6 +521,39 @@ def build_studio(engine_factory: EngineFactory | None = None, library=None,
             speech = gr.Audio(label="Speech", type="filepath", interactive=False, elem_id="speak-output")
             download = gr.File(label="Download", interactive=False, elem_id="speak-download")
             speak_info = gr.Markdown(elem_id="speak-info")
+
+        with gr.Tab("Convert", id="convert"):
+            gr.Markdown("Say a recording again in another voice: the same words, timing and intonation. "
+                        "`tone-color` changes only the timbre (OpenVoice); `ar` renders the recording's speech "
+                        f"tokens in the voice. At most {UI_MAX_SOURCE_SECONDS / 60:.0f} minutes.")
+            with gr.Row():
+                with gr.Column(scale=3):
+                    source = gr.Audio(sources=["upload", "microphone"], type="filepath", elem_id="convert-source",
+                                      label="Speech to convert")
+                    convert_from = gr.Radio([VOICE_FROM_LIBRARY, VOICE_FROM_CLIP], value=VOICE_FROM_LIBRARY,
+                                            label="Target voice from", elem_id="convert-voice-from")
+                    convert_voice = gr.Dropdown([], label="Library voice", elem_id="convert-voice")
+                    with gr.Group(visible=False) as convert_clip_group:
+                        convert_clip = gr.Audio(sources=["upload", "microphone"], type="filepath",
+                                                label="Clip of the target voice (5-12 s of clear speech)",
+                                                elem_id="convert-clip")
+                        convert_transcript = gr.Textbox(label="What the clip says (optional: Whisper transcribes it)")
+                with gr.Column(scale=2):
+                    convert_engine = gr.Radio(studio.engine_choices(CONVERSION_ENGINES), value="tone-color",
+                                              label="Engine", elem_id="convert-engine")
+                    convert_engine_note = gr.Markdown(studio.engine_note("tone-color"), elem_id="convert-engine-note")
+                    convert_tau = gr.Slider(0.0, 1.0, value=DEFAULT_TAU, step=0.05, elem_id="convert-tau",
+                                            label="Tau (the converter's posterior temperature; 0: deterministic)")
+                    with gr.Row():
+                        convert_seed = gr.Number(value=0, precision=0, label="Seed", minimum=0,
+                                                 elem_id="convert-seed")
+                        convert_dice = gr.Button("🎲 random seed", size="sm", elem_id="convert-dice")
+                    convert_fmt = gr.Radio(list(DOWNLOAD_FORMATS), value="wav", label="Download format")
+                    do_convert = gr.Button("Convert", variant="primary", elem_id="convert-run")
+            converted = gr.Audio(label="Converted speech", type="filepath", interactive=False,
+                                 elem_id="convert-output")
+            convert_download = gr.File(label="Download", interactive=False, elem_id="convert-download")
+            convert_info = gr.Markdown(elem_id="convert-info")
 
         with gr.Tab("Voices", id="voices"):
             gr.Markdown("### Make a voice\nUpload or record 5-12 s of one person speaking and type what they say (or "
@@ -432,24 +615,39 @@ def build_studio(engine_factory: EngineFactory | None = None, library=None,
             gr.Markdown(f"## Versions\n{versions_markdown()}\n\nVoice library: `{studio.library.folder}`",
                         elem_id="versions")
 
-        library_outputs = [table, chosen, speak_voice]
-        voice_from.change(lambda source: gr.update(visible=source == VOICE_FROM_CLIP), voice_from, clip_group,
-                          queue=False)
-        dice.click(lambda: secrets.randbelow(2**31), None, seed, queue=False)
+        library_outputs = [table, chosen, speak_voice, convert_voice]
+        picked = [speak_voice, convert_voice]  # the other views' voices, kept across library changes
+        for source_radio, group in ((voice_from, clip_group), (convert_from, convert_clip_group)):
+            source_radio.change(lambda source: gr.update(visible=source == VOICE_FROM_CLIP), source_radio, group,
+                                queue=False)
+        speak_engine.change(lambda engine: (gr.update(visible=engine == "base+convert"), studio.engine_note(engine)),
+                            speak_engine, [base_group, speak_engine_note], queue=False)
+        convert_engine.change(lambda engine: (gr.update(visible=engine == "tone-color"), studio.engine_note(engine)),
+                              convert_engine, [convert_tau, convert_engine_note], queue=False)
+        for button, number in ((dice, seed), (convert_dice, convert_seed)):
+            button.click(lambda: secrets.randbelow(2**31), None, number, queue=False)
 
         def speak_ui(*args, progress=gr.Progress()):  # noqa: B008 - how Gradio asks for a progress bar
             return studio.speak(*args, progress=progress)
 
+        def convert_ui(*args, progress=gr.Progress()):  # noqa: B008
+            return studio.convert(*args, progress=progress)
+
+        # One model job at a time across Speak and Convert: both run the same CPU-bound engines.
         generate.click(speak_ui, [text, voice_from, speak_voice, clip, clip_transcript, style, intensity, speed, seed,
-                                  fmt], [speech, download, speak_info], concurrency_id="engine")
+                                  fmt, speak_engine, base, speak_tau], [speech, download, speak_info],
+                       concurrency_id="engine")
+        do_convert.click(convert_ui, [source, convert_from, convert_voice, convert_clip, convert_transcript,
+                                      convert_engine, convert_tau, convert_seed, convert_fmt],
+                         [converted, convert_download, convert_info], concurrency_id="engine")
         clean.click(studio.clean_clip, [new_clip, new_transcript], [pending, cleaned, cleaned_transcript, voices_info])
-        save.click(studio.save_voice, [pending, cleaned_transcript, new_name, consent, speak_voice],
+        save.click(studio.save_voice, [pending, cleaned_transcript, new_name, consent, *picked],
                    [voices_info, *library_outputs])
         chosen.change(studio.show_voice, chosen, [chosen_audio, chosen_info])
-        rename.click(studio.rename_voice, [chosen, rename_to, speak_voice], [voices_info, *library_outputs])
-        delete.click(studio.delete_voice, [chosen, speak_voice], [voices_info, *library_outputs])
+        rename.click(studio.rename_voice, [chosen, rename_to, *picked], [voices_info, *library_outputs])
+        delete.click(studio.delete_voice, [chosen, *picked], [voices_info, *library_outputs])
         export.click(studio.export_voice, chosen, exported)
-        do_import.click(studio.import_voice, [import_file, import_name, import_consent, speak_voice],
+        do_import.click(studio.import_voice, [import_file, import_name, import_consent, *picked],
                         [voices_info, *library_outputs])
 
         def batch_ui(lines, file, progress=gr.Progress()):  # noqa: B008

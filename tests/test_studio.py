@@ -1,5 +1,5 @@
 """The studio: it serves a page on loopback that says which engines are available and why, and its handlers
-(Speak, Voices, Batch, About) work as plain functions, with a stand-in for synthesis."""
+(Speak, Convert, Voices, Batch, About) work as plain functions, with a stand-in for synthesis or tiny models."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from app.studio import (
     CONSENT_STATEMENT,
     THEME,
     UI_MAX_BATCH_LINES,
+    UI_MAX_SOURCE_SECONDS,
     UI_MAX_TEXT_CHARS,
     VOICE_FROM_CLIP,
     VOICE_FROM_LIBRARY,
@@ -34,6 +35,7 @@ from app.studio import (
 )
 from tts.audio import SAMPLE_RATE, Audio
 from tts.errors import CheckpointError
+from tts.tone_color import DEFAULT_BASE
 from tts.voice import Voice
 from tts.voice_library import VoiceLibrary
 
@@ -84,6 +86,11 @@ def test_studio_serves_page_with_engine_status(studio_url):
     for engine in ("`ar`", "`dit`", "`base+convert`"):
         assert engine in text
     assert "not trained yet" in text or "ready" in text
+    from tts.engines import engine_status
+
+    if not next(s for s in engine_status() if s.name == "base+convert").available:  # listed, marked, explained
+        assert '"base+convert (unavailable)"' in text and '"tone-color (unavailable)"' in text
+        assert "`tone-color` is unavailable here:** not trained yet" in text
 
 
 def test_engine_status_explains_missing_checkpoints(shipped_root):
@@ -141,15 +148,18 @@ def _speak(studio: Studio, text: str = "Hello there.", voice: str | None = "Ada"
     settings = {**SETTINGS, **changes}
     source = settings.pop("voice_from", VOICE_FROM_LIBRARY)
     clip, transcript = settings.pop("clip", None), settings.pop("transcript", None)
+    engine = {key: settings.pop(key) for key in ("engine", "base", "tau") if key in settings}
     return studio.speak(text, source, voice, clip, transcript, settings["style"], settings["intensity"],
-                        settings["speed"], settings["seed"], settings["fmt"])
+                        settings["speed"], settings["seed"], settings["fmt"], **engine)
 
 
 def test_the_app_builds_with_its_views_queue_and_local_theme(library, tmp_path):
     demo = build_studio(engine_factory=lambda: "engine", library=library, work_dir=tmp_path / "work")
     text = json.dumps(demo.config, default=str)
-    for view in ("Speak", "Voices", "Batch", "About"):
+    for view in ("Speak", "Convert", "Voices", "Batch", "About"):
         assert f'"label": "{view}"' in text
+    labels = [block["props"].get("label") for block in demo.config["components"]]
+    assert labels.index("Speak") < labels.index("Convert") < labels.index("Voices")
     assert demo.analytics_enabled is False
     assert demo._queue.default_concurrency_limit == 1 and demo._queue.max_size
     assert THEME._stylesheets == []  # no web fonts: nothing is fetched from outside the studio
@@ -251,6 +261,181 @@ def test_speak_with_an_uploaded_clip_clones_it(library, fake, tmp_path, clip_pat
     assert voice.source == "slt.wav" and 1.0 < voice.duration < 12.5
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Speak with base+convert, and Convert, on tiny random models
+
+
+@pytest.fixture(scope="module")
+def tiny_models():
+    """``(ar engine, tone-color engine)`` at tiny sizes with random weights, built once for the module."""
+    import torch
+
+    from tests.test_synthesis import tiny_engine
+    from tests.test_tone_color import tiny_tone_engine
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models gain nothing from threads on a shared machine
+    try:
+        yield tiny_engine(), tiny_tone_engine()
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def tiny_studio(tmp_path, tiny_models, clip_path):
+    """A studio on the tiny models, whose library holds one voice cloned from flite's slt (``"Slt"``), and
+    how often each engine was loaded."""
+    from tts.voice import clone_voice
+
+    ar_engine, tone_engine = tiny_models
+    loads = {"ar": 0, "tone-color": 0}
+
+    def load(kind: str, engine):
+        def factory():
+            loads[kind] += 1
+            return engine
+        return factory
+
+    library = VoiceLibrary(tmp_path / "voices")
+    library.add(clone_voice(str(clip_path), CLIP_TEXT), "Slt", consent=CONSENT_STATEMENT)
+    studio = Studio(library, load("ar", ar_engine), tmp_path / "work", tone_engine_factory=load("tone-color", tone_engine))
+    return studio, loads
+
+
+@pytest.fixture(scope="module")
+def source_path(tmp_path_factory) -> Path:
+    """2-3 s of flite's rms saying a sentence, at 16 kHz: a recording to convert."""
+    from tts.data.speakers import get_speaker
+
+    path = tmp_path_factory.mktemp("source") / "rms.wav"
+    get_speaker("flite").synthesize("Please call Stella and ask her to come.", "rms").audio.resample(16000).save(path)
+    return path
+
+
+def _convert(studio: Studio, source, voice: str | None = "Slt", **changes):
+    settings = {"voice_from": VOICE_FROM_LIBRARY, "clip": None, "transcript": None, "engine": "tone-color",
+                "tau": 0.3, "seed": 7, "fmt": "wav", **changes}
+    return studio.convert(None if source is None else str(source), settings["voice_from"], voice, settings["clip"],
+                          settings["transcript"], settings["engine"], settings["tau"], settings["seed"], settings["fmt"])
+
+
+def test_speak_with_base_convert_says_it_with_the_base_speaker_in_the_voice(tiny_studio, tiny_models):
+    from tts.synthesis import synthesize
+
+    studio, loads = tiny_studio
+    path, download, info = _speak(studio, "Hello there.", "Slt", engine="base+convert", base="flite:slt", tau=0.5,
+                                  seed=3)
+    assert path == download
+    assert "engine base+convert (base flite:slt, tau 0.50)" in info and "voice Slt" in info and "seed 3" in info
+    samples, rate = sf.read(path, dtype="float32")
+    expected = synthesize("Hello there.", studio.library.get("Slt"), engine="base+convert", base="flite:slt",
+                          tau=0.5, seed=3, models=tiny_models[1])
+    assert rate == SAMPLE_RATE and 0.3 < len(samples) / rate < 5.0
+    np.testing.assert_allclose(samples, np.clip(expected.samples, -1, 1), atol=1 / 2**14)  # the settings went through
+    _speak(studio, "Hello again.", "Slt", engine="base+convert", base="flite:rms", seed=4)
+    assert loads == {"ar": 0, "tone-color": 1}  # loaded lazily, once, and shared; the ar engine is not needed
+    with pytest.raises(gr.Error, match="unknown flite voice"):
+        _speak(studio, "Hello.", "Slt", engine="base+convert", base="flite:nobody")
+
+
+def test_convert_with_tone_color_keeps_the_recording_and_changes_the_voice(tiny_studio, tiny_models, source_path):
+    from tts.audio import load_audio
+    from tts.synthesis import convert
+
+    studio, loads = tiny_studio
+    path, download, info = _convert(studio, source_path, "slt", tau=0.2, seed=11, fmt="flac")
+    assert path == download and path.endswith(".flac")
+    samples, rate = sf.read(path, dtype="float32")
+    source = load_audio(source_path)
+    assert rate == SAMPLE_RATE and len(samples) == len(source.samples)  # the recording's length, at 24 kHz
+    expected = convert(source, studio.library.get("Slt"), engine="tone-color", tau=0.2, seed=11, models=tiny_models[1])
+    np.testing.assert_allclose(samples, np.clip(expected.samples, -1, 1), atol=1 / 2**14)
+    assert f"{source.duration:.2f} s recording converted to {source.duration:.2f} s of audio" in info
+    assert "real-time factor" in info and "engine tone-color (tau 0.20)" in info and "voice Slt" in info
+    assert "seed 11" in info
+    _, _, again = _convert(studio, source_path, seed=None)
+    assert "seed " in again and loads == {"ar": 0, "tone-color": 1}
+
+
+def test_convert_with_ar_and_a_target_clip(tiny_studio, source_path, clip_path):
+    from tts.audio import load_audio
+
+    studio, loads = tiny_studio
+    path, _, info = _convert(studio, source_path, None, engine="ar", voice_from=VOICE_FROM_CLIP, clip=str(clip_path),
+                             transcript=CLIP_TEXT)
+    samples, rate = sf.read(path, dtype="float32")
+    source = load_audio(source_path)
+    assert rate == SAMPLE_RATE and abs(len(samples) / rate - source.duration) < 0.1  # token-rate granularity
+    assert "engine ar" in info and "voice slt.wav" in info  # a clip's voice is named by its file
+    assert loads == {"ar": 1, "tone-color": 0}
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("no source", "upload or record the speech to convert"),
+    ("over-long source", "the limit is 5.0 min"),
+    ("corrupt source", "not a readable audio file"),
+    ("too short source", "at least 0.3 s"),
+    ("no target", "choose a voice from the library"),
+    ("unknown target", "no voice named 'Nobody'"),
+    ("no target clip", "upload or record a clip"),
+    ("unknown engine", "choose an engine: tone-color, ar"),
+    ("bad format", "download format"),
+])
+def test_convert_reports_bad_input_as_messages(tiny_studio, source_path, tmp_path, problem, message):
+    studio, loads = tiny_studio
+    source, voice, changes = source_path, "Slt", {}
+    if problem == "no source":
+        source = None
+    elif problem == "over-long source":
+        source = tmp_path / "long.wav"
+        sf.write(source, np.zeros(int((UI_MAX_SOURCE_SECONDS + 1) * 8000), np.int16), 8000)
+    elif problem == "corrupt source":
+        source = tmp_path / "corrupt.wav"
+        source.write_bytes(b"RIFF\x24\x00\x00\x00WAVEnot really audio")
+    elif problem == "too short source":
+        source = tmp_path / "short.wav"
+        sf.write(source, np.zeros(2400, np.float32), SAMPLE_RATE)
+    elif problem == "no target":
+        voice = None
+    elif problem == "unknown target":
+        voice = "Nobody"
+    elif problem == "no target clip":
+        changes = {"voice_from": VOICE_FROM_CLIP}
+    elif problem == "unknown engine":
+        changes = {"engine": "magic"}
+    else:
+        changes = {"fmt": "exe"}
+    with pytest.raises(gr.Error, match=message):
+        _convert(studio, source, voice, **changes)
+    assert not any(studio.work_dir.glob("*/*.wav"))
+    assert loads["tone-color"] == (problem == "too short source")  # bad input is refused before the models load
+
+
+def test_unavailable_engines_are_listed_and_say_why(library, fake, tmp_path, shipped_root, source_path):
+    from tts.synthesis import CONVERSION_ENGINES, SYNTHESIS_ENGINES
+
+    studio = Studio(library, None, tmp_path / "work")  # the shipped checkpoints, of which there are none
+    assert studio.engine_choices(SYNTHESIS_ENGINES) == [("ar (unavailable)", "ar"),
+                                                        ("base+convert (unavailable)", "base+convert")]
+    assert [value for _, value in studio.engine_choices(CONVERSION_ENGINES)] == ["tone-color", "ar"]
+    assert "converter" in studio.engine_note("tone-color") and "not trained yet" in studio.engine_note("base+convert")
+    with pytest.raises(gr.Error, match="'base[+]convert' engine is unavailable here: not trained yet.*converter"):
+        _speak(studio, engine="base+convert")
+    with pytest.raises(gr.Error, match="'tone-color' engine is unavailable here: not trained yet.*converter"):
+        _convert(studio, source_path, "Ada")
+    with pytest.raises(gr.Error, match="'ar' engine is unavailable here: not trained yet"):
+        _convert(studio, source_path, "Ada", engine="ar")
+    assert fake.calls == []
+
+    given = Studio(library, lambda: "engine", tmp_path / "work", tone_engine_factory=lambda: "tone engine")
+    assert given.engine_choices(SYNTHESIS_ENGINES) == [("ar", "ar"), ("base+convert", "base+convert")]
+    assert given.engine_note("tone-color") == ""
+    _speak(given, engine="base+convert", base=None, tau=0.0)
+    call = fake.calls[0]
+    assert (call["engine"], call["base"], call["tau"], call["models"]) == ("base+convert", DEFAULT_BASE, 0.0,
+                                                                           "tone engine")
+
+
 def test_make_rename_export_import_delete_a_voice(tmp_path, clip_path):
     library = VoiceLibrary(tmp_path / "voices")
     studio = Studio(library, lambda: "engine", tmp_path / "work")
@@ -263,23 +448,30 @@ def test_make_rename_export_import_delete_a_voice(tmp_path, clip_path):
         studio.save_voice(None, transcript, "Slt", consent=True)
     with pytest.raises(gr.Error, match="name"):
         studio.save_voice(pending, transcript, "../slt", consent=True)
-    message, rows, chosen, speak = studio.save_voice(pending, "the quick brown fox jumps.", "Slt", consent=True)
+    message, rows, chosen, speak, convert = studio.save_voice(pending, "the quick brown fox jumps.", "Slt",
+                                                              consent=True)
     assert "Slt" in message and rows[0][0] == "Slt" and rows[0][3] == CONSENT_STATEMENT
-    assert chosen["choices"] == ["Slt"] and chosen["value"] == "Slt" and speak["value"] == "Slt"
+    assert chosen["choices"] == convert["choices"] == ["Slt"]
+    assert chosen["value"] == speak["value"] == convert["value"] == "Slt"
     assert library.get("slt").transcript == "the quick brown fox jumps."  # the user's correction is kept
     (rate, played), description = studio.show_voice("Slt")
     assert np.array_equal(played, pending.audio.samples) and "Consent: I confirm" in description
 
-    message, rows, chosen, speak = studio.rename_voice("Slt", "Flite Slt", speak_selected="Slt")
-    assert chosen["value"] == speak["value"] == "Flite Slt" and [row[0] for row in rows] == ["Flite Slt"]
+    message, rows, chosen, speak, convert = studio.rename_voice("Slt", "Flite Slt", speak_selected="Slt",
+                                                                convert_selected="slt")
+    assert chosen["value"] == speak["value"] == convert["value"] == "Flite Slt"  # the other views follow it
+    assert [row[0] for row in rows] == ["Flite Slt"]
     exported = studio.export_voice("Flite Slt")
     assert Path(exported).name == "Flite_Slt.voice" and Voice.load(exported).consent == CONSENT_STATEMENT
-    message, rows, chosen, _ = studio.import_voice(exported, "Copy", consent=False)  # the file carries consent
+    message, rows, chosen, _, convert = studio.import_voice(exported, "Copy", consent=False,  # the file has consent
+                                                            convert_selected="Flite Slt")
     assert [row[0] for row in rows] == ["Copy", "Flite Slt"] and chosen["value"] == "Copy"
+    assert convert["value"] == "Flite Slt"
     with pytest.raises(gr.Error, match="already has"):
         studio.import_voice(exported, None, consent=False)
-    message, rows, chosen, speak = studio.delete_voice("Flite Slt", speak_selected="Flite Slt")
-    assert [row[0] for row in rows] == ["Copy"] and speak["value"] == "Copy"
+    message, rows, chosen, speak, convert = studio.delete_voice("Flite Slt", speak_selected="Flite Slt",
+                                                                convert_selected="Flite Slt")
+    assert [row[0] for row in rows] == ["Copy"] and speak["value"] == convert["value"] == "Copy"
     with pytest.raises(gr.Error, match="no voice named"):
         studio.delete_voice("Flite Slt")
 

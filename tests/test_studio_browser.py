@@ -1,5 +1,6 @@
 """End to end in a real browser (Debian's headless Chromium via Playwright): make a voice from a clip, rename it,
-speak with it, run a batch and download its ZIP, delete the voice; the page loads nothing from outside.
+speak with it (engines `ar` and `base+convert`), convert a recording into it, run a batch and download its ZIP,
+delete the voice; the page loads nothing from outside.
 
 Screenshots of each view go to ``$TIMBRE_SCREENSHOTS`` (default: the test's temporary folder).
 """
@@ -17,7 +18,7 @@ from urllib.parse import urlparse
 import pytest
 import soundfile as sf
 
-from tests.test_studio import CLIP_TEXT, clip_path, free_port  # noqa: F401 - clip_path is a fixture
+from tests.test_studio import CLIP_TEXT, clip_path, free_port, source_path  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.browser
 
@@ -50,6 +51,17 @@ def _engine_factory():
     return load
 
 
+def _tone_engine_factory():
+    """None for the shipped tone-color engine; else tiny random models (the page is tested, not the voice)."""
+    from tts.engines import engine_status
+
+    if next(s for s in engine_status() if s.name == "base+convert").available:
+        return None
+    from tests.test_tone_color import tiny_tone_engine
+
+    return tiny_tone_engine
+
+
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory):
     """``(url, voice library)`` of a studio served in this process on a free loopback port."""
@@ -64,7 +76,8 @@ def studio(tmp_path_factory):
         from tts.voice_library import VoiceLibrary
 
         library = VoiceLibrary(root / "voices")
-        demo = build_studio(engine_factory=_engine_factory(), library=library, work_dir=root / "work")
+        demo = build_studio(engine_factory=_engine_factory(), library=library, work_dir=root / "work",
+                            tone_engine_factory=_tone_engine_factory())
         port = free_port()
         launch_studio(demo, "127.0.0.1", port, prevent_thread_lock=True)
         try:
@@ -91,8 +104,23 @@ def _shots() -> Path | None:
     return Path(folder) if folder else None
 
 
-def test_voice_speak_batch_end_to_end(studio, clip_path, tmp_path):  # noqa: F811 - the imported fixture
+def _audio_from(page, component: str) -> tuple:
+    """``(samples, rate)`` of the file a result's download link points to, checked to be what its player shows."""
+    from playwright.sync_api import expect
+
+    shown = page.locator(f"{component}-output time#duration")
+    expect(shown).not_to_have_text("0:00")  # the player loaded and decoded the audio
+    href = page.locator(f"{component}-download a[href]").first.get_attribute("href")
+    samples, rate = sf.read(io.BytesIO(page.request.get(href).body()))
+    minutes, rest = shown.inner_text().split(":")
+    assert abs(60 * int(minutes) + int(rest) - len(samples) / rate) <= 1.0
+    return samples, rate
+
+
+def test_voice_speak_convert_batch_end_to_end(studio, clip_path, source_path, tmp_path):  # noqa: F811 - fixtures
     from playwright.sync_api import expect, sync_playwright
+
+    from tts.audio import load_audio
 
     url, library = studio
     shots = _shots() or tmp_path / "screenshots"
@@ -148,16 +176,33 @@ def test_voice_speak_batch_end_to_end(studio, clip_path, tmp_path):  # noqa: F81
             page.locator("#speak-generate").click()
             _wait_for_text(page, "#speak-info", "s of audio")
             _wait_for_text(page, "#speak-info", "Renamed Voice")
-            shown = page.locator("#speak-output time#duration")
-            expect(shown).not_to_have_text("0:00")  # the player loaded and decoded the speech
-            href = page.locator("#speak-download a[href]").first.get_attribute("href")
-            assert href in requested  # ... from the same file as the download
-            speech, rate = sf.read(io.BytesIO(page.request.get(href).body()))
-            seconds = len(speech) / rate
-            assert rate == 24000 and 0.6 < seconds < 8.0
-            minutes, rest = shown.inner_text().split(":")
-            assert abs(60 * int(minutes) + int(rest) - seconds) <= 1.0
+            speech, rate = _audio_from(page, "#speak")
+            assert page.locator("#speak-download a[href]").first.get_attribute("href") in requested
+            assert rate == 24000 and 0.6 < len(speech) / rate < 8.0
             page.screenshot(path=str(shots / "speak.png"), full_page=True)
+
+            # ... and through a base speaker and the tone-color converter.
+            expect(page.locator("#speak-base")).to_be_hidden()
+            page.locator("#speak-engine").get_by_role("radio", name="base+convert").check()
+            base = page.locator("#speak-base").get_by_role("combobox")
+            expect(base).to_be_visible()
+            page.locator("#speak-generate").click()
+            _wait_for_text(page, "#speak-info", f"engine base+convert (base {base.input_value()}, tau 0.30)")
+            speech, rate = _audio_from(page, "#speak")
+            assert rate == 24000 and 0.6 < len(speech) / rate < 8.0
+            page.screenshot(path=str(shots / "speak-base-convert.png"), full_page=True)
+
+            # Convert a recording into the library voice.
+            page.get_by_role("tab", name="Convert").click()
+            expect(page.locator("#convert-voice").get_by_role("combobox")).to_have_value("Renamed Voice")
+            expect(page.locator("#convert-engine").get_by_role("radio", name="tone-color")).to_be_checked()
+            page.locator("#convert-source input[type=file]").set_input_files(str(source_path))
+            page.locator("#convert-run").click()
+            _wait_for_text(page, "#convert-info", "recording converted to")
+            _wait_for_text(page, "#convert-info", "engine tone-color (tau 0.30), voice Renamed Voice")
+            converted, rate = _audio_from(page, "#convert")
+            assert rate == 24000 and len(converted) == len(load_audio(source_path).samples)  # the source's length
+            page.screenshot(path=str(shots / "convert.png"), full_page=True)
 
             # Batch: three lines with base voices and one bad line.
             lines = [{"id": f"b{i}", "text": text, "voice": "flite:slt" if i % 2 else "flite:rms"}
