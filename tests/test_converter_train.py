@@ -198,3 +198,12 @@ def test_trainer_losses_have_gradients_everywhere_but_the_unused_decoder_conditi
 def test_unknown_preset_is_refused(corpus, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--corpus", str(corpus), "--out", str(tmp_path), "--config", "huge"])
+
+
+def test_learning_rate_override_keeps_the_rest_of_the_preset(tmp_path):
+    from converter.train import preset_for
+
+    options = TrainOptions(corpus=tmp_path, out=tmp_path, config="tiny", learning_rate=5e-4)
+    assert preset_for(options).learning_rate == 5e-4
+    assert preset_for(options).model == PRESETS["tiny"].model
+    assert preset_for(TrainOptions(corpus=tmp_path, out=tmp_path, config="tiny")) is PRESETS["tiny"]
