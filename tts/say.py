@@ -35,9 +35,19 @@ def register(subparsers) -> None:
     parser.add_argument("--voice", type=Path, required=True, help="reference clip (wav, flac, mp3, ...) or a .voice file")
     parser.add_argument("--transcript", help="what the reference clip says (default: transcribed offline)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output file (wav, flac, mp3, ogg)")
-    parser.add_argument("--style", default="neutral", choices=STYLES)
-    parser.add_argument("--intensity", type=float, default=1.0, help="style strength 0-1 (default 1)")
-    parser.add_argument("--speed", type=float, default=1.0, help="speaking rate 0.5-2 (default 1)")
+    emotion = parser.add_mutually_exclusive_group()
+    emotion.add_argument("--emotion", help=f"emotion label ({', '.join(STYLES)}) or a mixture such as "
+                                           "happy:0.7+sad:0.3 (default neutral)")
+    emotion.add_argument("--style", help="older name of --emotion")
+    parser.add_argument("--intensity", type=float, default=None,
+                        help="emotion strength 0-2 (default 1; above 1 exaggerates)")
+    parser.add_argument("--speed", type=float, default=None, help="speaking rate 0.5-2 (default 1)")
+    parser.add_argument("--pitch", type=float, default=None, help="pitch shift in semitones, -12 to 12 (default 0)")
+    parser.add_argument("--pitch-range", type=float, default=None,
+                        help="factor on pitch excursions (expressiveness), 0.25-3 (default 1)")
+    parser.add_argument("--energy", type=float, default=None, help="level change in dB, -12 to 12 (default 0)")
+    parser.add_argument("--no-tags", action="store_true",
+                        help="read [brackets] in the text as text, not as style tags such as [whisper] ... [/whisper]")
     parser.add_argument("--seed", type=int, default=None, help="makes the result reproducible")
     parser.add_argument("--stream", action="store_true", help="generate chunk by chunk and report the time to first audio")
     parser.add_argument("--verify", action="store_true", help="re-generate sentences the offline ASR finds wrong")
@@ -69,13 +79,18 @@ def _run_convert(args: argparse.Namespace) -> int:
 
 def _run_say(args: argparse.Namespace) -> int:
     from tts.audio import Audio
+    from tts.style import parse_style_tags, style_from_options
     from tts.synthesis import synthesize
 
+    # Check the style and its tags before the (slow) cloning of the voice.
+    style = style_from_options(args.emotion, style=args.style, intensity=args.intensity, speed=args.speed,
+                               pitch=args.pitch, pitch_range=args.pitch_range, energy=args.energy)
+    if not args.no_tags:
+        parse_style_tags(args.text, style)
     voice = load_voice_argument(args.voice, args.transcript)
     start = time.perf_counter()
-    result = synthesize(args.text, voice, engine=args.engine, base=args.base, tau=args.tau, style=args.style,
-                        intensity=args.intensity, speed=args.speed, seed=args.seed, stream=args.stream,
-                        verify=args.verify)
+    result = synthesize(args.text, voice, engine=args.engine, base=args.base, tau=args.tau, emotion=style,
+                        seed=args.seed, stream=args.stream, verify=args.verify, tags=not args.no_tags)
     if args.stream:
         pieces, first = [], None
         for chunk in result:

@@ -6,17 +6,20 @@
 
 Data flow for one call::
 
-    text --split_for_synthesis--> chunks --prepare_text--> words --text_units--> units
+    text --parse_style_tags--> segments, each with its Style --engine_conditioning--> label, intensity, speed,
+        residual; each segment --split_for_synthesis--> chunks --prepare_text--> words --text_units--> units
     voice --log_mel / tokenizer.encode / align--> prompt (mel, tokens, units with their token counts)
     units + prompt --token LM (text forced, tts.lm.generate)--> speech tokens --speed--> tokens
-    tokens + prompt mel --flow refiner--> mel --vocoder--> audio; chunks joined with short pauses
+    tokens + prompt mel --flow refiner--> mel --vocoder--> audio --apply_conditioning (residual: PSOLA, level)-->
+        chunk audio; chunks joined with short pauses
 
 Every chunk is conditioned on the same voice prompt. Stateless: the models are loaded once per set of
 checkpoints and shared read-only (inference only), every call builds its own caches and random generators, so
 concurrent calls with different voices never mix. Streaming yields audio as soon as the vocoder has it: the LM
 feeds the refiner token by token (`tts.refiner.sampling.generate_stream`), the refiner feeds the vocoder chunk by
 chunk (`vocoder.streaming`); with the same seed the concatenated stream equals the non-streamed audio up to
-float rounding.
+float rounding. A chunk whose style has a residual (`tts.style`: a mixture, intensity above 1, pitch, range or
+energy) is post-processed whole, so the stream yields it in one piece.
 
 Shapes: ``M`` mel bands, ``P`` prompt frames, ``Np`` prompt tokens.
 """
@@ -27,7 +30,7 @@ import logging
 import math
 import secrets
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import numpy as np
@@ -37,7 +40,9 @@ from tts.audio import SAMPLE_RATE, Audio, log_mel
 from tts.errors import CheckpointError, TextError, TimbreError, VoiceError
 from tts.lm.generate import SamplingOptions, generate_speech_tokens, iter_speech_tokens
 from tts.lm.stream import Utterance, text_units, unit_start_times, unit_token_counts
-from tts.text import prepare_text, split_for_synthesis
+from tts.style import (MAX_SPEED, MIN_SPEED, EmotionSpec, EngineConditioning, Style, apply_conditioning,
+                       engine_conditioning, parse_style_tags, style_from_options)
+from tts.text import prepare_text, split_for_synthesis, validate_text
 from tts.voice import Voice, clone_voice
 
 if TYPE_CHECKING:
@@ -51,7 +56,6 @@ AR_CHECKPOINTS = {"tokenizer": "speech_tokenizer", "lm": "token_lm", "refiner": 
 SENTENCE_PAUSE_SECONDS = 0.12
 """Silence put between two chunks of a long text (each chunk already ends with the pause the LM gave it)."""
 
-MIN_SPEED, MAX_SPEED = 0.5, 2.0
 DEFAULT_VERIFY_WER = 0.25
 """`verify=True` regenerates a chunk whose ASR word error rate is above this."""
 
@@ -170,7 +174,8 @@ class SpeedResampler:
 
 @dataclass(frozen=True)
 class SynthesisOptions:
-    """Settings of one `synthesize` call (validated on creation)."""
+    """Engine settings of one `synthesize` call (validated on creation); `style`, `intensity` and `speed` are
+    what the engine is asked for (one label, intensity in [0, 1]: `tts.style.EngineConditioning`)."""
 
     style: str = "neutral"
     intensity: float = 1.0
@@ -262,6 +267,37 @@ SYNTHESIS_ENGINES = ("ar", "base+convert")
 CONVERSION_ENGINES = ("tone-color", "ar")
 
 
+def plan_chunks(text: str, style: Style, *, tags: bool = True,
+                max_chars: int = 250) -> list[tuple[str, EngineConditioning]]:
+    """The chunks of `text` to speak, in order, each with what the engine is asked for.
+
+    With `tags`, inline style tags (`tts.style.parse_style_tags`) split the text into segments with their own
+    style (`style` is the default); each segment is chunked (`split_for_synthesis`) on its own. Segments with
+    nothing speakable (a space or a comma between two tags) are skipped. Raises `TextError` for empty,
+    over-long or unspeakable text and for bad tags.
+    """
+    validate_text(text)  # a huge or empty input is refused before the tags are read
+    segments = parse_style_tags(text, style) if tags else [(text, style)]
+    plain = "".join(segment for segment, _ in segments)
+    validate_text(plain)
+    planned: list[tuple[str, EngineConditioning]] = []
+    for segment, segment_style in segments:
+        try:
+            chunks = split_for_synthesis(segment, max_chars)
+        except TextError:
+            continue
+        conditioning = engine_conditioning(segment_style)
+        planned.extend((chunk, conditioning) for chunk in chunks)
+    if not planned:
+        split_for_synthesis(plain, max_chars)  # the whole text's own error
+        raise TextError("Nothing speakable between the style tags: put the words inside them.")
+    return planned
+
+
+def _chunk_options(options: SynthesisOptions, conditioning: EngineConditioning) -> SynthesisOptions:
+    return replace(options, style=conditioning.emotion, intensity=conditioning.intensity, speed=conditioning.speed)
+
+
 def synthesize(
     text: str,
     voice: Voice | str | Audio | tuple,
@@ -269,9 +305,14 @@ def synthesize(
     engine: str = "ar",
     base: str | None = None,
     tau: float = 0.3,
-    style: str = "neutral",
-    intensity: float = 1.0,
-    speed: float = 1.0,
+    emotion: EmotionSpec | Style | None = None,
+    intensity: float | None = None,
+    speed: float | None = None,
+    pitch: float | None = None,
+    pitch_range: float | None = None,
+    energy: float | None = None,
+    style: EmotionSpec | Style | None = None,
+    tags: bool = True,
     seed: int | None = None,
     stream: bool = False,
     sampling: SamplingOptions | None = None,
@@ -284,15 +325,24 @@ def synthesize(
     """Say `text` in `voice`.
 
     Args:
-        text: what to say (any length up to `tts.text.MAX_TEXT_CHARS`; split into chunks internally).
+        text: what to say (any length up to `tts.text.MAX_TEXT_CHARS`; split into chunks internally). With
+            `tags`, inline style tags switch the style mid-passage: ``"[whisper] keep it down [/whisper]"``
+            (syntax: `tts.style.parse_style_tags`; ``\\[`` is a literal bracket).
         voice: a `Voice`, or anything `clone_voice` takes (a path, an `Audio`, ``(samples, rate)``).
         engine: ``"ar"`` (token LM -> flow refiner -> vocoder) or ``"base+convert"`` (a base speaker says it, the
             tone-color converter gives it `voice`'s timbre; `tts.tone_color`).
         base: with ``"base+convert"``, the base speaker: a `tts.data.voicebank` voice id (``"piper:joe"``,
             ``"kokoro:jf_alpha"``, a pseudo-speaker) or ``"ar"`` (default `tts.tone_color.DEFAULT_BASE`).
         tau: with ``"base+convert"``, the converter's posterior temperature (0: deterministic).
-        style, intensity: a style label (`tts.data.styles.STYLES`) and its strength in [0, 1].
-        speed: speaking-rate factor in [0.5, 2].
+        emotion: a label of `tts.data.styles.STYLES` (default neutral), a mixture (``"happy:0.7+sad:0.3"`` or
+            ``{"happy": 0.7, "sad": 0.3}``), or a whole `tts.style.Style` (the controls below, when given,
+            replace its values).
+        intensity: the emotion's strength, 0 to 2 (default 1; above 1 exaggerates).
+        speed: speaking-rate factor, 0.5 to 2 (default 1).
+        pitch: F0 shift in semitones, -12 to 12. pitch_range: factor on F0 excursions, 0.25 to 3.
+        energy: level change in dB, -12 to 12. (What each engine does with these: `tts.style`, docs/styles.md.)
+        style: the older name of `emotion` (kept for existing callers).
+        tags: read inline style tags in `text` (False: brackets are ordinary text).
         seed: makes the result reproducible (None: a fresh random seed).
         stream: return a generator of `Audio` chunks, each yielded as soon as it exists.
         sampling: the LM's sampling settings (`tts.lm.generate.SamplingOptions`).
@@ -305,23 +355,27 @@ def synthesize(
             `timbre detect`); on by default. Streams come out `tts.watermark.StreamingEmbedder`'s 64 ms later.
 
     Returns:
-        `Audio` (24 kHz mono float32), or an iterator of `Audio` chunks when `stream`.
+        `Audio` (24 kHz mono float32), or an iterator of `Audio` chunks when `stream`. Chunks (and tagged
+        segments) are joined with `SENTENCE_PAUSE_SECONDS` of silence.
 
     Raises:
-        TextError: empty, over-long or unspeakable text. VoiceError: an unusable reference. ValueError: bad
-        settings. CheckpointError: the engine's checkpoints are missing or refused.
+        TextError: empty, over-long or unspeakable text, or a bad style tag (`tts.style.StyleTagError`).
+        VoiceError: an unusable reference. ValueError: bad settings (unknown emotion, a control out of its
+        range). CheckpointError: the engine's checkpoints are missing or refused.
     """
     if engine not in SYNTHESIS_ENGINES:
         raise ValueError(f"unknown engine {engine!r} for synthesize(); available: {', '.join(SYNTHESIS_ENGINES)}")
-    options = SynthesisOptions(style=style, intensity=intensity, speed=speed, seed=seed,
-                               sampling=sampling or SamplingOptions(), verify=verify, max_tries=max_tries)
-    chunks = split_for_synthesis(text, options.max_chunk_chars)
+    request = style_from_options(emotion, style=style, intensity=intensity, speed=speed, pitch=pitch,
+                                 pitch_range=pitch_range, energy=energy)
+    options = SynthesisOptions(seed=seed, sampling=sampling or SamplingOptions(), verify=verify, max_tries=max_tries)
+    plan = plan_chunks(text, request, tags=tags, max_chars=options.max_chunk_chars)
     if engine == "base+convert":
-        return _synthesize_base_convert(chunks, voice, base, tau, options, stream, progress, models, watermark)
-    prepared = [prepare_text(chunk) for chunk in chunks]
+        return _synthesize_base_convert(plan, voice, base, tau, options, stream, progress, models, watermark)
+    prepared = [prepare_text(chunk) for chunk, _ in plan]
     voice = voice if isinstance(voice, Voice) else clone_voice(voice)
     parts = models if models is not None else load_engine()
-    parts.lm.config.style_id(options.style)  # refuse an unknown style before any work
+    for label in {conditioning.emotion for _, conditioning in plan}:
+        parts.lm.config.style_id(label)  # refuse a style the model was not trained with before any work
     prompt = prepare_prompt(parts, voice)
     run_seed = options.seed if options.seed is not None else secrets.randbelow(2**63)
     rate = parts.vocoder.sample_rate
@@ -330,11 +384,16 @@ def synthesize(
     def chunk_units(chunk) -> list[int]:
         return text_units(list(chunk.words))
 
+    def whole_chunk(index: int) -> Audio:
+        chunk, conditioning = prepared[index], plan[index][1]
+        audio = _verified_chunk(parts, prompt, chunk.normalized, chunk_units(chunk),
+                                _chunk_options(options, conditioning), run_seed, index)
+        return apply_conditioning(audio, conditioning, _chunk_seed(run_seed, index, 0))
+
     if not stream:
         pieces: list[np.ndarray] = []
-        for index, chunk in enumerate(prepared):
-            audio = _verified_chunk(parts, prompt, chunk.normalized, chunk_units(chunk), options, run_seed, index)
-            pieces.extend(([pause] if index else []) + [audio.samples])
+        for index in range(len(prepared)):
+            pieces.extend(([pause] if index else []) + [whole_chunk(index).samples])
             if progress is not None:
                 progress(index + 1, len(prepared))
         audio = Audio(np.concatenate(pieces), rate)
@@ -344,10 +403,12 @@ def synthesize(
         for index, chunk in enumerate(prepared):
             if index:
                 yield Audio(pause.copy(), rate)
-            if options.verify:
-                yield _verified_chunk(parts, prompt, chunk.normalized, chunk_units(chunk), options, run_seed, index)
+            conditioning = plan[index][1]
+            if options.verify or conditioning.has_residual:  # post-processing needs the whole chunk
+                yield whole_chunk(index)
             else:
-                for samples in _chunk_stream(parts, prompt, chunk_units(chunk), options, _chunk_seed(run_seed, index, 0)):
+                for samples in _chunk_stream(parts, prompt, chunk_units(chunk), _chunk_options(options, conditioning),
+                                             _chunk_seed(run_seed, index, 0)):
                     yield Audio(samples, rate)
             if progress is not None:
                 progress(index + 1, len(prepared))
@@ -359,13 +420,12 @@ def synthesize(
     return embed_stream(generate_chunks())
 
 
-def _synthesize_base_convert(chunks: list[str], voice, base: str | None, tau: float, options: SynthesisOptions,
-                             stream: bool, progress, models, watermark: bool) -> Audio | Iterator[Audio]:
+def _synthesize_base_convert(plan: list[tuple[str, EngineConditioning]], voice, base: str | None, tau: float,
+                             options: SynthesisOptions, stream: bool, progress, models,
+                             watermark: bool) -> Audio | Iterator[Audio]:
     """`synthesize` through a base speaker and the tone-color converter (`tts.tone_color`)."""
-    from tts.data.styles import check_style
     from tts.tone_color import join_chunks, synthesize_base_convert
 
-    check_style(options.style)
     if tau < 0:
         raise ValueError(f"tau must be >= 0, got {tau}")
     if base not in (None, "ar"):
@@ -374,16 +434,14 @@ def _synthesize_base_convert(chunks: list[str], voice, base: str | None, tau: fl
         resolve_voice(base)  # an unknown base speaker is refused before any work
     voice = voice if isinstance(voice, Voice) else clone_voice(voice)
     run_seed = options.seed if options.seed is not None else secrets.randbelow(2**31)
-    pieces = synthesize_base_convert(
-        " ".join(chunks), voice, base=base, style=options.style, intensity=options.intensity, speed=options.speed,
-        seed=run_seed, tau=tau, engine=models, chunks=chunks,
-    )
+    pieces = synthesize_base_convert(plan, voice, base=base, seed=run_seed, tau=tau, engine=models)
 
     def with_progress() -> Iterator[Audio]:
-        for index, piece in enumerate(pieces):
-            yield piece
+        for index, ((_, conditioning), piece) in enumerate(zip(plan, pieces)):
+            # The residual acts on the converted audio: what is measured is what the user hears.
+            yield apply_conditioning(piece, conditioning, run_seed + index)
             if progress is not None:
-                progress(index + 1, len(chunks))
+                progress(index + 1, len(plan))
 
     if not stream:
         audio = join_chunks(list(with_progress()), SENTENCE_PAUSE_SECONDS)

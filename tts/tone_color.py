@@ -2,7 +2,7 @@
 
     from tts import convert, synthesize
     out = convert("me_reading.wav", target=voice, tau=0.3)                         # engine "tone-color"
-    out = synthesize("Hello there.", voice, engine="base+convert", base="piper:joe", style="happy")
+    out = synthesize("Hello there.", voice, engine="base+convert", base="piper:joe", emotion="happy")
 
 Data flow::
 
@@ -13,7 +13,9 @@ The source's tone color comes from the source itself, the target's from the voic
 averaged over voiced speech, `converter.openvoice.ToneColorConverter.tone_color`). Timing, words, intonation
 and style are the source's: with `base+convert` a base speaker (`tts.data.voicebank`: Kokoro, Piper, flite,
 festival, espeak-ng voices, pseudo-speakers, with the studio's rendered styles) or the `ar` engine decides
-them, and the converter changes only who it sounds like (OpenVoice's decoupling).
+them, and the converter changes only who it sounds like (OpenVoice's decoupling). What a base speaker cannot
+render itself (emotion mixtures, intensity above 1, pitch, range, energy) is rendered on the converted audio by
+`tts.synthesis` (`tts.style.apply_conditioning`).
 
 Models are loaded once per set of checkpoints and shared read-only; calls are stateless.
 """
@@ -23,7 +25,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -31,6 +33,9 @@ import torch
 from tts.audio import Audio
 from tts.errors import CheckpointError, VoiceError
 from tts.voice import Voice
+
+if TYPE_CHECKING:
+    from tts.style import EngineConditioning
 
 TONE_COLOR_CHECKPOINTS = {"converter": "converter", "vocoder": "vocoder"}
 """Shipped checkpoint names of the tone-color path."""
@@ -136,28 +141,29 @@ def base_speech(text: str, base: str, voice: Voice, *, style: str, intensity: fl
 
     `base` is a voice of `tts.data.voicebank` (``"kokoro:jf_alpha"``, ``"piper:joe"``, a pseudo-speaker id)
     with the studio's rendered styles, or ``"ar"``: the `ar` engine cloning `voice` itself (unwatermarked:
-    the final output is marked once).
+    the final output is marked once). `style` is one label and `intensity` in [0, 1] (what an engine renders
+    itself; `tts.style.engine_conditioning` turns a full style into these and a residual); `text` is spoken
+    as it is (no style tags).
     """
     if base == "ar":
         from tts.synthesis import synthesize
 
-        return synthesize(text, voice, engine="ar", style=style, intensity=intensity, speed=speed, seed=seed,
-                          watermark=False)
+        return synthesize(text, voice, engine="ar", emotion=style, intensity=intensity, speed=speed, seed=seed,
+                          watermark=False, tags=False)
     from tts.data.voicebank import synthesize as render_base
 
     return render_base(base, text, speed=speed, style=style, intensity=intensity, seed=seed).audio
 
 
-def synthesize_base_convert(text: str, voice: Voice, *, base: str | None, style: str, intensity: float,
-                            speed: float, seed: int, tau: float, engine: ToneColorEngine | None,
-                            chunks: list[str]) -> Iterator[Audio]:
-    """Each chunk of `text` (already split, `chunks`) said by the base speaker and converted to `voice`."""
-    del text  # the chunks are what is spoken
+def synthesize_base_convert(chunks: Sequence[tuple[str, "EngineConditioning"]], voice: Voice, *, base: str | None,
+                            seed: int, tau: float, engine: ToneColorEngine | None) -> Iterator[Audio]:
+    """Each chunk (text already split, with its engine conditioning) said by the base speaker and converted to
+    `voice`. The conditioning's residual is left to the caller (`tts.style.apply_conditioning`)."""
     parts = engine if engine is not None else load_tone_color_engine()
     parts.voice_tone_color(voice)  # refuse an unusable reference before any base speech is made
-    for index, chunk in enumerate(chunks):
-        speech = base_speech(chunk, base or DEFAULT_BASE, voice, style=style, intensity=intensity, speed=speed,
-                             seed=seed + index)
+    for index, (chunk, conditioning) in enumerate(chunks):
+        speech = base_speech(chunk, base or DEFAULT_BASE, voice, style=conditioning.emotion,
+                             intensity=conditioning.intensity, speed=conditioning.speed, seed=seed + index)
         yield parts.convert(speech, voice, tau=tau, seed=seed + index)
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import asdict, dataclass, fields
+from typing import Iterable
 
 import numpy as np
 
@@ -136,15 +137,25 @@ def check_intensity(intensity: float) -> float:
 
 def style_params(style: str, intensity: float = 1.0) -> StyleParams:
     """The settings of `style` at `intensity` (0 neutral, 1 the full `STYLE_TABLE` entry)."""
-    target = STYLE_TABLE[check_style(style)]
     amount = check_intensity(intensity)
+    return combine_params([(NEUTRAL, 1 - amount), (STYLE_TABLE[check_style(style)], amount)])
+
+
+def combine_params(parts: Iterable[tuple[StyleParams, float]]) -> StyleParams:
+    """The weighted sum of settings in their natural scales: ratios (`pitch_range`, `rate`, `formant_ratio`)
+    as logarithms, the others (semitones, dB, shares) as they are.
+
+    `NEUTRAL` is the zero of every scale, so weights need not sum to 1: ``[(a, 1), (b, -1)]`` is what must
+    be added to `b` to reach `a`, and ``[(a, 2)]`` doubles `a`'s departure from neutral. No range is
+    checked (an aperiodicity can leave [0, 1]); callers clamp what they render.
+    """
+    parts = list(parts)
     values = {}
     for item in fields(StyleParams):
-        start, end = getattr(NEUTRAL, item.name), getattr(target, item.name)
         if item.name in _LOG_FIELDS:
-            values[item.name] = math.exp((1 - amount) * math.log(start) + amount * math.log(end))
+            values[item.name] = math.exp(sum(weight * math.log(getattr(p, item.name)) for p, weight in parts))
         else:
-            values[item.name] = start + amount * (end - start)
+            values[item.name] = sum(weight * getattr(p, item.name) for p, weight in parts)
     return StyleParams(**values)
 
 
@@ -288,6 +299,7 @@ def apply_style(
     pitch_range: float = 1.0,
     formant_ratio: float = 1.0,
     stretch: bool = False,
+    relative_level: bool = False,
 ) -> Audio:
     """Render `params` on `audio` (24 kHz speech), together with a voice warp if one is given.
 
@@ -298,10 +310,14 @@ def apply_style(
         pitch_ratio, pitch_range, formant_ratio: a pseudo-speaker's warp, folded into the same PSOLA pass.
         stretch: apply `params.rate` to the audio by PSOLA; leave it False when the engine already spoke
             at ``speed * params.rate``.
+        relative_level: `params.energy_db` is a change of the input's own active level (for audio that an
+            engine has already styled, `tts.style`) instead of a level relative to `NEUTRAL_LEVEL_DBFS`.
 
     Returns:
-        the styled speech at the level ``NEUTRAL_LEVEL_DBFS + params.energy_db``.
+        the styled speech at the level ``NEUTRAL_LEVEL_DBFS + params.energy_db`` (with `relative_level`:
+        the input's level ``+ params.energy_db``).
     """
+    start_level = active_rms_dbfs(audio, gate_db=-LEVEL_GATE_DB) if relative_level else NEUTRAL_LEVEL_DBFS
     total_pitch = pitch_ratio * 2 ** (params.pitch_shift / 12)
     total_range = pitch_range * params.pitch_range
     total_formant = formant_ratio * params.formant_ratio
@@ -330,4 +346,4 @@ def apply_style(
             audio = Audio(
                 math.sqrt(1 - share) * audio.samples + math.sqrt(share) * noisy.samples, audio.sample_rate
             )
-    return set_level(audio, NEUTRAL_LEVEL_DBFS + params.energy_db)
+    return set_level(audio, start_level + params.energy_db)
