@@ -636,10 +636,10 @@ def build_studio(engine_factory: EngineFactory | None = None, library=None,
         # One model job at a time across Speak and Convert: both run the same CPU-bound engines.
         generate.click(speak_ui, [text, voice_from, speak_voice, clip, clip_transcript, style, intensity, speed, seed,
                                   fmt, speak_engine, base, speak_tau], [speech, download, speak_info],
-                       concurrency_id="engine")
+                       concurrency_id="engine", api_name="speak")
         do_convert.click(convert_ui, [source, convert_from, convert_voice, convert_clip, convert_transcript,
                                       convert_engine, convert_tau, convert_seed, convert_fmt],
-                         [converted, convert_download, convert_info], concurrency_id="engine")
+                         [converted, convert_download, convert_info], concurrency_id="engine", api_name="convert")
         clean.click(studio.clean_clip, [new_clip, new_transcript], [pending, cleaned, cleaned_transcript, voices_info])
         save.click(studio.save_voice, [pending, cleaned_transcript, new_name, consent, *picked],
                    [voices_info, *library_outputs])
@@ -654,7 +654,7 @@ def build_studio(engine_factory: EngineFactory | None = None, library=None,
             return studio.run_batch(lines, file, progress=progress)
 
         run.click(batch_ui, [batch_text, batch_file], [batch_info, results, archive])
-        demo.load(lambda: studio.library_views(), None, library_outputs)
+        demo.load(lambda: studio.library_views(), None, library_outputs, api_name="library")
     demo.studio = studio  # the handlers, for tests and embedding
     return demo.queue(default_concurrency_limit=1, max_size=QUEUE_MAX_SIZE)
 

@@ -191,7 +191,7 @@ def test_speak_uses_the_library_voice_and_settings_and_loads_the_engine_once(lib
     ({"voice": "../../etc/passwd"}, "no voice named"),
     ({"voice_from": VOICE_FROM_CLIP}, "upload or record a clip"),
     ({"fmt": "exe"}, "download format"),
-    ({"speed": 3.0}, "speed must be between"),
+    ({"speed": 3.0}, "speed must be from 0.5 to 2"),
 ])
 def test_speak_reports_bad_input_as_messages(library, tmp_path, changes, message, monkeypatch):
     from tts import synthesis
