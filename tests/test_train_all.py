@@ -146,7 +146,7 @@ def test_dry_run_plans_budgets_that_add_up(corpus, tmp_path, capsys):
     commands = {shlex.split(line)[3] if "extract" in line else shlex.split(line)[2]: shlex.split(line)
                 for line in lines if not line.startswith("#")}
     assert [line.split(":")[0] for line in lines if line.startswith("#")] == [
-        "# vocoder", "# tokenizer", "# features", "# refiner", "# lm_units", "# lm"]
+        "# vocoder", "# converter", "# tokenizer", "# features", "# refiner", "# lm_units", "# lm"]
 
     def minutes(argv: list[str]) -> float:
         return float(argv[argv.index("--max-minutes") + 1])
@@ -154,6 +154,8 @@ def test_dry_run_plans_budgets_that_add_up(corpus, tmp_path, capsys):
     vocoder, tokenizer = minutes(commands["vocoder.train"]), minutes(commands["tts.tokenizer.train"])
     refiner, lm = minutes(commands["tts.refiner.train"]), minutes(commands["tts.lm.train"])
     assert vocoder == 23 and tokenizer == 6 and refiner == lm == 17
+    assert commands["converter.train"][3:] == ["--corpus", str(corpus), "--out", str(tmp_path / "runs" / "converter"),
+                                               "--config", "small", "--max-steps", "1000000", "--max-minutes", "23"]
     assert tokenizer + refiner == vocoder  # the later stages get what the tokenizer leaves, less the export time
     runs = tmp_path / "runs"
     assert commands["vocoder.train"][commands["vocoder.train"].index("--data") + 1] == str(corpus / "audio")
@@ -172,8 +174,8 @@ def test_dry_run_plans_budgets_that_add_up(corpus, tmp_path, capsys):
 def test_plan_splits_threads_and_scales_batches(corpus, tmp_path):
     plan = Plan(corpus=corpus, out=tmp_path, minutes=24, cores=16)
     assert {s: plan.threads(s) for s in plan.stages()} == {
-        "vocoder": 5, "tokenizer": 11, "features": 11, "refiner": 5, "lm_units": 5, "lm": 5}
-    without_lm = Plan(corpus=corpus, out=tmp_path, minutes=24, cores=16, skip=frozenset({"lm"}))
+        "vocoder": 4, "converter": 4, "tokenizer": 8, "features": 8, "refiner": 4, "lm_units": 4, "lm": 4}
+    without_lm = Plan(corpus=corpus, out=tmp_path, minutes=24, cores=16, skip=frozenset({"lm", "converter"}))
     assert without_lm.stages() == ["vocoder", "tokenizer", "features", "refiner"]
     assert without_lm.threads("vocoder") == 8 and without_lm.threads("refiner") == 8
     assert without_lm.budget("refiner", elapsed_minutes=30) > 0  # a late stage still gets a few seconds
@@ -198,13 +200,14 @@ def test_trains_the_stack_within_the_window(corpus, tmp_path):
         "--vocoder-args", "--segment-seconds 0.25 --batch-size 2 --validation-files 1 --log-every 5",
         "--tokenizer-args", "--batch-frames 400 --validation-items 1 --log-every 5",
         "--refiner-args", "--batch-size 2 --validation-items 1 --log-every 5",
+        "--converter-config", "tiny", "--converter-args", "--batch-size 2 --validation-items 0 --log-every 5",
     ])
     elapsed = time.monotonic() - started
     report = json.loads((runs / "train_all.json").read_text())
     assert code == 0, {name: info.get("status") for name, info in report["stages"].items()}
-    assert list(report["stages"]) == ["vocoder", "tokenizer", "features", "refiner"]
+    assert list(report["stages"]) == ["vocoder", "converter", "tokenizer", "features", "refiner"]
     assert all(info["status"] == "ok" and info["exit_code"] == 0 for info in report["stages"].values())
-    for name in ("vocoder", "tokenizer", "refiner"):
+    for name in ("vocoder", "converter", "tokenizer", "refiner"):
         assert (runs / name / "export" / "model.safetensors").is_file()
         assert report["stages"][name]["last_metrics"]["step"] >= 1
         assert (runs / f"{name}.log").is_file()
@@ -216,7 +219,8 @@ def test_trains_the_stack_within_the_window(corpus, tmp_path):
     # A failing stage takes down only the stages that need it.
     code = main([
         "--corpus", str(corpus), "--out", str(tmp_path / "broken"), "--minutes", "0.2", "--export-minutes", "0.05",
-        "--skip", "lm", "--vocoder-config", "tiny", "--vocoder-args", "--segment-seconds 0.25 --batch-size 2",
+        "--skip", "lm", "--skip", "converter", "--vocoder-config", "tiny",
+        "--vocoder-args", "--segment-seconds 0.25 --batch-size 2",
         "--tokenizer-args=--no-such-option",
     ])
     report = json.loads((tmp_path / "broken" / "train_all.json").read_text())

@@ -1,5 +1,5 @@
-"""Train the whole stack (vocoder, speech tokenizer, flow refiner, token LM) in one command, within a window of
-wall-clock minutes (a GPU machine lent for half an hour).
+"""Train the whole stack (vocoder, speech tokenizer, flow refiner, token LM, tone-color converter) in one command,
+within a window of wall-clock minutes (a GPU machine lent for half an hour).
 
     python -m tts.train_all --corpus CORPUS --out RUNS --minutes 24 [--gpu-batch-scale 8] [--dry-run]
 
@@ -8,8 +8,9 @@ Each stage is a training recipe run as a subprocess (``python -m ...``), logging
 written before the window closes. With a window of ``W`` minutes and ``E`` minutes kept for final exports
 (``--export-minutes``, 1):
 
-- t = 0: ``vocoder`` (``vocoder.train --data CORPUS/audio``) with ``W - E`` minutes, and ``tokenizer``
-  (``tts.tokenizer.train``) with ``--tokenizer-share`` (0.25) of ``W``, side by side.
+- t = 0: ``vocoder`` (``vocoder.train --data CORPUS/audio``) and ``converter`` (``converter.train``), each with
+  ``W - E`` minutes, and ``tokenizer`` (``tts.tokenizer.train``) with ``--tokenizer-share`` (0.25) of ``W``, side
+  by side.
 - When the tokenizer is done: ``features`` (``tts.refiner.train extract-tokens`` with ``RUNS/tokenizer/export``
   into ``RUNS/features.safetensors``).
 - When the features exist: ``refiner`` (``tts.refiner.train --features``) and ``lm_units``
@@ -42,7 +43,7 @@ from tts.files import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-TRAINERS = ("vocoder", "tokenizer", "refiner", "lm")
+TRAINERS = ("vocoder", "tokenizer", "refiner", "lm", "converter")
 """The stages ``--skip`` may name (skipping ``lm`` skips its unit extraction too)."""
 REPORT_FILE = "train_all.json"
 FEATURES_FILE = "features.safetensors"
@@ -57,7 +58,10 @@ BATCH_OPTIONS = {
     "tokenizer": ("tts.tokenizer.train", "--batch-frames"),
     "refiner": ("tts.refiner.train", "--batch-size"),
     "lm": ("tts.lm.train", "--batch-size"),
+    "converter": ("converter.train", "--batch-size"),
 }
+WHOLE_WINDOW = ("vocoder", "converter")
+"""Stages that need nothing and train for the whole window."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,7 @@ class Plan:
     def stages(self) -> list[str]:
         """The stages to run, in launch order."""
         wanted = [name for name in TRAINERS if name not in self.skip]
-        stages = [name for name in ("vocoder", "tokenizer") if name in wanted]
+        stages = [name for name in ("vocoder", "converter", "tokenizer") if name in wanted]
         if "refiner" in wanted or "lm" in wanted:
             stages.append("features")
         if "refiner" in wanted:
@@ -113,21 +117,22 @@ class Plan:
         """``--max-minutes`` of a training stage starting `elapsed_minutes` into the window (None: untimed)."""
         if stage == "tokenizer":
             minutes = self.tokenizer_share * self.minutes - elapsed_minutes
-        elif stage in ("vocoder", "refiner", "lm"):
+        elif stage in (*WHOLE_WINDOW, "refiner", "lm"):
             minutes = self.minutes - self.export_minutes - elapsed_minutes
         else:
             return None
         return round(max(MIN_STAGE_MINUTES, minutes), 3)
 
     def threads(self, stage: str) -> int:
-        """CPU threads of `stage`: the vocoder runs throughout and keeps its share of the busiest phase (vocoder,
-        refiner and LM side by side); the other stages share the rest with what runs beside them."""
+        """CPU threads of `stage`: the stages that run throughout (vocoder, converter) keep their share of the busiest
+        phase (they, the refiner and the LM side by side); the other stages share the rest with what runs beside them."""
         stages = set(self.stages())
         late = [name for name in ("refiner", "lm") if name in stages]
-        vocoder = self.cores // (len(late) + 1) if "vocoder" in stages else 0
-        rest = max(1, self.cores - vocoder)
-        if stage == "vocoder":
-            return max(1, vocoder)
+        whole = [name for name in WHOLE_WINDOW if name in stages]
+        each = self.cores // (len(late) + len(whole)) if whole else 0
+        rest = max(1, self.cores - each * len(whole))
+        if stage in WHOLE_WINDOW:
+            return max(1, each)
         if stage in ("tokenizer", "features"):
             return rest
         return max(1, rest // max(1, len(late)))
@@ -153,6 +158,9 @@ class Plan:
         if stage == "vocoder":
             argv = [py, "-m", "vocoder.train", "--data", str(self.audio_folder), "--out", str(self.out / "vocoder"),
                     "--config", self.configs["vocoder"], *steps, *budget]
+        elif stage == "converter":
+            argv = [py, "-m", "converter.train", "--corpus", corpus, "--out", str(self.out / "converter"),
+                    "--config", self.configs["converter"], *steps, *budget]
         elif stage == "tokenizer":
             argv = [py, "-m", "tts.tokenizer.train", "--corpus", corpus, "--out", str(self.out / "tokenizer"),
                     "--config", self.configs["tokenizer"], *steps, *budget]
@@ -181,7 +189,7 @@ class Plan:
         its whole share and the extractions take no time (what ``--dry-run`` prints)."""
         rows = []
         for stage in self.stages():
-            start = 0.0 if stage in ("vocoder", "tokenizer") or "tokenizer" not in self.stages() else (
+            start = 0.0 if stage in (*WHOLE_WINDOW, "tokenizer") or "tokenizer" not in self.stages() else (
                 self.tokenizer_share * self.minutes)
             budget = self.budget(stage, start)
             rows.append({"stage": stage, "start_minute": round(start, 3), "max_minutes": budget,
