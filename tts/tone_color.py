@@ -127,7 +127,10 @@ def load_tone_color_engine(**checkpoints: str) -> ToneColorEngine:
 
         status = next(s for s in engine_status() if s.name == "base+convert")
         if not status.available:
-            raise CheckpointError(f"the tone-color converter is unavailable: {status.reason}")
+            raise CheckpointError(
+                f"the tone-color converter is unavailable: {status.reason}. Until it ships, convert through the "
+                "speech tokens with engine 'ar' (`timbre convert --engine ar`, convert(..., engine='ar'))"
+            )
     key = tuple(sorted(names.items()))
     with _ENGINES_LOCK:
         if key not in _ENGINES:
