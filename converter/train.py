@@ -62,6 +62,7 @@ from tts.training import (
     resume_progress,
     save_due,
     save_state,
+    split_validation,
 )
 
 logger = logging.getLogger(__name__)
@@ -267,20 +268,6 @@ class BatchMaker:
         return linear_spectrogram(torch.stack(crops), self.config.model.spectrogram)
 
 
-def split_validation(utterances: Sequence[Utterance], count: int, seed: int) -> tuple[list[int], list[int]]:
-    """(training, validation) indices: `count` validation items (at most a tenth) from voices with at least
-    three items, so each voice keeps references for training."""
-    rng = np.random.default_rng(seed)
-    by_voice: dict[str, list[int]] = {}
-    for index, u in enumerate(utterances):
-        by_voice.setdefault(u.voice_id, []).append(index)
-    candidates = [i for items in by_voice.values() if len(items) >= 3 for i in items[1:]]
-    count = min(count, len(utterances) // 10, len(candidates))
-    validation = sorted(rng.permutation(candidates)[:count].tolist()) if count > 0 else []
-    chosen = set(validation)
-    return [i for i in range(len(utterances)) if i not in chosen], validation
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Objective
 
@@ -356,7 +343,8 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
     main = accelerator.is_main_process
 
     utterances = load_utterances(Path(options.corpus), preset.max_item_seconds)
-    train_idx, val_idx = split_validation(utterances, options.validation_items, options.seed)
+    train_idx, val_idx = split_validation(len(utterances), options.validation_items, options.seed, 10,
+                                          [u.voice_id for u in utterances])
     torch.manual_seed(options.seed)
     trainer = ConverterTrainer(preset)
     optimizer = torch.optim.AdamW(trainer.parameters(), lr=preset.learning_rate, betas=preset.betas,

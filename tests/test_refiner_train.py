@@ -18,7 +18,7 @@ from tts.data.corpus import METADATA_NAME, CorpusItem
 from tts.errors import TimbreError
 from tts.refiner.data import BatchRecipe, BatchSampler, FeatureCache, collate, extract_features
 from tts.refiner.model import FlowRefiner
-from tts.refiner.train import PRESETS, TrainOptions, flow_matching_loss, guidance_drops, main, split_validation, train
+from tts.refiner.train import PRESETS, TrainOptions, flow_matching_loss, guidance_drops, main, train
 from tts.training import Augmentation
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -142,12 +142,6 @@ def test_flow_loss_ignores_padding_and_guidance_drops_are_per_item(cache):
     assert rate["drop_tokens"] == pytest.approx(0.15, abs=0.04)
     assert not torch.equal(drops["drop_prompt"], drops["drop_speaker"])
     assert torch.isfinite(flow_matching_loss(model, batch, time, noise, {k: v[:2] for k, v in drops.items()}))
-
-
-def test_validation_split_keeps_prompts_for_every_voice(cache):
-    training, validation = split_validation(cache, count=4, seed=0)
-    assert len(validation) == 0  # six items: at most a tenth
-    assert training == list(range(len(cache)))
 
 
 def test_three_steps_then_resume_with_a_tiny_tokenizer(corpus, tmp_path):

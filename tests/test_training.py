@@ -219,3 +219,28 @@ def test_train_log_averages_counts_rates_and_writes_records(tmp_path):
     quiet.add(loss=1.0)
     quiet.emit(1, 0.1)
     assert not (tmp_path / "other.jsonl").exists() and len(quiet.history) == 1
+
+
+def test_split_validation_without_voices_holds_out_a_share_reproducibly():
+    from tts.training import split_validation
+
+    training, validation = split_validation(50, count=20, seed=3, divisor=5)
+    assert len(validation) == 10 and sorted(training + validation) == list(range(50))  # at most a fifth
+    assert split_validation(50, 20, 3, 5) == (training, validation)
+    assert split_validation(50, 20, 4, 5) != (training, validation)
+    assert split_validation(7, 3, 0, 10)[1].__len__() == 1  # at least one
+    assert split_validation(1, 3, 0, 10) == ([0], [0])  # a single item serves both
+
+
+def test_split_validation_by_voice_keeps_every_voice_in_training():
+    from tts.training import split_validation
+
+    voices = ["a"] * 10 + ["b"] * 2 + ["c"] * 8
+    training, validation = split_validation(len(voices), count=5, seed=0, divisor=10, voices=voices)
+    assert len(validation) == 2  # at most a tenth of 20
+    assert all(voices[i] != "b" for i in validation)  # a voice with two items gives none
+    assert {voices[i] for i in training} == {"a", "b", "c"} and 0 in training and 12 in training  # first items stay
+    assert sorted(training + validation) == list(range(20))
+    assert split_validation(6, 4, 0, 10, ["a"] * 6) == (list(range(6)), [])  # six items: nothing to spare
+    with pytest.raises(ValueError):
+        split_validation(3, 1, 0, 10, ["a", "b"])

@@ -7,7 +7,7 @@
   the run ends when it reaches 1 (agreed by every process, like `save_due`).
 - `configure_process`: CPU threads and CUDA matmul precision of a training process; `data_workers` and
   `BatchPrefetcher`: batches made ahead by threads while an accelerator computes, in a fixed order.
-- `Progress`: the counters saved with a run's resumable state.
+- `Progress`: the counters saved with a run's resumable state; `split_validation`: the held-out items of a run.
 - `save_due`: when to save, agreed by every process (a disagreement would deadlock the save's barriers);
   `append_metrics`: one JSON line per logged step; `TrainLog`: a recipe's running means between log records
   and their emission (metrics file, log line, callback).
@@ -339,6 +339,34 @@ class TrainLog:
             if self.on_log is not None:
                 self.on_log(record)
         return record
+
+
+def split_validation(items: int, count: int, seed: int, divisor: int,
+                     voices: Sequence[str] | None = None) -> tuple[list[int], list[int]]:
+    """``(training, validation)`` indices of `items` items, a reproducible choice of `count` for validation, at most
+    ``items // divisor``.
+
+    Without `voices`: at least one item is held out, and a single item serves both. With `voices` (each item's
+    voice id): validation items come from voices with at least three items, never a voice's first, so every
+    voice keeps training material (prompts, references); when none qualify, every item trains.
+    """
+    rng = np.random.default_rng(seed)
+    if voices is None:
+        order = rng.permutation(items).tolist()
+        if items == 1:
+            return [0], [0]
+        count = max(1, min(count, items // divisor or 1))
+        return sorted(order[count:]), sorted(order[:count])
+    if len(voices) != items:
+        raise ValueError(f"{len(voices)} voice ids for {items} items")
+    by_voice: dict[str, list[int]] = {}
+    for index, voice in enumerate(voices):
+        by_voice.setdefault(voice, []).append(index)
+    candidates = [i for members in by_voice.values() if len(members) >= 3 for i in members[1:]]
+    count = min(count, items // divisor, len(candidates))
+    validation = sorted(rng.permutation(candidates)[:count].tolist()) if count > 0 else []
+    chosen = set(validation)
+    return [i for i in range(items) if i not in chosen], validation
 
 
 def resume_progress(accelerator: Any, state_dir: Path, preset: str) -> Progress:

@@ -63,6 +63,7 @@ from tts.training import (
     resume_progress,
     save_due,
     save_state,
+    split_validation,
 )
 from vocoder.discriminators import (
     DiscriminatorConfig,
@@ -204,18 +205,6 @@ def load_clips(files: Sequence[Path], workers: int = 1) -> tuple[list[np.ndarray
     return clips, kept
 
 
-def split_validation(files: Sequence[Path], count: int, seed: int) -> tuple[list[int], list[int]]:
-    """Indices of training and validation files; a deterministic choice of `count` files (at least 1) for validation.
-
-    With a single file it serves both (the card says so).
-    """
-    order = np.random.default_rng(seed).permutation(len(files)).tolist()
-    count = max(1, min(count, len(files) // 10 or 1))
-    if len(files) == 1:
-        return [0], [0]
-    return sorted(order[count:]), sorted(order[:count])
-
-
 class SegmentSampler:
     """Random augmented training segments: ``batch(B)`` -> (mel source audio ``(B, T)``, target audio ``(B, T)``)."""
 
@@ -312,7 +301,7 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
 
     files = find_audio_files(options.data)
     clips, files = load_clips(files, workers=torch.get_num_threads())
-    train_idx, val_idx = split_validation(files, options.validation_files, options.seed)
+    train_idx, val_idx = split_validation(len(files), options.validation_files, options.seed, 10)
     train_clips = [clips[i] for i in train_idx]
     val_clips = [clips[i] for i in val_idx]
     hours = sum(len(c) for c in clips) / SAMPLE_RATE / 3600

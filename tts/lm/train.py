@@ -50,6 +50,7 @@ from tts.training import (
     resume_progress,
     save_due,
     save_state,
+    split_validation,
 )
 
 logger = logging.getLogger(__name__)
@@ -155,15 +156,6 @@ def is_best(path: Path, validation: dict[str, float]) -> bool:
     return True
 
 
-def split_validation(count: int, items: int, seed: int) -> tuple[list[int], list[int]]:
-    """Training and validation positions: `count` items (at most a fifth) held out, deterministically."""
-    order = np.random.default_rng(seed).permutation(items).tolist()
-    count = max(1, min(count, items // 5 or 1))
-    if items == 1:
-        return [0], [0]
-    return sorted(order[count:]), sorted(order[:count])
-
-
 def model_config_for(preset: TrainConfig, cache: FeatureCache) -> SpeechTokenLMConfig:
     """The preset's model config with the feature cache's tokenizer (codebook, rate)."""
     rate = cache.mel_config.frame_rate / cache.frames_per_token
@@ -190,7 +182,7 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
     if meta.get("tokenizer") != cache.tokenizer:
         raise TimbreError(f"{options.units} was aligned for tokenizer {meta.get('tokenizer')!r}, the features hold "
                           f"{cache.tokenizer!r}: run extract-units again")
-    train_idx, val_idx = split_validation(options.validation_items, len(items), options.seed)
+    train_idx, val_idx = split_validation(len(items), options.validation_items, options.seed, 5)
     config = model_config_for(preset, cache)
 
     torch.manual_seed(options.seed)

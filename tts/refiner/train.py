@@ -68,6 +68,7 @@ from tts.training import (
     resume_progress,
     save_due,
     save_state,
+    split_validation,
 )
 
 logger = logging.getLogger(__name__)
@@ -293,20 +294,6 @@ def load_tokenizer(name_or_path: str) -> DeviceTokenizer:
     return DeviceTokenizer(SpeechTokenizer.from_pretrained(name_or_path), device)
 
 
-def split_validation(cache: FeatureCache, count: int, seed: int) -> tuple[list[int], list[int]]:
-    """(training, validation) item indices: `count` validation items (at most a tenth), drawn reproducibly from
-    voices with at least three items, so each keeps training prompts; all items train when none qualify."""
-    rng = np.random.default_rng(seed)
-    by_voice: dict[str, list[int]] = {}
-    for index, item in enumerate(cache.items):
-        by_voice.setdefault(item.voice_id, []).append(index)
-    candidates = [i for items in by_voice.values() if len(items) >= 3 for i in items[1:]]
-    count = min(count, len(cache) // 10, len(candidates))
-    validation = sorted(rng.permutation(candidates)[:count].tolist()) if count > 0 else []
-    chosen = set(validation)
-    return [i for i in range(len(cache)) if i not in chosen], validation
-
-
 def model_config_for(preset: TrainConfig, cache: FeatureCache) -> FlowRefinerConfig:
     """The preset's model config with the tokenizer's constants and the corpus mel statistics."""
     return replace(
@@ -342,7 +329,8 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
     with accelerator.main_process_first():
         features = ensure_features(options) if main else options.features_path
     cache = FeatureCache(features)
-    train_idx, val_idx = split_validation(cache, options.validation_items, options.seed)
+    train_idx, val_idx = split_validation(len(cache), options.validation_items, options.seed, 10,
+                                          [item.voice_id for item in cache.items])
     model_config = model_config_for(preset, cache)
 
     torch.manual_seed(options.seed)

@@ -77,6 +77,7 @@ from tts.training import (
     resumable_state,
     save_due,
     save_state,
+    split_validation,
 )
 
 logger = logging.getLogger(__name__)
@@ -243,16 +244,6 @@ def load_corpus(folder: Path, config: SpeechTokenizerConfig, max_seconds: float,
             data.speakers.append(speaker_index[item.voice_id])
             data.file_names.append(item.file_name)
     return data
-
-
-def split_validation(data: CorpusData, count: int, seed: int) -> tuple[list[int], list[int]]:
-    """Indices of training and validation items: a deterministic choice of `count` items (at least one, at most a
-    fifth; with a single item it serves both, and the card says so)."""
-    if len(data) == 1:
-        return [0], [0]
-    order = np.random.default_rng(seed).permutation(len(data)).tolist()
-    count = max(1, min(count, len(data) // 5 or 1))
-    return sorted(order[count:]), sorted(order[:count])
 
 
 class LengthBatcher:
@@ -444,7 +435,7 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
     data = load_corpus(Path(options.corpus), config, options.max_seconds, workers=torch.get_num_threads())
     if len(data) == 0:
         raise TimbreError(f"{options.corpus}: no usable items (skipped: {data.skipped})")
-    train_idx, val_idx = split_validation(data, options.validation_items, options.seed)
+    train_idx, val_idx = split_validation(len(data), options.validation_items, options.seed, 5)
     shard = train_idx[accelerator.process_index :: accelerator.num_processes] or train_idx
     train_data, validation = data.subset(shard), data.subset(val_idx)
     probe_data = _probe_set(data.subset(train_idx), validation, options.probe_items, options.seed)
