@@ -1,8 +1,9 @@
 """The Gradio studio: a thin client of the `tts` library (no model logic here).
 
 Views (see docs/studio.md):
-    Speak   text + a library voice or a clip -> speech, with style, speed and seed; play and download. Engine
-            `ar`, or `base+convert` (a base speaker says it, the tone-color converter gives it the voice).
+    Speak   text (with inline style tags) + a library voice or a clip -> speech, with an emotion or a mixture, its
+            intensity, prosody (pitch, pitch range, energy), speed and seed (`tts.style`); play and download.
+            Engine `ar`, or `base+convert` (a base speaker says it, the tone-color converter gives it the voice).
     Convert a recording + a library voice or a clip -> the same speech in that voice (`tts.synthesis.convert`,
             engine `tone-color` or `ar`).
     Voices  make a voice from a clip (cleaned, transcribed, consented), list, play, rename, delete, export,
@@ -68,6 +69,11 @@ CONSENT_STATEMENT = (
 QUEUE_MAX_SIZE = 32
 MAX_UPLOAD = "100mb"
 """Largest file a browser may upload (a minute of 48 kHz stereo float WAV is 23 MB; a voice file at most 64 MiB)."""
+
+TAGS_HELP = ("Inline tags change the style mid-text: `Good news! [whisper] keep it down [/whisper]`, "
+             r"`[happy intensity=1.5] ... [/happy]`, `[pitch=3] ... [/]`; write `\[` for a literal bracket. "
+             "All tags and controls: docs/styles.md.")
+"""The help line under Speak's text box (the tag syntax is `tts.style.parse_style_tags`)."""
 
 THEME = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 """System fonts only: the page loads nothing from outside the studio."""
@@ -190,13 +196,18 @@ class Studio:
 
     def speak(self, text: str, voice_from: str, voice_name: str | None, clip: str | None, transcript: str | None,
               style: str, intensity: float, speed: float, seed: float | None, fmt: str, engine: str = "ar",
-              base: str | None = None, tau: float = DEFAULT_TAU,
+              base: str | None = None, tau: float = DEFAULT_TAU, mix: str | None = None, pitch: float = 0.0,
+              pitch_range: float = 1.0, energy: float = 0.0,
               progress: Callable | None = None) -> tuple[str, str, str]:
         """Say `text` in the chosen voice: ``(audio file to play, the same file to download, info line)``.
 
-        `engine` is ``"ar"`` or ``"base+convert"``; with the latter, `base` (a base speaker id, default
-        `tts.tone_color.DEFAULT_BASE`) says the text and the converter (posterior temperature `tau`) gives it
-        the voice."""
+        `style` is an emotion label; `mix`, when not blank, replaces it with a mixture (``"happy:0.7+sad:0.3"``).
+        `intensity` (0 to 2; above 1 exaggerates), `speed`, `pitch` (semitones), `pitch_range` and `energy` (dB)
+        are the controls of `tts.style.Style`; inline tags in `text` change the style mid-passage
+        (`tts.style.parse_style_tags`). `engine` is ``"ar"`` or ``"base+convert"``; with the latter, `base` (a
+        base speaker id, default `tts.tone_color.DEFAULT_BASE`) says the text and the converter (posterior
+        temperature `tau`) gives it the voice."""
+        from tts.style import parse_style_tags, style_from_options
         from tts.synthesis import SYNTHESIS_ENGINES, synthesize
 
         with _user_errors():
@@ -207,6 +218,10 @@ class Studio:
                 raise ValueError(f"the text has {len(text):,} characters; the studio speaks at most "
                                  f"{UI_MAX_TEXT_CHARS:,} at once (use Batch or the Python API for longer texts)")
             self._check_settings(engine, SYNTHESIS_ENGINES, fmt)
+            emotion = mix.strip() if mix and mix.strip() else style
+            request = style_from_options(emotion, intensity=intensity, speed=speed, pitch=pitch,
+                                         pitch_range=pitch_range, energy=energy)
+            parse_style_tags(text, request)  # a bad tag is refused before the voice and the models are prepared
             seed = _seed(seed)
             _report(progress, 0.0, "preparing the voice")
             voice = self._voice(voice_from, voice_name, clip, transcript)
@@ -217,13 +232,14 @@ class Studio:
                 options = {"base": base or DEFAULT_BASE, "tau": float(tau)}
                 spoken_by = f"base+convert (base {options['base']}, tau {options['tau']:.2f})"
             started = time.perf_counter()
-            audio = synthesize(text, voice, engine=engine, **options, style=style, intensity=float(intensity),
-                               speed=float(speed), seed=seed, models=models,
+            audio = synthesize(text, voice, engine=engine, **options, emotion=emotion, intensity=request.intensity,
+                               speed=request.speed, pitch=request.pitch, pitch_range=request.pitch_range,
+                               energy=request.energy, seed=seed, models=models,
                                progress=lambda done, total: _report(progress, (done, total), "speaking"))
             elapsed = time.perf_counter() - started
             path = audio.save(self._request_folder() / f"timbre-{seed}.{fmt}")
         info = (f"{audio.duration:.2f} s of audio in {elapsed:.2f} s (real-time factor {_rtf(elapsed, audio)}); "
-                f"engine {spoken_by}, voice {_voice_label(voice)}, seed {seed}")
+                f"engine {spoken_by}, voice {_voice_label(voice)}, {_style_label(request)}, seed {seed}")
         return str(path), str(path), info
 
     # -- Convert -----------------------------------------------------------------------------------------
@@ -430,6 +446,21 @@ def _voice_label(voice) -> str:
     return voice.name or voice.source or "from the clip"
 
 
+def _style_label(style) -> str:
+    """A `tts.style.Style` as the Speak info line names it: the emotion, then the controls moved from neutral."""
+    parts = [f"emotion {style.emotion_spec}"
+             + ("" if style.dominant == "neutral" else f" at intensity {style.intensity:g}")]
+    if style.speed != 1:
+        parts.append(f"speed x{style.speed:g}")
+    if style.pitch:
+        parts.append(f"pitch {style.pitch:+g} st")
+    if style.pitch_range != 1:
+        parts.append(f"pitch range x{style.pitch_range:g}")
+    if style.energy:
+        parts.append(f"energy {style.energy:+g} dB")
+    return ", ".join(parts)
+
+
 # -- About ---------------------------------------------------------------------------------------------
 
 
@@ -480,6 +511,7 @@ def build_studio(engine_factory: EngineFactory | None = None, library=None,
                  tone_engine_factory: EngineFactory | None = None) -> gr.Blocks:
     """Build the studio's Blocks app with its queue set (not launched; see `launch_studio`)."""
     from tts.data.styles import STYLES
+    from tts.style import CONTROL_RANGES
     from tts.synthesis import CONVERSION_ENGINES, SYNTHESIS_ENGINES
 
     studio = Studio(library, engine_factory, work_dir, tone_engine_factory)
@@ -493,6 +525,7 @@ def build_studio(engine_factory: EngineFactory | None = None, library=None,
                 with gr.Column(scale=3):
                     text = gr.Textbox(label=f"Text (at most {UI_MAX_TEXT_CHARS:,} characters)", lines=4,
                                       max_length=UI_MAX_TEXT_CHARS, elem_id="speak-text")
+                    gr.Markdown(TAGS_HELP, elem_id="speak-tags-help")
                     voice_from = gr.Radio([VOICE_FROM_LIBRARY, VOICE_FROM_CLIP], value=VOICE_FROM_LIBRARY,
                                           label="Voice from", elem_id="speak-voice-from")
                     speak_voice = gr.Dropdown([], label="Library voice", elem_id="speak-voice")
@@ -510,9 +543,20 @@ def build_studio(engine_factory: EngineFactory | None = None, library=None,
                                            elem_id="speak-base")
                         speak_tau = gr.Slider(0.0, 1.0, value=DEFAULT_TAU, step=0.05, elem_id="speak-tau",
                                               label="Tau (the converter's posterior temperature; 0: deterministic)")
-                    style = gr.Dropdown(list(STYLES), value="neutral", label="Style", elem_id="speak-style")
-                    intensity = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Style intensity")
-                    speed = gr.Slider(0.5, 2.0, value=1.0, step=0.05, label="Speed")
+                    style = gr.Dropdown(list(STYLES), value="neutral", label="Emotion", elem_id="speak-style")
+                    mix = gr.Textbox(label="Emotion mix (optional; replaces the emotion above)", max_lines=1,
+                                     placeholder="happy:0.7+sad:0.3", elem_id="speak-mix")
+                    intensity = gr.Slider(*CONTROL_RANGES["intensity"], value=1.0, step=0.05, elem_id="speak-intensity",
+                                          label="Intensity (0 neutral, 1 full, above 1 exaggerates)")
+                    speed = gr.Slider(*CONTROL_RANGES["speed"], value=1.0, step=0.05, label="Speed")
+                    with gr.Accordion("Prosody", open=False, elem_id="speak-prosody"):
+                        pitch = gr.Slider(*CONTROL_RANGES["pitch"], value=0.0, step=0.5, elem_id="speak-pitch",
+                                          label="Pitch (semitones)")
+                        pitch_range = gr.Slider(*CONTROL_RANGES["pitch_range"], value=1.0, step=0.05,
+                                                elem_id="speak-pitch-range",
+                                                label="Pitch range (x the melody's excursions; below 1 flatter)")
+                        energy = gr.Slider(*CONTROL_RANGES["energy"], value=0.0, step=0.5, elem_id="speak-energy",
+                                           label="Energy (dB)")
                     with gr.Row():
                         seed = gr.Number(value=0, precision=0, label="Seed", minimum=0, elem_id="speak-seed")
                         dice = gr.Button("🎲 random seed", size="sm", elem_id="speak-dice")
@@ -635,8 +679,8 @@ def build_studio(engine_factory: EngineFactory | None = None, library=None,
 
         # One model job at a time across Speak and Convert: both run the same CPU-bound engines.
         generate.click(speak_ui, [text, voice_from, speak_voice, clip, clip_transcript, style, intensity, speed, seed,
-                                  fmt, speak_engine, base, speak_tau], [speech, download, speak_info],
-                       concurrency_id="engine", api_name="speak")
+                                  fmt, speak_engine, base, speak_tau, mix, pitch, pitch_range, energy],
+                       [speech, download, speak_info], concurrency_id="engine", api_name="speak")
         do_convert.click(convert_ui, [source, convert_from, convert_voice, convert_clip, convert_transcript,
                                       convert_engine, convert_tau, convert_seed, convert_fmt],
                          [converted, convert_download, convert_info], concurrency_id="engine", api_name="convert")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import os
@@ -148,7 +149,8 @@ def _speak(studio: Studio, text: str = "Hello there.", voice: str | None = "Ada"
     settings = {**SETTINGS, **changes}
     source = settings.pop("voice_from", VOICE_FROM_LIBRARY)
     clip, transcript = settings.pop("clip", None), settings.pop("transcript", None)
-    engine = {key: settings.pop(key) for key in ("engine", "base", "tau") if key in settings}
+    engine = {key: settings.pop(key) for key in ("engine", "base", "tau", "mix", "pitch", "pitch_range", "energy")
+              if key in settings}
     return studio.speak(text, source, voice, clip, transcript, settings["style"], settings["intensity"],
                         settings["speed"], settings["seed"], settings["fmt"], **engine)
 
@@ -163,6 +165,14 @@ def test_the_app_builds_with_its_views_queue_and_local_theme(library, tmp_path):
     assert demo.analytics_enabled is False
     assert demo._queue.default_concurrency_limit == 1 and demo._queue.max_size
     assert THEME._stylesheets == []  # no web fonts: nothing is fetched from outside the studio
+    # The Speak event's inputs are `Studio.speak`'s parameters, in order (the /speak API is called positionally).
+    components = {block["id"]: block["props"].get("elem_id") for block in demo.config["components"]}
+    speak = next(event for event in demo.config["dependencies"] if event.get("api_name") == "speak")
+    parameters = [name for name in inspect.signature(Studio.speak).parameters if name not in ("self", "progress")]
+    assert len(speak["inputs"]) == len(parameters)
+    assert [components[i] for i in speak["inputs"][-4:]] == ["speak-mix", "speak-pitch", "speak-pitch-range",
+                                                              "speak-energy"]
+    assert parameters[-4:] == ["mix", "pitch", "pitch_range", "energy"]
     assert not (tmp_path / "work").exists() or not any((tmp_path / "work").iterdir())
 
 
@@ -175,7 +185,8 @@ def test_speak_uses_the_library_voice_and_settings_and_loads_the_engine_once(lib
     assert rate == SAMPLE_RATE and len(samples) == SAMPLE_RATE
     call = fake.calls[0]
     assert call["voice"].name == "Ada" and call["models"] == "engine"
-    assert (call["style"], call["intensity"], call["speed"], call["seed"]) == ("happy", 0.5, 1.25, 42)
+    assert (call["emotion"], call["intensity"], call["speed"], call["seed"]) == ("happy", 0.5, 1.25, 42)
+    assert (call["pitch"], call["pitch_range"], call["energy"], call.get("tags", True)) == (0.0, 1.0, 0.0, True)
     assert "1.00 s of audio" in info and "real-time factor" in info and "seed 42" in info
     _, _, again = _speak(studio, voice="bob", seed=None, fmt="mp3")
     assert fake.calls[1]["voice"].name == "Bob" and 0 <= fake.calls[1]["seed"] < 2**31
@@ -192,16 +203,45 @@ def test_speak_uses_the_library_voice_and_settings_and_loads_the_engine_once(lib
     ({"voice_from": VOICE_FROM_CLIP}, "upload or record a clip"),
     ({"fmt": "exe"}, "download format"),
     ({"speed": 3.0}, "speed must be from 0.5 to 2"),
+    ({"mix": "happy:0.7+joy:0.3"}, "unknown style label 'joy'; the emotions are: neutral, happy"),
+    ({"mix": "happy:0.7+sad:-0.3"}, "the weight of 'sad' must be a number >= 0"),
+    ({"mix": "happy+"}, "empty emotion in 'happy[+]'"),
+    ({"intensity": 2.5}, "intensity must be from 0 to 2"),
+    ({"pitch": 13}, "pitch must be from -12 to 12"),
+    ({"pitch_range": 0.1}, "pitch_range must be from 0.25 to 3"),
+    ({"energy": -20}, "energy must be from -12 to 12"),
+    ({"text": "Hello [joyful] there."}, r"unknown tag \[joyful\] at character 7; tags are"),
+    ({"text": "Hello [whisper there."}, "'\\[' at character 7 starts a tag that is never closed"),
+    ({"text": "Hello [happy pitch=99] there."}, "bad tag .* pitch must be from -12 to 12"),
+    ({"text": "Hello [/sad] there."}, r"\[/sad\] at character 7 closes no open tag"),
 ])
-def test_speak_reports_bad_input_as_messages(library, tmp_path, changes, message, monkeypatch):
-    from tts import synthesis
-
-    monkeypatch.setattr(synthesis, "load_engine", lambda: None)  # the real synthesize checks its settings
-    studio = Studio(library, lambda: None, tmp_path / "work")
+def test_speak_reports_bad_input_as_messages(library, tmp_path, changes, message):
+    loads = []
+    studio = Studio(library, lambda: loads.append(1), tmp_path / "work")
     text = changes.pop("text", "Hello there.")
     voice = changes.pop("voice", "Ada")
     with pytest.raises(gr.Error, match=message):
         _speak(studio, text, voice, **changes)
+    assert loads == []  # refused before the models load
+
+
+def test_speak_passes_the_emotion_mix_intensity_and_prosody_to_synthesize(library, fake, tmp_path):
+    studio = Studio(library, lambda: "engine", tmp_path / "work", tone_engine_factory=lambda: "tone engine")
+    text = r"Good news! [whisper] keep it down [/whisper] \[1\]"
+    _, _, info = _speak(studio, text, style="calm", mix=" happy:0.7+sad:0.3 ", intensity=1.5, speed=1.1,
+                        pitch=4, pitch_range=1.5, energy=-3)
+    call = fake.calls[0]
+    assert call["text"] == text  # the tags reach the library, which reads them
+    assert call["emotion"] == "happy:0.7+sad:0.3"  # the mix replaces the dropdown's label
+    controls = (call["intensity"], call["speed"], call["pitch"], call["pitch_range"], call["energy"])
+    assert controls == (1.5, 1.1, 4, 1.5, -3)
+    assert ("emotion happy:0.7+sad:0.3 at intensity 1.5, speed x1.1, pitch +4 st, pitch range x1.5, energy -3 dB, "
+            "seed 5") in info
+    _, _, info = _speak(studio, style="sad", mix="  ", intensity=0.0)
+    assert fake.calls[1]["emotion"] == "sad" and fake.calls[1]["intensity"] == 0.0  # a blank mix: the dropdown
+    assert "emotion sad at intensity 0, seed 5" in info
+    _speak(studio, engine="base+convert", mix="angry", pitch=-2)
+    assert (fake.calls[2]["engine"], fake.calls[2]["emotion"], fake.calls[2]["pitch"]) == ("base+convert", "angry", -2)
 
 
 def test_engine_problems_are_messages_not_tracebacks(library, fake, tmp_path):
@@ -336,6 +376,21 @@ def test_speak_with_base_convert_says_it_with_the_base_speaker_in_the_voice(tiny
     assert loads == {"ar": 0, "tone-color": 1}  # loaded lazily, once, and shared; the ar engine is not needed
     with pytest.raises(gr.Error, match="unknown flite voice"):
         _speak(studio, "Hello.", "Slt", engine="base+convert", base="flite:nobody")
+
+
+def test_speak_pitch_and_energy_change_the_tiny_engines_output(tiny_studio):
+    from tts.audio import load_audio
+    from tts.data.styles import LEVEL_GATE_DB
+    from tts.preprocess import active_rms_dbfs
+
+    studio, _ = tiny_studio
+    outputs = {name: load_audio(_speak(studio, "Hello there.", "Slt", seed=3, **changes)[0])
+               for name, changes in (("neutral", {}), ("pitch", {"pitch": 4}), ("energy", {"energy": 6}))}
+    neutral, shifted, louder = outputs["neutral"], outputs["pitch"], outputs["energy"]
+    assert len(louder) == len(neutral) and abs(len(shifted) - len(neutral)) < 0.2 * len(neutral)
+    assert not np.allclose(shifted.samples[:len(neutral)], neutral.samples[:len(shifted)], atol=1e-3)
+    level = active_rms_dbfs(louder, gate_db=-LEVEL_GATE_DB) - active_rms_dbfs(neutral, gate_db=-LEVEL_GATE_DB)
+    assert level == pytest.approx(6.0, abs=0.5)
 
 
 def test_convert_with_tone_color_keeps_the_recording_and_changes_the_voice(tiny_studio, tiny_models, source_path):

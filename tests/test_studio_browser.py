@@ -1,6 +1,6 @@
 """End to end in a real browser (Debian's headless Chromium via Playwright): make a voice from a clip, rename it,
-speak with it (engines `ar` and `base+convert`), convert a recording into it, run a batch and download its ZIP,
-delete the voice; the page loads nothing from outside.
+speak with it (engines `ar` and `base+convert`; an emotion mixture and a pitch shift), convert a recording into it,
+run a batch and download its ZIP, delete the voice; the page loads nothing from outside.
 
 Screenshots of each view go to ``$TIMBRE_SCREENSHOTS`` (default: the test's temporary folder).
 """
@@ -169,13 +169,19 @@ def test_voice_speak_convert_batch_end_to_end(studio, clip_path, source_path, tm
             _wait_for_text(page, "#voices-table", "Renamed Voice")
             assert library.names() == ["Renamed Voice"]
 
-            # Speak with it.
+            # Speak with it, in an emotion mixture and 4 semitones up (the prosody sliders start hidden).
             page.get_by_role("tab", name="Speak").click()
             expect(page.locator("#speak-voice").get_by_role("combobox")).to_have_value("Renamed Voice")
+            expect(page.locator("#speak-tags-help")).to_contain_text("[whisper] keep it down [/whisper]")
             page.locator("#speak-text").get_by_role("textbox").fill(SPOKEN)
+            page.locator("#speak-mix").get_by_role("textbox").fill("happy:0.7+sad:0.3")
+            expect(page.locator("#speak-pitch")).to_be_hidden()
+            page.locator("#speak-prosody").get_by_text("Prosody", exact=True).click()
+            page.locator("#speak-pitch input[type=range]").fill("4")
+            expect(page.locator("#speak-pitch input[type=number]")).to_have_value("4")
             page.locator("#speak-generate").click()
             _wait_for_text(page, "#speak-info", "s of audio")
-            _wait_for_text(page, "#speak-info", "Renamed Voice")
+            _wait_for_text(page, "#speak-info", "Renamed Voice, emotion happy:0.7+sad:0.3 at intensity 1, pitch +4 st")
             speech, rate = _audio_from(page, "#speak")
             assert page.locator("#speak-download a[href]").first.get_attribute("href") in requested
             assert rate == 24000 and 0.6 < len(speech) / rate < 8.0
