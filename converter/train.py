@@ -144,6 +144,8 @@ class TrainOptions:
     seed: int = 0
     learning_rate: float | None = None
     """Peak learning rate instead of the preset's (e.g. to resume a run faster)."""
+    kl_weight: float | None = None
+    """Weight of the KL term instead of the preset's (lower: sharper reconstructions, weaker timbre removal)."""
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -418,9 +420,10 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
 
 
 def preset_for(options: TrainOptions) -> TrainConfig:
-    """The run's preset, with the options' learning-rate override."""
-    preset = PRESETS[options.config]
-    return preset if options.learning_rate is None else replace(preset, learning_rate=options.learning_rate)
+    """The run's preset, with the options' overrides (learning rate, KL weight)."""
+    overrides = {key: value for key, value in (("learning_rate", options.learning_rate),
+                                               ("kl_weight", options.kl_weight)) if value is not None}
+    return replace(PRESETS[options.config], **overrides) if overrides else PRESETS[options.config]
 
 
 def export(converter: ToneColorConverter, folder: Path, options: TrainOptions, recipe: dict, progress: Progress,
@@ -469,6 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=TrainOptions.batch_size, help="per process")
     parser.add_argument("--validation-items", type=int, default=TrainOptions.validation_items)
     parser.add_argument("--learning-rate", type=float, help="peak learning rate instead of the preset's")
+    parser.add_argument("--kl-weight", type=float, help="weight of the KL term instead of the preset's")
     return parser
 
 
@@ -482,6 +486,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_minutes=args.max_minutes, batch_size=args.batch_size, save_every_minutes=args.save_every_minutes,
             save_every_steps=args.save_every_steps, log_every=args.log_every,
             validation_items=args.validation_items, seed=args.seed, learning_rate=args.learning_rate,
+            kl_weight=args.kl_weight,
         ))
     except TimbreError as error:
         print(f"converter.train: error: {error}", file=sys.stderr)

@@ -203,7 +203,7 @@ def test_unknown_preset_is_refused(corpus, tmp_path, capsys):
 def test_learning_rate_override_keeps_the_rest_of_the_preset(tmp_path):
     from converter.train import preset_for
 
-    options = TrainOptions(corpus=tmp_path, out=tmp_path, config="tiny", learning_rate=5e-4)
-    assert preset_for(options).learning_rate == 5e-4
+    options = TrainOptions(corpus=tmp_path, out=tmp_path, config="tiny", learning_rate=5e-4, kl_weight=0.1)
+    assert preset_for(options).learning_rate == 5e-4 and preset_for(options).kl_weight == 0.1
     assert preset_for(options).model == PRESETS["tiny"].model
     assert preset_for(TrainOptions(corpus=tmp_path, out=tmp_path, config="tiny")) is PRESETS["tiny"]
