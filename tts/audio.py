@@ -34,6 +34,15 @@ DEFAULT_MAX_SECONDS = 20 * 60.0
 
 MAX_FILE_BYTES = 512 * 1024 * 1024
 
+MIN_NATIVE_SAMPLE_RATE = 1_000
+MAX_NATIVE_SAMPLE_RATE = 768_000
+"""Sample rates `load_audio` accepts in a file. No recording uses a rate outside them; a header that claims
+one is damaged, and a claimed 1 Hz would turn a few kilobytes into hours of audio at 24 kHz."""
+
+_DECODE_BLOCK_FRAMES = 1 << 16
+_UNKNOWN_FRAMES = 2**62
+"""libsndfile reports 2**63 - 1 frames for a stream of unknown length (a FLAC whose header says 0)."""
+
 SAVE_FORMATS = ("wav", "flac", "mp3", "ogg")
 
 AudioSource = Union[str, os.PathLike, bytes, BinaryIO]
@@ -151,7 +160,7 @@ def _probe_duration(data: bytes | None, name: str) -> float | None:
 
     try:
         info = sf.info(io.BytesIO(data) if data is not None else name)
-        if info.frames > 0 and info.samplerate > 0:
+        if 0 < info.frames < _UNKNOWN_FRAMES and info.samplerate > 0:
             return info.frames / info.samplerate
     except Exception:  # noqa: BLE001 - not a soundfile format; PyAV below decides
         pass
@@ -166,33 +175,98 @@ def _probe_duration(data: bytes | None, name: str) -> float | None:
     return None
 
 
-def _decode(data: bytes | None, name: str) -> tuple[np.ndarray, int]:
-    """Decode to ``(T, C)`` float32 and the native rate with soundfile, falling back to PyAV."""
+class _Collector:
+    """Takes decoded blocks as they come: mixes them to mono, checks them, and resamples them at once.
+
+    Memory holds only the output, whatever the file's header claims; decoding stops as soon as the audio
+    passes `max_seconds` (a header may hide the length: a FLAC that says 0 samples, a damaged MP3).
+    """
+
+    def __init__(self, name: str, native_rate: int, sample_rate: int, max_seconds: float | None) -> None:
+        if not MIN_NATIVE_SAMPLE_RATE <= native_rate <= MAX_NATIVE_SAMPLE_RATE:
+            raise AudioError(
+                f"{name}: the file claims a sample rate of {native_rate} Hz; audio files use "
+                f"{MIN_NATIVE_SAMPLE_RATE} to {MAX_NATIVE_SAMPLE_RATE} Hz, so it is damaged. Export it again."
+            )
+        self.name, self.native_rate, self.max_seconds = name, native_rate, max_seconds
+        self.frames = 0
+        self.chunks: list[np.ndarray] = []
+        self.stream = None
+        if native_rate != sample_rate:
+            import soxr
+
+            # Streaming gives bit for bit what `resample` gives for the whole signal.
+            self.stream = soxr.ResampleStream(native_rate, sample_rate, 1, dtype="float32", quality="HQ")
+
+    def add(self, block: np.ndarray) -> None:
+        """Append ``(T, C)`` or ``(T,)`` float32 samples at the native rate."""
+        mono = block.mean(axis=1) if block.ndim == 2 else block
+        self.frames += len(mono)
+        if self.max_seconds is not None and self.frames / self.native_rate > self.max_seconds:
+            raise AudioError(
+                f"{self.name}: the audio is longer than the limit of {_fmt_seconds(self.max_seconds)}. "
+                "Cut it to a shorter excerpt first."
+            )
+        if not np.all(np.isfinite(mono)):
+            raise AudioError(f"{self.name}: the audio contains NaN or infinite samples")
+        self.chunks.append(self.stream.resample_chunk(mono) if self.stream is not None else mono)
+
+    def finish(self) -> np.ndarray:
+        """The ``(T,)`` float32 output; `AudioError` when nothing was decoded or resampling overflowed."""
+        if self.frames == 0:
+            raise AudioError(f"{self.name}: the file holds no audio samples")
+        if self.stream is not None:
+            self.chunks.append(self.stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+        samples = np.concatenate(self.chunks).astype(np.float32, copy=False)
+        if samples.size == 0:
+            raise AudioError(
+                f"{self.name}: the audio is too short: {self.frames} sample(s) at {self.native_rate} Hz make no "
+                "sample at the studio's rate"
+            )
+        if not np.all(np.isfinite(samples)):
+            raise AudioError(
+                f"{self.name}: the samples are so far outside [-1, 1] that resampling overflows; "
+                "the file is damaged or not audio"
+            )
+        return samples
+
+
+def _decode(data: bytes | None, name: str, sample_rate: int, max_seconds: float | None) -> np.ndarray:
+    """Decode to mono float32 at `sample_rate` with soundfile, falling back to PyAV, block by block."""
     import soundfile as sf
 
     try:
-        samples, sr = sf.read(io.BytesIO(data) if data is not None else name, dtype="float32", always_2d=True)
-        return samples, int(sr)
+        with sf.SoundFile(io.BytesIO(data) if data is not None else name) as handle:
+            collector = _Collector(name, int(handle.samplerate), sample_rate, max_seconds)
+            handle.seek(0)  # as soundfile.read does: without it libsndfile's MP3 decoder rounds differently
+            while True:
+                block = handle.read(_DECODE_BLOCK_FRAMES, dtype="float32", always_2d=True)
+                if not len(block):
+                    break
+                collector.add(block)
+        return collector.finish()
+    except AudioError:
+        raise
     except Exception as sf_error:  # noqa: BLE001
         soundfile_error = sf_error
     try:
         import av
 
-        chunks = []
         with av.open(io.BytesIO(data) if data is not None else name) as container:
             if not container.streams.audio:
                 raise AudioError(f"{name}: the file has no audio stream")
             stream = container.streams.audio[0]
-            resampler = av.AudioResampler(format="flt", layout="mono")
-            sr = stream.codec_context.sample_rate or stream.rate
+            native_rate = int(stream.codec_context.sample_rate or stream.rate or 0)
+            collector = _Collector(name, native_rate, sample_rate, max_seconds)
+            # Planar float in the stream's own layout, mixed by `_Collector` like soundfile's output: FFmpeg's
+            # mono downmix weights a stereo pair by 0.707, so the same clip came out 3 dB louder this way.
+            resampler = av.AudioResampler(format="fltp")
             for frame in container.decode(stream):
                 for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
+                    collector.add(out.to_ndarray().T)
             for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
-        if not chunks:
-            raise AudioError(f"{name}: the file decodes to no samples")
-        return np.concatenate(chunks).astype(np.float32)[:, None], int(sr)
+                collector.add(out.to_ndarray().T)
+        return collector.finish()
     except AudioError:
         raise
     except Exception as av_error:  # noqa: BLE001
@@ -212,11 +286,12 @@ def load_audio(
     Args:
         source: a path, the file's bytes, or a binary file object.
         sample_rate: rate of the returned audio.
-        max_seconds: refuse longer inputs (checked from the header before decoding where possible);
-            None for no limit.
+        max_seconds: refuse longer inputs (checked from the header before decoding where possible, and
+            while decoding, which stops at the limit); None for no limit.
 
     Raises:
-        AudioError: missing, empty, unreadable, silent-length or over-long input, with what to do about it.
+        AudioError: missing, empty, unreadable, silent-length or over-long input, NaN or infinite samples, or
+            a sample rate no audio file uses, with what to do about it.
     """
     data, name = _read_source(source)
     if data is None:
@@ -239,18 +314,7 @@ def load_audio(
                 f"{name}: the audio is {_fmt_seconds(duration)} long; the limit is {_fmt_seconds(max_seconds)}. "
                 "Cut it to a shorter excerpt first."
             )
-    samples, native_sr = _decode(data, name)
-    if samples.size == 0:
-        raise AudioError(f"{name}: the file holds no audio samples")
-    if max_seconds is not None and samples.shape[0] / native_sr > max_seconds:
-        raise AudioError(
-            f"{name}: the audio is {_fmt_seconds(samples.shape[0] / native_sr)} long; "
-            f"the limit is {_fmt_seconds(max_seconds)}. Cut it to a shorter excerpt first."
-        )
-    mono = samples.mean(axis=1) if samples.ndim == 2 else samples
-    if not np.all(np.isfinite(mono)):
-        raise AudioError(f"{name}: the audio contains NaN or infinite samples")
-    return Audio(resample(mono, native_sr, sample_rate), sample_rate)
+    return Audio(_decode(data, name, sample_rate, max_seconds), sample_rate)
 
 
 def _fmt_seconds(seconds: float) -> str:

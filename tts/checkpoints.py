@@ -12,12 +12,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 import os
 import re
+import threading
 import types
 import typing
 from dataclasses import fields, is_dataclass
@@ -37,6 +39,16 @@ MODEL_CARD_NAME = "MODEL_CARD.md"
 MANIFEST_NAME = "MANIFEST.json"
 MANIFEST_VERSION = 1
 HUB_ALLOW_PATTERNS = [CONFIG_NAME, "*.safetensors", MODEL_CARD_NAME, "README.md", "*.json", "*.txt"]
+
+MAX_CONFIG_BYTES = 1 << 20
+"""Largest ``config.json`` read: ours are under 1 KiB."""
+
+BUILD_BUDGET_FACTOR = 4
+BUILD_BUDGET_SLACK = 1 << 16
+"""A config may describe at most this many times the values its weights file holds, plus this many (buffers
+that are not saved, weight-norm's second copy), and this many times as many modules as the file has tensors,
+plus 1024 (ours have at most 1.5 times as many): beyond that it belongs to other weights, and building the
+model it describes could take any amount of memory and time."""
 
 ConfigT = TypeVar("ConfigT")
 
@@ -63,7 +75,9 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     args = typing.get_args(annotation)
     if is_dataclass(annotation) and isinstance(value, Mapping):
         return config_from_dict(annotation, value, where)
-    if origin is tuple and isinstance(value, (list, tuple)):
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise CheckpointError(f"{where}: expected a list, got {_preview(value)}")
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_coerce(v, args[0], where) for v in value)
         return tuple(_coerce(v, a, where) for v, a in zip(value, args)) if args else tuple(value)
@@ -80,9 +94,17 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         return value
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if annotation in (int, float, str, bool) and not isinstance(value, annotation):
-        raise CheckpointError(f"{where}: expected {annotation.__name__}, got {value!r}")
+    if annotation in (int, float, str, bool) and (
+        not isinstance(value, annotation) or (annotation is not bool and isinstance(value, bool))
+    ):
+        raise CheckpointError(f"{where}: expected {annotation.__name__}, got {_preview(value)}")
     return value
+
+
+def _preview(value: Any) -> str:
+    """`repr` of a config value for a message, shortened."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
 
 
 def config_from_dict(config_class: type[ConfigT], data: Mapping[str, Any], where: str = "config") -> ConfigT:
@@ -97,7 +119,7 @@ def config_from_dict(config_class: type[ConfigT], data: Mapping[str, Any], where
     kwargs = {key: _coerce(value, hints.get(key, Any), f"{where}.{key}") for key, value in data.items()}
     try:
         return config_class(**kwargs)
-    except TypeError as error:
+    except (TypeError, ValueError, ArithmeticError) as error:  # __post_init__ checks; "heads": 0 divides by zero
         raise CheckpointError(f"{where}: {error}") from error
 
 
@@ -112,16 +134,25 @@ def load_config(config_class: type[ConfigT], folder: Path, class_name: str | Non
     path = folder / CONFIG_NAME
     if not path.is_file():
         raise CheckpointError(f"{folder}: no {CONFIG_NAME}; is this a Timbre Studio checkpoint folder?")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise CheckpointError(
+            f"{path}: {path.stat().st_size:,} bytes is too large for a config (limit {MAX_CONFIG_BYTES:,})"
+        )
     try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{path}: not valid JSON ({error})") from error
+        payload = json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_json_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        # ValueError: broken JSON, NaN/Infinity, or an integer of more than 4300 digits; RecursionError: deep nesting.
+        raise CheckpointError(f"{path}: not valid JSON ({type(error).__name__}: {str(error)[:200]})") from error
     if not isinstance(payload, dict) or "config" not in payload:
         raise CheckpointError(f"{path}: expected an object with 'model_class' and 'config'")
     stored_class = payload.get("model_class")
     if class_name is not None and stored_class != class_name:
         raise CheckpointError(f"{folder} holds a {stored_class!r} checkpoint, not a {class_name!r}")
     return config_from_dict(config_class, payload["config"], where=str(path))
+
+
+def _refuse_json_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number (a config value must be finite)")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -314,6 +345,82 @@ def check_state_dict(module: torch.nn.Module, state: Mapping[str, torch.Tensor],
         raise CheckpointError(f"{source} does not fit {type(module).__name__}: " + "; ".join(parts))
 
 
+def check_finite(state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Raise `CheckpointError` when a floating-point tensor of `state` holds NaN or infinity (a damaged file:
+    safetensors carries no checksum, and a flipped exponent bit loads without complaint)."""
+    bad = [key for key, tensor in state.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if bad:
+        raise CheckpointError(f"{source}: {', '.join(bad[:4])}{' ...' if len(bad) > 4 else ''} hold NaN or infinite "
+                              "values; the file is damaged. Download or copy it again.")
+
+
+@contextlib.contextmanager
+def _build_budget(max_values: int, max_modules: int, source: str):
+    """Raise `CheckpointError` from inside a model's constructor once its parameters and buffers (on this
+    thread) pass `max_values` values or its submodules pass `max_modules`, so that a config asking for a
+    billion layers (of any width, zero included) fails at the first few."""
+    from torch.nn.modules.module import (
+        register_module_buffer_registration_hook,
+        register_module_module_registration_hook,
+        register_module_parameter_registration_hook,
+    )
+
+    owner, values, modules = threading.get_ident(), 0, 0
+
+    def refuse(what: str) -> CheckpointError:
+        return CheckpointError(
+            f"{source}: the config describes a model of more than {what}, far more than the weights file "
+            "holds; the config does not belong to these weights"
+        )
+
+    def count_values(module: torch.nn.Module, name: str, tensor: torch.Tensor | None) -> None:
+        nonlocal values
+        if tensor is not None and threading.get_ident() == owner:
+            values += tensor.numel()
+            if values > max_values:
+                raise refuse(f"{max_values:,} values")
+
+    def count_modules(module: torch.nn.Module, name: str, submodule: torch.nn.Module | None) -> None:
+        nonlocal modules
+        if submodule is not None and threading.get_ident() == owner:
+            modules += 1
+            if modules > max_modules:
+                raise refuse(f"{max_modules:,} modules")
+
+    handles = [
+        register_module_parameter_registration_hook(count_values),
+        register_module_buffer_registration_hook(count_values),
+        register_module_module_registration_hook(count_modules),
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def build_for_state(model_class: type, config: Any, state: Mapping[str, torch.Tensor], source: str) -> torch.nn.Module:
+    """``model_class(config)``, built for real only once a build on the meta device (shapes, no memory) fits `state`.
+
+    A config that does not fit its weights (``"dim": 60000`` beside a 1 MB file, ``"heads": 0``) is refused with
+    a `CheckpointError` before it can allocate anything or run for long.
+    """
+    max_values = BUILD_BUDGET_FACTOR * sum(tensor.numel() for tensor in state.values()) + BUILD_BUDGET_SLACK
+    max_modules = BUILD_BUDGET_FACTOR * len(state) + 1024
+    try:
+        with _build_budget(max_values, max_modules, source), torch.device("meta"):
+            skeleton = model_class(config)
+    except CheckpointError:
+        raise
+    except Exception as error:  # noqa: BLE001 - whatever a constructor raises, the config it was given is bad
+        reason = (str(error).splitlines() or [""])[0][:200]  # torch's messages can carry a C++ stack trace
+        raise CheckpointError(
+            f"{source}: its config does not build a {model_class.__name__} ({type(error).__name__}: {reason})"
+        ) from error
+    check_state_dict(skeleton, state, source)
+    return model_class(config)
+
+
 def load_state_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
     """Copy `state` into `module` after `check_state_dict`, casting to each parameter's dtype."""
     check_state_dict(module, state, source)
@@ -395,8 +502,10 @@ class PretrainedMixin:
         """Load strictly from a local folder, a shipped default name, or a hub id (see `resolve_checkpoint`)."""
         folder = resolve_checkpoint(name_or_path, revision=revision, local_files_only=local_files_only)
         config = load_config(cls.config_class, folder, cls.__name__)
-        model = cls(config)
-        load_state_strict(model, load_safetensors(folder / WEIGHTS_NAME), str(folder / WEIGHTS_NAME))
+        state = load_safetensors(folder / WEIGHTS_NAME)
+        check_finite(state, str(folder / WEIGHTS_NAME))
+        model = build_for_state(cls, config, state, str(folder / WEIGHTS_NAME))
+        load_state_strict(model, state, str(folder / WEIGHTS_NAME))
         model.eval()
         return model.to(device) if device is not None else model
 

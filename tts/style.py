@@ -114,12 +114,17 @@ def parse_emotion(spec: EmotionSpec) -> tuple[tuple[str, float], ...]:
     else:
         raise _unknown_emotion(spec)
     totals: dict[str, float] = {}
+    scale = 1.0
+    if not math.isfinite(sum(weight for _, weight in pairs)):
+        scale = max(weight for _, weight in pairs)  # 1e308 + 1e308 is inf, and inf / inf made NaN weights
     for label, weight in pairs:
-        totals[label] = totals.get(label, 0.0) + weight
+        totals[label] = totals.get(label, 0.0) + weight / scale
     total = sum(totals.values())
     if not pairs or total <= 0:
         raise TimbreError(f"the emotion weights of {spec!r} sum to 0; give at least one positive weight")
-    ordered = sorted(((label, weight / total) for label, weight in totals.items() if weight > 0),
+    shares = ((label, weight / total) for label, weight in totals.items())
+    # Dropped after dividing: 5e-324 next to 2.0 is a positive weight but a share of 0.
+    ordered = sorted(((label, share) for label, share in shares if share > 0),
                      key=lambda pair: (-pair[1], STYLES.index(pair[0])))
     return tuple(ordered)
 

@@ -24,6 +24,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Union
@@ -185,13 +186,16 @@ class Voice:
         samples = tensors["samples"]
         if samples.dtype != np.float32 or samples.ndim != 1:
             raise VoiceError(f"{path}: 'samples' must be 1-D float32, got {samples.dtype} {samples.shape}; the file is damaged")
+        if not np.all(np.isfinite(samples)):
+            # The checksum cannot tell: a file made by hand can carry NaN samples and their matching checksum.
+            raise VoiceError(f"{path}: the voice's samples include NaN or infinite values; the file is damaged")
         if _samples_sha256(samples) != metadata["samples_sha256"]:
             raise VoiceError(
                 f"{path}: the samples do not match the checksum stored in the file, so it was modified or "
                 "damaged. Clone the voice again from its reference recording."
             )
         if metadata["sample_rate"] != str(SAMPLE_RATE):
-            raise VoiceError(f"{path}: sample rate {metadata['sample_rate']!r} is not {SAMPLE_RATE}; the file is damaged")
+            raise VoiceError(f"{path}: sample rate {metadata['sample_rate'][:20]!r} is not {SAMPLE_RATE}; the file is damaged")
         try:
             return cls(
                 Audio(samples, SAMPLE_RATE),
@@ -239,16 +243,17 @@ def _read_safetensors(path: Path) -> tuple[dict[str, str], dict[str, np.ndarray]
 
 def _check_format(path: Path, metadata: dict[str, str]) -> None:
     if metadata.get("format") != VOICE_FORMAT:
-        found = f" (its format is {metadata['format']!r})" if "format" in metadata else ""
+        found = f" (its format is {metadata['format'][:40]!r})" if "format" in metadata else ""
         raise VoiceError(
             f"{path}: a safetensors file but not a Timbre voice file{found}. "
             f"Voice files are written by Voice.save and end in {VOICE_SUFFIX}."
         )
     raw = metadata.get("format_version")
-    try:
-        version = int(raw)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise VoiceError(f"{path}: the voice file has no valid format version ({raw!r}); it is damaged") from None
+    # Exactly the digits `save` writes: int() would also take " 1", "01", "1_0", "١" or 5000 digits.
+    if not isinstance(raw, str) or not re.fullmatch(r"0|[1-9][0-9]{0,8}", raw):
+        shown = repr(raw) if raw is None or len(raw) <= 20 else repr(raw[:20]) + "..."
+        raise VoiceError(f"{path}: the voice file has no valid format version ({shown}); it is damaged")
+    version = int(raw)
     if version in READABLE_FORMAT_VERSIONS:
         return
     readable = ", ".join(str(v) for v in READABLE_FORMAT_VERSIONS)

@@ -34,6 +34,9 @@ from tts.voice import VOICE_SUFFIX, Voice
 logger = logging.getLogger(__name__)
 
 MAX_NAME_CHARS = 64
+MAX_NAME_BYTES = 200
+"""Longest file stem (the case-folded name in UTF-8): a file name holds 255 bytes, and the atomic write's
+temporary name adds about 35 to ``<stem>.voice``. 64 letters outside the Basic Multilingual Plane take 256."""
 MAX_CONSENT_CHARS = 2000
 NAME_PUNCTUATION = " -_."
 """Characters allowed in a voice name besides letters and digits."""
@@ -67,6 +70,11 @@ def check_voice_name(name: str) -> str:
         raise VoiceError(f"the voice name {name!r} may not start or end with '.' or contain '..'")
     if name.casefold().split(".")[0].strip() in _RESERVED_STEMS:
         raise VoiceError(f"{name!r} is a reserved device name on Windows; choose another voice name")
+    if len(_key(name).encode("utf-8")) > MAX_NAME_BYTES:
+        raise VoiceError(
+            f"the voice name {name[:20]!r}... is too long for a file name ({len(_key(name).encode('utf-8'))} bytes "
+            f"in UTF-8, at most {MAX_NAME_BYTES}); choose a shorter name"
+        )
     return name
 
 
@@ -240,12 +248,12 @@ class VoiceLibrary:
             VoiceError: a damaged, tampered or unknown-version file, an invalid or taken name, or no consent.
         """
         voice = Voice.load(path)
-        chosen = name if name is not None and name.strip() else (voice.name or Path(path).stem)
+        chosen = name if isinstance(name, str) and name.strip() else (voice.name or Path(path).stem)
         try:
             chosen = check_voice_name(chosen)
         except VoiceError as error:
             if name:
                 raise
             raise VoiceError(f"the imported voice's name is unusable ({error}); give it a name") from None
-        given = consent if consent is not None and consent.strip() else voice.consent
+        given = consent if isinstance(consent, str) and consent.strip() else voice.consent
         return self.add(voice, chosen, given)

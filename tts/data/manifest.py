@@ -18,6 +18,7 @@ import json
 import math
 import os
 import re
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -29,6 +30,10 @@ REQUIRED_FIELDS = ("id", "text", "voice")
 
 MAX_TEXT_CHARS = 1000
 """Longest text of one manifest line (about a minute of speech); split longer texts into several lines."""
+
+MAX_LINE_CHARS = 64 * 1024
+"""Longest manifest line (JSON lines) read at all: a valid line is far shorter (its text is at most
+`MAX_TEXT_CHARS`), and a longer one is refused before it is parsed."""
 
 MAX_SEED = 2**63 - 1
 AUDIO_DIR = "audio"
@@ -60,6 +65,11 @@ class ManifestEntry:
     seed: int = 0
     line: int = 0
     index: int = 0
+
+    def __post_init__(self) -> None:
+        # The id becomes a file name in the output folder; an entry made in code obeys the manifest's rule too.
+        if not isinstance(self.id, str) or _check_id(self.id) != self.id:
+            raise ManifestError(f"id {str(self.id)[:60]!r} is not a plain file name (see tts.data.manifest)")
 
     def request(self) -> dict:
         """The fields that determine the audio."""
@@ -113,11 +123,17 @@ def _number(record: dict, name: str, default: float) -> float:
         raise ManifestError(f"'{name}' must be a number, got {value!r}")
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise ManifestError(f"'{name}' must be a number, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer too large for a float
+        raise ManifestError(f"'{name}' must be a number, got {_preview(value)}") from None
     if not math.isfinite(number):
-        raise ManifestError(f"'{name}' must be a finite number, got {value!r}")
+        raise ManifestError(f"'{name}' must be a finite number, got {_preview(value)}")
     return number
+
+
+def _preview(value: Any) -> str:
+    """`repr` of a field's value for a message, shortened: a line may hold a megabyte in one field."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
 
 
 def _seed(value: Any, entry_id: str) -> int:
@@ -131,7 +147,7 @@ def _seed(value: Any, entry_id: str) -> int:
     elif isinstance(value, str) and re.fullmatch(r"\s*\d+\s*", value):
         seed = int(value)
     if seed is None or not 0 <= seed <= MAX_SEED:
-        raise ManifestError(f"'seed' must be a whole number from 0 to 2**63-1, got {value!r}")
+        raise ManifestError(f"'seed' must be a whole number from 0 to 2**63-1, got {_preview(value)}")
     return seed
 
 
@@ -175,8 +191,14 @@ def _check_voice(voice: Any, base_dir: Path | None) -> str:
     looks_like_path = "/" in voice or "\\" in voice or voice.lower().endswith(AUDIO_SUFFIXES)
     if looks_like_path:
         path = Path(voice) if Path(voice).is_absolute() or base_dir is None else base_dir / voice
-        if not path.is_file():
-            raise ManifestError(f"voice {voice!r} looks like a reference clip, but {path} was not found")
+        try:
+            found = path.is_file()
+        except OSError as error:  # a name too long for the file system, say
+            raise ManifestError(
+                f"voice {voice[:60]!r} looks like a reference clip, but it cannot be opened ({error.strerror})"
+            ) from None
+        if not found:
+            raise ManifestError(f"voice {voice[:60]!r} looks like a reference clip, but {str(path)[:80]} was not found")
         reason = clip_engine_unavailable()
         if reason:
             raise ManifestError(
@@ -236,18 +258,36 @@ def _format_of(path: Path | None, text: str) -> str:
 def _records(text: str, fmt: str) -> Iterable[tuple[int, Any, str | None]]:
     """``(line number, record or None, parse error or None)`` for every non-blank line."""
     if fmt == "jsonl":
-        for number, line in enumerate(text.splitlines(), 1):
+        # Lines end at "\n" only, as in an editor: str.splitlines() also splits at U+2028, U+0085 and other
+        # characters that a JSON string may hold, which broke valid lines and shifted the numbers after them.
+        for number, line in enumerate(text.split("\n"), 1):
             if not line.strip():
+                continue
+            if len(line) > MAX_LINE_CHARS:
+                yield number, None, f"the line has {len(line):,} characters; a line holds at most {MAX_LINE_CHARS:,}"
                 continue
             try:
                 yield number, json.loads(line), None
             except json.JSONDecodeError as error:
                 yield number, None, f"broken JSON: {error.msg} at column {error.colno}"
+            except RecursionError:
+                yield number, None, "broken JSON: nested too deeply"
+            except ValueError:  # json.loads' int() refuses more digits than this
+                yield number, None, f"unreadable JSON: a number of more than {sys.get_int_max_str_digits():,} digits"
         return
     reader = csv.reader(io.StringIO(text), delimiter="\t" if fmt == "tsv" else ",")
     header: list[str] | None = None
-    for row in reader:
-        number = reader.line_num
+    end = 0
+    while True:
+        number = end + 1  # a quoted field may span lines: a record is reported at its first line
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:  # a field over csv.field_size_limit(): no valid field is that long
+            yield number, None, f"unreadable CSV ({error}); the lines after it were not read"
+            return
+        end = reader.line_num
         if not row or all(not cell.strip() for cell in row):
             continue
         if header is None:
@@ -262,11 +302,25 @@ def _records(text: str, fmt: str) -> Iterable[tuple[int, Any, str | None]]:
         yield number, {name: cell for name, cell in zip(header, row) if cell != ""}, None
 
 
+def _unwritable(record: Any) -> str | None:
+    """Why `record` could not be written back as UTF-8 JSON, or None. JSON's escapes can spell a lone surrogate,
+    which would crash the writing of ``errors.jsonl`` or ``metadata.jsonl`` long after parsing."""
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return r"a value holds a lone UTF-16 surrogate (\ud800 without its pair), which is not text"
+    except RecursionError:
+        return "broken JSON: nested too deeply"
+    return None
+
+
 def parse_manifest_text(text: str, fmt: str = "jsonl", base_dir: Path | None = None) -> Manifest:
     """Parse manifest contents in `fmt` (``jsonl``, ``csv`` or ``tsv``); see `parse_manifest`."""
     manifest = Manifest(base_dir=base_dir)
     seen: dict[str, int] = {}
     for index, (number, record, problem) in enumerate(_records(text, fmt)):
+        if problem is None and (unwritable := _unwritable(record)):
+            record, problem = None, unwritable
         record_id = record.get("id") if isinstance(record, dict) else None
         record_id = str(record_id) if isinstance(record_id, (str, int)) and not isinstance(record_id, bool) else None
         if problem is not None:

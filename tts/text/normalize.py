@@ -76,6 +76,12 @@ def _speak_address(address: str) -> str:
     return " ".join("".join(spoken).split())
 
 
+MAX_ADDRESS_CHARS = 256
+"""Longest run of non-space characters read as a URL, email or file name; longer runs are left to the
+final clean-up. The address patterns backtrack over a run once per word boundary in it (quadratic time),
+and nobody listens to a 20,000-character address."""
+
+
 def _expand_addresses(text: str) -> str:
     def url(match: re.Match[str]) -> str:
         address = match[0]
@@ -83,9 +89,16 @@ def _expand_addresses(text: str) -> str:
         tail = trailing[0] if trailing else ""
         return _speak_address(address[: len(address) - len(tail)]) + tail
 
-    text = _EMAIL.sub(lambda m: _speak_address(m[0]), text)
-    text = _URL.sub(url, text)
-    return _FILE_NAME.sub(r"\1 dot \2", text)
+    def token(match: re.Match[str]) -> str:
+        # No address pattern crosses whitespace, so each run is expanded on its own, exactly as in place.
+        run = match[0]
+        if len(run) > MAX_ADDRESS_CHARS:
+            return run
+        run = _EMAIL.sub(lambda m: _speak_address(m[0]), run)
+        run = _URL.sub(url, run)
+        return _FILE_NAME.sub(r"\1 dot \2", run)
+
+    return re.sub(r"\S+", token, text)
 
 
 # --- abbreviations, initials --------------------------------------------------------------------------
@@ -117,6 +130,7 @@ _DOTTED_RE = re.compile(
 )
 _ACRONYM = re.compile(r"(?<![\w.])((?:[A-Za-z]\.){2,})(?!\w)")  # "U.S.A." -> "U S A"
 _INITIAL = re.compile(r"(?<![\w.])([A-Z])\.(?=\s+(?:[A-Z]\.|[A-Z][a-z]))")  # "J. K. Rowling"
+_NAME_BEFORE = re.compile(r"\b[A-Z][a-z]+\s*$")  # "Elm St.": a capitalized word before "St."
 
 
 def _ends_sentence(text: str, end: int) -> bool:
@@ -128,7 +142,8 @@ def _ends_sentence(text: str, end: int) -> bool:
 def _expand_abbreviations(text: str) -> str:
     def dr_st(match: re.Match[str]) -> str:
         word, end, source = match[1], match.end(), match.string
-        after_name = re.search(r"\b[A-Z][a-z]+\s*$", source[: match.start()]) is not None  # "Elm St."
+        # Only the 64 characters before are searched: searching all the text before every "St." is quadratic.
+        after_name = _NAME_BEFORE.search(source, max(0, match.start() - 64), match.start()) is not None
         next_is_name = re.match(r"\s+[A-Z]", source[end:]) is not None  # "St. Louis", "Dr. Smith"
         if next_is_name and not after_name:
             return "Doctor" if word == "Dr" else "Saint"
@@ -243,11 +258,14 @@ def _merge_punctuation(match: re.Match[str]) -> str:
 
 
 def _cleanup(text: str) -> str:
+    # Whitespace is collapsed at the end anyway; collapsing it first keeps the patterns below that start
+    # with \s* from rescanning a long run of spaces at every position of it (quadratic time).
+    text = re.sub(r"\s+", " ", text)
     text = _PAUSE_CHARS.sub(", ", text)
     text = text.replace('"', " ")
     text = re.sub(r"(?<!\w)'+|'+(?!\w)", " ", text)  # quotes, not apostrophes ("don't" stays)
     text = re.sub(r"(?<!\w)-+|-+(?!\w)", " ", text)  # hyphens that join nothing
-    text = _SPEAKABLE.sub(" ", text)  # emoji, symbols, controls
+    text = re.sub(r"\s+", " ", _SPEAKABLE.sub(" ", text))  # emoji, symbols, controls; collapsed as above
     text = _PUNCT_RUN.sub(_merge_punctuation, text)
     text = re.sub(r"\s+", " ", text).strip()
     text = re.sub(r"\s+(?=\.\.\.|[.,?!;:])", "", text)

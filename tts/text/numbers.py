@@ -44,6 +44,10 @@ def cardinal(n: int | str) -> str:
     Negative numbers start with "minus". Numbers too long to be quantities (more than
     `MAX_CARDINAL_DIGITS` digits) are read digit by digit.
     """
+    if isinstance(n, str) and len(n.strip().lstrip("+-").lstrip("0")) > MAX_CARDINAL_DIGITS:
+        # Checked on the text: int() refuses strings of more than 4300 digits (sys.get_int_max_str_digits).
+        body = n.strip()
+        return ("minus " if body.startswith("-") else "") + digits(body.lstrip("+-").lstrip("0"))
     value = int(n)
     if value < 0:
         return "minus " + cardinal(-value)

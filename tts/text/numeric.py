@@ -10,7 +10,15 @@ from __future__ import annotations
 
 import re
 
-from tts.text.numbers import cardinal, decimal, digits, fraction, ordinal, year
+from tts.text.numbers import (
+    MAX_CARDINAL_DIGITS,
+    cardinal,
+    decimal,
+    digits,
+    fraction,
+    ordinal,
+    year,
+)
 
 MONTHS = (
     "January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
@@ -21,7 +29,9 @@ _MONTH_NAME = (
     r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?"
     r"|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?"
 )
-_NUMBER = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
+# Thousands groups start only where no "digit," comes before: from inside "1,000,000,...", every group
+# would otherwise rescan the rest of the run (quadratic time).
+_NUMBER = r"(?<!\d,)\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
 _ORD_SUFFIX = r"(?:st|nd|rd|th)"
 
 # symbol: (unit singular, unit plural, sub-unit singular, sub-unit plural)
@@ -109,7 +119,7 @@ def _money_words(number: str, symbol: str, magnitude: str | None) -> str:
     if magnitude:
         return f"{_number_words(number)} {_MAGNITUDES[magnitude]} {units}"
     whole, _, frac = number.partition(".")
-    if len(frac) > 2 or (frac and not sub):
+    if len(frac) > 2 or (frac and not sub) or len(whole.lstrip("0")) > MAX_CARDINAL_DIGITS:
         return f"{decimal(number)} {units}"
     whole_value = int(whole or "0")
     cents = int(frac.ljust(2, "0")) if frac else 0
@@ -261,11 +271,13 @@ _PHONE = re.compile(
     r"|(?<![\d-])()()([2-9]\d{2})-(\d{4})(?![\d-])"  # 555-1234
 )
 _FEET_INCHES = re.compile(r"\b(\d{1,2})'\s?(\d{1,2})(?:\"|'')")
-_PERCENT = re.compile(r"(?P<neg>(?<![\w.])-)?(?P<num>" + _NUMBER + r")\s?%")
+# A number starts after a non-digit: trying every digit of a long run as a start takes quadratic time.
+_PERCENT = re.compile(r"(?P<neg>(?<![\w.])-)?(?<!\d)(?P<num>" + _NUMBER + r")\s?%")
 _UNIT = re.compile(
-    r"(?P<neg>(?<![\w.])-)?(?P<num>" + _NUMBER + r")(?P<space>\s?)(?P<unit>" + _UNIT_ALTERNATION + r")(?![\w/])"
+    r"(?P<neg>(?<![\w.])-)?(?<!\d)(?P<num>" + _NUMBER + r")(?P<space>\s?)(?P<unit>" + _UNIT_ALTERNATION
+    + r")(?![\w/])"
 )
-_ORDINAL = re.compile(r"\b(\d{1,3}(?:,\d{3})+|\d+)(?:st|nd|rd|th)\b")
+_ORDINAL = re.compile(r"\b((?<!\d,)\d{1,3}(?:,\d{3})+|\d+)(?:st|nd|rd|th)\b")  # (?<!\d,): see _NUMBER
 _DECADE = re.compile(r"(?:\b|')(\d{1,3}0)'?s\b")
 _RANGE = re.compile(r"(?<![\w.,-])(\d+)\s?-\s?(\d+)(?![\w.,]\d|-)")
 _VERSION = re.compile(r"(?<![\d.])\d+(?:\.\d+){2,}(?![\d.]\d)")
