@@ -384,7 +384,7 @@ class Studio:
                 source.write_text(lines.strip() + "\n", encoding="utf-8")
             else:
                 raise ValueError("paste manifest lines or upload a manifest file (JSON lines or CSV)")
-            manifest = parse_manifest(source)
+            manifest = parse_manifest(source, allow_clips=False)  # never open server files named by a stranger
             if not manifest.entries and not manifest.errors:
                 raise ValueError("the manifest has no lines")
             if len(manifest.entries) + len(manifest.errors) > UI_MAX_BATCH_LINES:

@@ -578,6 +578,30 @@ def test_batch_runs_a_pasted_manifest_and_zips_audio_metadata_and_errors(tmp_pat
     assert summary.startswith("1 of 1 lines") and rows[0][1] == "c1"
 
 
+def test_batch_never_reads_server_files_as_voices(tmp_path):
+    from tts.data.speakers import get_speaker
+
+    if get_speaker("flite").unavailable_reason():
+        pytest.skip(get_speaker("flite").unavailable_reason())
+    secret = tmp_path / "server" / "private.wav"
+    secret.parent.mkdir()
+    get_speaker("flite").synthesize("Private words.", "awb").audio.save(secret)
+    studio = Studio(VoiceLibrary(tmp_path / "voices"), lambda: pytest.fail("no engine may load"), tmp_path / "work")
+    lines = "\n".join([
+        json.dumps({"id": "abs", "text": "Say it.", "voice": str(secret)}),
+        json.dumps({"id": "ok", "text": "Fine.", "voice": "flite:slt"}),
+        json.dumps({"id": "rel", "text": "Say it.", "voice": "../../server/missing.wav"}),
+    ])
+    summary, rows, archive = studio.run_batch(lines, None)
+    assert summary.startswith("1 of 3 lines spoken")
+    by_id = {row[1]: row for row in rows}
+    assert by_id["ok"][2] == "ok" and by_id["abs"][2] == "error"
+    assert "not accepted here" in by_id["abs"][6] and by_id["rel"][2] == "error"
+    assert by_id["rel"][6] == by_id["abs"][6]  # the same answer whether or not the file exists
+    with zipfile.ZipFile(archive) as zipped:
+        assert [name for name in zipped.namelist() if name.startswith("audio/")] == ["audio/ok.flac"]
+
+
 @pytest.mark.parametrize("lines, message", [
     ("", "paste manifest lines"),
     ("\n".join(json.dumps({"id": f"l{i}", "text": "x", "voice": "flite:slt"}) for i in range(UI_MAX_BATCH_LINES + 1)),

@@ -182,13 +182,21 @@ def is_clip_voice(voice: str) -> bool:
     return Path(voice).is_absolute()
 
 
-def _check_voice(voice: Any, base_dir: Path | None) -> str:
+CLIPS_REFUSED = (
+    "reference-clip voices (file paths) are not accepted here, because reading them would open files on this "
+    "server; use a base voice or pseudo-speaker id, or run `timbre batch` on your own machine for clip voices"
+)
+
+
+def _check_voice(voice: Any, base_dir: Path | None, allow_clips: bool = True) -> str:
     from tts.data.voicebank import check_voice_id
 
     if not isinstance(voice, str) or not voice.strip():
         raise ManifestError("missing or empty 'voice'")
     voice = voice.strip()
     looks_like_path = "/" in voice or "\\" in voice or voice.lower().endswith(AUDIO_SUFFIXES)
+    if looks_like_path and not allow_clips:
+        raise ManifestError(CLIPS_REFUSED)  # before touching the file system: not even its existence is told
     if looks_like_path:
         path = Path(voice) if Path(voice).is_absolute() or base_dir is None else base_dir / voice
         try:
@@ -213,8 +221,10 @@ def _check_voice(voice: Any, base_dir: Path | None) -> str:
         raise ManifestError(str(error)) from None
 
 
-def validate_record(record: Any, line: int = 0, index: int = 0, base_dir: Path | None = None) -> ManifestEntry:
-    """A `ManifestEntry` from one parsed line, or `ManifestError` saying what is wrong with it."""
+def validate_record(record: Any, line: int = 0, index: int = 0, base_dir: Path | None = None,
+                    allow_clips: bool = True) -> ManifestEntry:
+    """A `ManifestEntry` from one parsed line, or `ManifestError` saying what is wrong with it (with
+    `allow_clips` False, a reference-clip voice is refused without looking at the file system)."""
     from tts.data.speakers import check_speed
     from tts.data.styles import check_intensity, check_style
 
@@ -230,7 +240,7 @@ def validate_record(record: Any, line: int = 0, index: int = 0, base_dir: Path |
     text = text.strip()
     if len(text) > MAX_TEXT_CHARS:
         raise ManifestError(f"text has {len(text):,} characters; at most {MAX_TEXT_CHARS:,} per line (split it)")
-    voice = _check_voice(record.get("voice"), base_dir)
+    voice = _check_voice(record.get("voice"), base_dir, allow_clips)
     style_value = record.get("style")
     style = "neutral" if style_value is None or style_value == "" else style_value
     try:
@@ -314,7 +324,8 @@ def _unwritable(record: Any) -> str | None:
     return None
 
 
-def parse_manifest_text(text: str, fmt: str = "jsonl", base_dir: Path | None = None) -> Manifest:
+def parse_manifest_text(text: str, fmt: str = "jsonl", base_dir: Path | None = None,
+                        allow_clips: bool = True) -> Manifest:
     """Parse manifest contents in `fmt` (``jsonl``, ``csv`` or ``tsv``); see `parse_manifest`."""
     manifest = Manifest(base_dir=base_dir)
     seen: dict[str, int] = {}
@@ -327,7 +338,7 @@ def parse_manifest_text(text: str, fmt: str = "jsonl", base_dir: Path | None = N
             manifest.errors.append(LineError(number, record_id, problem))
             continue
         try:
-            entry = validate_record(record, number, index, base_dir)
+            entry = validate_record(record, number, index, base_dir, allow_clips)
         except ManifestError as error:
             manifest.errors.append(LineError(number, record_id, str(error)))
             continue
@@ -340,11 +351,12 @@ def parse_manifest_text(text: str, fmt: str = "jsonl", base_dir: Path | None = N
     return manifest
 
 
-def parse_manifest(path: str | os.PathLike) -> Manifest:
+def parse_manifest(path: str | os.PathLike, allow_clips: bool = True) -> Manifest:
     """Read and validate a manifest file (JSON lines, or CSV/TSV with a header row).
 
     Bad lines become `Manifest.errors`; only an unreadable file or a CSV without the required columns
-    raises `ManifestError`.
+    raises `ManifestError`. With `allow_clips` False (a server taking manifests from strangers), lines whose
+    voice is a reference-clip path are bad lines, refused without touching the file system.
     """
     path = Path(path)
     try:
@@ -355,4 +367,4 @@ def parse_manifest(path: str | os.PathLike) -> Manifest:
         raise ManifestError(f"manifest {path} is not UTF-8 text: {error}") from None
     except OSError as error:
         raise ManifestError(f"cannot read manifest {path}: {error}") from None
-    return parse_manifest_text(text, _format_of(path, text), base_dir=path.parent)
+    return parse_manifest_text(text, _format_of(path, text), base_dir=path.parent, allow_clips=allow_clips)
