@@ -1,4 +1,4 @@
-"""Shared test fixtures: deterministic seeds, small synthetic audio, an isolated checkpoint folder."""
+"""Shared test fixtures: deterministic seeds, small synthetic audio, an isolated checkpoint folder, the flite speaker."""
 
 from __future__ import annotations
 
@@ -39,3 +39,41 @@ def shipped_root(tmp_path, monkeypatch):
 
 COMPAT_DIR = __import__("pathlib").Path(__file__).resolve().parent / "data" / "compat"
 """Copy of the steering repo's compat data (published manifests, tiny golden weights and outputs)."""
+
+
+@pytest.fixture(scope="module")
+def flite():
+    """The flite base speaker (real speech in a second); skips the test where flite is not installed."""
+    from tts.data.speakers import get_speaker
+
+    speaker = get_speaker("flite")
+    if speaker.unavailable_reason():
+        pytest.skip(speaker.unavailable_reason())
+    return speaker
+
+
+TONE_CORPUS_ITEMS = (
+    ("Hello there.", "h ə l ˈ oʊ | ð ˈ ɛ ɹ | ."),
+    ("Red and blue.", "ɹ ˈ ɛ d | æ n d | b l ˈ uː | ."),
+    ("Good morning.", "ɡ ˈ ʊ d | m ˈ ɔː ɹ n ɪ ŋ | ."),
+)
+
+
+def write_tone_corpus(folder, voices=(("flite:rms", 110.0), ("flite:slt", 210.0))):
+    """A six-item corpus in `folder` for training tests: each voice a harmonic tone at its pitch (vibrato, fade),
+    three texts with their phonemes, 1-1.8 s, as WAV files and ``metadata.jsonl``. Returns `folder`."""
+    from tts.data.corpus import METADATA_NAME, CorpusItem
+
+    rng = np.random.default_rng(0)
+    lines = []
+    for voice, pitch in voices:
+        for index, (text, phonemes) in enumerate(TONE_CORPUS_ITEMS):
+            seconds = 1.0 + 0.4 * index
+            t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+            phase = 2 * np.pi * np.cumsum(pitch * (1 + 0.1 * np.sin(2 * np.pi * 3 * t))) / SAMPLE_RATE
+            wave = sum(np.sin(k * phase) / k for k in range(1, 6)) * 0.2 * np.sin(np.pi * t / seconds)
+            name = f"{voice.split(':')[1]}_{index}.wav"
+            Audio((wave + 0.005 * rng.standard_normal(len(t))).astype(np.float32)).save(folder / name)
+            lines.append(CorpusItem(name, text, voice, phonemes=phonemes, duration=seconds, engine="test").to_json())
+    (folder / METADATA_NAME).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder

@@ -15,34 +15,14 @@ from converter.openvoice import ConverterConfig, ToneColorConverter
 from converter.spectrogram import SpectrogramConfig
 from converter.train import PRESETS, BatchMaker, ConverterTrainer, TrainOptions, load_utterances, main, train
 from tts.audio import SAMPLE_RATE, STUDIO_MEL, Audio
-from tts.data.corpus import METADATA_NAME, CorpusItem
+from tests.conftest import write_tone_corpus
 
 pytestmark = pytest.mark.usefixtures("single_thread")
-
-ITEMS = [
-    ("Hello there.", "h ə l ˈ oʊ | ð ˈ ɛ ɹ | ."),
-    ("Red and blue.", "ɹ ˈ ɛ d | æ n d | b l ˈ uː | ."),
-    ("Good morning.", "ɡ ˈ ʊ d | m ˈ ɔː ɹ n ɪ ŋ | ."),
-]
-
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     """Six items: two 'voices' (harmonic tones at 110 and 210 Hz), three texts each, 1-1.8 s."""
-    root = tmp_path_factory.mktemp("converter_corpus")
-    rng = np.random.default_rng(0)
-    lines = []
-    for voice, pitch in (("test:low", 110.0), ("test:high", 210.0)):
-        for index, (text, phonemes) in enumerate(ITEMS):
-            seconds = 1.0 + 0.4 * index
-            t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-            phase = 2 * np.pi * np.cumsum(pitch * (1 + 0.1 * np.sin(2 * np.pi * 3 * t))) / SAMPLE_RATE
-            wave = sum(np.sin(k * phase) / k for k in range(1, 6)) * 0.2 * np.sin(np.pi * t / seconds)
-            name = f"{voice.split(':')[1]}_{index}.wav"
-            Audio((wave + 0.005 * rng.standard_normal(len(t))).astype(np.float32)).save(root / name)
-            lines.append(CorpusItem(name, text, voice, phonemes=phonemes, duration=seconds, engine="test").to_json())
-    (root / METADATA_NAME).write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return root
+    return write_tone_corpus(tmp_path_factory.mktemp("converter_corpus"), (("test:low", 110.0), ("test:high", 210.0)))
 
 
 # ---------------------------------------------------------------------------------------------------------

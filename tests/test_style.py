@@ -11,7 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tts.audio import Audio
-from tts.data.speakers import get_speaker
 from tts.data.styles import (LEVEL_GATE_DB, LIMITER_CEILING, NEUTRAL, NEUTRAL_LEVEL_DBFS, STYLE_TABLE, STYLES,
                              set_level, style_params)
 from tts.errors import TextError, TimbreError
@@ -211,14 +210,6 @@ def test_segments_join_to_the_text_without_tags(pieces):
 
 # ---------------------------------------------------------------------------------------------------------
 # The controls act on real speech (flite), through the same post-processing every engine's audio gets
-
-
-@pytest.fixture(scope="module")
-def flite():
-    speaker = get_speaker("flite")
-    if speaker.unavailable_reason():
-        pytest.skip(speaker.unavailable_reason())
-    return speaker
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import tts
 from converter.openvoice import ToneColorConverter
 from converter.train import PRESETS as CONVERTER_PRESETS
 from tts.audio import SAMPLE_RATE, Audio
-from tts.data.speakers import get_speaker
 from tts.errors import CheckpointError, VoiceError
 from tts.synthesis import convert, synthesize
 from tts.tone_color import ToneColorEngine, join_chunks
@@ -35,14 +34,6 @@ def tiny_tone_engine() -> ToneColorEngine:
 @pytest.fixture(scope="module")
 def engine() -> ToneColorEngine:
     return tiny_tone_engine()
-
-
-@pytest.fixture(scope="module")
-def flite():
-    speaker = get_speaker("flite")
-    if speaker.unavailable_reason():
-        pytest.skip(speaker.unavailable_reason())
-    return speaker
 
 
 @pytest.fixture(scope="module")

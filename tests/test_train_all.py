@@ -8,26 +8,18 @@ import json
 import shlex
 import time
 
-import numpy as np
 import pytest
 import torch
 
-from tts.audio import SAMPLE_RATE, Audio
 from tts.checkpoints import read_model_card_data
-from tts.data.corpus import METADATA_NAME, CorpusItem, pack_corpus
+from tests.conftest import write_tone_corpus
+from tts.data.corpus import pack_corpus
 from tts.train_all import Plan, main, scaled_batch_sizes
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 BUDGET_MINUTES = 0.15
 """Of a recipe run in these tests: loading takes a few seconds of it on a loaded 2-core machine."""
-
-ITEMS = [
-    ("Hello there.", "h ə l ˈ oʊ | ð ˈ ɛ ɹ | ."),
-    ("Red and blue.", "ɹ ˈ ɛ d | æ n d | b l ˈ uː | ."),
-    ("Good morning.", "ɡ ˈ ʊ d | m ˈ ɔː ɹ n ɪ ŋ | ."),
-]
-
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
@@ -36,20 +28,7 @@ def corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("train_all")
     source = root / "source"
     source.mkdir()
-    rng = np.random.default_rng(0)
-    lines = []
-    for voice, pitch in (("flite:rms", 110.0), ("flite:slt", 210.0)):
-        for index, (text, phonemes) in enumerate(ITEMS):
-            seconds = 1.0 + 0.4 * index
-            t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-            f0 = pitch * (1 + 0.1 * np.sin(2 * np.pi * 3 * t))
-            phase = 2 * np.pi * np.cumsum(f0) / SAMPLE_RATE
-            wave = sum(np.sin(k * phase) / k for k in range(1, 6)) * 0.2 * np.sin(np.pi * t / seconds)
-            wave = wave + 0.005 * rng.standard_normal(len(t))
-            name = f"{voice.split(':')[1]}_{index}.wav"
-            Audio(wave.astype(np.float32)).save(source / name)
-            lines.append(CorpusItem(name, text, voice, phonemes=phonemes, duration=seconds, engine="test").to_json())
-    (source / METADATA_NAME).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_tone_corpus(source)
     packed = root / "packed"
     pack_corpus(source, packed)
     return packed
