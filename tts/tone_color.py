@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
@@ -56,6 +56,9 @@ class ToneColorEngine:
 
     converter: torch.nn.Module
     vocoder: torch.nn.Module
+    _tones: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False, compare=False)
+    """Tone colors of voices by content digest, most recent last (at most `_TONE_CACHE_SIZE`)."""
+    _tones_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.converter.config.decoder == "mel" and self.vocoder.sample_rate != self.converter.config.sample_rate:
@@ -84,16 +87,15 @@ class ToneColorEngine:
     def voice_tone_color(self, voice: Voice) -> torch.Tensor:
         """The tone color of a voice's reference clip, computed once per voice (by its content digest)."""
         key = voice.digest
-        with _TONES_LOCK:
-            cache = _TONES.setdefault(id(self), OrderedDict())
-            if key in cache:
-                cache.move_to_end(key)
-                return cache[key]
+        with self._tones_lock:
+            if key in self._tones:
+                self._tones.move_to_end(key)
+                return self._tones[key]
         tone = self.tone_color(voice.audio)
-        with _TONES_LOCK:
-            cache[key] = tone
-            while len(cache) > _TONE_CACHE_SIZE:
-                cache.popitem(last=False)
+        with self._tones_lock:
+            self._tones[key] = tone
+            while len(self._tones) > _TONE_CACHE_SIZE:
+                self._tones.popitem(last=False)
         return tone
 
     def convert(self, source: Audio, target: Voice | Audio, tau: float = DEFAULT_TAU, seed: int = 0) -> Audio:
@@ -113,8 +115,6 @@ class ToneColorEngine:
 
 
 _TONE_CACHE_SIZE = 64
-_TONES: dict[int, OrderedDict] = {}
-_TONES_LOCK = threading.Lock()
 _ENGINES: dict[tuple, ToneColorEngine] = {}
 _ENGINES_LOCK = threading.Lock()
 
