@@ -12,8 +12,8 @@ from converter.openvoice import ToneColorConverter
 from converter.train import PRESETS as CONVERTER_PRESETS
 from tts.audio import SAMPLE_RATE, Audio
 from tts.errors import CheckpointError, VoiceError
-from tts.synthesis import convert, synthesize
-from tts.tone_color import ToneColorEngine, join_chunks
+from tts.synthesis import convert, join_chunks, synthesize
+from tts.tone_color import ToneColorEngine
 from tts.voice import Voice, clone_voice
 from vocoder.train import PRESETS as VOCODER_PRESETS
 from vocoder.vocos import Vocos

@@ -379,7 +379,6 @@ def synthesize(
     prompt = prepare_prompt(parts, voice)
     run_seed = options.seed if options.seed is not None else secrets.randbelow(2**63)
     rate = parts.vocoder.sample_rate
-    pause = np.zeros(int(round(SENTENCE_PAUSE_SECONDS * rate)), dtype=np.float32)
 
     def chunk_units(chunk) -> list[int]:
         return text_units(list(chunk.words))
@@ -391,18 +390,18 @@ def synthesize(
         return apply_conditioning(audio, conditioning, _chunk_seed(run_seed, index, 0))
 
     if not stream:
-        pieces: list[np.ndarray] = []
+        pieces: list[Audio] = []
         for index in range(len(prepared)):
-            pieces.extend(([pause] if index else []) + [whole_chunk(index).samples])
+            pieces.append(whole_chunk(index))
             if progress is not None:
                 progress(index + 1, len(prepared))
-        audio = Audio(np.concatenate(pieces), rate)
+        audio = join_chunks(pieces)
         return _mark(audio) if watermark else audio
 
     def generate_chunks() -> Iterator[Audio]:
         for index, chunk in enumerate(prepared):
             if index:
-                yield Audio(pause.copy(), rate)
+                yield _pause(rate)
             conditioning = plan[index][1]
             if options.verify or conditioning.has_residual:  # post-processing needs the whole chunk
                 yield whole_chunk(index)
@@ -413,18 +412,37 @@ def synthesize(
             if progress is not None:
                 progress(index + 1, len(prepared))
 
+    return _marked_stream(generate_chunks(), watermark)
+
+
+def _pause(rate: int, seconds: float = SENTENCE_PAUSE_SECONDS) -> Audio:
+    """The silence put between two chunks."""
+    return Audio(np.zeros(int(round(seconds * rate)), dtype=np.float32), rate)
+
+
+def join_chunks(pieces: Sequence[Audio], pause_seconds: float = SENTENCE_PAUSE_SECONDS) -> Audio:
+    """Chunks (at one rate) joined with `pause_seconds` of silence between them."""
+    rate = pieces[0].sample_rate
+    samples: list[np.ndarray] = []
+    for index, piece in enumerate(pieces):
+        samples.extend(([_pause(rate, pause_seconds).samples] if index else []) + [piece.samples])
+    return Audio(np.concatenate(samples), rate)
+
+
+def _marked_stream(chunks: Iterator[Audio], watermark: bool) -> Iterator[Audio]:
+    """`chunks`, watermarked as a stream (`tts.watermark.embed_stream`) unless `watermark` is False."""
     if not watermark:
-        return generate_chunks()
+        return chunks
     from tts.watermark import embed_stream
 
-    return embed_stream(generate_chunks())
+    return embed_stream(chunks)
 
 
 def _synthesize_base_convert(plan: list[tuple[str, EngineConditioning]], voice, base: str | None, tau: float,
                              options: SynthesisOptions, stream: bool, progress, models,
                              watermark: bool) -> Audio | Iterator[Audio]:
     """`synthesize` through a base speaker and the tone-color converter (`tts.tone_color`)."""
-    from tts.tone_color import join_chunks, synthesize_base_convert
+    from tts.tone_color import synthesize_base_convert
 
     if tau < 0:
         raise ValueError(f"tau must be >= 0, got {tau}")
@@ -444,20 +462,16 @@ def _synthesize_base_convert(plan: list[tuple[str, EngineConditioning]], voice, 
                 progress(index + 1, len(plan))
 
     if not stream:
-        audio = join_chunks(list(with_progress()), SENTENCE_PAUSE_SECONDS)
+        audio = join_chunks(list(with_progress()))
         return _mark(audio) if watermark else audio
 
     def generate_chunks() -> Iterator[Audio]:
         for index, piece in enumerate(with_progress()):
             if index:
-                yield Audio(np.zeros(int(round(SENTENCE_PAUSE_SECONDS * piece.sample_rate)), np.float32), piece.sample_rate)
+                yield _pause(piece.sample_rate)
             yield piece
 
-    if not watermark:
-        return generate_chunks()
-    from tts.watermark import embed_stream
-
-    return embed_stream(generate_chunks())
+    return _marked_stream(generate_chunks(), watermark)
 
 
 def _mark(audio: Audio) -> Audio:

@@ -27,7 +27,6 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator, Sequence
 
-import numpy as np
 import torch
 
 from tts.audio import Audio
@@ -183,13 +182,3 @@ def base_convert_engine_fn(base: str | None = None):
                           seed=0, models=engine)
 
     return engine_fn
-
-
-def join_chunks(pieces: list[Audio], pause_seconds: float) -> Audio:
-    """Chunks joined with `pause_seconds` of silence between them."""
-    rate = pieces[0].sample_rate
-    pause = np.zeros(int(round(pause_seconds * rate)), dtype=np.float32)
-    samples: list[np.ndarray] = []
-    for index, piece in enumerate(pieces):
-        samples.extend(([pause] if index else []) + [piece.samples])
-    return Audio(np.concatenate(samples), rate)
