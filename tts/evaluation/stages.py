@@ -583,7 +583,7 @@ def _resynthesize(tokenizer, refiner, vocoder, source: Audio, prompt: Audio, con
         prompt_ids, prompt_lengths = tokenizer.encode(prompt_mel[None])
         mel = generate(refiner, tokens, prompt_mel, prompt_ids[0, : int(prompt_lengths[0])], steps=config.refiner_steps,
                        cfg_strength=config.cfg_strength, seed=config.seed)
-        return _checked_output(vocoder.decode(mel[0]), "output")
+        return vocoder.decode(mel[0])  # checked by _evaluate_pairs, like every renderer
 
 
 def _evaluate_refiner(stage: str, tokenizer, refiner, vocoder, items: Sequence[StageItem], config: StageConfig,
