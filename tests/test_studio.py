@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import io
 import json
@@ -45,6 +46,25 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def served_studio(root: Path, **build_options):
+    """``(url, voice library)`` of a studio built with `build_options` (`app.studio.build_studio`), its library,
+    work and Gradio files under `root`, served in this process on a free loopback port until the block ends."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+        patch.setenv("GRADIO_TEMP_DIR", str(root / "gradio"))
+        from app.studio import build_studio, launch_studio
+
+        library = VoiceLibrary(root / "voices")
+        demo = build_studio(library=library, work_dir=root / "work", **build_options)
+        port = free_port()
+        launch_studio(demo, "127.0.0.1", port, prevent_thread_lock=True)
+        try:
+            yield f"http://127.0.0.1:{port}", library
+        finally:
+            demo.close()
 
 
 @pytest.fixture(scope="module")

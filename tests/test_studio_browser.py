@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 import pytest
 import soundfile as sf
 
-from tests.test_studio import CLIP_TEXT, clip_path, free_port, source_path  # noqa: F401 - fixtures
+from tests.test_studio import CLIP_TEXT, clip_path, served_studio, source_path  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.browser
 
@@ -68,22 +68,9 @@ def studio(tmp_path_factory):
     if not Path(CHROMIUM).is_file():
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
     pytest.importorskip("playwright")
-    root = tmp_path_factory.mktemp("studio")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
-        patch.setenv("GRADIO_TEMP_DIR", str(root / "gradio"))
-        from app.studio import build_studio, launch_studio
-        from tts.voice_library import VoiceLibrary
-
-        library = VoiceLibrary(root / "voices")
-        demo = build_studio(engine_factory=_engine_factory(), library=library, work_dir=root / "work",
-                            tone_engine_factory=_tone_engine_factory())
-        port = free_port()
-        launch_studio(demo, "127.0.0.1", port, prevent_thread_lock=True)
-        try:
-            yield f"http://127.0.0.1:{port}", library
-        finally:
-            demo.close()
+    with served_studio(tmp_path_factory.mktemp("studio"), engine_factory=_engine_factory(),
+                       tone_engine_factory=_tone_engine_factory()) as served:
+        yield served
 
 
 def _wait_for_text(page, selector: str, text: str, timeout_ms: int = TIMEOUT_MS) -> None:

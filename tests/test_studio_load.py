@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.test_studio import free_port
+from tests.test_studio import served_studio
 from tests.test_synthesis import tiny_engine
 from tests.test_tone_color import tiny_tone_engine
 
@@ -59,22 +59,10 @@ def clips(tmp_path_factory) -> list[Path]:
 def served(tmp_path_factory):
     """``(url, ar engine)`` of a studio on a free loopback port with the tiny engines."""
     pytest.importorskip("gradio_client")
-    root = tmp_path_factory.mktemp("load_studio")
     engine = tiny_engine()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
-        patch.setenv("GRADIO_TEMP_DIR", str(root / "gradio"))
-        from app.studio import build_studio, launch_studio
-        from tts.voice_library import VoiceLibrary
-
-        demo = build_studio(engine_factory=lambda: engine, library=VoiceLibrary(root / "voices"),
-                            work_dir=root / "work", tone_engine_factory=tiny_tone_engine)
-        port = free_port()
-        launch_studio(demo, "127.0.0.1", port, prevent_thread_lock=True)
-        try:
-            yield f"http://127.0.0.1:{port}", engine
-        finally:
-            demo.close()
+    with served_studio(tmp_path_factory.mktemp("load_studio"), engine_factory=lambda: engine,
+                       tone_engine_factory=tiny_tone_engine) as (url, _):
+        yield url, engine
 
 
 def test_concurrent_clients_each_get_their_own_speech(served, clips):
