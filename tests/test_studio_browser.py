@@ -164,8 +164,11 @@ def test_voice_speak_convert_batch_end_to_end(studio, clip_path, source_path, tm
             page.locator("#speak-mix").get_by_role("textbox").fill("happy:0.7+sad:0.3")
             expect(page.locator("#speak-pitch")).to_be_hidden()
             page.locator("#speak-prosody").get_by_text("Prosody", exact=True).click()
-            page.locator("#speak-pitch input[type=range]").fill("4")
-            expect(page.locator("#speak-pitch input[type=number]")).to_have_value("4")
+            # Typed into the number box and committed with Enter: dragging the range input commits on release,
+            # which a scripted fill does not always give before the click below (a flaky run sent pitch 0).
+            page.locator("#speak-pitch input[type=number]").fill("4")
+            page.locator("#speak-pitch input[type=number]").press("Enter")
+            expect(page.locator("#speak-pitch input[type=range]")).to_have_value("4")
             page.locator("#speak-generate").click()
             _wait_for_text(page, "#speak-info", "s of audio")
             _wait_for_text(page, "#speak-info", "Renamed Voice, emotion happy:0.7+sad:0.3 at intensity 1, pitch +4 st")
