@@ -19,6 +19,8 @@ _LAZY = {
     "clone_voice": "tts.voice",
     "synthesize": "tts.synthesis",
     "convert": "tts.synthesis",
+    "edit": "tts.dit.engine",
+    "change_speed": "tts.dit.engine",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -30,7 +30,7 @@ ENGINES: tuple[EngineSpec, ...] = (
     EngineSpec(
         "dit",
         "Seed-TTS DiT path: text + total duration -> DiT flow model over mels -> vocoder (editing, speed)",
-        ("dit", "vocoder"),
+        ("dit", "speech_tokenizer", "vocoder"),
     ),
     EngineSpec(
         "base+convert",

@@ -1,5 +1,6 @@
-"""`timbre say` (text + a voice -> audio) and `timbre convert` (a recording -> the same words in another voice);
-a voice is an audio clip or a saved ``.voice`` file."""
+"""`timbre say` (text + a voice -> audio), `timbre convert` (a recording -> the same words in another voice) and
+`timbre edit` (a recording -> other words or another speed, the rest kept); a voice is an audio clip or a saved
+``.voice`` file."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def load_voice_argument(path: Path, transcript: str | None = None):
 
 
 def register(subparsers) -> None:
-    """Add ``timbre say``."""
+    """Add ``timbre say``, ``timbre convert`` and ``timbre edit``."""
     from tts.data.styles import STYLES
 
     from tts.synthesis import CONVERSION_ENGINES, SYNTHESIS_ENGINES
@@ -29,7 +30,8 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("say", help="speak text in a cloned voice")
     parser.add_argument("text", help="what to say")
     parser.add_argument("--engine", choices=SYNTHESIS_ENGINES, default="ar",
-                        help="ar: token LM -> refiner; base+convert: a base speaker, then the tone-color converter")
+                        help="ar: token LM -> refiner; dit: DiT infilling after the reference; base+convert: a base speaker, "
+                             "then the tone-color converter")
     parser.add_argument("--base", help="base speaker of base+convert: a voice id (piper:joe, kokoro:jf_alpha, ...) or ar")
     parser.add_argument("--tau", type=float, default=0.3, help="tone-color converter temperature (base+convert)")
     parser.add_argument("--voice", type=Path, required=True, help="reference clip (wav, flac, mp3, ...) or a .voice file")
@@ -64,6 +66,18 @@ def register(subparsers) -> None:
     convert.add_argument("--seed", type=int, default=0)
     convert.set_defaults(func=_run_convert)
 
+    edit = subparsers.add_parser("edit", help="change words (or the speed) inside a recording, keeping the rest")
+    edit.add_argument("recording", type=Path, help="the recording to edit")
+    edit.add_argument("--from", dest="old", required=True, help="what the recording says now")
+    change = edit.add_mutually_exclusive_group(required=True)
+    change.add_argument("--to", dest="new", help="what it should say: only the words that differ are regenerated")
+    change.add_argument("--speed", type=float, help="say it this many times faster (0.7: slower), keeping the words")
+    edit.add_argument("--span", help="with --speed: only between these seconds, as START:END (default: throughout)")
+    edit.add_argument("-o", "--output", type=Path, required=True, help="output file (wav, flac, mp3, ogg)")
+    edit.add_argument("--steps", type=int, default=None, help="flow sampling steps (default 16)")
+    edit.add_argument("--seed", type=int, default=0)
+    edit.set_defaults(func=_run_edit)
+
 
 def _run_convert(args: argparse.Namespace) -> int:
     from tts.audio import load_audio
@@ -74,6 +88,39 @@ def _run_convert(args: argparse.Namespace) -> int:
     result = convert(load_audio(args.source), voice, engine=args.engine, tau=args.tau, seed=args.seed)
     path = result.save(args.output)
     print(f"wrote {path} ({result.duration:.2f} s in {time.perf_counter() - start:.2f} s)")
+    return 0
+
+
+def _parse_span(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        start, end = (float(part) for part in text.split(":"))
+    except ValueError:
+        raise SystemExit(f"timbre edit: --span takes START:END in seconds (e.g. 1.2:2.5), got {text!r}") from None
+    if not 0 <= start < end:
+        raise SystemExit(f"timbre edit: --span needs 0 <= START < END, got {text!r}")
+    return start, end
+
+
+def _run_edit(args: argparse.Namespace) -> int:
+    from tts.audio import load_audio
+    from tts.dit.engine import DEFAULT_STEPS, change_speed, edit
+
+    span = _parse_span(args.span)
+    if span is not None and args.speed is None:
+        raise SystemExit("timbre edit: --span goes with --speed")
+    audio = load_audio(args.recording)
+    steps = args.steps or DEFAULT_STEPS
+    start = time.perf_counter()
+    if args.speed is not None:
+        result = change_speed(audio, args.old, args.speed, span=span, seed=args.seed, steps=steps)
+    else:
+        result = edit(audio, args.old, args.new, seed=args.seed, steps=steps)
+    path = result.audio.save(args.output)
+    for (old, new), (a, b) in zip(result.changes, result.spans):
+        print(f"{a:7.2f}-{b:7.2f} s  {old!r} -> {new!r}")
+    print(f"wrote {path} ({result.audio.duration:.2f} s in {time.perf_counter() - start:.2f} s)")
     return 0
 
 

@@ -271,14 +271,15 @@ class EngineConditioning:
         return self.residual != NEUTRAL
 
 
-def engine_conditioning(style: Style) -> EngineConditioning:
+def engine_conditioning(style: Style, engine_emotions: bool = True) -> EngineConditioning:
     """How an engine realises `style` (same for `ar` and `base+convert`; see the module docstring).
 
     The engine speaks the dominant label at ``min(1, intensity * weight)``; the residual is the style's
     `Style.target_params` minus what the engine renders for that label, in natural scales. Its rate goes to
-    the engine's speed; the rest is post-processing.
+    the engine's speed; the rest is post-processing. An engine without emotion labels (`engine_emotions`
+    False: `dit`, whose style is its reference's) speaks neutrally and the whole style is residual.
     """
-    label = style.dominant
+    label = style.dominant if engine_emotions else "neutral"
     weight = style.mixture.get(label, 0.0)
     engine_intensity = 0.0 if label == "neutral" else min(1.0, style.intensity * weight)
     engine_params = combine_params([(STYLE_TABLE[label], engine_intensity)])

@@ -263,18 +263,18 @@ def _verified_chunk(engine: ArEngine, prompt: VoicePrompt, text: str, units: lis
     return best[1]
 
 
-SYNTHESIS_ENGINES = ("ar", "base+convert")
+SYNTHESIS_ENGINES = ("ar", "dit", "base+convert")
 CONVERSION_ENGINES = ("tone-color", "ar")
 
 
-def plan_chunks(text: str, style: Style, *, tags: bool = True,
-                max_chars: int = 250) -> list[tuple[str, EngineConditioning]]:
+def plan_chunks(text: str, style: Style, *, tags: bool = True, max_chars: int = 250,
+                engine_emotions: bool = True) -> list[tuple[str, EngineConditioning]]:
     """The chunks of `text` to speak, in order, each with what the engine is asked for.
 
     With `tags`, inline style tags (`tts.style.parse_style_tags`) split the text into segments with their own
     style (`style` is the default); each segment is chunked (`split_for_synthesis`) on its own. Segments with
-    nothing speakable (a space or a comma between two tags) are skipped. Raises `TextError` for empty,
-    over-long or unspeakable text and for bad tags.
+    nothing speakable (a space or a comma between two tags) are skipped. `engine_emotions` as in
+    `tts.style.engine_conditioning`. Raises `TextError` for empty, over-long or unspeakable text and for bad tags.
     """
     validate_text(text)  # a huge or empty input is refused before the tags are read
     segments = parse_style_tags(text, style) if tags else [(text, style)]
@@ -286,7 +286,7 @@ def plan_chunks(text: str, style: Style, *, tags: bool = True,
             chunks = split_for_synthesis(segment, max_chars)
         except TextError:
             continue
-        conditioning = engine_conditioning(segment_style)
+        conditioning = engine_conditioning(segment_style, engine_emotions)
         planned.extend((chunk, conditioning) for chunk in chunks)
     if not planned:
         split_for_synthesis(plain, max_chars)  # the whole text's own error
@@ -329,8 +329,10 @@ def synthesize(
             `tags`, inline style tags switch the style mid-passage: ``"[whisper] keep it down [/whisper]"``
             (syntax: `tts.style.parse_style_tags`; ``\\[`` is a literal bracket).
         voice: a `Voice`, or anything `clone_voice` takes (a path, an `Audio`, ``(samples, rate)``).
-        engine: ``"ar"`` (token LM -> flow refiner -> vocoder) or ``"base+convert"`` (a base speaker says it, the
-            tone-color converter gives it `voice`'s timbre; `tts.tone_color`).
+        engine: ``"ar"`` (token LM -> flow refiner -> vocoder), ``"dit"`` (the DiT infills the words after the
+            reference, its total duration from the reference's speaking rate / `speed`; emotions are rendered
+            on its audio, its own style being the reference's; `tts.dit.engine`) or ``"base+convert"`` (a base
+            speaker says it, the tone-color converter gives it `voice`'s timbre; `tts.tone_color`).
         base: with ``"base+convert"``, the base speaker: a `tts.data.voicebank` voice id (``"piper:joe"``,
             ``"kokoro:jf_alpha"``, a pseudo-speaker) or ``"ar"`` (default `tts.tone_color.DEFAULT_BASE`).
         tau: with ``"base+convert"``, the converter's posterior temperature (0: deterministic).
@@ -349,8 +351,8 @@ def synthesize(
         verify: transcribe each chunk with the offline ASR and regenerate it (up to `max_tries`) when its word
             error rate is above `DEFAULT_VERIFY_WER`; with `stream`, chunks are then yielded whole.
         progress: called as ``progress(done, total)`` after each text chunk.
-        models: an `ArEngine` (or, for ``"base+convert"``, a `tts.tone_color.ToneColorEngine`) to use instead
-            of the shipped checkpoints.
+        models: an `ArEngine` (for ``"dit"`` a `tts.dit.engine.DitEngine`, for ``"base+convert"`` a
+            `tts.tone_color.ToneColorEngine`) to use instead of the shipped checkpoints.
         watermark: mark the output as synthetic (`tts.watermark`, fixed-depth variant, detectable with
             `timbre detect`); on by default. Streams come out `tts.watermark.StreamingEmbedder`'s 64 ms later.
 
@@ -368,9 +370,11 @@ def synthesize(
     request = style_from_options(emotion, style=style, intensity=intensity, speed=speed, pitch=pitch,
                                  pitch_range=pitch_range, energy=energy)
     options = SynthesisOptions(seed=seed, sampling=sampling or SamplingOptions(), verify=verify, max_tries=max_tries)
-    plan = plan_chunks(text, request, tags=tags, max_chars=options.max_chunk_chars)
+    plan = plan_chunks(text, request, tags=tags, max_chars=options.max_chunk_chars, engine_emotions=engine != "dit")
     if engine == "base+convert":
         return _synthesize_base_convert(plan, voice, base, tau, options, stream, progress, models, watermark)
+    if engine == "dit":
+        return _synthesize_dit(plan, voice, options, stream, progress, models, watermark)
     prepared = [prepare_text(chunk) for chunk, _ in plan]
     voice = voice if isinstance(voice, Voice) else clone_voice(voice)
     parts = models if models is not None else load_engine()
@@ -453,10 +457,33 @@ def _synthesize_base_convert(plan: list[tuple[str, EngineConditioning]], voice, 
     voice = voice if isinstance(voice, Voice) else clone_voice(voice)
     run_seed = options.seed if options.seed is not None else secrets.randbelow(2**31)
     pieces = synthesize_base_convert(plan, voice, base=base, seed=run_seed, tau=tau, engine=models)
+    return _deliver(pieces, plan, run_seed, stream, progress, watermark)
+
+
+def _synthesize_dit(plan: list[tuple[str, EngineConditioning]], voice, options: SynthesisOptions, stream: bool,
+                    progress, models, watermark: bool) -> Audio | Iterator[Audio]:
+    """`synthesize` through the DiT (`tts.dit.engine`): each chunk infilled after the voice's reference."""
+    from tts.dit.engine import load_dit_engine
+
+    parts = models if models is not None else load_dit_engine()
+    voice = voice if isinstance(voice, Voice) else clone_voice(voice)
+    run_seed = options.seed if options.seed is not None else secrets.randbelow(2**31)
+
+    def pieces() -> Iterator[Audio]:
+        for index, (chunk, conditioning) in enumerate(plan):
+            yield parts.speak(prepare_text(chunk).words, voice, speed=conditioning.speed, seed=run_seed + index)
+
+    return _deliver(pieces(), plan, run_seed, stream, progress, watermark)
+
+
+def _deliver(pieces: Iterator[Audio], plan: list[tuple[str, EngineConditioning]], run_seed: int, stream: bool,
+             progress, watermark: bool) -> Audio | Iterator[Audio]:
+    """An engine's chunks (one per planned chunk) with their residual style rendered, joined (or streamed)
+    and watermarked."""
 
     def with_progress() -> Iterator[Audio]:
         for index, ((_, conditioning), piece) in enumerate(zip(plan, pieces)):
-            # The residual acts on the converted audio: what is measured is what the user hears.
+            # The residual acts on the engine's audio: what is measured is what the user hears.
             yield apply_conditioning(piece, conditioning, run_seed + index)
             if progress is not None:
                 progress(index + 1, len(plan))

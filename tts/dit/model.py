@@ -66,6 +66,14 @@ class DiTConfig:
         conv_pos_kernel, conv_pos_groups: the convolutional position embedding.
         time_freq_dim: width of the sinusoidal time features.
         mel: the mel features the weights were trained on (owner of the audio constants).
+        text_condition: ``"padded"`` (F5: text ids from the first frame on, the rest filler; the network finds
+            the alignment) or ``"frames"`` (the studio's default: one unit id per frame, laid out by durations,
+            `tts.dit.units`).
+        rope_interleaved: RoPE pair layout (F5: interleaved).
+        mel_mean, mel_std: the flow runs on ``(mel - mel_mean) / mel_std`` (F5: raw log-mel, 0 and 1).
+        duration_layers: convolution layers of the unit duration predictor (0: none, as in F5).
+        duration_dim: its width.
+        duration_kernel: its kernel size.
     """
 
     dim: int = 1024
@@ -89,8 +97,19 @@ class DiTConfig:
     conv_pos_groups: int = 16
     time_freq_dim: int = 256
     mel: MelConfig = field(default_factory=lambda: F5_MEL)
+    text_condition: str = "padded"
+    rope_interleaved: bool = True
+    mel_mean: float = 0.0
+    mel_std: float = 1.0
+    duration_layers: int = 0
+    duration_dim: int = 256
+    duration_kernel: int = 5
 
     def __post_init__(self) -> None:
+        if self.text_condition not in ("padded", "frames"):
+            raise ValueError(f"text_condition must be 'padded' or 'frames', got {self.text_condition!r}")
+        if not self.mel_std > 0:
+            raise ValueError(f"mel_std must be positive, got {self.mel_std}")
         if self.mel_dim != self.mel.n_mels:
             raise ValueError(f"mel_dim {self.mel_dim} differs from the mel config's n_mels {self.mel.n_mels}")
         if self.qk_norm not in (None, "rms_norm"):
@@ -131,6 +150,31 @@ class TextEmbedding(nn.Module):
         for block in self.text_blocks:
             h = block(h).masked_fill(filler, 0.0)
         return h
+
+
+class DurationPredictor(nn.Module):
+    """Unit ids ``(B, U)`` -> predicted ``log(1 + frames)`` per unit ``(B, U)`` (FastSpeech-style convolutions).
+
+    Trained on the aligner's durations; used only to spread a given total duration over the units
+    (`tts.dit.units.fit_durations`), so its speaking rate does not matter, only its proportions.
+    """
+
+    def __init__(self, config: DiTConfig) -> None:
+        super().__init__()
+        width, kernel = config.duration_dim, config.duration_kernel
+        self.embed = nn.Embedding(config.text_num_embeds + 1, width)
+        self.convs = nn.ModuleList(nn.Conv1d(width, width, kernel, padding=kernel // 2) for _ in range(config.duration_layers))
+        self.norms = nn.ModuleList(nn.LayerNorm(width) for _ in range(config.duration_layers))
+        self.dropout = nn.Dropout(config.dropout)
+        self.out = nn.Linear(width, 1)
+
+    def forward(self, units: torch.Tensor) -> torch.Tensor:
+        """`units` ``(B, U)`` ids (-1 pads a batch) -> ``(B, U)`` log(1 + frames); padding positions are zeroed."""
+        real = (units >= 0)[..., None]
+        h = self.embed(units + 1) * real
+        for conv, norm in zip(self.convs, self.norms):
+            h = self.dropout(norm(torch.relu(conv(h.transpose(1, 2)).transpose(1, 2)))) * real
+        return self.out(h).squeeze(-1) * real.squeeze(-1)
 
 
 class InputEmbedding(nn.Module):
@@ -207,13 +251,14 @@ class DiT(PretrainedMixin, nn.Module):
         self.time_embed = TimestepEmbedding(config.dim, config.time_freq_dim)
         self.text_embed = TextEmbedding(config)
         self.input_embed = InputEmbedding(config)
-        self.rotary_embed = RotaryEmbedding(config.dim_head, interleaved=True)
+        self.rotary_embed = RotaryEmbedding(config.dim_head, interleaved=config.rope_interleaved)
         self.transformer_blocks = nn.ModuleList(DiTBlock(config) for _ in range(config.depth))
         self.long_skip_connection = (
             nn.Linear(config.dim * 2, config.dim, bias=False) if config.long_skip_connection else None
         )
         self.norm_out = AdaLayerNormZeroFinal(config.dim)
         self.proj_out = nn.Linear(config.dim, config.mel_dim)
+        self.duration_predictor = DurationPredictor(config) if config.duration_layers else None
         self._init_zero()
 
     def _init_zero(self) -> None:
@@ -265,6 +310,14 @@ class DiT(PretrainedMixin, nn.Module):
         if self.long_skip_connection is not None:
             h = self.long_skip_connection(torch.cat((h, residual), dim=-1))
         return self.proj_out(self.norm_out(h, time_embed))
+
+    def normalize_mel(self, mel: torch.Tensor) -> torch.Tensor:
+        """Log-mel -> flow space (any shape)."""
+        return (mel - self.config.mel_mean) / self.config.mel_std
+
+    def denormalize_mel(self, x: torch.Tensor) -> torch.Tensor:
+        """Flow space -> log-mel (any shape)."""
+        return x * self.config.mel_std + self.config.mel_mean
 
     @classmethod
     def from_published(

@@ -109,7 +109,9 @@ def sample(
     Args:
         model: the velocity network.
         cond_mel: ``(B, Tc, M)`` or ``(Tc, M)`` conditioning mel, ``Tc <= total_frames``.
-        text_ids: ``(B, Nt)`` or ``(Nt,)`` vocabulary ids for the whole utterance (-1 pads a batch).
+        text_ids: ``(B, Nt)`` or ``(Nt,)`` vocabulary ids for the whole utterance (-1 pads a batch); for a
+            ``text_condition="frames"`` model, one unit id per frame (`tts.dit.units.expand`), -1 where no text
+            is given (the kept frames).
         total_frames: ``T``, the length of the result in mel frames.
         edit_mask: ``(Tc,)``, ``(T,)`` or ``(B, T)`` bool, True = keep the condition's frame. Default: keep all
             ``Tc`` conditioning frames and generate the rest.
@@ -150,8 +152,8 @@ def sample(
     parameter = next(model.parameters())
     device, dtype = parameter.device, parameter.dtype
     keep = _keep_mask(edit_mask, batch, cond_frames, total_frames).to(device)[..., None]  # (B, T, 1)
-    cond = torch.nn.functional.pad(cond_mel.to(device, dtype), (0, 0, 0, total_frames - cond_frames))
-    cond = torch.where(keep, cond, torch.zeros_like(cond))
+    kept = torch.nn.functional.pad(cond_mel.to(device, dtype), (0, 0, 0, total_frames - cond_frames))
+    cond = torch.where(keep, model.normalize_mel(kept), torch.zeros_like(kept))
     text_ids = text_ids.to(device)
 
     # Noise is drawn on the CPU from a private generator so a seed gives the same start on every device.
@@ -162,7 +164,7 @@ def sample(
         return guided_velocity(model, state, cond, text_ids, time.to(dtype), cfg_strength)
 
     x = integrate(velocity, x, sway_timesteps(steps, sway_sampling_coef, device=device), method, progress)
-    return torch.where(keep, cond, x)
+    return torch.where(keep, kept, model.denormalize_mel(x))
 
 
 def integrate(

@@ -37,6 +37,7 @@ class EngineAdapter:
 
 ENGINE_BUILDERS: dict[str, str] = {
     "ar": "tts.evaluation.stages:ar_engine_fn",
+    "dit": "tts.dit.engine:dit_engine_fn",
     "base+convert": "tts.tone_color:base_convert_engine_fn",
 }
 """Studio engine name -> ``"module:function"``; the function (no arguments) loads the engine and returns its

@@ -1,0 +1,140 @@
+"""The `dit` engine's mechanics with a tiny untrained DiT and the shipped aligner and vocoder: zero-shot speech
+follows the layout, and edits regenerate only the changed words' spans, keeping every other sample exactly.
+
+The recording is synthetic with known word timings: flite says each word alone and the words are joined with
+known gaps, so the span an edit regenerates can be checked against where the word really is."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tts.audio import SAMPLE_RATE, Audio
+from tts.checkpoints import checkpoints_dir, list_shipped
+from tts.dit.model import DiT
+from tts.dit.train import PRESETS
+from tts.errors import AudioError, TextError
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+WORDS = ["the", "cat", "sat", "on", "the", "mat"]
+GAP = 0.18
+
+
+@pytest.fixture(scope="module")
+def engine():
+    if not {"speech_tokenizer", "vocoder"} <= set(list_shipped()):
+        pytest.skip("needs the shipped speech_tokenizer and vocoder")
+    from tts.dit.engine import DitEngine
+    from tts.tokenizer.model import SpeechTokenizer
+    from vocoder.vocos import Vocos
+
+    torch.manual_seed(0)
+    dit = DiT(PRESETS["tiny"].model).eval()
+    dit.duration_predictor.out.bias.data.fill_(float(np.log1p(6.0)))  # untrained: about 6 frames per unit
+    return DitEngine(dit, SpeechTokenizer.from_pretrained(checkpoints_dir() / "speech_tokenizer").eval(),
+                     Vocos.from_pretrained(checkpoints_dir() / "vocoder").eval())
+
+
+@pytest.fixture(scope="module")
+def recording(flite):
+    """flite saying WORDS one by one with GAP seconds between: the audio and each word's (start, end)."""
+    pieces, spans, position = [np.zeros(int(0.2 * SAMPLE_RATE), np.float32)], [], 0.2
+    for word in WORDS:
+        samples = flite.synthesize(word, "slt").audio.resample(SAMPLE_RATE).samples
+        voiced = np.flatnonzero(np.abs(samples) > 0.02)
+        samples = samples[voiced[0] : voiced[-1] + 1]
+        spans.append((position, position + len(samples) / SAMPLE_RATE))
+        pieces += [samples, np.zeros(int(GAP * SAMPLE_RATE), np.float32)]
+        position = spans[-1][1] + GAP
+    return Audio(np.concatenate(pieces), SAMPLE_RATE), spans
+
+
+def _assert_kept_outside(original: np.ndarray, edited: np.ndarray, span: tuple[float, float], shift: int) -> None:
+    start, end = int(span[0] * SAMPLE_RATE), int(np.ceil(span[1] * SAMPLE_RATE))
+    assert np.array_equal(edited[:start], original[:start])
+    assert np.array_equal(edited[end:], original[end - shift :])
+
+
+def test_replacing_one_word_regenerates_only_its_span(engine, recording):
+    audio, spans = recording
+    result = engine.edit(audio, " ".join(WORDS), "the dog sat on the mat", steps=2, seed=0)
+    assert len(result.spans) == 1 and result.changes == [("cat", "dog")]
+    (start, end), = result.spans
+    shift = len(result.audio) - len(audio)
+    assert shift % 256 == 0  # spans change length by whole frames
+    _assert_kept_outside(audio.samples, result.audio.samples, (start, end), shift)
+    # The regenerated span covers the word "cat" (aligner error allowed) and little else.
+    cat_start, cat_end = spans[1]
+    assert start <= cat_start + 0.06 and end >= cat_start + 0.05
+    assert start >= spans[0][1] - 0.1  # not back into "the"
+    assert end - shift / SAMPLE_RATE <= spans[2][0] + 0.1  # not into "sat"
+    assert np.isfinite(result.audio.samples).all()
+
+
+def test_insertion_deletion_and_several_spans(engine, recording):
+    audio, _ = recording
+    inserted = engine.edit(audio, " ".join(WORDS), "the black cat sat on the mat", steps=2)
+    assert inserted.changes == [("", "black")] and len(inserted.spans) == 1
+    deleted = engine.edit(audio, " ".join(WORDS), "the cat sat the mat", steps=2)
+    assert deleted.changes == [("on", "")] and len(deleted.audio) < len(audio)
+    both = engine.edit(audio, " ".join(WORDS), "a cat sat on the rug", steps=2)
+    assert [c for c in both.changes] == [("the", "a"), ("mat", "rug")] and len(both.spans) == 2
+    (a0, a1), (b0, b1) = both.spans
+    samples, edited = audio.samples, both.audio.samples
+    shift_first = 0  # spans are re-timed; between them the audio is the original, moved by the first span's change
+    gap = edited[int(np.ceil(a1 * SAMPLE_RATE)) : int(b0 * SAMPLE_RATE)]
+    assert len(gap) > 0
+    found = [o for o in range(-256 * 40, 256 * 40 + 1, 256)
+             if np.array_equal(samples[int(np.ceil(a1 * SAMPLE_RATE)) - o : int(np.ceil(a1 * SAMPLE_RATE)) - o + len(gap)], gap)]
+    assert found, "the audio between two edited spans must be the original's, shifted by whole frames"
+    del shift_first
+
+
+def test_speed_edits_change_length_and_refuse_bad_input(engine, recording):
+    audio, spans = recording
+    slower = engine.change_speed(audio, " ".join(WORDS), 0.7, steps=2)
+    faster = engine.change_speed(audio, " ".join(WORDS), 1.3, steps=2)
+    assert slower.audio.duration > faster.audio.duration
+    assert slower.audio.duration == pytest.approx(audio.duration / 0.7, rel=0.1)
+    local = engine.change_speed(audio, " ".join(WORDS), 0.5, span=(spans[2][0], spans[2][1]), steps=2)
+    assert len(local.audio) > len(audio) and local.changes[0][0] == "sat"
+    with pytest.raises(TextError):
+        engine.edit(audio, " ".join(WORDS), " ".join(WORDS), steps=2)
+    with pytest.raises(AudioError):
+        engine.edit(Audio(np.zeros(int(61 * SAMPLE_RATE), np.float32), SAMPLE_RATE), "a", "b", steps=2)
+    with pytest.raises(ValueError):
+        engine.change_speed(audio, " ".join(WORDS), 9.0)
+
+
+def test_zero_shot_speech_follows_the_reference_rate(engine, recording):
+    from tts.voice import Voice
+    from tts.text.frontend import prepare_text
+
+    audio, _ = recording
+    voice = Voice(audio, " ".join(WORDS))
+    words = prepare_text("the cat sat on the mat").words
+    normal = engine.speak(words, voice, steps=2)
+    fast = engine.speak(words, voice, speed=2.0, steps=2)
+    assert normal.sample_rate == SAMPLE_RATE and np.isfinite(normal.samples).all()
+    assert fast.duration == pytest.approx(normal.duration / 2, rel=0.15)
+
+
+def test_synthesize_and_edit_entry_points(engine, recording):
+    from tts import edit, synthesize
+    from tts.voice import Voice
+
+    audio, _ = recording
+    voice = Voice(audio, " ".join(WORDS))
+    spoken = synthesize("The mat. The cat!", voice, engine="dit", models=engine, seed=1, watermark=False,
+                        pitch=2.0)
+    assert spoken.sample_rate == SAMPLE_RATE and spoken.duration > 0.3
+    again = synthesize("The mat. The cat!", voice, engine="dit", models=engine, seed=1, watermark=False, pitch=2.0)
+    assert np.array_equal(spoken.samples, again.samples)  # seeded
+    result = edit((audio.samples, audio.sample_rate), " ".join(WORDS), "the cat sat on the rug", models=engine)
+    (start, end), = result.spans
+    shift = len(result.audio) - len(audio)
+    _assert_kept_outside(audio.samples, result.audio.samples, (start, end), shift)  # marked inside the span only
+    plain = edit(audio, " ".join(WORDS), "the cat sat on the rug", models=engine, watermark=False)
+    assert not np.array_equal(plain.audio.samples, result.audio.samples)

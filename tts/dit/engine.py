@@ -1,0 +1,468 @@
+"""The `dit` engine: zero-shot speech, word editing and speed editing with the studio's DiT.
+
+    from tts import synthesize, edit
+    audio = synthesize("Hello there.", voice, engine="dit", speed=1.1)
+    result = edit("take.wav", "the cat sat on the mat", "the dog sat on the mat")   # result.audio, result.spans
+
+Data flow::
+
+    text --phonemize--> units --duration predictor--> proportions --x total frames--> unit ids per frame
+    [reference / kept audio mel | unit ids on the frames to generate] --DiT flow (infilling)--> mel --> vocoder
+
+The only timing a user gives is a total: for speech, the reference's own speaking rate (measured by aligning
+the reference with its transcript) divided by ``speed``; for edits, the recording's speaking rate around the
+change. The duration predictor only spreads that total over the units (`tts.dit.units.fit_durations`).
+
+Editing (`DitEngine.edit`): the recording is aligned with its transcript (the speech tokenizer's CTC aligner,
+`tts.tokenizer.align`); the words that differ from the new transcript (a word-level diff) become spans to
+regenerate, from the silence before the first changed word to the silence after the last, laid out anew for the
+new words; `margin` frames on each side of a span are regenerated too (with their original units) and
+cross-faded with the original, so every sample outside the spans and their margins is the input's, exactly
+(shifted by whole frames where a span changed length).
+
+Shapes: ``M`` mel bands, ``F`` frames of a recording, ``P`` prompt frames, ``T`` frames after an edit.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from tts.audio import SAMPLE_RATE, Audio, log_mel
+from tts.dit.model import DiT
+from tts.dit.sampling import sample
+from tts.dit.units import BOUNDARY, UnitSequence, aligned_unit_frames, expand, fit_durations, text_units
+from tts.errors import AudioError, CheckpointError, TextError
+from tts.text import Word
+from tts.text.frontend import prepare_text
+from tts.voice import Voice
+
+DIT_CHECKPOINTS = {"dit": "dit", "aligner": "speech_tokenizer", "vocoder": "vocoder"}
+"""Shipped checkpoint names of the `dit` engine."""
+
+DEFAULT_STEPS = 16
+DEFAULT_CFG = 2.0
+MAX_PROMPT_SECONDS = 8.0
+"""Longer references are cut to this (the DiT attends over prompt + output)."""
+MAX_EDIT_SECONDS = 60.0
+"""Longest recording `edit` takes (the whole recording goes through the DiT at once)."""
+MARGIN_FRAMES = 3
+"""Frames regenerated and cross-faded on each side of an edited span (32 ms)."""
+RATE_LIMITS = (0.4, 2.5)
+"""A measured speaking rate (frames per predicted frame) is clamped to this range."""
+
+_WORD_CHARS = re.compile(r"[^\w']+")
+
+
+@dataclass(frozen=True)
+class EditResult:
+    """What `DitEngine.edit` returns.
+
+    Attributes:
+        audio: the edited recording.
+        spans: ``(start, end)`` seconds in `audio` of each regenerated span (cross-fade margins included).
+        changes: ``(old words, new words)`` of each span, as text.
+    """
+
+    audio: Audio
+    spans: list[tuple[float, float]]
+    changes: list[tuple[str, str]]
+
+
+@dataclass
+class _Layout:
+    """A frame plan of an output: per frame, the unit id to generate (-1: kept), the source frame in the input
+    (-1: none) and whether the frame is kept as it is."""
+
+    ids: list[int] = field(default_factory=list)
+    source: list[int] = field(default_factory=list)
+    keep: list[bool] = field(default_factory=list)
+
+    def add_kept(self, start: int, end: int) -> None:
+        self.ids += [-1] * (end - start)
+        self.source += list(range(start, end))
+        self.keep += [True] * (end - start)
+
+    def add_generated(self, ids: Sequence[int], source: Sequence[int] | None = None) -> None:
+        self.ids += list(ids)
+        self.source += list(source) if source is not None else [-1] * len(ids)
+        self.keep += [False] * len(ids)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
+class DitEngine:
+    """The DiT, the aligner (speech tokenizer with a CTC head) and the vocoder (read-only once built)."""
+
+    dit: DiT
+    aligner: torch.nn.Module
+    vocoder: torch.nn.Module
+    _rates: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _rates_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        config = self.dit.config
+        if config.text_condition != "frames" or self.dit.duration_predictor is None:
+            raise CheckpointError("the dit engine needs a studio DiT (frame-level unit condition and a duration "
+                                  "predictor); the published F5-TTS weights are loaded with tts.dit.DiT.from_published")
+        if config.mel.sample_rate != self.vocoder.sample_rate:
+            raise CheckpointError(f"the DiT makes {config.mel.sample_rate} Hz mels but the vocoder renders "
+                                  f"{self.vocoder.sample_rate} Hz")
+
+    @classmethod
+    def from_pretrained(cls, dit: str = DIT_CHECKPOINTS["dit"], aligner: str = DIT_CHECKPOINTS["aligner"],
+                        vocoder: str = DIT_CHECKPOINTS["vocoder"], local_files_only: bool = False) -> "DitEngine":
+        """Load the three parts (shipped names, local folders or hub ids) in float32 on the CPU."""
+        from tts.tokenizer.model import SpeechTokenizer
+        from vocoder.vocos import Vocos
+
+        return cls(
+            DiT.from_pretrained(dit, local_files_only=local_files_only).float().eval(),
+            SpeechTokenizer.from_pretrained(aligner, local_files_only=local_files_only).float().eval(),
+            Vocos.from_pretrained(vocoder, local_files_only=local_files_only).float().eval(),
+        )
+
+    # -- durations ----------------------------------------------------------------------------------------
+
+    @property
+    def hop_seconds(self) -> float:
+        mel = self.dit.config.mel
+        return mel.hop_length / mel.sample_rate
+
+    def predicted_frames(self, units: UnitSequence) -> np.ndarray:
+        """The duration predictor's frames per unit (at the corpus's average rate)."""
+        with torch.inference_mode():
+            log_frames = self.dit.duration_predictor(torch.tensor([units.ids]))[0]
+        return np.maximum(torch.expm1(log_frames).numpy(), 0.0)
+
+    def align(self, audio: Audio, words: Sequence[Word]) -> tuple[UnitSequence, list[int]]:
+        """Units of `words` and the frames each covers in `audio` (at the DiT's mel rate)."""
+        from tts.tokenizer.align import align
+
+        frames = log_mel(torch.zeros(len(audio.resample(self.dit.config.mel.sample_rate).samples)),
+                         self.dit.config.mel).shape[-1]
+        return aligned_unit_frames(align(audio, list(words), self.aligner), frames, self.hop_seconds)
+
+    def speaking_rate(self, units: UnitSequence, counts: Sequence[int]) -> float:
+        """Aligned over predicted frames of the spoken units (> 1: slower than the corpus average)."""
+        spoken = [i for i, word in enumerate(units.words) if word != BOUNDARY]
+        predicted = self.predicted_frames(units)[spoken].sum()
+        actual = float(np.sum(np.asarray(counts)[spoken]))
+        rate = actual / predicted if predicted > 0 else 1.0
+        return float(np.clip(rate, *RATE_LIMITS))
+
+    def voice_rate(self, voice: Voice) -> float:
+        """The speaking rate of a voice's reference, measured once per voice (by its content digest)."""
+        key = voice.digest
+        with self._rates_lock:
+            if key in self._rates:
+                return self._rates[key]
+        try:
+            units, counts = self.align(voice.audio, prepare_text(voice.transcript).words)
+            rate = self.speaking_rate(units, counts)
+        except TextError:
+            rate = 1.0
+        with self._rates_lock:
+            self._rates[key] = rate
+        return rate
+
+    # -- generation ---------------------------------------------------------------------------------------
+
+    def _mel(self, audio: Audio) -> torch.Tensor:
+        """``(M, F)`` log-mel of `audio` at the DiT's features."""
+        samples = audio.resample(self.dit.config.mel.sample_rate).samples
+        return log_mel(torch.from_numpy(samples), self.dit.config.mel)
+
+    def _infill(self, cond: torch.Tensor, layout: _Layout, steps: int, cfg_strength: float, seed: int) -> torch.Tensor:
+        """``(M, T)`` mel of the layout: kept frames from `cond` ``(M, T)``, the others generated."""
+        ids = torch.tensor(layout.ids, dtype=torch.long)
+        keep = torch.tensor(layout.keep, dtype=torch.bool)
+        mel = sample(self.dit, cond.T[None], ids[None], total_frames=len(layout), edit_mask=keep, steps=steps,
+                     cfg_strength=cfg_strength, seed=seed)
+        return mel[0].T
+
+    def speak(self, words: Sequence[Word], voice: Voice, *, speed: float = 1.0, seed: int = 0,
+              steps: int = DEFAULT_STEPS, cfg_strength: float = DEFAULT_CFG) -> Audio:
+        """`words` said in `voice`: the reference is the kept prompt, the new frames follow it."""
+        units = text_units(words)
+        prompt = self._mel(voice.audio)[:, : int(MAX_PROMPT_SECONDS / self.hop_seconds)]
+        predicted = self.predicted_frames(units)
+        total = max(len(units), int(round(predicted.sum() * self.voice_rate(voice) / speed)))
+        counts = fit_durations(predicted, total, units.words)
+        layout = _Layout()
+        layout.add_kept(0, prompt.shape[1])
+        layout.add_generated(expand(units.ids, counts).tolist())
+        cond = torch.cat((prompt, torch.zeros(prompt.shape[0], total)), dim=1)
+        mel = self._infill(cond, layout, steps, cfg_strength, seed)[:, prompt.shape[1]:]
+        return self.vocoder.decode(mel)
+
+    def edit(self, audio: Audio, transcript: str, new_transcript: str, *, seed: int = 0,
+             steps: int = DEFAULT_STEPS, cfg_strength: float = DEFAULT_CFG, margin: int = MARGIN_FRAMES) -> EditResult:
+        """Say `new_transcript` instead of `transcript` in `audio`, regenerating only the words that differ.
+
+        Raises:
+            TextError: an empty transcript, or no word differs (nothing to do).
+            AudioError: a recording longer than `MAX_EDIT_SECONDS`.
+        """
+        audio = self._check_recording(audio)
+        old_words = list(prepare_text(transcript).words)
+        new_words = list(prepare_text(new_transcript).words)
+        units, counts = self.align(audio, old_words)
+        new_units = text_units(new_words)
+        rate = self.speaking_rate(units, counts)
+        new_frames = self.predicted_frames(new_units) * rate
+        old_spoken, new_spoken = _spoken_words(old_words), _spoken_words(new_words)
+        matcher = difflib.SequenceMatcher(a=[w for _, w in old_spoken], b=[w for _, w in new_spoken], autojunk=False)
+        regions = []
+        for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+            if tag == "equal":
+                continue
+            old_first = old_spoken[i1][0] if i1 < len(old_spoken) else len(old_words)
+            old_last = old_spoken[i2 - 1][0] + 1 if i2 > i1 else old_first
+            new_first = new_spoken[j1][0] if j1 < len(new_spoken) else len(new_words)
+            new_last = new_spoken[j2 - 1][0] + 1 if j2 > j1 else new_first
+            regions.append((old_first, old_last, new_first, new_last))
+        if not regions:
+            raise TextError("the new transcript says the same words as the old one: nothing to edit")
+        plans = []
+        for old_first, old_last, new_first, new_last in regions:
+            start, end = units.word_units(old_first, old_last)
+            # The region runs from the boundary before the first changed word to the boundary after the last.
+            start, end = max(0, start - 1), min(len(units), end + 1) if end > start else min(len(units), start + 1)
+            new_start, new_end = new_units.word_units(new_first, new_last)
+            inner = list(range(new_start, new_end))
+            new_ids = [units.ids[start]] + [new_units.ids[i] for i in inner] + ([units.ids[end - 1]] if inner else [])
+            new_counts = [counts[start]] + [new_frames[i] for i in inner] + ([counts[end - 1]] if inner else [])
+            plans.append((start, end, new_ids, new_counts,
+                          " ".join(w.text for w in old_words[old_first:old_last]),
+                          " ".join(w.text for w in new_words[new_first:new_last])))
+        return self._apply(audio, units, counts, plans, margin, steps, cfg_strength, seed)
+
+    def change_speed(self, audio: Audio, transcript: str, factor: float, *, span: tuple[float, float] | None = None,
+                     seed: int = 0, steps: int = DEFAULT_STEPS, cfg_strength: float = DEFAULT_CFG,
+                     margin: int = MARGIN_FRAMES) -> EditResult:
+        """`audio` (saying `transcript`) spoken `factor` times faster, in `span` (seconds) or throughout.
+
+        A span is widened to the words whose sounds are centered in it. The whole recording is said again in its own voice, the
+        original serving as the prompt; a span is regenerated in place like an edit.
+        """
+        if not 0.25 <= factor <= 4.0:
+            raise ValueError(f"speed factor must be in [0.25, 4], got {factor}")
+        audio = self._check_recording(audio)
+        words = list(prepare_text(transcript).words)
+        units, counts = self.align(audio, words)
+        if span is None:
+            voice_counts = fit_durations(counts, max(len(units), int(round(sum(counts) / factor))), units.words)
+            mel = self._mel(audio)
+            layout = _Layout()
+            layout.add_kept(0, mel.shape[1])
+            layout.add_generated(expand(units.ids, voice_counts).tolist())
+            cond = torch.cat((mel, torch.zeros(mel.shape[0], len(layout) - mel.shape[1])), dim=1)
+            out = self._infill(cond, layout, steps, cfg_strength, seed)[:, mel.shape[1]:]
+            result = self.vocoder.decode(out)
+            return EditResult(result, [(0.0, result.duration)], [(transcript, f"{transcript} (x{factor:g})")])
+        ends = np.cumsum(counts) * self.hop_seconds
+        starts = ends - np.asarray(counts) * self.hop_seconds
+        centers = (starts + ends) / 2
+        touched = [i for i in range(len(units)) if units.words[i] != BOUNDARY and span[0] <= centers[i] < span[1]]
+        if not touched:
+            raise TextError(f"no word is spoken between {span[0]:.2f} s and {span[1]:.2f} s")
+        first = min(units.words[i] for i in touched)
+        last = max(units.words[i] for i in touched) + 1
+        start, end = units.word_units(first, last)
+        start, end = max(0, start - 1), min(len(units), end + 1)
+        new_counts = [c / factor for c in counts[start:end]]
+        new_counts[0], new_counts[-1] = counts[start], counts[end - 1]  # the pauses around the span are kept
+        text = " ".join(w.text for w in words[first:last])
+        return self._apply(audio, units, counts, [(start, end, list(units.ids[start:end]), new_counts, text,
+                                                   f"{text} (x{factor:g})")], margin, steps, cfg_strength, seed)
+
+    # -- helpers --------------------------------------------------------------------------------------------
+
+    def _check_recording(self, audio: Audio) -> Audio:
+        if audio.duration > MAX_EDIT_SECONDS:
+            raise AudioError(f"the recording is {audio.duration:.0f} s long; edit at most {MAX_EDIT_SECONDS:.0f} s "
+                             "at a time (cut the part around the words to change)")
+        if audio.duration < 0.2:
+            raise AudioError("the recording is shorter than 0.2 s: give the speech to edit")
+        return audio.resample(SAMPLE_RATE) if audio.sample_rate != SAMPLE_RATE else audio
+
+    def _apply(self, audio: Audio, units: UnitSequence, counts: Sequence[int], plans: list, margin: int, steps: int,
+               cfg_strength: float, seed: int) -> EditResult:
+        """Regenerate each planned unit span ``(start, end, new ids, new frame counts, old text, new text)``."""
+        mel = self._mel(audio)
+        frames = mel.shape[1]
+        unit_end = np.cumsum(counts)
+        unit_start = unit_end - np.asarray(counts)
+        old_layout = expand(units.ids, counts).tolist()
+        layout = _Layout()
+        spans_frames, changes, position = [], [], 0
+        for start, end, new_ids, new_counts, old_text, new_text in sorted(plans, key=lambda p: p[0]):
+            frame_start, frame_end = int(unit_start[start]), int(unit_end[end - 1])
+            left = max(position, frame_start - margin)
+            right = min(frames, frame_end + margin)
+            layout.add_kept(position, left)
+            region_start = len(layout)
+            layout.add_generated(old_layout[left:frame_start], range(left, frame_start))  # left margin
+            total = max(sum(1 for i, _ in enumerate(new_ids) if 0 < i < len(new_ids) - 1),
+                        int(round(sum(new_counts))))
+            words = [BOUNDARY] + [0] * (len(new_ids) - 2) + [BOUNDARY] if len(new_ids) > 1 else [BOUNDARY]
+            layout.add_generated(expand(new_ids, fit_durations(new_counts, total, words)).tolist())
+            layout.add_generated(old_layout[frame_end:right], range(frame_end, right))  # right margin
+            spans_frames.append((region_start, len(layout)))
+            changes.append((old_text, new_text))
+            position = right
+        layout.add_kept(position, frames)
+        source = torch.tensor(layout.source)
+        cond = torch.where((source >= 0)[None], mel[:, source.clamp(min=0)], torch.zeros(()))
+        new_mel = self._infill(cond, layout, steps, cfg_strength, seed)
+        rendered = self.vocoder.decode(new_mel).samples
+        out = _splice(audio.samples, rendered, layout, self.dit.config.mel.hop_length)
+        hop = self.hop_seconds
+        return EditResult(Audio(out, audio.sample_rate), [(a * hop, b * hop) for a, b in spans_frames], changes)
+
+
+def _spoken_words(words: Sequence[Word]) -> list[tuple[int, str]]:
+    """``(index, comparable text)`` of the words that are spoken (punctuation left out of the diff)."""
+    return [(i, _WORD_CHARS.sub("", w.text.lower())) for i, w in enumerate(words) if not w.is_punctuation]
+
+
+def _splice(original: np.ndarray, rendered: np.ndarray, layout: _Layout, hop: int) -> np.ndarray:
+    """The output waveform: kept frames' samples copied from `original`, generated frames from `rendered`, and
+    over each margin (a generated frame with a source) a raised-cosine cross-fade between the two."""
+    frames = len(layout)
+    keep = np.asarray(layout.keep)
+    source = np.asarray(layout.source)
+    # Output length: the input's, changed by the frames gained or lost.
+    input_frames = 1 + len(original) // hop
+    total = len(original) + (frames - input_frames) * hop
+    weight = np.zeros(frames)  # share of the rendered audio per frame (0 kept, 1 generated core)
+    weight[~keep] = 1.0
+    # Margins: generated frames that have a source; ramp across each run of them toward the core.
+    margin = (~keep) & (source >= 0)
+    index = 0
+    while index < frames:
+        if not margin[index]:
+            index += 1
+            continue
+        run_end = index
+        while run_end < frames and margin[run_end]:
+            run_end += 1
+        rising = run_end < frames and not keep[run_end] and not margin[run_end]  # the core follows: fade in
+        ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(index, run_end) - index + 0.5) / (run_end - index))
+        weight[index:run_end] = ramp if rising else ramp[::-1]
+        index = run_end
+    per_sample = np.repeat(weight, hop)[:total]
+    per_sample = np.pad(per_sample, (0, max(0, total - len(per_sample))), constant_values=per_sample[-1] if len(per_sample) else 0)
+    old = np.zeros(total, dtype=np.float32)
+    for frame in range(frames):
+        if source[frame] < 0:
+            continue
+        a, b = frame * hop, min(total, (frame + 1) * hop)
+        s = source[frame] * hop
+        piece = original[s : s + (b - a)]
+        old[a : a + len(piece)] = piece
+    new = np.zeros(total, dtype=np.float32)
+    new[: min(total, len(rendered))] = rendered[:total]
+    out = per_sample * new + (1 - per_sample) * old
+    exact = per_sample == 0
+    out[exact] = old[exact]
+    return out.astype(np.float32)
+
+
+def _as_audio(audio) -> Audio:
+    from tts.audio import load_audio
+
+    if isinstance(audio, tuple):
+        return Audio(np.asarray(audio[0], dtype=np.float32), int(audio[1]))
+    return audio if isinstance(audio, Audio) else load_audio(audio)
+
+
+def _marked(result: EditResult, watermark: bool) -> EditResult:
+    """The studio's watermark on each regenerated span only: the kept audio stays the input's, sample for sample."""
+    if not watermark:
+        return result
+    from tts.watermark import embed_fixed
+
+    samples = result.audio.samples.copy()
+    rate = result.audio.sample_rate
+    for start, end in result.spans:
+        a, b = int(round(start * rate)), min(len(samples), int(round(end * rate)))
+        if b > a:
+            samples[a:b] = embed_fixed(Audio(samples[a:b], rate)).samples[: b - a]
+    return EditResult(Audio(samples, rate), result.spans, result.changes)
+
+
+def edit(audio: Audio | str | tuple, transcript: str, new_transcript: str, *, seed: int = 0,
+         steps: int = DEFAULT_STEPS, cfg_strength: float = DEFAULT_CFG, models: DitEngine | None = None,
+         watermark: bool = True) -> EditResult:
+    """Change the words of a recording: `audio` says `transcript`; the result says `new_transcript`.
+
+    Only the words that differ are regenerated (replacements, insertions, deletions, several places at once),
+    in the recording's voice and speaking rate; everything else is the input's samples. `audio` is an `Audio`,
+    a path or ``(samples, rate)``; `models` a loaded `DitEngine` (default: the shipped checkpoints); `watermark`
+    marks the regenerated spans as synthetic (the kept audio is left untouched).
+
+    Returns:
+        `EditResult`: the audio, the regenerated spans (seconds, in the output) and the changed words.
+    """
+    parts = models if models is not None else load_dit_engine()
+    result = parts.edit(_as_audio(audio), transcript, new_transcript, seed=seed, steps=steps, cfg_strength=cfg_strength)
+    return _marked(result, watermark)
+
+
+def change_speed(audio: Audio | str | tuple, transcript: str, factor: float, *,
+                 span: tuple[float, float] | None = None, seed: int = 0, steps: int = DEFAULT_STEPS,
+                 cfg_strength: float = DEFAULT_CFG, models: DitEngine | None = None,
+                 watermark: bool = True) -> EditResult:
+    """`audio` (saying `transcript`) spoken `factor` times faster (< 1: slower), throughout or in `span`
+    (seconds; widened to whole words). Arguments as in `edit`."""
+    parts = models if models is not None else load_dit_engine()
+    result = parts.change_speed(_as_audio(audio), transcript, factor, span=span, seed=seed, steps=steps,
+                                cfg_strength=cfg_strength)
+    return _marked(result, watermark)
+
+
+def dit_engine_fn(models: DitEngine | None = None, steps: int = DEFAULT_STEPS):
+    """The evaluation harness function of `dit` (`tts.evaluation.adapters`): each prompt cloned, the target text
+    infilled after it, seed 0."""
+    from tts.synthesis import synthesize
+    from tts.voice import clone_voice
+
+    parts = models if models is not None else load_dit_engine()
+
+    def engine_fn(target_text: str, prompt_audio: Audio, prompt_text: str) -> Audio:
+        return synthesize(target_text, clone_voice(prompt_audio, prompt_text), engine="dit", seed=0, models=parts)
+
+    return engine_fn
+
+
+_ENGINES: dict[tuple, DitEngine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def load_dit_engine(**checkpoints: str) -> DitEngine:
+    """The `dit` engine for these checkpoints (default: the shipped ones), loaded once per process."""
+    names = {**DIT_CHECKPOINTS, **checkpoints}
+    if names == DIT_CHECKPOINTS:
+        from tts.engines import engine_status
+
+        status = next(s for s in engine_status() if s.name == "dit")
+        if not status.available:
+            raise CheckpointError(f"the dit engine is unavailable: {status.reason}")
+    key = tuple(sorted(names.items()))
+    with _ENGINES_LOCK:
+        if key not in _ENGINES:
+            _ENGINES[key] = DitEngine.from_pretrained(**names)
+        return _ENGINES[key]
+
+
+__all__ = ["DIT_CHECKPOINTS", "DitEngine", "EditResult", "change_speed", "edit", "load_dit_engine"]
