@@ -20,6 +20,8 @@ from tts.evaluation.stages import (
     DEFAULT_WER_KEY as WER,
     Criterion,
     conversion_criteria,
+    edit_criteria,
+    edited_text,
     plan_items,
     tone_color_criteria,
     reconstruction_criteria,
@@ -127,6 +129,23 @@ def test_tone_color_criteria():
     means[f"{SIM}_to_prompt"]["output"] = 0.749
     means["f0_correlation"]["output"] = 0.79
     assert set(statuses(tone_color_criteria(means)).values()) == {"FAIL"}
+
+
+def test_edit_criteria_and_edited_texts():
+    means = {WER: {"original": 0.05, "edit1": 0.10, "edit3": 0.08, "speed0.7": 0.07, "speed1.3": 0.06},
+             f"{SIM}_to_original": {"edit1": 0.9, "edit3": 0.85}, "kept_exact": {"edit1": 1.0, "edit3": 1.0}}
+    assert verdict(edit_criteria(means)) == "PASS" and len(edit_criteria(means)) == 8
+    means[WER].update({"edit1": 0.11, "speed1.3": 0.0701})
+    means[f"{SIM}_to_original"]["edit3"] = 0.84
+    means["kept_exact"]["edit1"] = 0.5  # one of two items changed a sample outside its span
+    failed = {name for name, status in statuses(edit_criteria(means)).items() if status == "FAIL"}
+    assert failed == {"one-word edit WER vs new text", "three-word edit SIM to the original",
+                      "one-word edit: samples outside the spans kept", "speed x1.3 WER - original WER"}
+    text, old, new = edited_text("The quick fox, she said.", 2, 2, 0)
+    assert (text, old, new) == ("The quick garden, yellow said.", "fox she", "garden yellow")
+    assert stages._edit_position("I am at the big red barn today.", 3) in (3, 4)
+    with pytest.raises(ValueError):
+        edited_text("Two words", 1, 2, 0)
 
 
 def test_criteria_use_the_keys_of_the_chosen_models():
@@ -337,6 +356,33 @@ def test_tone_color_stage_end_to_end(model_dirs, clip_cache, tmp_path):
         assert _finite(start) and _finite(metrics[WER]["source"])
         if output is not None:
             assert metrics[f"{SIM}_gain"]["output"] == pytest.approx(output - start)
+
+
+@pytest.mark.slow
+@needs_voices
+def test_edit_stage_end_to_end(model_dirs, clip_cache, tmp_path):
+    from tts.dit.model import DiT
+    from tts.dit.train import PRESETS as DIT_PRESETS
+
+    torch.manual_seed(0)
+    dit = DiT(DIT_PRESETS["tiny"].model)
+    dit.duration_predictor.out.bias.data.fill_(float(np.log1p(6.0)))  # untrained: about 6 frames per unit
+    out = tmp_path / "run"
+    code = main(["eval-stage", "edit", "--limit", "1", "--out", str(out), "--voices", FULL_BAND_VOICE, "--steps", "2",
+                 "--dit", str(dit.save_pretrained(tmp_path / "dit")), "--tokenizer", model_dirs["tokenizer"],
+                 "--vocoder", model_dirs["vocoder"]])
+    report = json.loads((out / "report.json").read_text())
+    assert code == 1 and report["verdict"] in ("FAIL", "INCOMPLETE")  # an untrained DiT says nothing intelligible
+    item, = report["items"]
+    # An untrained DiT's output may have no speech for the speaker encoder; every edit itself must have run.
+    assert not item["failure"] and not [e for e in item["errors"] if not e.startswith("sim_")], item["errors"]
+    metrics = item["metrics"]
+    assert metrics["kept_exact"] == {"edit1": 1.0, "edit3": 1.0}  # the mechanics hold whatever the model says
+    assert _finite(metrics[WER]["original"]) and _finite(metrics[WER]["edit1"])
+    assert metrics["duration_ratio"]["speed0.7"] > metrics["duration_ratio"]["speed1.3"]
+    assert item["transcripts"]["edit1 text"] != item["text"]
+    assert sorted(p.name.split("-", 2)[-1] for p in (out / "wavs").iterdir()) == sorted(
+        f"{s}.wav" for s in ("original", "edit1", "edit3", "speed0.7", "speed1.3"))
 
 
 def test_cli_refuses_training_voices_and_parses(capsys):

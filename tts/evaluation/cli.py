@@ -59,14 +59,15 @@ _STAGE_HELP = {
     "reconstruction": "tokens of an utterance + another utterance of the same voice as prompt -> refiner -> vocoder",
     "conversion": "tokens of voice A + a prompt of voice B -> refiner -> vocoder (SIM to B and A, WER, F0 correlation)",
     "tone-color": "voice A's clip -> tone-color converter with voice B's tone color -> vocoder (SIM gain, WER, F0 correlation)",
+    "edit": "held-out recordings edited by the dit engine: 1 and 3 words replaced, speed x0.7 and x1.3 (WER, SIM, kept samples)",
 }
 
 
 def _register_eval_stage(subparsers) -> None:
-    """``timbre eval-stage {vocoder,reconstruction,conversion,tone-color}`` (see `tts.evaluation.stages`)."""
+    """``timbre eval-stage {vocoder,reconstruction,conversion,tone-color,edit}`` (see `tts.evaluation.stages`)."""
     stage_parser = subparsers.add_parser(
         "eval-stage",
-        help="measure one trained stage (vocoder, reconstruction, conversion, tone-color) against its done-criteria",
+        help="measure one trained stage (vocoder, reconstruction, conversion, tone-color, edit) against its done-criteria",
         description="Score a trained stage on held-out voices and texts and judge it against its issue's done-criteria: "
         "report.json, report.md (criteria with PASS/FAIL, means, every item) and wavs in a run folder. Exit status 0 "
         "when every criterion passes, 1 otherwise.",
@@ -79,6 +80,10 @@ def _register_eval_stage(subparsers) -> None:
         if stage == "tone-color":
             parser.add_argument("--converter", default="converter", help="tone-color converter folder or shipped name (default: converter)")
             options.append("converter")
+        elif stage == "edit":
+            parser.add_argument("--dit", default="dit", help="DiT folder or shipped name (default: dit)")
+            parser.add_argument("--tokenizer", default="speech_tokenizer", help="aligner (speech tokenizer) folder or shipped name")
+            options += ["dit", "tokenizer"]
         elif stage != "vocoder":
             parser.add_argument("--tokenizer", default="speech_tokenizer", help="speech tokenizer folder or shipped name (default: speech_tokenizer)")
             parser.add_argument("--refiner", default="flow_refiner", help="flow refiner folder or shipped name (default: flow_refiner)")
@@ -97,6 +102,11 @@ def _register_eval_stage(subparsers) -> None:
             parser.add_argument("--tau", type=float, default=0.3, help="converter temperature (default 0.3)")
             parser.add_argument("--seed", type=int, default=0, help="seed of the converter's noise (default 0)")
             options += ["tau", "seed"]
+        elif stage == "edit":
+            parser.add_argument("--steps", type=int, help="DiT ODE steps (default 16)")
+            parser.add_argument("--cfg-strength", type=float, help="DiT guidance (default 2)")
+            parser.add_argument("--seed", type=int, default=0, help="seed of the DiT's noise (default 0)")
+            options += ["steps", "cfg_strength", "seed"]
         else:
             parser.add_argument("--steps", type=int, help="refiner ODE steps (default: synthesize()'s)")
             parser.add_argument("--cfg-strength", type=float, help="refiner guidance (default: synthesize()'s)")
@@ -158,6 +168,11 @@ def _run_eval_stage(args) -> int:
 
         report = stages.evaluate_tone_color(ToneColorEngine(models["converter"], models["vocoder"]), items, config,
                                             wav_dir, progress)
+    elif args.stage == "edit":
+        from tts.dit.engine import DitEngine
+
+        report = stages.evaluate_editing(DitEngine(models["dit"], models["tokenizer"], models["vocoder"]), items,
+                                         config, wav_dir, progress)
     else:
         evaluate = stages.evaluate_reconstruction if args.stage == "reconstruction" else stages.evaluate_conversion
         report = evaluate(models["tokenizer"], models["refiner"], models["vocoder"], items, config, wav_dir, progress)
@@ -177,6 +192,12 @@ def _load_stage_models(args) -> dict:
         from converter.openvoice import ToneColorConverter
 
         models["converter"] = ToneColorConverter.from_pretrained(args.converter).float().eval()
+    elif args.stage == "edit":
+        from tts.dit.model import DiT
+        from tts.tokenizer.model import SpeechTokenizer
+
+        models["dit"] = DiT.from_pretrained(args.dit).float().eval()
+        models["tokenizer"] = SpeechTokenizer.from_pretrained(args.tokenizer).float().eval()
     elif args.stage != "vocoder":
         from tts.refiner.model import FlowRefiner
         from tts.tokenizer.model import SpeechTokenizer

@@ -62,7 +62,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("vocoder", "reconstruction", "conversion", "tone-color")
+STAGES = ("vocoder", "reconstruction", "conversion", "tone-color", "edit")
 PAIRED_STAGES = ("conversion", "tone-color")
 """Stages whose prompt is another speaker's voice."""
 
@@ -110,6 +110,13 @@ TONE_COLOR_MIN_SIM = 0.75
 TONE_COLOR_MIN_SIM_GAIN = 0.15
 """SIM(output, target) minus SIM(source, target), on average (issue #9)."""
 TONE_COLOR_MAX_WER_INCREASE = 0.03
+EDIT_MAX_WER = 0.10
+EDIT_MIN_SIM = 0.85
+SPEED_MAX_WER_INCREASE = 0.02
+SPEED_FACTORS = (0.7, 1.3)
+EDIT_REPLACEMENTS = ("garden", "yellow", "morning", "window", "silver", "river", "candle", "market", "pocket",
+                     "winter", "doctor", "basket")
+"""Words put in place of the held-out texts' words by the edit stage (common, easy to hear, none in the texts)."""
 TONE_COLOR_MIN_F0_CORRELATION = 0.8
 _TOLERANCE = 1e-9
 """Float slack on thresholds, so 0.13 - 0.11 counts as the 0.02 it is."""
@@ -240,7 +247,7 @@ def plan_items(stage: str, limit: int = DEFAULT_LIMIT, voices: Sequence[str] | N
     for k in range(limit):
         voice, text = voices[k % count], texts[k % len(texts)]
         item_id = f"{'conversion' if stage in PAIRED_STAGES else stage}-{k:03d}"
-        if stage == "vocoder":
+        if stage in ("vocoder", "edit"):
             items.append(PlannedItem(item_id, voice, text))
             continue
         prompt_voice = voice
@@ -367,6 +374,26 @@ def conversion_criteria(means: Means, group: str = ALL, wer_key: str = DEFAULT_W
         Criterion(group, "WER, output minus source", _minus(_mean(means, wer_key, "output"), _mean(means, wer_key, "source")),
                   "<=", CONVERSION_MAX_WER_INCREASE),
     ]
+
+
+def edit_criteria(means: Means, group: str = ALL, wer_key: str = DEFAULT_WER_KEY,
+                  sim_key: str = DEFAULT_SIM_KEY) -> list[Criterion]:
+    """The editing done-criteria (issue #10): word edits intelligible and in the recording's voice, everything
+    outside the regenerated spans kept exactly, speed edits as intelligible as the original."""
+    to_original = f"{sim_key}_to_original"
+    original_wer = _mean(means, wer_key, "original")
+    criteria = []
+    for subject, label in (("edit1", "one-word"), ("edit3", "three-word")):
+        criteria += [
+            Criterion(group, f"{label} edit WER vs new text", _mean(means, wer_key, subject), "<=", EDIT_MAX_WER),
+            Criterion(group, f"{label} edit SIM to the original", _mean(means, to_original, subject), ">=", EDIT_MIN_SIM),
+            Criterion(group, f"{label} edit: samples outside the spans kept", _mean(means, "kept_exact", subject), ">=", 1.0),
+        ]
+    for factor in SPEED_FACTORS:
+        subject = f"speed{factor:g}"
+        criteria.append(Criterion(group, f"speed x{factor:g} WER - original WER",
+                                  _minus(_mean(means, wer_key, subject), original_wer), "<=", SPEED_MAX_WER_INCREASE))
+    return criteria
 
 
 def tone_color_criteria(means: Means, group: str = ALL, wer_key: str = DEFAULT_WER_KEY,
@@ -665,6 +692,102 @@ def evaluate_tone_color(engine, items: Sequence[StageItem], config: StageConfig 
     return _evaluate_pairs("tone-color", render, tone_color_criteria, items, config, wav_dir, progress)
 
 
+def edited_text(text: str, first: int, count: int, replacement_index: int) -> tuple[str, str, str]:
+    """`text` with its words ``first .. first + count - 1`` replaced by `EDIT_REPLACEMENTS` (from
+    `replacement_index` on), punctuation kept: ``(new text, old words, new words)``."""
+    tokens = text.split()
+    if not 0 <= first or first + count > len(tokens):
+        raise ValueError(f"words {first}..{first + count - 1} are not all in {text!r}")
+    old, new = [], []
+    for offset in range(count):
+        token = tokens[first + offset]
+        core = token.strip(".,;:!?\"'")
+        word = EDIT_REPLACEMENTS[(replacement_index + offset) % len(EDIT_REPLACEMENTS)]
+        old.append(core)
+        new.append(word)
+        tokens[first + offset] = token.replace(core, word, 1) if core else word
+    return " ".join(tokens), " ".join(old), " ".join(new)
+
+
+def _edit_position(text: str, count: int) -> int:
+    """Where to edit `count` words of `text`: the middle of the sentence, on words of at least 3 letters where
+    there are such."""
+    tokens = text.split()
+    for shortest in (3, 1):
+        candidates = [i for i in range(len(tokens) - count + 1)
+                      if all(len(t.strip(".,;:!?\"'")) >= shortest for t in tokens[i : i + count])]
+        if candidates:
+            return min(candidates, key=lambda i: abs(i + count / 2 - len(tokens) / 2))
+    raise ValueError(f"{text!r} has fewer than {count} words to edit")
+
+
+def _kept_exact(original: Audio, edited: Audio, spans: Sequence[tuple[float, float]]) -> float:
+    """1.0 when every sample before the first span and after the last is the original's (shifted by the change in
+    length), and between spans is an exact run of the original, else 0.0."""
+    rate = original.sample_rate
+    a, b = original.samples, edited.samples
+    shift = len(b) - len(a)
+    first, last = int(spans[0][0] * rate), int(np.ceil(spans[-1][1] * rate))
+    if not (np.array_equal(b[:first], a[:first]) and np.array_equal(b[last:], a[last - shift :])):
+        return 0.0
+    return 1.0
+
+
+def evaluate_editing(engine, items: Sequence[StageItem], config: StageConfig = StageConfig(),
+                     wav_dir: Path | None = None, progress: Callable[[ItemResult], None] | None = None) -> "StageReport":
+    """Each held-out recording edited by the `dit` engine (`tts.dit.engine.DitEngine`): one word replaced, three
+    words replaced, and the whole recording said at each of `SPEED_FACTORS`; WER against the new text, SIM to the
+    original, and whether the samples outside the regenerated spans are the original's."""
+    from tts.dit.engine import DEFAULT_STEPS
+
+    steps = config.refiner_steps or DEFAULT_STEPS
+    cfg = config.cfg_strength if config.cfg_strength is not None else 2.0
+    started, results = time.time(), []
+    for number, item in enumerate(items):
+        result = _new_result(item)
+        original, text = item.source.audio, item.source.text
+        meter = _Meter(config, result)
+        meter.wer("original", original, text)
+        outputs = {"original": original}
+        for count in (1, 3):
+            subject = f"edit{count}"
+            try:
+                new_text, old_words, new_words = edited_text(text, _edit_position(text, count), count, number * 4)
+                edit = engine.edit(original, text, new_text, seed=config.seed, steps=steps, cfg_strength=cfg)
+                edited = _checked_output(edit.audio, f"{subject} output")
+            except Exception as error:  # noqa: BLE001 - one edit failing must not lose the others
+                logger.exception("%s: %s failed", item.item_id, subject)
+                result.errors.append(f"{subject}: {type(error).__name__}: {error}")
+                continue
+            outputs[subject] = edited
+            result.transcripts[f"{subject} text"] = new_text
+            meter.wer(subject, edited, new_text)
+            meter.sim(f"{config.sim_key}_to_original", subject, original, edited)
+            meter.put("kept_exact", subject, lambda: _kept_exact(original, edited, edit.spans))
+            meter.put("edited_seconds", subject, lambda: sum(b - a for a, b in edit.spans))
+        for factor in SPEED_FACTORS:
+            subject = f"speed{factor:g}"
+            try:
+                paced = _checked_output(engine.change_speed(original, text, factor, seed=config.seed, steps=steps,
+                                                            cfg_strength=cfg).audio, f"{subject} output")
+            except Exception as error:  # noqa: BLE001
+                logger.exception("%s: %s failed", item.item_id, subject)
+                result.errors.append(f"{subject}: {type(error).__name__}: {error}")
+                continue
+            outputs[subject] = paced
+            meter.wer(subject, paced, text)
+            meter.sim(f"{config.sim_key}_to_original", subject, original, paced)
+            meter.put("duration_ratio", subject, lambda: paced.duration / original.duration)
+        if len(outputs) == 1:
+            result.failure = "; ".join(result.errors) or "no output"
+        _save(wav_dir, item.item_id, outputs)
+        results.append(result)
+        if progress is not None:
+            progress(result)
+    criteria_fn = lambda means, group: edit_criteria(means, group, config.wer_key, config.sim_key)  # noqa: E731
+    return _report("edit", results, config, criteria_fn, (ALL,), started)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Reports
 
@@ -698,6 +821,9 @@ def _labels(stage: str, config: StageConfig) -> dict[str, str]:
         "pesq_wb": f"{PESQ_LABEL}, against the original",
         "stoi": f"{STOI_LABEL}, against the original",
         "f0_correlation": "F0-contour correlation with the source (pyin, DTW-aligned on MFCCs)",
+        "kept_exact": "1 when every sample outside the regenerated spans is the original's, else 0",
+        "edited_seconds": "seconds regenerated (spans with their cross-fade margins)",
+        "duration_ratio": "output duration over the original's",
     }
 
 
@@ -801,6 +927,8 @@ def _report(stage: str, results: list[ItemResult], config: StageConfig,
         settings["griffin_lim_iterations"] = config.griffin_lim_iterations
     elif stage == "tone-color":
         settings.update({"tau": config.tau, "seed": config.seed})
+    elif stage == "edit":
+        settings.update({"steps": config.refiner_steps, "cfg_strength": config.cfg_strength, "seed": config.seed})
     else:
         settings.update({"refiner_steps": config.refiner_steps, "cfg_strength": config.cfg_strength, "seed": config.seed})
     return StageReport(stage, results, groups, criteria, settings, _labels(stage, config),
