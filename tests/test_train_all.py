@@ -125,14 +125,18 @@ def test_dry_run_plans_budgets_that_add_up(corpus, tmp_path, capsys):
     commands = {shlex.split(line)[3] if "extract" in line else shlex.split(line)[2]: shlex.split(line)
                 for line in lines if not line.startswith("#")}
     assert [line.split(":")[0] for line in lines if line.startswith("#")] == [
-        "# vocoder", "# converter", "# tokenizer", "# features", "# refiner", "# lm_units", "# lm"]
+        "# vocoder", "# converter", "# tokenizer", "# features", "# refiner", "# lm_units", "# lm", "# dit_align",
+        "# dit"]
+    headers = [line for line in lines if line.startswith("#")]
+    assert headers[-2].startswith("# dit_align: minute 6, after features, untimed,")
+    assert headers[-1].startswith("# dit: minute 6, after dit_align, 17 min,")
 
     def minutes(argv: list[str]) -> float:
         return float(argv[argv.index("--max-minutes") + 1])
 
     vocoder, tokenizer = minutes(commands["vocoder.train"]), minutes(commands["tts.tokenizer.train"])
     refiner, lm = minutes(commands["tts.refiner.train"]), minutes(commands["tts.lm.train"])
-    assert vocoder == 23 and tokenizer == 6 and refiner == lm == 17
+    assert vocoder == 23 and tokenizer == 6 and refiner == lm == minutes(commands["tts.dit.train"]) == 17
     assert commands["converter.train"][3:] == ["--corpus", str(corpus), "--out", str(tmp_path / "runs" / "converter"),
                                                "--config", "small", "--max-steps", "1000000", "--max-minutes", "23"]
     assert tokenizer + refiner == vocoder  # the later stages get what the tokenizer leaves, less the export time
@@ -147,22 +151,49 @@ def test_dry_run_plans_budgets_that_add_up(corpus, tmp_path, capsys):
         "--corpus", str(corpus), "--features", str(runs / "features.safetensors"),
         "--units", str(runs / "lm_units.safetensors"), "--out", str(runs / "lm"), "--config", "small",
         "--max-steps", "1000000", "--max-minutes", "17"]
+    assert commands["extract"][2:] == [
+        "tts.dit.train", "extract", "--features", str(runs / "features.safetensors"),
+        "--aligner", str(runs / "tokenizer/export")]
+    assert commands["tts.dit.train"][3:] == [
+        "--features", str(runs / "features.safetensors"), "--out", str(runs / "dit"), "--config", "small",
+        "--max-steps", "1000000", "--max-minutes", "17"]  # from scratch unless --dit-init-from is given
     assert not (runs / "train_all.json").exists()
+
+
+def test_dit_warm_starts_only_when_asked(corpus, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert main(["--corpus", str(corpus), "--out", str(runs), "--minutes", "24", "--dit-init-from", "flow_refiner",
+                 "--dit-config", "tiny", "--gpu-batch-scale", "2", "--dry-run"]) == 0
+    dit = next(shlex.split(line) for line in capsys.readouterr().out.splitlines()
+               if not line.startswith("#") and shlex.split(line)[2:4] == ["tts.dit.train", "--features"])
+    assert dit[3:] == [
+        "--features", str(runs / "features.safetensors"), "--out", str(runs / "dit"), "--config", "tiny",
+        "--init-from", "flow_refiner", "--max-steps", "1000000", "--max-minutes", "17", "--batch-size", "16"]
+    assert main(["--corpus", str(corpus), "--out", str(runs), "--minutes", "24", "--dit-init-from", "flow_refiner",
+                 "--skip", "dit", "--dry-run"]) == 2
+    assert "--dit-init-from" in capsys.readouterr().err
 
 
 def test_plan_splits_threads_and_scales_batches(corpus, tmp_path):
     plan = Plan(corpus=corpus, out=tmp_path, minutes=24, cores=16)
     assert {s: plan.threads(s) for s in plan.stages()} == {
-        "vocoder": 4, "converter": 4, "tokenizer": 8, "features": 8, "refiner": 4, "lm_units": 4, "lm": 4}
-    without_lm = Plan(corpus=corpus, out=tmp_path, minutes=24, cores=16, skip=frozenset({"lm", "converter"}))
+        "vocoder": 3, "converter": 3, "tokenizer": 10, "features": 10, "refiner": 3, "lm_units": 3, "lm": 3,
+        "dit_align": 3, "dit": 3}
+    assert plan.needs("dit_align") == ("features",) and plan.needs("dit") == ("dit_align",)
+    only_dit = Plan(corpus=corpus, out=tmp_path, minutes=24, cores=16, skip=frozenset({"refiner", "lm"}))
+    assert only_dit.stages() == ["vocoder", "converter", "tokenizer", "features", "dit_align", "dit"]
+    assert only_dit.threads("vocoder") == 5 and only_dit.threads("dit") == 6
+    without_lm = Plan(corpus=corpus, out=tmp_path, minutes=24, cores=16, skip=frozenset({"lm", "dit", "converter"}))
     assert without_lm.stages() == ["vocoder", "tokenizer", "features", "refiner"]
     assert without_lm.threads("vocoder") == 8 and without_lm.threads("refiner") == 8
     assert without_lm.budget("refiner", elapsed_minutes=30) > 0  # a late stage still gets a few seconds
-    sizes = scaled_batch_sizes(["vocoder", "tokenizer", "features", "refiner"], 4)
-    assert sizes == {"vocoder": 32, "tokenizer": 48_000, "refiner": 32}
+    sizes = scaled_batch_sizes(["vocoder", "tokenizer", "features", "refiner", "dit_align", "dit"], 4)
+    assert sizes == {"vocoder": 32, "tokenizer": 48_000, "refiner": 32, "dit": 32}
     scaled = Plan(corpus=corpus, out=tmp_path, minutes=24, batch_sizes=sizes, extra_args={"refiner": ["--batch-size", "7"]})
     argv = scaled.command("refiner", 10)
     assert argv[-4:] == ["--batch-size", "32", "--batch-size", "7"]  # extra arguments come last and win
+    assert scaled.command("dit", 10)[-2:] == ["--batch-size", "32"]
+    assert "--batch-size" not in scaled.command("dit_align", None)
     with pytest.raises(ValueError, match="skip"):
         Plan(corpus=corpus, out=tmp_path, minutes=24, skip=frozenset({"features"}))
 
@@ -179,20 +210,23 @@ def test_trains_the_stack_within_the_window(corpus, tmp_path):
         "--vocoder-args", "--segment-seconds 0.25 --batch-size 2 --validation-files 1 --log-every 5",
         "--tokenizer-args", "--batch-frames 400 --validation-items 1 --log-every 5",
         "--refiner-args", "--batch-size 2 --validation-items 1 --log-every 5",
+        "--dit-config", "tiny", "--dit-args", "--batch-size 2 --validation-items 1 --log-every 5",
         "--converter-config", "tiny", "--converter-args", "--batch-size 2 --validation-items 0 --log-every 5",
     ])
     elapsed = time.monotonic() - started
     report = json.loads((runs / "train_all.json").read_text())
     assert code == 0, {name: info.get("status") for name, info in report["stages"].items()}
-    assert list(report["stages"]) == ["vocoder", "converter", "tokenizer", "features", "refiner"]
+    assert list(report["stages"]) == ["vocoder", "converter", "tokenizer", "features", "refiner", "dit_align", "dit"]
     assert all(info["status"] == "ok" and info["exit_code"] == 0 for info in report["stages"].values())
-    for name in ("vocoder", "converter", "tokenizer", "refiner"):
+    for name in ("vocoder", "converter", "tokenizer", "refiner", "dit"):
         assert (runs / name / "export" / "model.safetensors").is_file()
         assert report["stages"][name]["last_metrics"]["step"] >= 1
         assert (runs / f"{name}.log").is_file()
-    assert (runs / "features.safetensors").is_file()
+    assert (runs / "features.safetensors").is_file() and (runs / "alignments.safetensors").is_file()
     assert report["stages"]["vocoder"]["max_minutes"] == 0.45
     assert report["stages"]["features"]["start_minute"] >= report["stages"]["tokenizer"]["end_minute"]
+    assert report["stages"]["dit"]["start_minute"] >= report["stages"]["dit_align"]["end_minute"]
+    assert read_model_card_data(runs / "dit" / "export")["Model"]["preset"] == "tiny"
     assert elapsed < 0.5 * 60 + 60  # the window, plus loading and exports on a loaded 2-core machine
 
     # A failing stage takes down only the stages that need it.
@@ -205,6 +239,7 @@ def test_trains_the_stack_within_the_window(corpus, tmp_path):
     report = json.loads((tmp_path / "broken" / "train_all.json").read_text())
     assert code == 1 and not report["ok"]
     assert {name: info["status"] for name, info in report["stages"].items()} == {
-        "vocoder": "ok", "tokenizer": "failed", "features": "skipped", "refiner": "skipped"}
+        "vocoder": "ok", "tokenizer": "failed", "features": "skipped", "refiner": "skipped", "dit_align": "skipped",
+        "dit": "skipped"}
     assert (tmp_path / "broken" / "vocoder" / "export" / "model.safetensors").is_file()
     assert "no-such-option" in (tmp_path / "broken" / "tokenizer.log").read_text()

@@ -1,5 +1,5 @@
-"""Train the whole stack (vocoder, speech tokenizer, flow refiner, token LM, tone-color converter) in one command,
-within a window of wall-clock minutes (a GPU machine lent for half an hour).
+"""Train the whole stack (vocoder, speech tokenizer, flow refiner, token LM, DiT, tone-color converter) in one
+command, within a window of wall-clock minutes (a GPU machine lent for half an hour).
 
     python -m tts.train_all --corpus CORPUS --out RUNS --minutes 24 [--gpu-batch-scale 8] [--dry-run]
 
@@ -13,9 +13,16 @@ written before the window closes. With a window of ``W`` minutes and ``E`` minut
   by side.
 - When the tokenizer is done: ``features`` (``tts.refiner.train extract-tokens`` with ``RUNS/tokenizer/export``
   into ``RUNS/features.safetensors``).
-- When the features exist: ``refiner`` (``tts.refiner.train --features``) and ``lm_units``
-  (``tts.lm.train extract-units``), then, when the units exist, ``lm`` (``tts.lm.train --units``). Each training
-  stage gets the minutes left until ``W`` minus ``E`` when it starts (at least `MIN_STAGE_MINUTES`).
+- When the features exist: ``refiner`` (``tts.refiner.train --features``), ``lm_units``
+  (``tts.lm.train extract-units``) and ``dit_align`` (``tts.dit.train extract``: forced alignments by
+  ``RUNS/tokenizer/export`` into ``RUNS/alignments.safetensors``, beside the features); then, when the units exist,
+  ``lm`` (``tts.lm.train --units``), and when the alignments exist, ``dit`` (``tts.dit.train --features``). Each
+  training stage gets the minutes left until ``W`` minus ``E`` when it starts (at least `MIN_STAGE_MINUTES`).
+
+The DiT trains from scratch by default. Its recipe can warm-start from a flow refiner export of the same width and
+depth, but the refiner trained here runs beside it, so its export is not final (or not written yet) when the DiT
+starts: ``--dit-init-from NAME_OR_PATH`` (e.g. the shipped ``flow_refiner``, shaped like the ``small`` DiT, or a
+refiner exported by an earlier run) passes ``--init-from`` to the DiT recipe, only when asked.
 
 A stage whose input failed is skipped; the others go on. ``RUNS/train_all.json`` records each stage's command,
 budget, threads, times, exit code and last metrics line (rewritten as stages start and end), and the command
@@ -43,8 +50,8 @@ from tts.files import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-TRAINERS = ("vocoder", "tokenizer", "refiner", "lm", "converter")
-"""The stages ``--skip`` may name (skipping ``lm`` skips its unit extraction too)."""
+TRAINERS = ("vocoder", "tokenizer", "refiner", "lm", "dit", "converter")
+"""The stages ``--skip`` may name (skipping ``lm`` or ``dit`` skips its extraction too)."""
 REPORT_FILE = "train_all.json"
 FEATURES_FILE = "features.safetensors"
 UNITS_FILE = "lm_units.safetensors"
@@ -58,10 +65,13 @@ BATCH_OPTIONS = {
     "tokenizer": ("tts.tokenizer.train", "--batch-frames"),
     "refiner": ("tts.refiner.train", "--batch-size"),
     "lm": ("tts.lm.train", "--batch-size"),
+    "dit": ("tts.dit.train", "--batch-size"),
     "converter": ("converter.train", "--batch-size"),
 }
 WHOLE_WINDOW = ("vocoder", "converter")
 """Stages that need nothing and train for the whole window."""
+LATE = ("refiner", "lm", "dit")
+"""Training stages that start once the features exist and train until the end of the window, side by side."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +91,9 @@ class Plan:
     extra_args: dict[str, list[str]] = field(default_factory=dict)
     """More arguments per stage, appended last (so they override)."""
     tokenizer_export: Path | None = None
-    """The tokenizer to extract tokens with (default ``RUNS/tokenizer/export``)."""
+    """The tokenizer to extract tokens and align with (default ``RUNS/tokenizer/export``)."""
+    dit_init_from: str | None = None
+    """Flow refiner (shipped name or folder) the DiT warm-starts from; None: from scratch."""
     cores: int = field(default_factory=lambda: os.cpu_count() or 1)
 
     def __post_init__(self) -> None:
@@ -94,30 +106,35 @@ class Plan:
         unknown = set(self.skip) - set(TRAINERS)
         if unknown:
             raise ValueError(f"cannot skip {sorted(unknown)}; choose from {', '.join(TRAINERS)}")
+        if self.dit_init_from and "dit" in self.skip:
+            raise ValueError("--dit-init-from is given but the dit stage is skipped")
 
     def stages(self) -> list[str]:
         """The stages to run, in launch order."""
         wanted = [name for name in TRAINERS if name not in self.skip]
         stages = [name for name in ("vocoder", "converter", "tokenizer") if name in wanted]
-        if "refiner" in wanted or "lm" in wanted:
+        if any(name in wanted for name in LATE):
             stages.append("features")
         if "refiner" in wanted:
             stages.append("refiner")
         if "lm" in wanted:
             stages += ["lm_units", "lm"]
+        if "dit" in wanted:
+            stages += ["dit_align", "dit"]
         return stages
 
     def needs(self, stage: str) -> tuple[str, ...]:
         """The stages whose success `stage` waits for."""
         present = set(self.stages())
-        needs = {"features": ("tokenizer",), "refiner": ("features",), "lm_units": ("features",), "lm": ("lm_units",)}
+        needs = {"features": ("tokenizer",), "refiner": ("features",), "lm_units": ("features",), "lm": ("lm_units",),
+                 "dit_align": ("features",), "dit": ("dit_align",)}
         return tuple(name for name in needs.get(stage, ()) if name in present)
 
     def budget(self, stage: str, elapsed_minutes: float) -> float | None:
         """``--max-minutes`` of a training stage starting `elapsed_minutes` into the window (None: untimed)."""
         if stage == "tokenizer":
             minutes = self.tokenizer_share * self.minutes - elapsed_minutes
-        elif stage in (*WHOLE_WINDOW, "refiner", "lm"):
+        elif stage in (*WHOLE_WINDOW, *LATE):
             minutes = self.minutes - self.export_minutes - elapsed_minutes
         else:
             return None
@@ -125,9 +142,10 @@ class Plan:
 
     def threads(self, stage: str) -> int:
         """CPU threads of `stage`: the stages that run throughout (vocoder, converter) keep their share of the busiest
-        phase (they, the refiner and the LM side by side); the other stages share the rest with what runs beside them."""
+        phase (they, the refiner, the LM and the DiT side by side); the other stages share the rest with what runs
+        beside them."""
         stages = set(self.stages())
-        late = [name for name in ("refiner", "lm") if name in stages]
+        late = [name for name in LATE if name in stages]
         whole = [name for name in WHOLE_WINDOW if name in stages]
         each = self.cores // (len(late) + len(whole)) if whole else 0
         rest = max(1, self.cores - each * len(whole))
@@ -178,6 +196,13 @@ class Plan:
             argv = [py, "-m", "tts.lm.train", "--corpus", corpus, "--features", str(paths["features"]),
                     "--units", str(paths["units"]), "--out", str(self.out / "lm"), "--config", self.configs["lm"],
                     *steps, *budget]
+        elif stage == "dit_align":
+            argv = [py, "-m", "tts.dit.train", "extract", "--features", str(paths["features"]),
+                    "--aligner", str(paths["tokenizer_export"])]
+        elif stage == "dit":
+            init = ["--init-from", self.dit_init_from] if self.dit_init_from else []
+            argv = [py, "-m", "tts.dit.train", "--features", str(paths["features"]), "--out", str(self.out / "dit"),
+                    "--config", self.configs["dit"], *init, *steps, *budget]
         else:
             raise ValueError(f"unknown stage {stage!r}")
         if stage in self.batch_sizes:
@@ -360,13 +385,17 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument(f"--{name}-args", default="", metavar="ARGS",
                             help=f"more arguments for the {name} recipe, in one quoted string (they override)")
     parser.add_argument("--skip", action="append", default=[], choices=TRAINERS,
-                        help="leave a stage out (repeatable); skipping lm skips its unit extraction")
+                        help="leave a stage out (repeatable); skipping lm or dit skips its extraction too")
     parser.add_argument("--max-steps", type=int, default=Plan.max_steps,
                         help="step limit of every training recipe (by default the minutes decide)")
     parser.add_argument("--gpu-batch-scale", type=int, default=1, metavar="K",
                         help="multiply each recipe's per-process batch (sized for CPUs) by K")
     parser.add_argument("--tokenizer-export", type=Path, default=None,
-                        help="tokenizer to extract tokens with (default RUNS/tokenizer/export; for --skip tokenizer)")
+                        help="tokenizer to extract tokens and align with (default RUNS/tokenizer/export; for "
+                             "--skip tokenizer)")
+    parser.add_argument("--dit-init-from", default=None, metavar="NAME_OR_PATH",
+                        help="flow refiner the DiT warm-starts from, e.g. the shipped flow_refiner (default: none, from "
+                             "scratch; the refiner trained alongside is not final when the DiT starts)")
     parser.add_argument("--dry-run", action="store_true", help="print the planned stages and commands, run nothing")
     return parser
 
@@ -379,6 +408,7 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         corpus=args.corpus, out=args.out, minutes=args.minutes, export_minutes=args.export_minutes,
         tokenizer_share=args.tokenizer_share, configs={name: getattr(args, f"{name}_config") for name in TRAINERS},
         skip=frozenset(args.skip), max_steps=args.max_steps, tokenizer_export=args.tokenizer_export,
+        dit_init_from=args.dit_init_from,
         extra_args={name: shlex.split(getattr(args, f"{name}_args")) for name in TRAINERS if getattr(args, f"{name}_args")},
     )
     if args.gpu_batch_scale > 1:
