@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 
@@ -13,6 +14,8 @@ def register(subparsers) -> None:
     parser.add_argument("--voices", help="voice library folder (default: $TIMBRE_CACHE/voices or ~/.cache/timbre/voices)")
     for part in ("tokenizer", "lm", "refiner", "vocoder"):
         parser.add_argument(f"--{part}", help=f"the ar engine's {part} checkpoint (folder or hub id; default: shipped)")
+    parser.add_argument("--dit", help="the dit engine's DiT checkpoint, for Speak and Edit (folder or hub id; default: "
+                                      "shipped); its aligner and vocoder are the shipped ones")
     parser.set_defaults(func=_run_studio)
 
 
@@ -23,15 +26,17 @@ def _run_studio(args) -> int:
     from app.studio import build_studio, launch_studio
     from tts.voice_library import VoiceLibrary
 
+    factories = {}
     parts = {part: getattr(args, part) for part in ("tokenizer", "lm", "refiner", "vocoder") if getattr(args, part)}
-    factory = None
     if parts:
         from tts.synthesis import load_engine
 
-        def factory():
-            return load_engine(**parts)
+        factories["engine_factory"] = functools.partial(load_engine, **parts)
+    if args.dit:
+        from tts.dit.engine import load_dit_engine
 
-    demo = build_studio(engine_factory=factory, library=VoiceLibrary(args.voices) if args.voices else None)
+        factories["dit_engine_factory"] = functools.partial(load_dit_engine, dit=args.dit)
+    demo = build_studio(library=VoiceLibrary(args.voices) if args.voices else None, **factories)
     print(f"Timbre Studio on http://{args.host}:{args.port}")
     launch_studio(demo, args.host, args.port)
     return 0

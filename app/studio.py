@@ -3,19 +3,22 @@
 Views (see docs/studio.md):
     Speak   text (with inline style tags) + a library voice or a clip -> speech, with an emotion or a mixture, its
             intensity, prosody (pitch, pitch range, energy), speed and seed (`tts.style`); play and download.
-            Engine `ar`, or `base+convert` (a base speaker says it, the tone-color converter gives it the voice).
+            Engine `ar`, `dit` (the DiT infills the words after the voice's clip), or `base+convert` (a base
+            speaker says it, the tone-color converter gives it the voice).
     Convert a recording + a library voice or a clip -> the same speech in that voice (`tts.synthesis.convert`,
             engine `tone-color` or `ar`).
+    Edit    a recording + what it says -> other words (`tts.dit.engine.edit`) or another speed, throughout or in a
+            span (`tts.dit.engine.change_speed`); only the changed words are said again (engine `dit`).
     Voices  make a voice from a clip (cleaned, transcribed, consented), list, play, rename, delete, export,
             import (`tts.voice_library.VoiceLibrary`).
     Batch   a manifest (`tts.data.manifest`) -> `tts.data.batch.run_batch` -> results table and a ZIP.
     About   engines, shipped checkpoints, versions.
 
 `Studio` holds the handlers as plain methods (tested without a browser); `build_studio` lays them out. The
-`ar` engine and the tone-color engine are each loaded on their first use and shared read-only by every
-session; what belongs to one browser session (the voice being made in Voices) lives in `gr.State`. The queue
-runs one model job (Speak or Convert) and one job of every other event at a time. An engine that cannot run
-here stays listed, marked unavailable; choosing it says why.
+`ar`, `dit` and tone-color engines are each loaded on their first use and shared read-only by every session;
+what belongs to one browser session (the voice being made in Voices) lives in `gr.State`. The queue runs one
+model job (Speak, Convert or Edit) and one job of every other event at a time. An engine that cannot run here
+stays listed, marked unavailable; choosing it (or opening Edit, for `dit`) says why.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from typing import Any
 import gradio as gr
 
 from tts import __version__
+from tts.dit.engine import DEFAULT_STEPS, MAX_EDIT_SECONDS
 from tts.engines import engine_status
 from tts.errors import CheckpointError, TimbreError, VoiceError
 from tts.tone_color import DEFAULT_BASE, DEFAULT_TAU
@@ -80,8 +84,18 @@ THEME = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monos
 
 EngineFactory = Callable[[], Any]
 
-ENGINE_CHECKPOINTS = {"ar": "ar", "base+convert": "base+convert", "tone-color": "base+convert"}
-"""The `tts.engines` entry whose checkpoints each Speak and Convert engine needs."""
+ENGINE_CHECKPOINTS = {"ar": "ar", "dit": "dit", "base+convert": "base+convert", "tone-color": "base+convert"}
+"""The `tts.engines` entry whose checkpoints each Speak, Convert and Edit engine needs."""
+
+ENGINE_MODELS = {"ar": "ar", "dit": "dit", "base+convert": "tone-color", "tone-color": "tone-color"}
+"""The shared models (`Studio._shared`) each Speak, Convert and Edit engine runs on."""
+
+EDIT_WORDS, EDIT_SPEED = "change the words", "change the speed"
+"""What Edit changes in a recording."""
+
+MAX_EDIT_STEPS = 64
+"""Most flow sampling steps one edit may ask for (4x the default): each step runs the DiT over the whole
+recording, so this bounds the time one request takes."""
 
 
 class Studio:
@@ -94,14 +108,17 @@ class Studio:
         work_dir: where generated files are written for download (default: a new temporary folder).
         tone_engine_factory: returns the tone-color engine of `base+convert` and Convert's `tone-color`
             (default: `tts.tone_color.load_tone_color_engine`, the shipped checkpoints); called once, likewise.
+        dit_engine_factory: returns the `dit` engine of Speak and Edit (default: `tts.dit.engine.load_dit_engine`,
+            the shipped checkpoints); called once, likewise.
     """
 
     def __init__(self, library=None, engine_factory: EngineFactory | None = None,
-                 work_dir: str | os.PathLike | None = None, tone_engine_factory: EngineFactory | None = None) -> None:
+                 work_dir: str | os.PathLike | None = None, tone_engine_factory: EngineFactory | None = None,
+                 dit_engine_factory: EngineFactory | None = None) -> None:
         from tts.voice_library import VoiceLibrary
 
         self.library = library if library is not None else VoiceLibrary()
-        self._factories = {"ar": engine_factory, "tone-color": tone_engine_factory}
+        self._factories = {"ar": engine_factory, "dit": dit_engine_factory, "tone-color": tone_engine_factory}
         self._engines: dict[str, Any] = {}
         self._engine_lock = threading.Lock()
         self.work_dir = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="timbre-studio-"))
@@ -116,28 +133,28 @@ class Studio:
         """The tone-color engine (`tts.tone_color.ToneColorEngine`), loaded once and shared like `engine`."""
         return self._shared("tone-color")
 
+    def dit_engine(self):
+        """The `dit` engine (`tts.dit.engine.DitEngine`), loaded once and shared like `engine`."""
+        return self._shared("dit")
+
     def _shared(self, kind: str):
+        """The shared models of `kind` (a value of `ENGINE_MODELS`), loaded by their factory on first use."""
         with self._engine_lock:
             if kind not in self._engines:
-                factory = self._factories[kind]
-                if factory is None:
-                    if kind == "ar":
-                        from tts.synthesis import load_engine as factory
-                    else:
-                        from tts.tone_color import load_tone_color_engine as factory
+                factory = self._factories[kind] or _shipped_loader(kind)
                 self._engines[kind] = factory()  # a failed load is not kept: the next request tries again
             return self._engines[kind]
 
     def engine_problem(self, engine: str) -> str | None:
-        """Why a Speak or Convert engine cannot run here (its checkpoints are missing or refused), or None.
+        """Why a Speak, Convert or Edit engine cannot run here (its checkpoints are missing or refused), or None.
 
         An engine whose models were given to the studio (an injected factory) or are loaded counts as ready."""
-        kind = _models_of(engine)
+        kind = ENGINE_MODELS.get(engine)
+        if kind is None:
+            return None  # not an engine name: the library refuses it with the list of engines
         if self._factories[kind] is not None or kind in self._engines:
             return None
-        status = next((s for s in engine_status() if s.name == ENGINE_CHECKPOINTS.get(engine)), None)
-        if status is None:
-            return None  # not an engine name: the library refuses it with the list of engines
+        status = next(s for s in engine_status() if s.name == ENGINE_CHECKPOINTS[engine])
         return None if status.available else status.reason
 
     def engine_note(self, engine: str) -> str:
@@ -160,7 +177,7 @@ class Studio:
             raise CheckpointError(f"the '{engine}' engine is unavailable here: {problem}")
 
     def _models_loading(self, engine: str) -> bool:
-        return _models_of(engine) not in self._engines
+        return ENGINE_MODELS[engine] not in self._engines
 
     def _request_folder(self) -> Path:
         """A new folder for one request's files; folders older than `WORK_MAX_AGE_SECONDS` are removed."""
@@ -204,9 +221,10 @@ class Studio:
         `style` is an emotion label; `mix`, when not blank, replaces it with a mixture (``"happy:0.7+sad:0.3"``).
         `intensity` (0 to 2; above 1 exaggerates), `speed`, `pitch` (semitones), `pitch_range` and `energy` (dB)
         are the controls of `tts.style.Style`; inline tags in `text` change the style mid-passage
-        (`tts.style.parse_style_tags`). `engine` is ``"ar"`` or ``"base+convert"``; with the latter, `base` (a
-        base speaker id, default `tts.tone_color.DEFAULT_BASE`) says the text and the converter (posterior
-        temperature `tau`) gives it the voice."""
+        (`tts.style.parse_style_tags`). `engine` is ``"ar"``, ``"dit"`` (the DiT infills the text after the voice's
+        clip, at the clip's own speaking rate times `speed`) or ``"base+convert"``; with the latter, `base` (a base
+        speaker id, default `tts.tone_color.DEFAULT_BASE`) says the text and the converter (posterior temperature
+        `tau`) gives it the voice."""
         from tts.style import parse_style_tags, style_from_options
         from tts.synthesis import SYNTHESIS_ENGINES, synthesize
 
@@ -226,7 +244,7 @@ class Studio:
             _report(progress, 0.0, "preparing the voice")
             voice = self._voice(voice_from, voice_name, clip, transcript)
             _report(progress, 0.05, "loading the models" if self._models_loading(engine) else "speaking")
-            models = self._shared(_models_of(engine))
+            models = self._shared(ENGINE_MODELS[engine])
             options, spoken_by = {}, engine
             if engine == "base+convert":
                 options = {"base": base or DEFAULT_BASE, "tau": float(tau)}
@@ -265,7 +283,7 @@ class Studio:
             _report(progress, 0.05, "preparing the voice")
             voice = self._voice(voice_from, voice_name, clip, transcript)
             _report(progress, 0.1, "loading the models" if self._models_loading(engine) else "converting")
-            models = self._shared(_models_of(engine))
+            models = self._shared(ENGINE_MODELS[engine])
             _report(progress, 0.2, "converting")
             started = time.perf_counter()
             audio = convert(recording, voice, engine=engine, tau=float(tau), seed=seed, models=models)
@@ -275,6 +293,81 @@ class Studio:
         info = (f"{recording.duration:.2f} s recording converted to {audio.duration:.2f} s of audio in {elapsed:.2f} s "
                 f"(real-time factor {_rtf(elapsed, audio)}); engine {how}, voice {_voice_label(voice)}, seed {seed}")
         return str(path), str(path), info
+
+    # -- Edit --------------------------------------------------------------------------------------------
+
+    def edit(self, recording: str | None, transcript: str | None, mode: str, new_transcript: str | None,
+             factor: float, span_start: float | None, span_end: float | None, seed: float | None, fmt: str,
+             steps: float = DEFAULT_STEPS, progress: Callable | None = None) -> tuple[str, str, str]:
+        """Change the words or the speed of a `recording` that says `transcript`, keeping everything else:
+        ``(audio file to play, the same file to download, info with a table of the regenerated spans)``.
+
+        `mode` is `EDIT_WORDS` (say `new_transcript` instead: only the words that differ are said again,
+        `tts.dit.engine.edit`) or `EDIT_SPEED` (say it `factor` times faster, 0.5 to 2, between `span_start` and
+        `span_end` seconds, widened to whole words, or throughout when both are 0 or empty;
+        `tts.dit.engine.change_speed`). `steps` are the DiT's flow sampling steps. Engine `dit`."""
+        from tts.audio import load_audio
+        from tts.dit.engine import change_speed, edit
+        from tts.style import check_control
+
+        with _user_errors():
+            if not recording:
+                raise ValueError("upload or record the speech to edit first")
+            transcript = (transcript or "").strip()
+            if not transcript:
+                raise ValueError("type what the recording says now (or press Transcribe to have Whisper fill it in)")
+            span = None
+            if mode == EDIT_WORDS:
+                new_transcript = (new_transcript or "").strip()
+                if not new_transcript:
+                    raise ValueError("type what the recording should say: its whole text, with the words changed")
+            elif mode == EDIT_SPEED:
+                factor = check_control("speed", factor)
+                if factor == 1:
+                    raise ValueError("a speed of 1 changes nothing: below 1 is slower, above 1 faster")
+                span = _edit_span(span_start, span_end)
+            else:
+                raise ValueError(f"choose what to change: {EDIT_WORDS} or {EDIT_SPEED}")
+            steps = int(steps)
+            if not 1 <= steps <= MAX_EDIT_STEPS:
+                raise ValueError(f"sampling steps must be from 1 to {MAX_EDIT_STEPS}, got {steps}")
+            self._check_settings("dit", ("dit",), fmt)
+            seed = _seed(seed)
+            _report(progress, 0.0, "reading the recording")
+            audio = load_audio(recording, max_seconds=MAX_EDIT_SECONDS)
+            if span is not None and span[0] >= audio.duration:
+                raise ValueError(f"the span starts at {span[0]:g} s, after the end of the {audio.duration:.2f} s "
+                                 "recording")
+            _report(progress, 0.1, "loading the models" if self._models_loading("dit") else "editing")
+            models = self._shared(ENGINE_MODELS["dit"])
+            _report(progress, 0.2, "editing")
+            started = time.perf_counter()
+            if mode == EDIT_WORDS:
+                result = edit(audio, transcript, new_transcript, seed=seed, steps=steps, models=models)
+            else:
+                result = change_speed(audio, transcript, factor, span=span, seed=seed, steps=steps, models=models)
+            elapsed = time.perf_counter() - started
+            path = result.audio.save(self._request_folder() / f"timbre-edit-{seed}.{fmt}")
+        rows = [f"| {start:.2f}-{end:.2f} | {_cell(old)} | {_cell(new)} |"
+                for (start, end), (old, new) in zip(result.spans, result.changes)]
+        info = (f"{audio.duration:.2f} s recording edited to {result.audio.duration:.2f} s in {elapsed:.2f} s; "
+                f"engine dit, {steps} steps, seed {seed}. {len(rows)} span(s) said again; everything outside them "
+                "is the recording's own audio.\n\n| said again (s, in the result) | was | now |\n| --- | --- | --- |\n"
+                + "\n".join(rows))
+        return str(path), str(path), info
+
+    def transcribe_recording(self, recording: str | None) -> str:
+        """What `recording` says, recognized by Whisper tiny.en (offline), for Edit's transcript box."""
+        from tts.audio import load_audio
+        from tts.evaluation.asr import transcribe
+
+        with _user_errors():
+            if not recording:
+                raise ValueError("upload or record the speech to transcribe first")
+            text = transcribe(load_audio(recording, max_seconds=MAX_EDIT_SECONDS)).strip()
+            if not text:
+                raise ValueError("Whisper recognized no words in the recording: type what it says")
+        return text
 
     # -- Voices ------------------------------------------------------------------------------------------
 
@@ -427,9 +520,36 @@ def _report(progress: Callable | None, value, desc: str) -> None:
         progress(value, desc=desc)
 
 
-def _models_of(engine: str) -> str:
-    """Which shared models a Speak or Convert engine runs on: ``"ar"`` or ``"tone-color"``."""
-    return "ar" if engine == "ar" else "tone-color"
+def _shipped_loader(kind: str) -> EngineFactory:
+    """The library's loader of the shipped checkpoints for the shared models of `kind` (`ENGINE_MODELS`)."""
+    if kind == "ar":
+        from tts.synthesis import load_engine
+
+        return load_engine
+    if kind == "dit":
+        from tts.dit.engine import load_dit_engine
+
+        return load_dit_engine
+    from tts.tone_color import load_tone_color_engine
+
+    return load_tone_color_engine
+
+
+def _edit_span(start: float | str | None, end: float | str | None) -> tuple[float, float] | None:
+    """The span of a speed edit from its two boxes (seconds); None when both are 0 or empty (the whole recording;
+    the page sends an emptied number box as 0)."""
+    start, end = (0.0 if value in (None, "") else float(value) for value in (start, end))
+    if start == end == 0:
+        return None
+    if not 0 <= start < end:
+        raise ValueError(f"the span must start at 0 s or later and end after its start (both 0: the whole "
+                         f"recording); got {start:g} s to {end:g} s")
+    return start, end
+
+
+def _cell(text: str) -> str:
+    """Words as a Markdown table cell: a pipe escaped, nothing shown as a dash."""
+    return text.replace("|", "\\|") if text else "—"
 
 
 def _seed(seed: float | str | None) -> int:
@@ -508,13 +628,15 @@ def base_speaker_choices() -> list[str]:
 
 def build_studio(engine_factory: EngineFactory | None = None, library=None,
                  work_dir: str | os.PathLike | None = None,
-                 tone_engine_factory: EngineFactory | None = None) -> gr.Blocks:
-    """Build the studio's Blocks app with its queue set (not launched; see `launch_studio`)."""
+                 tone_engine_factory: EngineFactory | None = None,
+                 dit_engine_factory: EngineFactory | None = None) -> gr.Blocks:
+    """Build the studio's Blocks app with its queue set (not launched; see `launch_studio`). The factories are
+    those of `Studio`."""
     from tts.data.styles import STYLES
     from tts.style import CONTROL_RANGES
     from tts.synthesis import CONVERSION_ENGINES, SYNTHESIS_ENGINES
 
-    studio = Studio(library, engine_factory, work_dir, tone_engine_factory)
+    studio = Studio(library, engine_factory, work_dir, tone_engine_factory, dit_engine_factory)
     bases = base_speaker_choices()
     with gr.Blocks(title="Timbre Studio", analytics_enabled=False) as demo:
         gr.Markdown(f"# Timbre Studio {__version__}\nExpressive zero-shot text-to-speech and voice cloning.")
@@ -599,6 +721,41 @@ def build_studio(engine_factory: EngineFactory | None = None, library=None,
             convert_download = gr.File(label="Download", interactive=False, elem_id="convert-download")
             convert_info = gr.Markdown(elem_id="convert-info")
 
+        with gr.Tab("Edit", id="edit"):
+            gr.Markdown("Change words in a recording, or its speed, and keep the rest: only the changed words are "
+                        "said again, in the recording's voice and pace (engine `dit`); everything else stays the "
+                        f"recording's own audio. At most {MAX_EDIT_SECONDS:.0f} s: cut a longer recording first.")
+            gr.Markdown(studio.engine_note("dit"), elem_id="edit-engine-note")
+            with gr.Row():
+                with gr.Column(scale=3):
+                    edit_source = gr.Audio(sources=["upload", "microphone"], type="filepath", elem_id="edit-source",
+                                           label="Recording to edit")
+                    edit_transcript = gr.Textbox(label="What it says now", lines=2, elem_id="edit-transcript")
+                    edit_transcribe = gr.Button("Transcribe (Whisper)", size="sm", elem_id="edit-transcribe")
+                with gr.Column(scale=2):
+                    edit_mode = gr.Radio([EDIT_WORDS, EDIT_SPEED], value=EDIT_WORDS, label="Change",
+                                         elem_id="edit-mode")
+                    edit_new = gr.Textbox(label="What it should say (the whole text, with the words changed)",
+                                          lines=2, elem_id="edit-new-transcript")
+                    with gr.Group(visible=False) as edit_speed_group:
+                        edit_factor = gr.Slider(*CONTROL_RANGES["speed"], value=1.0, step=0.05, elem_id="edit-factor",
+                                                label="Speed (below 1 slower, above 1 faster)")
+                        with gr.Row():
+                            edit_start = gr.Number(0, label="Only from (s)", minimum=0, elem_id="edit-span-start")
+                            edit_end = gr.Number(0, label="to (s; both 0: all of it)", minimum=0,
+                                                 elem_id="edit-span-end")
+                    edit_steps = gr.Slider(1, MAX_EDIT_STEPS, value=DEFAULT_STEPS, step=1, elem_id="edit-steps",
+                                           label="Sampling steps (fewer: faster, rougher)")
+                    with gr.Row():
+                        edit_seed = gr.Number(value=0, precision=0, label="Seed", minimum=0, elem_id="edit-seed")
+                        edit_dice = gr.Button("🎲 random seed", size="sm", elem_id="edit-dice")
+                    edit_fmt = gr.Radio(list(DOWNLOAD_FORMATS), value="wav", label="Download format",
+                                        elem_id="edit-format")
+                    do_edit = gr.Button("Generate", variant="primary", elem_id="edit-run")
+            edited = gr.Audio(label="Edited recording", type="filepath", interactive=False, elem_id="edit-output")
+            edit_download = gr.File(label="Download", interactive=False, elem_id="edit-download")
+            edit_info = gr.Markdown(elem_id="edit-info")
+
         with gr.Tab("Voices", id="voices"):
             gr.Markdown("### Make a voice\nUpload or record 5-12 s of one person speaking and type what they say (or "
                         "leave it empty for Whisper), then **Clean clip**. Listen to the cleaned clip, correct its "
@@ -668,7 +825,9 @@ def build_studio(engine_factory: EngineFactory | None = None, library=None,
                             speak_engine, [base_group, speak_engine_note], queue=False)
         convert_engine.change(lambda engine: (gr.update(visible=engine == "tone-color"), studio.engine_note(engine)),
                               convert_engine, [convert_tau, convert_engine_note], queue=False)
-        for button, number in ((dice, seed), (convert_dice, convert_seed)):
+        edit_mode.change(lambda mode: (gr.update(visible=mode == EDIT_WORDS), gr.update(visible=mode == EDIT_SPEED)),
+                         edit_mode, [edit_new, edit_speed_group], queue=False)
+        for button, number in ((dice, seed), (convert_dice, convert_seed), (edit_dice, edit_seed)):
             button.click(lambda: secrets.randbelow(2**31), None, number, queue=False)
 
         def speak_ui(*args, progress=gr.Progress()):  # noqa: B008 - how Gradio asks for a progress bar
@@ -677,13 +836,20 @@ def build_studio(engine_factory: EngineFactory | None = None, library=None,
         def convert_ui(*args, progress=gr.Progress()):  # noqa: B008
             return studio.convert(*args, progress=progress)
 
-        # One model job at a time across Speak and Convert: both run the same CPU-bound engines.
+        def edit_ui(*args, progress=gr.Progress()):  # noqa: B008
+            return studio.edit(*args, progress=progress)
+
+        # One model job at a time across Speak, Convert and Edit: they run the same CPU-bound engines.
         generate.click(speak_ui, [text, voice_from, speak_voice, clip, clip_transcript, style, intensity, speed, seed,
                                   fmt, speak_engine, base, speak_tau, mix, pitch, pitch_range, energy],
                        [speech, download, speak_info], concurrency_id="engine", api_name="speak")
         do_convert.click(convert_ui, [source, convert_from, convert_voice, convert_clip, convert_transcript,
                                       convert_engine, convert_tau, convert_seed, convert_fmt],
                          [converted, convert_download, convert_info], concurrency_id="engine", api_name="convert")
+        do_edit.click(edit_ui, [edit_source, edit_transcript, edit_mode, edit_new, edit_factor, edit_start, edit_end,
+                                edit_seed, edit_fmt, edit_steps],
+                      [edited, edit_download, edit_info], concurrency_id="engine", api_name="edit")
+        edit_transcribe.click(studio.transcribe_recording, edit_source, edit_transcript)
         clean.click(studio.clean_clip, [new_clip, new_transcript], [pending, cleaned, cleaned_transcript, voices_info])
         save.click(studio.save_voice, [pending, cleaned_transcript, new_name, consent, *picked],
                    [voices_info, *library_outputs])

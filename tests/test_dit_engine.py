@@ -22,8 +22,10 @@ WORDS = ["the", "cat", "sat", "on", "the", "mat"]
 GAP = 0.18
 
 
-@pytest.fixture(scope="module")
-def engine():
+def tiny_dit_engine():
+    """A `DitEngine` on a tiny untrained DiT (its duration predictor set to about 6 frames a unit) with the shipped
+    aligner and vocoder; skips the test where those are not shipped. Real parts throughout: only the DiT is
+    untrained, so these tests check the mechanics, not what is said."""
     if not {"speech_tokenizer", "vocoder"} <= set(list_shipped()):
         pytest.skip("needs the shipped speech_tokenizer and vocoder")
     from tts.dit.engine import DitEngine
@@ -35,6 +37,11 @@ def engine():
     dit.duration_predictor.out.bias.data.fill_(float(np.log1p(6.0)))  # untrained: about 6 frames per unit
     return DitEngine(dit, SpeechTokenizer.from_pretrained(checkpoints_dir() / "speech_tokenizer").eval(),
                      Vocos.from_pretrained(checkpoints_dir() / "vocoder").eval())
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return tiny_dit_engine()
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """The studio: it serves a page on loopback that says which engines are available and why, and its handlers
-(Speak, Convert, Voices, Batch, About) work as plain functions, with a stand-in for synthesis or tiny models."""
+(Speak, Convert, Edit, Voices, Batch, About) work as plain functions, with a stand-in for synthesis or tiny models."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import inspect
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -24,6 +25,8 @@ import soundfile as sf
 
 from app.studio import (
     CONSENT_STATEMENT,
+    EDIT_SPEED,
+    EDIT_WORDS,
     THEME,
     UI_MAX_BATCH_LINES,
     UI_MAX_SOURCE_SECONDS,
@@ -178,10 +181,10 @@ def _speak(studio: Studio, text: str = "Hello there.", voice: str | None = "Ada"
 def test_the_app_builds_with_its_views_queue_and_local_theme(library, tmp_path):
     demo = build_studio(engine_factory=lambda: "engine", library=library, work_dir=tmp_path / "work")
     text = json.dumps(demo.config, default=str)
-    for view in ("Speak", "Convert", "Voices", "Batch", "About"):
+    for view in ("Speak", "Convert", "Edit", "Voices", "Batch", "About"):
         assert f'"label": "{view}"' in text
     labels = [block["props"].get("label") for block in demo.config["components"]]
-    assert labels.index("Speak") < labels.index("Convert") < labels.index("Voices")
+    assert labels.index("Speak") < labels.index("Convert") < labels.index("Edit") < labels.index("Voices")
     assert demo.analytics_enabled is False
     assert demo._queue.default_concurrency_limit == 1 and demo._queue.max_size
     assert THEME._stylesheets == []  # no web fonts: nothing is fetched from outside the studio
@@ -193,6 +196,14 @@ def test_the_app_builds_with_its_views_queue_and_local_theme(library, tmp_path):
     assert [components[i] for i in speak["inputs"][-4:]] == ["speak-mix", "speak-pitch", "speak-pitch-range",
                                                               "speak-energy"]
     assert parameters[-4:] == ["mix", "pitch", "pitch_range", "energy"]
+    # Likewise /edit and `Studio.edit`.
+    edit = next(event for event in demo.config["dependencies"] if event.get("api_name") == "edit")
+    parameters = [name for name in inspect.signature(Studio.edit).parameters if name not in ("self", "progress")]
+    assert [components[i] for i in edit["inputs"]] == [
+        "edit-source", "edit-transcript", "edit-mode", "edit-new-transcript", "edit-factor", "edit-span-start",
+        "edit-span-end", "edit-seed", "edit-format", "edit-steps"]
+    assert parameters == ["recording", "transcript", "mode", "new_transcript", "factor", "span_start", "span_end",
+                          "seed", "fmt", "steps"]
     assert not (tmp_path / "work").exists() or not any((tmp_path / "work").iterdir())
 
 
@@ -490,7 +501,7 @@ def test_unavailable_engines_are_listed_and_say_why(library, fake, tmp_path, shi
     from tts.synthesis import CONVERSION_ENGINES, SYNTHESIS_ENGINES
 
     studio = Studio(library, None, tmp_path / "work")  # the shipped checkpoints, of which there are none
-    assert studio.engine_choices(SYNTHESIS_ENGINES) == [("ar (unavailable)", "ar"),
+    assert studio.engine_choices(SYNTHESIS_ENGINES) == [("ar (unavailable)", "ar"), ("dit (unavailable)", "dit"),
                                                         ("base+convert (unavailable)", "base+convert")]
     assert [value for _, value in studio.engine_choices(CONVERSION_ENGINES)] == ["tone-color", "ar"]
     assert "converter" in studio.engine_note("tone-color") and "not trained yet" in studio.engine_note("base+convert")
@@ -500,15 +511,185 @@ def test_unavailable_engines_are_listed_and_say_why(library, fake, tmp_path, shi
         _convert(studio, source_path, "Ada")
     with pytest.raises(gr.Error, match="'ar' engine is unavailable here: not trained yet"):
         _convert(studio, source_path, "Ada", engine="ar")
+    with pytest.raises(gr.Error, match="'dit' engine is unavailable here: not trained yet.*dit"):
+        _speak(studio, engine="dit")
     assert fake.calls == []
 
-    given = Studio(library, lambda: "engine", tmp_path / "work", tone_engine_factory=lambda: "tone engine")
-    assert given.engine_choices(SYNTHESIS_ENGINES) == [("ar", "ar"), ("base+convert", "base+convert")]
-    assert given.engine_note("tone-color") == ""
+    given = Studio(library, lambda: "engine", tmp_path / "work", tone_engine_factory=lambda: "tone engine",
+                   dit_engine_factory=lambda: "dit engine")
+    assert given.engine_choices(SYNTHESIS_ENGINES) == [("ar", "ar"), ("dit", "dit"), ("base+convert", "base+convert")]
+    assert given.engine_note("tone-color") == given.engine_note("dit") == ""
     _speak(given, engine="base+convert", base=None, tau=0.0)
     call = fake.calls[0]
     assert (call["engine"], call["base"], call["tau"], call["models"]) == ("base+convert", DEFAULT_BASE, 0.0,
                                                                            "tone engine")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Edit, and Speak with `dit`, on a tiny untrained DiT with the shipped aligner and vocoder
+
+EDIT_TEXT = "The cat sat on the mat."
+EDIT_LEAD = 0.3
+"""Seconds of silence before the words in the recording to edit."""
+
+
+@pytest.fixture(scope="module")
+def tiny_dit(single_thread):
+    """The `dit` engine on a tiny untrained DiT with the shipped aligner and vocoder (tests/test_dit_engine.py)."""
+    from tests.test_dit_engine import tiny_dit_engine
+
+    return tiny_dit_engine()
+
+
+@pytest.fixture(scope="module")
+def edit_path(tmp_path_factory, flite) -> Path:
+    """flite's slt saying `EDIT_TEXT` after `EDIT_LEAD` s of silence, at 24 kHz (the file's samples are exactly
+    what the studio reads)."""
+    speech = flite.synthesize(EDIT_TEXT, "slt").audio.resample(SAMPLE_RATE).samples
+    path = tmp_path_factory.mktemp("edit") / "cat.wav"
+    Audio(np.concatenate([np.zeros(int(EDIT_LEAD * SAMPLE_RATE), np.float32), speech])).save(path)
+    return path
+
+
+@pytest.fixture
+def dit_studio(tmp_path, tiny_dit):
+    """A studio whose `dit` engine is `tiny_dit` (no other engine may load), and the list of its dit loads."""
+    loads: list[int] = []
+
+    def other_engine():
+        pytest.fail("only the dit engine may load")
+
+    studio = Studio(VoiceLibrary(tmp_path / "voices"), other_engine, tmp_path / "work",
+                    tone_engine_factory=other_engine, dit_engine_factory=lambda: loads.append(1) or tiny_dit)
+    return studio, loads
+
+
+def _edit(studio: Studio, recording, new_text: str | None = "The dog sat on the mat.", **changes):
+    settings = {"transcript": EDIT_TEXT, "mode": EDIT_WORDS, "factor": 1.0, "span_start": None, "span_end": None,
+                "seed": 3, "fmt": "wav", "steps": 2, **changes}
+    return studio.edit(None if recording is None else str(recording), settings["transcript"], settings["mode"],
+                       new_text, settings["factor"], settings["span_start"], settings["span_end"], settings["seed"],
+                       settings["fmt"], steps=settings["steps"])
+
+
+def test_edit_says_other_words_and_keeps_the_rest_of_the_recording(dit_studio, tiny_dit, edit_path):
+    from tts.audio import load_audio
+    from tts.dit.engine import edit
+
+    studio, loads = dit_studio
+    path, download, info = _edit(studio, edit_path, "The dog sat on the mat.")
+    assert path == download and path.endswith(".wav")
+    source, edited = load_audio(edit_path), load_audio(path)
+    expected = edit(source, EDIT_TEXT, "The dog sat on the mat.", seed=3, steps=2, models=tiny_dit)
+    np.testing.assert_allclose(edited.samples, expected.audio.samples, atol=1 / 2**14)  # the settings went through
+    assert expected.changes == [("cat", "dog")]
+    (start, end), = expected.spans
+    kept = int(start * SAMPLE_RATE)
+    assert kept > EDIT_LEAD * SAMPLE_RATE  # the silence and "The" come first
+    assert np.array_equal(edited.samples[:kept], source.samples[:kept])  # the recording's own samples, exactly
+    shift, after = len(edited) - len(source), int(np.ceil(end * SAMPLE_RATE))
+    assert np.array_equal(edited.samples[after:], source.samples[after - shift:])  # and after the span
+    assert f"{source.duration:.2f} s recording edited to {edited.duration:.2f} s" in info
+    assert "engine dit, 2 steps, seed 3. 1 span(s) said again" in info
+    assert f"| {start:.2f}-{end:.2f} | cat | dog |" in info
+    _, _, info = _edit(studio, edit_path, "The black cat sat on the mat!", seed=None)
+    assert "| — | black |" in info and "seed " in info
+    assert loads == [1]  # loaded once, on the first edit
+
+
+def test_edit_changes_the_speed_and_speak_shares_the_dit_engine(dit_studio, edit_path, clip_path):
+    from tts.audio import load_audio
+    from tts.voice import clone_voice
+
+    studio, loads = dit_studio
+    source = load_audio(edit_path)
+    path, _, info = _edit(studio, edit_path, None, mode=EDIT_SPEED, factor=0.7, span_start=0, span_end=0)  # all of it
+    slower = load_audio(path)
+    assert slower.duration == pytest.approx(source.duration / 0.7, rel=0.15)
+    assert f"| 0.00-{slower.duration:.2f} | {EDIT_TEXT} | {EDIT_TEXT} (x0.7) |" in info
+    middle = EDIT_LEAD + (source.duration - EDIT_LEAD) / 2
+    path, _, info = _edit(studio, edit_path, "ignored in a speed edit", mode=EDIT_SPEED, factor=0.5,
+                          span_start=middle - 0.2, span_end=middle + 0.2)
+    local = load_audio(path)
+    assert source.duration < local.duration < slower.duration  # only the span is slower
+    assert "1 span(s) said again" in info and "(x0.5) |" in info and f"{EDIT_TEXT} (x0.5)" not in info
+
+    studio.library.add(clone_voice(str(clip_path), CLIP_TEXT), "Slt", consent=CONSENT_STATEMENT)
+    path, _, info = _speak(studio, "The mat.", "Slt", engine="dit", seed=1)
+    assert "engine dit, voice Slt" in info and 0.1 < load_audio(path).duration < 5.0
+    assert loads == [1]  # Speak and Edit share the one dit engine
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("no recording", "upload or record the speech to edit"),
+    ("no transcript", "type what the recording says now"),
+    ("no new words", "type what the recording should say"),
+    ("same words", "the same words as the old one: nothing to edit"),
+    ("over-long recording", "the audio is 1.5 min long; the limit is 1.0 min"),
+    ("speed of 1", "a speed of 1 changes nothing"),
+    ("speed out of range", "speed must be from 0.5 to 2"),
+    ("half a span", r"end after its start \(both 0: the whole recording\); got 0.5 s to 0 s"),
+    ("backward span", "got 1 s to 0.5 s"),
+    ("span past the end", "the span starts at 9 s, after the end of the"),
+    ("no word in the span", "no word is spoken between 0.00 s and 0.10 s"),
+    ("unknown change", "choose what to change"),
+    ("bad format", "download format"),
+])
+def test_edit_reports_bad_input_as_messages(dit_studio, edit_path, tmp_path, problem, message):
+    studio, loads = dit_studio
+    recording, new_text, changes = edit_path, "The dog sat on the mat.", {}
+    speed = {"mode": EDIT_SPEED, "factor": 0.8}
+    if problem == "no recording":
+        recording = None
+    elif problem == "no transcript":
+        changes = {"transcript": "  "}
+    elif problem == "no new words":
+        new_text = ""
+    elif problem == "same words":
+        new_text = " the cat, sat on the MAT "  # case and punctuation are no change
+    elif problem == "over-long recording":
+        recording = tmp_path / "long.wav"
+        sf.write(recording, np.zeros(90 * 8000, np.int16), 8000)
+    elif problem == "speed of 1":
+        changes = {**speed, "factor": 1.0}
+    elif problem == "speed out of range":
+        changes = {**speed, "factor": 3.0}
+    elif problem == "half a span":
+        changes = {**speed, "span_start": 0.5}
+    elif problem == "backward span":
+        changes = {**speed, "span_start": 1.0, "span_end": 0.5}
+    elif problem == "span past the end":
+        changes = {**speed, "span_start": 9.0, "span_end": 10.0}
+    elif problem == "no word in the span":
+        changes = {**speed, "span_start": 0.0, "span_end": 0.1}  # inside the leading silence
+    elif problem == "unknown change":
+        changes = {"mode": "change the voice"}
+    else:
+        changes = {"fmt": "exe"}
+    with pytest.raises(gr.Error, match=message):
+        _edit(studio, recording, new_text, **changes)
+    assert not any(studio.work_dir.glob("*/*.wav"))
+    # Bad input is refused before the models load; only the engine can tell what the recording says.
+    assert loads == ([1] if problem in ("same words", "no word in the span") else [])
+
+
+def test_edit_says_why_the_dit_engine_is_unavailable(tmp_path, shipped_root, edit_path):
+    studio = Studio(VoiceLibrary(tmp_path / "voices"), None, tmp_path / "work")  # no shipped checkpoints
+    reason = "not trained yet: needs the checkpoint(s) dit, speech_tokenizer, vocoder in checkpoints/"
+    assert studio.engine_note("dit") == f"**`dit` is unavailable here:** {reason}"
+    with pytest.raises(gr.Error, match=f"the 'dit' engine is unavailable here: {re.escape(reason)}"):
+        _edit(studio, edit_path)
+    demo = build_studio(library=studio.library, work_dir=tmp_path / "work")
+    note = next(block for block in demo.config["components"] if block["props"].get("elem_id") == "edit-engine-note")
+    assert reason in note["props"]["value"]  # the Edit view shows it as it opens
+
+
+def test_transcribe_fills_in_what_the_recording_says(tmp_path, edit_path):
+    studio = Studio(VoiceLibrary(tmp_path / "voices"), None, tmp_path / "work")
+    words = studio.transcribe_recording(str(edit_path)).lower()
+    assert "cat" in words and "mat" in words, words  # Whisper tiny.en, offline
+    with pytest.raises(gr.Error, match="upload or record the speech to transcribe"):
+        studio.transcribe_recording(None)
 
 
 def test_make_rename_export_import_delete_a_voice(tmp_path, clip_path):

@@ -1,6 +1,7 @@
 """End to end in a real browser (Debian's headless Chromium via Playwright): make a voice from a clip, rename it,
 speak with it (engines `ar` and `base+convert`; an emotion mixture and a pitch shift), convert a recording into it,
-run a batch and download its ZIP, delete the voice; the page loads nothing from outside.
+run a batch and download its ZIP, delete the voice; the page loads nothing from outside. The Edit view
+transcribes a recording, switches between word and speed edits, and says why `dit` cannot run when it cannot.
 
 Screenshots of each view go to ``$TIMBRE_SCREENSHOTS`` (default: the test's temporary folder).
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import time
 import zipfile
 from pathlib import Path
@@ -232,3 +234,46 @@ def test_voice_speak_convert_batch_end_to_end(studio, clip_path, source_path, tm
         finally:
             browser.close()
     assert outside == [], f"the page asked for outside resources: {outside}"
+
+
+def test_edit_view_transcribes_and_says_why_dit_is_unavailable(studio, source_path, tmp_path):  # noqa: F811
+    from playwright.sync_api import expect, sync_playwright
+
+    from app.studio import EDIT_SPEED
+    from tts.engines import engine_status
+
+    url, _ = studio
+    dit = next(s for s in engine_status() if s.name == "dit")
+    shots = _shots() or tmp_path / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1400})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(url)
+            page.get_by_role("tab", name="Edit").click()
+            note = page.locator("#edit-engine-note")
+            if dit.available:
+                expect(note).not_to_contain_text("unavailable")
+            else:
+                expect(note).to_contain_text(f"dit is unavailable here: {dit.reason}")
+            page.locator("#edit-source input[type=file]").set_input_files(str(source_path))
+            page.locator("#edit-transcribe").click()
+            transcript = page.locator("#edit-transcript").get_by_role("textbox")
+            expect(transcript).to_have_value(re.compile("stella|please|call", re.IGNORECASE))  # Whisper heard it
+
+            # A speed edit shows the speed and the span instead of the new words.
+            expect(page.locator("#edit-factor")).to_be_hidden()
+            page.locator("#edit-mode").get_by_role("radio", name=EDIT_SPEED).check()
+            expect(page.locator("#edit-factor")).to_be_visible()
+            expect(page.locator("#edit-span-start")).to_be_visible()
+            expect(page.locator("#edit-new-transcript")).to_be_hidden()
+            page.screenshot(path=str(shots / "edit.png"), full_page=True)
+            if not dit.available:  # Generate stops at once with the reason
+                page.locator("#edit-factor input[type=number]").fill("0.8")
+                page.locator("#edit-factor input[type=number]").press("Enter")
+                page.locator("#edit-run").click()
+                expect(page.locator(".toast-body.error").first).to_contain_text("'dit' engine is unavailable here")
+        finally:
+            browser.close()
