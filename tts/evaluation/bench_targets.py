@@ -130,38 +130,55 @@ def _load_dnsmos():
     return quality
 
 
-AR_BENCH_VOICE = ("flite:rms", "Please call Stella and ask her to bring these things with her from the store.")
-"""The `ar` engine's bench voice: a clip of a base speaker with its transcript (rendered, then cloned)."""
+ENGINE_BENCH_VOICE = ("flite:rms", "Please call Stella and ask her to bring these things with her from the store.")
+"""The studio engines' bench voice: a clip of a base speaker with its transcript (rendered, then cloned)."""
 
 
-class _ArState:
-    def __init__(self) -> None:
+def _engine_loader(engine: str):
+    if engine == "dit":
+        from tts.dit.engine import load_dit_engine
+
+        return load_dit_engine()
+    from tts.synthesis import load_engine
+
+    return load_engine()
+
+
+class _EngineState:
+    """A studio engine's shipped models and the bench voice, warmed up by one short text (part of the timed
+    load, as a user's first request pays it)."""
+
+    def __init__(self, engine: str) -> None:
         from tts.data.speakers import synthesize_voice_id
-        from tts.synthesis import load_engine, synthesize
+        from tts.synthesis import synthesize
         from tts.voice import clone_voice
 
-        voice_id, transcript = AR_BENCH_VOICE
-        self.engine = load_engine()
+        voice_id, transcript = ENGINE_BENCH_VOICE
+        self.name = engine
+        self.models = _engine_loader(engine)
         self.voice = clone_voice(synthesize_voice_id(voice_id, transcript).audio, transcript)
         self.synthesize = synthesize
-        self.synthesize(WARMUP_TEXT, self.voice, seed=0, models=self.engine)
+        self.say(WARMUP_TEXT)
+
+    def say(self, text: str, stream: bool = False):
+        return self.synthesize(text, self.voice, engine=self.name, seed=0, models=self.models, stream=stream)
 
 
-def _ar_engine_target() -> BenchTarget:
+def _engine_target(engine: str, description: str, streams: bool) -> BenchTarget:
     def unavailable() -> str | None:
         from tts.data.speakers import speaker_status
         from tts.engines import engine_status
 
-        status = next(s for s in engine_status() if s.name == "ar")
+        status = next(s for s in engine_status() if s.name == engine)
         if not status.available:
             return status.reason
         reason = speaker_status().get("flite")
         return f"needs flite for its voice prompt: {reason}" if reason else None
 
     return BenchTarget(
-        "engine:ar", "engine", "studio engine ar: token LM + flow refiner + vocoder (shipped checkpoints)",
-        _ArState, lambda state, text: state.synthesize(text, state.voice, seed=0, models=state.engine),
-        stream=lambda state, text: state.synthesize(text, state.voice, seed=0, models=state.engine, stream=True),
+        f"engine:{engine}", "engine", f"studio engine {engine}: {description} (shipped checkpoints)",
+        lambda: _EngineState(engine), lambda state, text: state.say(text),
+        stream=(lambda state, text: state.say(text, stream=True)) if streams else None,
         unavailable=unavailable,
     )
 
@@ -188,7 +205,8 @@ def _griffin_lim(_, clip: Audio) -> Audio:
 def bench_targets() -> list[BenchTarget]:
     """The built-in targets."""
     targets = [_base_speaker_target(voice_id) for voice_id in BASE_SPEAKER_TARGETS]
-    targets.append(_ar_engine_target())
+    targets.append(_engine_target("ar", "token LM + flow refiner + vocoder", streams=True))
+    targets.append(_engine_target("dit", "DiT infilling after the reference + vocoder", streams=False))
     targets.append(_text_frontend_target())
     targets.append(_analysis_target("vocoder:vocos", "vocoder: shipped Vocos (clip -> studio mel -> audio)",
                                     _load_vocoder, _vocode))
