@@ -23,7 +23,7 @@ def _run_studio(args) -> int:
     # The studio works offline: no analytics calls, no telemetry.
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    from app.studio import build_studio, launch_studio
+    from app.layout import build_studio, launch_studio
     from tts.voice_library import VoiceLibrary
 
     factories = {}

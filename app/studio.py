@@ -1,6 +1,6 @@
-"""The Gradio studio: a thin client of the `tts` library (no model logic here).
+"""The studio's handlers: `Studio`, a thin client of the `tts` library (no model logic, no page layout here).
 
-Views (see docs/studio.md):
+Views (see docs/studio.md), one group of `Studio` methods each:
     Speak   text (with inline style tags) + a library voice or a clip -> speech, with an emotion or a mixture, its
             intensity, prosody (pitch, pitch range, energy), speed and seed (`tts.style`); play and download.
             Engine `ar`, `dit` (the DiT infills the words after the voice's clip), or `base+convert` (a base
@@ -12,13 +12,12 @@ Views (see docs/studio.md):
     Voices  make a voice from a clip (cleaned, transcribed, consented), list, play, rename, delete, export,
             import (`tts.voice_library.VoiceLibrary`).
     Batch   a manifest (`tts.data.manifest`) -> `tts.data.batch.run_batch` -> results table and a ZIP.
-    About   engines, shipped checkpoints, versions.
 
-`Studio` holds the handlers as plain methods (tested without a browser); `build_studio` lays them out. The
-`ar`, `dit` and tone-color engines are each loaded on their first use and shared read-only by every session;
-what belongs to one browser session (the voice being made in Voices) lives in `gr.State`. The queue runs one
-model job (Speak, Convert or Edit) and one job of every other event at a time. An engine that cannot run here
-stays listed, marked unavailable; choosing it (or opening Edit, for `dit`) says why.
+`Studio` holds the handlers as plain methods (tested without a browser), with the limits and choices they
+enforce; `app.layout.build_studio` lays them out on the page (and the About view). The `ar`, `dit` and tone-color
+engines are each loaded on their first use and shared read-only by every session; what belongs to one browser
+session (the voice being made in Voices) lives in `gr.State`. An engine that cannot run here stays listed, marked
+unavailable; choosing it (or opening Edit, for `dit`) says why.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import platform
 import secrets
 import shutil
 import tempfile
@@ -39,7 +37,6 @@ from typing import Any
 
 import gradio as gr
 
-from tts import __version__
 from tts.dit.engine import DEFAULT_STEPS, MAX_EDIT_SECONDS
 from tts.engines import engine_status
 from tts.errors import CheckpointError, TimbreError, VoiceError
@@ -69,18 +66,6 @@ CONSENT_STATEMENT = (
     "to clone their voice and to generate speech with it."
 )
 """What a user confirms to add a voice to the library; stored in the voice file as its consent."""
-
-QUEUE_MAX_SIZE = 32
-MAX_UPLOAD = "100mb"
-"""Largest file a browser may upload (a minute of 48 kHz stereo float WAV is 23 MB; a voice file at most 64 MiB)."""
-
-TAGS_HELP = ("Inline tags change the style mid-text: `Good news! [whisper] keep it down [/whisper]`, "
-             r"`[happy intensity=1.5] ... [/happy]`, `[pitch=3] ... [/]`; write `\[` for a literal bracket. "
-             "All tags and controls: docs/styles.md.")
-"""The help line under Speak's text box (the tag syntax is `tts.style.parse_style_tags`)."""
-
-THEME = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
-"""System fonts only: the page loads nothing from outside the studio."""
 
 EngineFactory = Callable[[], Any]
 
@@ -495,9 +480,6 @@ class Studio:
         return text, rows, str(archive)
 
 
-BATCH_HEADERS = ["line", "id", "status", "voice", "style", "seconds", "text or reason"]
-
-
 class _user_errors:
     """Turn the library's errors (bad input, missing resources) into `gr.Error` messages, never tracebacks."""
 
@@ -579,299 +561,3 @@ def _style_label(style) -> str:
     if style.energy:
         parts.append(f"energy {style.energy:+g} dB")
     return ", ".join(parts)
-
-
-# -- About ---------------------------------------------------------------------------------------------
-
-
-def engines_markdown() -> str:
-    """The engine table shown on the page: which engines run here and why the others do not."""
-    rows = ["| engine | status | |", "| --- | --- | --- |"]
-    for status in engine_status():
-        rows.append(f"| `{status.name}` | {'available' if status.available else 'unavailable'} | {status.reason} |")
-    return "\n".join(rows)
-
-
-def checkpoints_markdown() -> str:
-    """The shipped checkpoints and their sizes on disk."""
-    from tts.checkpoints import checkpoints_dir, list_shipped
-
-    root = checkpoints_dir()
-    names = list_shipped()
-    if not names:
-        return f"No checkpoints are shipped in `{root}` yet."
-    rows = ["| checkpoint | size |", "| --- | --- |"]
-    for name in names:
-        size = sum(path.stat().st_size for path in (root / name).rglob("*") if path.is_file())
-        rows.append(f"| `{name}` | {size / 2**20:.1f} MiB |")
-    return "\n".join(rows)
-
-
-def versions_markdown() -> str:
-    """Versions of the studio and the libraries it runs on."""
-    import numpy
-    import torch
-
-    return (f"timbre-studio {__version__} · Python {platform.python_version()} · torch {torch.__version__} · "
-            f"numpy {numpy.__version__} · gradio {gr.__version__}")
-
-
-# -- Layout --------------------------------------------------------------------------------------------
-
-
-def base_speaker_choices() -> list[str]:
-    """The base speakers `base+convert` can use here (`tts.data.speakers.all_voice_ids`), then ``"ar"``."""
-    from tts.data.speakers import all_voice_ids
-
-    return [*all_voice_ids(), "ar"]
-
-
-def build_studio(engine_factory: EngineFactory | None = None, library=None,
-                 work_dir: str | os.PathLike | None = None,
-                 tone_engine_factory: EngineFactory | None = None,
-                 dit_engine_factory: EngineFactory | None = None) -> gr.Blocks:
-    """Build the studio's Blocks app with its queue set (not launched; see `launch_studio`). The factories are
-    those of `Studio`."""
-    from tts.data.styles import STYLES
-    from tts.style import CONTROL_RANGES
-    from tts.synthesis import CONVERSION_ENGINES, SYNTHESIS_ENGINES
-
-    studio = Studio(library, engine_factory, work_dir, tone_engine_factory, dit_engine_factory)
-    bases = base_speaker_choices()
-    with gr.Blocks(title="Timbre Studio", analytics_enabled=False) as demo:
-        gr.Markdown(f"# Timbre Studio {__version__}\nExpressive zero-shot text-to-speech and voice cloning.")
-        pending = gr.State(None)  # this session's cleaned, not yet saved voice
-
-        with gr.Tab("Speak", id="speak"):
-            with gr.Row():
-                with gr.Column(scale=3):
-                    text = gr.Textbox(label=f"Text (at most {UI_MAX_TEXT_CHARS:,} characters)", lines=4,
-                                      max_length=UI_MAX_TEXT_CHARS, elem_id="speak-text")
-                    gr.Markdown(TAGS_HELP, elem_id="speak-tags-help")
-                    voice_from = gr.Radio([VOICE_FROM_LIBRARY, VOICE_FROM_CLIP], value=VOICE_FROM_LIBRARY,
-                                          label="Voice from", elem_id="speak-voice-from")
-                    speak_voice = gr.Dropdown([], label="Library voice", elem_id="speak-voice")
-                    with gr.Group(visible=False) as clip_group:
-                        clip = gr.Audio(sources=["upload", "microphone"], type="filepath",
-                                        label="Clip (5-12 s of clear speech)", elem_id="speak-clip")
-                        clip_transcript = gr.Textbox(label="What the clip says (optional: Whisper transcribes it)")
-                with gr.Column(scale=2):
-                    speak_engine = gr.Radio(studio.engine_choices(SYNTHESIS_ENGINES), value="ar", label="Engine",
-                                            elem_id="speak-engine")
-                    speak_engine_note = gr.Markdown(studio.engine_note("ar"), elem_id="speak-engine-note")
-                    with gr.Group(visible=False) as base_group:
-                        base = gr.Dropdown(bases, value=DEFAULT_BASE if DEFAULT_BASE in bases else bases[0],
-                                           label="Base speaker (says the text; the converter gives it the voice)",
-                                           elem_id="speak-base")
-                        speak_tau = gr.Slider(0.0, 1.0, value=DEFAULT_TAU, step=0.05, elem_id="speak-tau",
-                                              label="Tau (the converter's posterior temperature; 0: deterministic)")
-                    style = gr.Dropdown(list(STYLES), value="neutral", label="Emotion", elem_id="speak-style")
-                    mix = gr.Textbox(label="Emotion mix (optional; replaces the emotion above)", max_lines=1,
-                                     placeholder="happy:0.7+sad:0.3", elem_id="speak-mix")
-                    intensity = gr.Slider(*CONTROL_RANGES["intensity"], value=1.0, step=0.05, elem_id="speak-intensity",
-                                          label="Intensity (0 neutral, 1 full, above 1 exaggerates)")
-                    speed = gr.Slider(*CONTROL_RANGES["speed"], value=1.0, step=0.05, label="Speed")
-                    with gr.Accordion("Prosody", open=False, elem_id="speak-prosody"):
-                        pitch = gr.Slider(*CONTROL_RANGES["pitch"], value=0.0, step=0.5, elem_id="speak-pitch",
-                                          label="Pitch (semitones)")
-                        pitch_range = gr.Slider(*CONTROL_RANGES["pitch_range"], value=1.0, step=0.05,
-                                                elem_id="speak-pitch-range",
-                                                label="Pitch range (x the melody's excursions; below 1 flatter)")
-                        energy = gr.Slider(*CONTROL_RANGES["energy"], value=0.0, step=0.5, elem_id="speak-energy",
-                                           label="Energy (dB)")
-                    with gr.Row():
-                        seed = gr.Number(value=0, precision=0, label="Seed", minimum=0, elem_id="speak-seed")
-                        dice = gr.Button("🎲 random seed", size="sm", elem_id="speak-dice")
-                    fmt = gr.Radio(list(DOWNLOAD_FORMATS), value="wav", label="Download format")
-                    generate = gr.Button("Generate", variant="primary", elem_id="speak-generate")
-            speech = gr.Audio(label="Speech", type="filepath", interactive=False, elem_id="speak-output")
-            download = gr.File(label="Download", interactive=False, elem_id="speak-download")
-            speak_info = gr.Markdown(elem_id="speak-info")
-
-        with gr.Tab("Convert", id="convert"):
-            gr.Markdown("Say a recording again in another voice: the same words, timing and intonation. "
-                        "`tone-color` changes only the timbre (OpenVoice); `ar` renders the recording's speech "
-                        f"tokens in the voice. At most {UI_MAX_SOURCE_SECONDS / 60:.0f} minutes.")
-            with gr.Row():
-                with gr.Column(scale=3):
-                    source = gr.Audio(sources=["upload", "microphone"], type="filepath", elem_id="convert-source",
-                                      label="Speech to convert")
-                    convert_from = gr.Radio([VOICE_FROM_LIBRARY, VOICE_FROM_CLIP], value=VOICE_FROM_LIBRARY,
-                                            label="Target voice from", elem_id="convert-voice-from")
-                    convert_voice = gr.Dropdown([], label="Library voice", elem_id="convert-voice")
-                    with gr.Group(visible=False) as convert_clip_group:
-                        convert_clip = gr.Audio(sources=["upload", "microphone"], type="filepath",
-                                                label="Clip of the target voice (5-12 s of clear speech)",
-                                                elem_id="convert-clip")
-                        convert_transcript = gr.Textbox(label="What the clip says (optional: Whisper transcribes it)")
-                with gr.Column(scale=2):
-                    convert_engine = gr.Radio(studio.engine_choices(CONVERSION_ENGINES), value="tone-color",
-                                              label="Engine", elem_id="convert-engine")
-                    convert_engine_note = gr.Markdown(studio.engine_note("tone-color"), elem_id="convert-engine-note")
-                    convert_tau = gr.Slider(0.0, 1.0, value=DEFAULT_TAU, step=0.05, elem_id="convert-tau",
-                                            label="Tau (the converter's posterior temperature; 0: deterministic)")
-                    with gr.Row():
-                        convert_seed = gr.Number(value=0, precision=0, label="Seed", minimum=0,
-                                                 elem_id="convert-seed")
-                        convert_dice = gr.Button("🎲 random seed", size="sm", elem_id="convert-dice")
-                    convert_fmt = gr.Radio(list(DOWNLOAD_FORMATS), value="wav", label="Download format")
-                    do_convert = gr.Button("Convert", variant="primary", elem_id="convert-run")
-            converted = gr.Audio(label="Converted speech", type="filepath", interactive=False,
-                                 elem_id="convert-output")
-            convert_download = gr.File(label="Download", interactive=False, elem_id="convert-download")
-            convert_info = gr.Markdown(elem_id="convert-info")
-
-        with gr.Tab("Edit", id="edit"):
-            gr.Markdown("Change words in a recording, or its speed, and keep the rest: only the changed words are "
-                        "said again, in the recording's voice and pace (engine `dit`); everything else stays the "
-                        f"recording's own audio. At most {MAX_EDIT_SECONDS:.0f} s: cut a longer recording first.")
-            gr.Markdown(studio.engine_note("dit"), elem_id="edit-engine-note")
-            with gr.Row():
-                with gr.Column(scale=3):
-                    edit_source = gr.Audio(sources=["upload", "microphone"], type="filepath", elem_id="edit-source",
-                                           label="Recording to edit")
-                    edit_transcript = gr.Textbox(label="What it says now", lines=2, elem_id="edit-transcript")
-                    edit_transcribe = gr.Button("Transcribe (Whisper)", size="sm", elem_id="edit-transcribe")
-                with gr.Column(scale=2):
-                    edit_mode = gr.Radio([EDIT_WORDS, EDIT_SPEED], value=EDIT_WORDS, label="Change",
-                                         elem_id="edit-mode")
-                    edit_new = gr.Textbox(label="What it should say (the whole text, with the words changed)",
-                                          lines=2, elem_id="edit-new-transcript")
-                    with gr.Group(visible=False) as edit_speed_group:
-                        edit_factor = gr.Slider(*CONTROL_RANGES["speed"], value=1.0, step=0.05, elem_id="edit-factor",
-                                                label="Speed (below 1 slower, above 1 faster)")
-                        with gr.Row():
-                            edit_start = gr.Number(0, label="Only from (s)", minimum=0, elem_id="edit-span-start")
-                            edit_end = gr.Number(0, label="to (s; both 0: all of it)", minimum=0,
-                                                 elem_id="edit-span-end")
-                    edit_steps = gr.Slider(1, MAX_EDIT_STEPS, value=DEFAULT_STEPS, step=1, elem_id="edit-steps",
-                                           label="Sampling steps (fewer: faster, rougher)")
-                    with gr.Row():
-                        edit_seed = gr.Number(value=0, precision=0, label="Seed", minimum=0, elem_id="edit-seed")
-                        edit_dice = gr.Button("🎲 random seed", size="sm", elem_id="edit-dice")
-                    edit_fmt = gr.Radio(list(DOWNLOAD_FORMATS), value="wav", label="Download format",
-                                        elem_id="edit-format")
-                    do_edit = gr.Button("Generate", variant="primary", elem_id="edit-run")
-            edited = gr.Audio(label="Edited recording", type="filepath", interactive=False, elem_id="edit-output")
-            edit_download = gr.File(label="Download", interactive=False, elem_id="edit-download")
-            edit_info = gr.Markdown(elem_id="edit-info")
-
-        with gr.Tab("Voices", id="voices"):
-            gr.Markdown("### Make a voice\nUpload or record 5-12 s of one person speaking and type what they say (or "
-                        "leave it empty for Whisper), then **Clean clip**. Listen to the cleaned clip, correct its "
-                        "transcript if needed, name it, confirm consent and **Save to library**.")
-            with gr.Row():
-                with gr.Column():
-                    new_clip = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Clip",
-                                        elem_id="voices-clip")
-                    new_transcript = gr.Textbox(label="Transcript (optional)", elem_id="voices-transcript-in")
-                    clean = gr.Button("Clean clip", elem_id="voices-clean")
-                with gr.Column():
-                    cleaned = gr.Audio(label="Cleaned clip", interactive=False, elem_id="voices-cleaned")
-                    cleaned_transcript = gr.Textbox(label="Transcript of the cleaned clip (edit if wrong)",
-                                                    elem_id="voices-transcript")
-                    new_name = gr.Textbox(label="Name (letters, digits, spaces, - _ .)", elem_id="voices-name")
-                    consent = gr.Checkbox(label=CONSENT_STATEMENT, elem_id="voices-consent")
-                    save = gr.Button("Save to library", variant="primary", elem_id="voices-save")
-            voices_info = gr.Markdown(elem_id="voices-info")
-            gr.Markdown(f"### Library\nStored in `{studio.library.folder}`.")
-            table = gr.Dataframe(headers=["name", "seconds", "transcript", "consent", "created"], interactive=False,
-                                 elem_id="voices-table")
-            with gr.Row():
-                chosen = gr.Dropdown([], label="Voice", elem_id="voices-chosen")
-                rename_to = gr.Textbox(label="New name", elem_id="voices-rename-to")
-            chosen_info = gr.Markdown()
-            chosen_audio = gr.Audio(label="Reference clip", interactive=False, elem_id="voices-play")
-            with gr.Row():
-                rename = gr.Button("Rename", elem_id="voices-rename")
-                delete = gr.Button("Delete", variant="stop", elem_id="voices-delete")
-                export = gr.Button("Export .voice file", elem_id="voices-export")
-            exported = gr.File(label="Exported voice", interactive=False, elem_id="voices-exported")
-            gr.Markdown("### Import a voice file")
-            with gr.Row():
-                import_file = gr.File(label=".voice file", file_types=[".voice"], type="filepath",
-                                      elem_id="voices-import-file")
-                with gr.Column():
-                    import_name = gr.Textbox(label="Name (optional: the file's own)", elem_id="voices-import-name")
-                    import_consent = gr.Checkbox(label=CONSENT_STATEMENT + " (needed when the file records none)")
-                    do_import = gr.Button("Import", elem_id="voices-import")
-
-        with gr.Tab("Batch", id="batch"):
-            gr.Markdown("One line per utterance, JSON lines or CSV with a header: `id`, `text`, `voice` and optionally "
-                        "`style`, `intensity`, `speed`, `seed`. Voices are base voices (`flite:slt`, `kokoro:jf_alpha`) "
-                        f"or pseudo-speakers (`pk0001`); see docs/corpus.md. At most {UI_MAX_BATCH_LINES} lines.")
-            batch_text = gr.Textbox(label="Manifest lines", lines=6, elem_id="batch-text",
-                                    placeholder='{"id": "a1", "text": "Hello there.", "voice": "flite:slt"}')
-            batch_file = gr.File(label="... or a manifest file (used instead of the lines)", type="filepath",
-                                 file_types=[".jsonl", ".json", ".csv", ".tsv", ".txt"], elem_id="batch-file")
-            run = gr.Button("Run batch", variant="primary", elem_id="batch-run")
-            batch_info = gr.Markdown(elem_id="batch-info")
-            results = gr.Dataframe(headers=BATCH_HEADERS, interactive=False, elem_id="batch-results")
-            archive = gr.File(label="ZIP: audio/, metadata.jsonl, errors.jsonl", interactive=False,
-                              elem_id="batch-zip")
-
-        with gr.Tab("About", id="about"):
-            gr.Markdown("## Engines\n" + engines_markdown(), elem_id="engine-table")
-            gr.Markdown("## Checkpoints\n" + checkpoints_markdown(), elem_id="checkpoint-table")
-            gr.Markdown(f"## Versions\n{versions_markdown()}\n\nVoice library: `{studio.library.folder}`",
-                        elem_id="versions")
-
-        library_outputs = [table, chosen, speak_voice, convert_voice]
-        picked = [speak_voice, convert_voice]  # the other views' voices, kept across library changes
-        for source_radio, group in ((voice_from, clip_group), (convert_from, convert_clip_group)):
-            source_radio.change(lambda source: gr.update(visible=source == VOICE_FROM_CLIP), source_radio, group,
-                                queue=False)
-        speak_engine.change(lambda engine: (gr.update(visible=engine == "base+convert"), studio.engine_note(engine)),
-                            speak_engine, [base_group, speak_engine_note], queue=False)
-        convert_engine.change(lambda engine: (gr.update(visible=engine == "tone-color"), studio.engine_note(engine)),
-                              convert_engine, [convert_tau, convert_engine_note], queue=False)
-        edit_mode.change(lambda mode: (gr.update(visible=mode == EDIT_WORDS), gr.update(visible=mode == EDIT_SPEED)),
-                         edit_mode, [edit_new, edit_speed_group], queue=False)
-        for button, number in ((dice, seed), (convert_dice, convert_seed), (edit_dice, edit_seed)):
-            button.click(lambda: secrets.randbelow(2**31), None, number, queue=False)
-
-        def speak_ui(*args, progress=gr.Progress()):  # noqa: B008 - how Gradio asks for a progress bar
-            return studio.speak(*args, progress=progress)
-
-        def convert_ui(*args, progress=gr.Progress()):  # noqa: B008
-            return studio.convert(*args, progress=progress)
-
-        def edit_ui(*args, progress=gr.Progress()):  # noqa: B008
-            return studio.edit(*args, progress=progress)
-
-        # One model job at a time across Speak, Convert and Edit: they run the same CPU-bound engines.
-        generate.click(speak_ui, [text, voice_from, speak_voice, clip, clip_transcript, style, intensity, speed, seed,
-                                  fmt, speak_engine, base, speak_tau, mix, pitch, pitch_range, energy],
-                       [speech, download, speak_info], concurrency_id="engine", api_name="speak")
-        do_convert.click(convert_ui, [source, convert_from, convert_voice, convert_clip, convert_transcript,
-                                      convert_engine, convert_tau, convert_seed, convert_fmt],
-                         [converted, convert_download, convert_info], concurrency_id="engine", api_name="convert")
-        do_edit.click(edit_ui, [edit_source, edit_transcript, edit_mode, edit_new, edit_factor, edit_start, edit_end,
-                                edit_seed, edit_fmt, edit_steps],
-                      [edited, edit_download, edit_info], concurrency_id="engine", api_name="edit")
-        edit_transcribe.click(studio.transcribe_recording, edit_source, edit_transcript)
-        clean.click(studio.clean_clip, [new_clip, new_transcript], [pending, cleaned, cleaned_transcript, voices_info])
-        save.click(studio.save_voice, [pending, cleaned_transcript, new_name, consent, *picked],
-                   [voices_info, *library_outputs])
-        chosen.change(studio.show_voice, chosen, [chosen_audio, chosen_info])
-        rename.click(studio.rename_voice, [chosen, rename_to, *picked], [voices_info, *library_outputs])
-        delete.click(studio.delete_voice, [chosen, *picked], [voices_info, *library_outputs])
-        export.click(studio.export_voice, chosen, exported)
-        do_import.click(studio.import_voice, [import_file, import_name, import_consent, *picked],
-                        [voices_info, *library_outputs])
-
-        def batch_ui(lines, file, progress=gr.Progress()):  # noqa: B008
-            return studio.run_batch(lines, file, progress=progress)
-
-        run.click(batch_ui, [batch_text, batch_file], [batch_info, results, archive])
-        demo.load(lambda: studio.library_views(), None, library_outputs, api_name="library")
-    demo.studio = studio  # the handlers, for tests and embedding
-    return demo.queue(default_concurrency_limit=1, max_size=QUEUE_MAX_SIZE)
-
-
-def launch_studio(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, **launch_options):
-    """Serve `demo` with the studio's settings: system-font theme, no analytics, no server-side rendering."""
-    options = {"server_name": host, "server_port": port, "theme": THEME, "show_error": True, "quiet": True,
-               "ssr_mode": False, "mcp_server": False, "pwa": False, "max_file_size": MAX_UPLOAD}
-    options.update(launch_options)
-    return demo.launch(**options)

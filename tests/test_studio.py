@@ -23,20 +23,17 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from app.layout import THEME, build_studio, checkpoints_markdown, versions_markdown
 from app.studio import (
     CONSENT_STATEMENT,
     EDIT_SPEED,
     EDIT_WORDS,
-    THEME,
     UI_MAX_BATCH_LINES,
     UI_MAX_SOURCE_SECONDS,
     UI_MAX_TEXT_CHARS,
     VOICE_FROM_CLIP,
     VOICE_FROM_LIBRARY,
     Studio,
-    build_studio,
-    checkpoints_markdown,
-    versions_markdown,
 )
 from tts.audio import SAMPLE_RATE, Audio
 from tts.errors import CheckpointError
@@ -53,12 +50,12 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def served_studio(root: Path, **build_options):
-    """``(url, voice library)`` of a studio built with `build_options` (`app.studio.build_studio`), its library,
+    """``(url, voice library)`` of a studio built with `build_options` (`app.layout.build_studio`), its library,
     work and Gradio files under `root`, served in this process on a free loopback port until the block ends."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
         patch.setenv("GRADIO_TEMP_DIR", str(root / "gradio"))
-        from app.studio import build_studio, launch_studio
+        from app.layout import build_studio, launch_studio
 
         library = VoiceLibrary(root / "voices")
         demo = build_studio(library=library, work_dir=root / "work", **build_options)

@@ -20,7 +20,10 @@ from urllib.parse import urlparse
 import pytest
 import soundfile as sf
 
-from tests.test_studio import CLIP_TEXT, clip_path, served_studio, source_path  # noqa: F401 - fixtures
+from tests import test_studio
+from tests.test_studio import CLIP_TEXT, served_studio
+
+clip_path, source_path = test_studio.clip_path, test_studio.source_path  # the fixtures, shared with test_studio
 
 pytestmark = pytest.mark.browser
 
@@ -106,7 +109,7 @@ def _audio_from(page, component: str) -> tuple:
     return samples, rate
 
 
-def test_voice_speak_convert_batch_end_to_end(studio, clip_path, source_path, tmp_path):  # noqa: F811 - fixtures
+def test_voice_speak_convert_batch_end_to_end(studio, clip_path, source_path, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     from tts.audio import load_audio
@@ -236,7 +239,7 @@ def test_voice_speak_convert_batch_end_to_end(studio, clip_path, source_path, tm
     assert outside == [], f"the page asked for outside resources: {outside}"
 
 
-def test_edit_view_transcribes_and_says_why_dit_is_unavailable(studio, source_path, tmp_path):  # noqa: F811
+def test_edit_view_transcribes_and_says_why_dit_is_unavailable(studio, source_path, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     from app.studio import EDIT_SPEED
