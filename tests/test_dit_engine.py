@@ -81,9 +81,12 @@ def test_replacing_one_word_regenerates_only_its_span(engine, recording):
 
 
 def test_insertion_deletion_and_several_spans(engine, recording):
-    audio, _ = recording
+    audio, spans = recording
     inserted = engine.edit(audio, " ".join(WORDS), "the black cat sat on the mat", steps=2)
     assert inserted.changes == [("", "black")] and len(inserted.spans) == 1
+    # It goes in the pause between "the" and "cat": neither word is regenerated (bar the cross-fade margins).
+    assert inserted.spans[0][0] >= spans[0][1] - 0.08 and inserted.spans[0][0] <= spans[1][0]
+    _assert_kept_outside(audio.samples, inserted.audio.samples, inserted.spans[0], len(inserted.audio) - len(audio))
     deleted = engine.edit(audio, " ".join(WORDS), "the cat sat the mat", steps=2)
     assert deleted.changes == [("on", "")] and len(deleted.audio) < len(audio)
     both = engine.edit(audio, " ".join(WORDS), "a cat sat on the rug", steps=2)

@@ -39,7 +39,7 @@ from tts.dit.model import DiT
 from tts.dit.sampling import sample
 from tts.dit.units import BOUNDARY, UnitSequence, aligned_unit_frames, expand, fit_durations, text_units
 from tts.errors import AudioError, CheckpointError, TextError
-from tts.text import Word
+from tts.text import PHONEME_TABLE, Word
 from tts.text.frontend import prepare_text
 from tts.voice import Voice
 
@@ -235,13 +235,19 @@ class DitEngine:
         plans = []
         for old_first, old_last, new_first, new_last in regions:
             start, end = units.word_units(old_first, old_last)
-            # The region runs from the boundary before the first changed word to the boundary after the last.
-            start, end = max(0, start - 1), min(len(units), end + 1) if end > start else min(len(units), start + 1)
+            # The region runs over the word boundaries around the changed words (an insertion: the one boundary
+            # it goes in); those pauses keep their length, the new words get the predicted durations.
+            left, right = (start, start + 1) if end == start else (start - 1, end + 1)
             new_start, new_end = new_units.word_units(new_first, new_last)
             inner = list(range(new_start, new_end))
-            new_ids = [units.ids[start]] + [new_units.ids[i] for i in inner] + ([units.ids[end - 1]] if inner else [])
-            new_counts = [counts[start]] + [new_frames[i] for i in inner] + ([counts[end - 1]] if inner else [])
-            plans.append((start, end, new_ids, new_counts,
+            boundary = units.ids[left]
+            if not inner:  # a deletion: one pause where there were two
+                new_ids, new_counts = [boundary], [max(counts[left], counts[right - 1])]
+            else:
+                closing = counts[right - 1] if end > start else new_frames[min(new_end, len(new_units) - 1)]
+                new_ids = [boundary] + [new_units.ids[i] for i in inner] + [boundary]
+                new_counts = [counts[left]] + [new_frames[i] for i in inner] + [closing]
+            plans.append((left, right, new_ids, new_counts,
                           " ".join(w.text for w in old_words[old_first:old_last]),
                           " ".join(w.text for w in new_words[new_first:new_last])))
         return self._apply(audio, units, counts, plans, margin, steps, cfg_strength, seed)
@@ -251,8 +257,8 @@ class DitEngine:
                      margin: int = MARGIN_FRAMES) -> EditResult:
         """`audio` (saying `transcript`) spoken `factor` times faster, in `span` (seconds) or throughout.
 
-        A span is widened to the words whose sounds are centered in it. The whole recording is said again in its own voice, the
-        original serving as the prompt; a span is regenerated in place like an edit.
+        A span is widened to the words whose sounds are centered in it and regenerated in place like an edit.
+        Throughout, the whole recording is said again in its own voice, the original serving as the prompt.
         """
         if not 0.25 <= factor <= 4.0:
             raise ValueError(f"speed factor must be in [0.25, 4], got {factor}")
@@ -304,6 +310,7 @@ class DitEngine:
         unit_start = unit_end - np.asarray(counts)
         old_layout = expand(units.ids, counts).tolist()
         layout = _Layout()
+        boundary = PHONEME_TABLE.word_boundary_id
         spans_frames, changes, position = [], [], 0
         for start, end, new_ids, new_counts, old_text, new_text in sorted(plans, key=lambda p: p[0]):
             frame_start, frame_end = int(unit_start[start]), int(unit_end[end - 1])
@@ -312,9 +319,8 @@ class DitEngine:
             layout.add_kept(position, left)
             region_start = len(layout)
             layout.add_generated(old_layout[left:frame_start], range(left, frame_start))  # left margin
-            total = max(sum(1 for i, _ in enumerate(new_ids) if 0 < i < len(new_ids) - 1),
-                        int(round(sum(new_counts))))
-            words = [BOUNDARY] + [0] * (len(new_ids) - 2) + [BOUNDARY] if len(new_ids) > 1 else [BOUNDARY]
+            words = [BOUNDARY if unit == boundary else 0 for unit in new_ids]  # sounds get at least a frame
+            total = max(sum(1 for word in words if word != BOUNDARY), int(round(sum(new_counts))))
             layout.add_generated(expand(new_ids, fit_durations(new_counts, total, words)).tolist())
             layout.add_generated(old_layout[frame_end:right], range(frame_end, right))  # right margin
             spans_frames.append((region_start, len(layout)))
