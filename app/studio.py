@@ -79,7 +79,7 @@ EDIT_WORDS, EDIT_SPEED = "change the words", "change the speed"
 """What Edit changes in a recording."""
 
 MAX_EDIT_STEPS = 64
-"""Most flow sampling steps one edit may ask for (4x the default): each step runs the DiT over the whole
+"""Most flow sampling steps one edit may ask for (8x the default): each step runs the DiT over the whole
 recording, so this bounds the time one request takes."""
 
 

@@ -74,7 +74,7 @@ def register(subparsers) -> None:
     change.add_argument("--speed", type=float, help="say it this many times faster (0.7: slower), keeping the words")
     edit.add_argument("--span", help="with --speed: only between these seconds, as START:END (default: throughout)")
     edit.add_argument("-o", "--output", type=Path, required=True, help="output file (wav, flac, mp3, ogg)")
-    edit.add_argument("--steps", type=int, default=None, help="flow sampling steps (default 16)")
+    edit.add_argument("--steps", type=int, default=None, help="flow sampling steps (default 8)")
     edit.add_argument("--seed", type=int, default=0)
     edit.set_defaults(func=_run_edit)
 

@@ -46,7 +46,7 @@ from tts.voice import Voice
 DIT_CHECKPOINTS = {"dit": "dit", "aligner": "speech_tokenizer", "vocoder": "vocoder"}
 """Shipped checkpoint names of the `dit` engine."""
 
-DEFAULT_STEPS = 16
+DEFAULT_STEPS = 8
 DEFAULT_CFG = 2.0
 MAX_PROMPT_SECONDS = 8.0
 """Longer references are cut to this (the DiT attends over prompt + output)."""
