@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.test_shipped_engine import PROMPT, SENTENCES, held_out_prompt
 from tts.engines import engine_status
 
 pytestmark = [
@@ -19,13 +20,8 @@ pytestmark = [
                        reason="the dit engine's checkpoints are not shipped"),
 ]
 
-PROMPT = ("flite:awb", "Please call Stella and ask her to bring these things with her from the store.")
-"""A held-out voice (no training recipe may use flite:awb) and its transcript."""
 EDITED = "Please call Stella and ask her to bring these apples with her from the store."
-SENTENCES = (
-    "The sun was shining brightly over the quiet little town.",
-    "Please remember to bring your umbrella tomorrow morning.",
-)
+"""`PROMPT`'s transcript with one word changed."""
 GATE_MEAN_WER = 0.3
 GATE_EDIT_WER_INCREASE = 0.1
 GATE_EDIT_SIM = 0.85
@@ -33,15 +29,9 @@ GATE_EDIT_SIM = 0.85
 
 @pytest.fixture(scope="module")
 def shipped():
-    from tts.data.speakers import speaker_status, synthesize_voice_id
     from tts.dit.engine import load_dit_engine
-    from tts.voice import clone_voice
 
-    if speaker_status().get("flite"):
-        pytest.skip(f"flite is needed for the prompt: {speaker_status()['flite']}")
-    voice_id, transcript = PROMPT
-    reference = synthesize_voice_id(voice_id, transcript).audio
-    return load_dit_engine(), clone_voice(reference, transcript), reference
+    return load_dit_engine(), *held_out_prompt()
 
 
 def test_held_out_voice_says_held_out_sentences(shipped):

@@ -29,17 +29,23 @@ GATE_MAX_WER = 0.6
 GATE_VOCODER_SIM = 0.88
 
 
-@pytest.fixture(scope="module")
-def shipped():
+def held_out_prompt():
+    """``(voice, reference clip)`` of `PROMPT`; skips the test where flite is not installed."""
     from tts.data.speakers import speaker_status, synthesize_voice_id
-    from tts.synthesis import load_engine
     from tts.voice import clone_voice
 
     if speaker_status().get("flite"):
         pytest.skip(f"flite is needed for the prompt: {speaker_status()['flite']}")
     voice_id, transcript = PROMPT
     reference = synthesize_voice_id(voice_id, transcript).audio
-    return load_engine(), clone_voice(reference, transcript), reference
+    return clone_voice(reference, transcript), reference
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from tts.synthesis import load_engine
+
+    return load_engine(), *held_out_prompt()
 
 
 def test_held_out_voice_says_held_out_sentences(shipped):
