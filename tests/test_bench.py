@@ -103,7 +103,7 @@ def test_worker_process_measures_a_base_speaker(shipped_root):
 def test_bench_quick_runs_end_to_end(tmp_path, capsys):
     assert main(["bench", "--quick", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "base:kokoro:jf_alpha" in out and "base:piper:joe" in out and "engine:dit: skipped" in out
+    assert "base:kokoro:jf_alpha" in out and "base:piper:joe" in out and "engine:base+convert: skipped" in out
     assert (tmp_path / "bench.json").is_file() and (tmp_path / "bench.md").is_file()
 
 
