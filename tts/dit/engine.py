@@ -147,8 +147,8 @@ class DitEngine:
         """Units of `words` and the frames each covers in `audio` (at the DiT's mel rate)."""
         from tts.tokenizer.align import align
 
-        frames = log_mel(torch.zeros(len(audio.resample(self.dit.config.mel.sample_rate).samples)),
-                         self.dit.config.mel).shape[-1]
+        mel = self.dit.config.mel
+        frames = len(audio.resample(mel.sample_rate).samples) // mel.hop_length + 1  # log_mel's frame count
         return aligned_unit_frames(align(audio, list(words), self.aligner), frames, self.hop_seconds)
 
     def speaking_rate(self, units: UnitSequence, counts: Sequence[int]) -> float:
