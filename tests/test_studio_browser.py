@@ -171,8 +171,16 @@ def test_voice_speak_convert_batch_end_to_end(studio, clip_path, source_path, tm
             page.locator("#speak-prosody").get_by_text("Prosody", exact=True).click()
             # Typed into the number box and committed with Enter: dragging the range input commits on release,
             # which a scripted fill does not always give before the click below (a flaky run sent pitch 0).
-            page.locator("#speak-pitch input[type=number]").fill("4")
-            page.locator("#speak-pitch input[type=number]").press("Enter")
+            # The accordion may still be opening (and the slider re-rendering) when the first value is typed,
+            # so the value is typed again until the slider shows it; the server's reply below checks it arrived.
+            pitch_box = page.locator("#speak-pitch input[type=number]")
+            expect(pitch_box).to_be_visible()
+            for _ in range(5):
+                pitch_box.fill("4")
+                pitch_box.press("Enter")
+                if page.locator("#speak-pitch input[type=range]").input_value() == "4":
+                    break
+                page.wait_for_timeout(500)
             expect(page.locator("#speak-pitch input[type=range]")).to_have_value("4")
             page.locator("#speak-generate").click()
             _wait_for_text(page, "#speak-info", "s of audio")
