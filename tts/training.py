@@ -266,6 +266,59 @@ def save_due(
     return bool(accelerator.reduce(flag, reduction="max").item())
 
 
+class StepConfig(ScheduleConfig, Protocol):
+    """What `train_steps` reads from a recipe's training config: the schedule and the gradient clip."""
+
+    grad_clip: float
+
+
+def train_steps(
+    accelerator: Any,
+    model: Any,
+    optimizer: Any,
+    config: StepConfig,
+    budget: Budget,
+    progress: Progress,
+    options: Any,
+    log: "TrainLog",
+    next_batch: Callable[[], Any],
+    step: Callable[[Any], tuple[Any, dict]],
+    save: Callable[[], None],
+) -> None:
+    """The optimisation loop the single-optimizer recipes share, run until `budget` is spent.
+
+    Each step sets the scheduled learning rate, draws ``next_batch()`` and moves it to the accelerator's device,
+    takes ``loss, logged = step(batch)``, back-propagates, clips the gradient norm to ``config.grad_clip`` and
+    steps the optimizer; then counts the step in `progress`, logs `logged` with the gradient norm
+    (``options.log_every``), and calls `save` when `save_due` says so (``options.max_steps``,
+    ``options.save_every_minutes``, ``options.save_every_steps``) and after the last step.
+    """
+    last_save = time.monotonic()
+    budget.start_loop()
+    while not budget.done(progress.step):
+        step_start = time.monotonic()
+        lr = budget.learning_rate(config, progress.step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss, logged = step(next_batch().to(accelerator.device))
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+
+        progress.step += 1
+        progress.train_seconds += time.monotonic() - step_start
+        log.add(**logged, grad_norm=float(grad_norm))
+        budget.tick(accelerator)
+        last = budget.done(progress.step)
+        if progress.step % options.log_every == 0 or last:
+            log.emit(progress.step, lr)
+        if last or save_due(accelerator, progress.step, options.max_steps, last_save, options.save_every_minutes,
+                            options.save_every_steps):
+            save()
+            last_save = time.monotonic()
+
+
 def append_metrics(path: Path, record: dict) -> None:
     """Append one JSON line to a run's metrics file (created with its folder when missing)."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,6 @@ import argparse
 import json
 import logging
 import sys
-import time
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -55,9 +54,9 @@ from tts.training import (
     configure_process,
     data_workers,
     resume_progress,
-    save_due,
     save_state,
     split_validation,
+    train_steps,
 )
 
 logger = logging.getLogger(__name__)
@@ -290,7 +289,6 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
         ]
     log = TrainLog(out / METRICS_FILE, main, on_log, accelerator.num_processes, per_second=("frames",))
     validation: dict = {}
-    last_save = time.monotonic()
 
     def save_and_export() -> None:
         nonlocal validation
@@ -302,32 +300,14 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
             append_metrics(out / METRICS_FILE, {"event": "validation", **validation})
         accelerator.wait_for_everyone()
 
-    trainer.train()
-    budget.start_loop()
-    while not budget.done(progress.step):
-        step_start = time.monotonic()
-        lr = budget.learning_rate(preset, progress.step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        batch = next_batch().to(accelerator.device)
+    def step(batch: InfillBatch) -> tuple[torch.Tensor, dict]:
         losses = trainer(batch)
-        optimizer.zero_grad(set_to_none=True)
-        accelerator.backward(losses["loss"])
-        grad_norm = accelerator.clip_grad_norm_(trainer.parameters(), preset.grad_clip)
-        optimizer.step()
+        return losses["loss"], {"loss": losses["loss"].item(), "flow": losses["flow"].item(),
+                                "duration": losses["duration"].item(), "frames": int(batch.mask.sum())}
 
-        progress.step += 1
-        progress.train_seconds += time.monotonic() - step_start
-        log.add(loss=losses["loss"].item(), flow=losses["flow"].item(), duration=losses["duration"].item(),
-                grad_norm=float(grad_norm), frames=int(batch.mask.sum()))
-        budget.tick(accelerator)
-        last = budget.done(progress.step)
-        if progress.step % options.log_every == 0 or last:
-            log.emit(progress.step, lr)
-        if last or save_due(accelerator, progress.step, options.max_steps, last_save, options.save_every_minutes,
-                            options.save_every_steps):
-            save_and_export()
-            last_save = time.monotonic()
+    trainer.train()
+    train_steps(accelerator, trainer, optimizer, preset, budget, progress, options, log, next_batch, step,
+                save_and_export)
 
     close_batches()
     accelerator.wait_for_everyone()

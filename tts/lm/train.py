@@ -26,8 +26,8 @@ import json
 import logging
 import os
 import sys
-import time
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -48,9 +48,9 @@ from tts.training import (
     append_metrics,
     configure_process,
     resume_progress,
-    save_due,
     save_state,
     split_validation,
+    train_steps,
 )
 
 logger = logging.getLogger(__name__)
@@ -216,8 +216,6 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
         "validation items": len(val_idx),
         "prompt probability": preset.prompt_probability,
     }
-    device = accelerator.device
-    last_save = time.monotonic()
     log = TrainLog(out / METRICS_FILE, main, on_log, accelerator.num_processes, per_second=("tokens",))
     validation: dict[str, float] = {}
 
@@ -233,33 +231,14 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
             append_metrics(out / METRICS_FILE, {"event": "validation", **validation})
         accelerator.wait_for_everyone()
 
-    model.train()
-    budget.start_loop()
-    while not budget.done(progress.step):
-        step_start = time.monotonic()
-        lr = budget.learning_rate(preset, progress.step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        batch = sampler.batch(options.batch_size).to(device)
+    def step(batch) -> tuple[torch.Tensor, dict]:
         loss, extra = lm_loss(model, batch)
-        optimizer.zero_grad(set_to_none=True)
-        accelerator.backward(loss)
-        grad_norm = accelerator.clip_grad_norm_(model.parameters(), preset.grad_clip)
-        optimizer.step()
+        return loss, {"loss": loss.item(), "speech_accuracy": extra["speech_accuracy"],
+                      "tokens": int(batch.attention_mask.sum())}
 
-        progress.step += 1
-        progress.train_seconds += time.monotonic() - step_start
-        budget.tick(accelerator)
-        last = budget.done(progress.step)
-        log.add(loss=loss.item(), speech_accuracy=extra["speech_accuracy"], grad_norm=float(grad_norm),
-                tokens=int(batch.attention_mask.sum()))
-        if progress.step % options.log_every == 0 or last:
-            log.emit(progress.step, lr)
-
-        if last or save_due(accelerator, progress.step, options.max_steps, last_save, options.save_every_minutes,
-                            options.save_every_steps):
-            save_and_export()
-            last_save = time.monotonic()
+    model.train()
+    train_steps(accelerator, model, optimizer, preset, budget, progress, options, log,
+                partial(sampler.batch, options.batch_size), step, save_and_export)
 
     accelerator.wait_for_everyone()
     return {"step": progress.step, "history": log.history, "validation": validation,

@@ -35,7 +35,6 @@ import json
 import logging
 import os
 import sys
-import time
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -57,18 +56,18 @@ from tts.refiner.data import (
 )
 from tts.refiner.model import FlowRefiner, FlowRefinerConfig, count_parameters
 from tts.training import (
-    add_run_arguments,
     Budget,
     Progress,
     TrainLog,
+    add_run_arguments,
     append_metrics,
     batch_source,
     configure_process,
     data_workers,
     resume_progress,
-    save_due,
     save_state,
     split_validation,
+    train_steps,
 )
 
 logger = logging.getLogger(__name__)
@@ -367,7 +366,6 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
     )
     generator = torch.Generator().manual_seed(options.seed * 1000 + accelerator.process_index + 7919 * progress.step)
     device = accelerator.device
-    last_save = time.monotonic()
     log = TrainLog(out / METRICS_FILE, main, on_log, accelerator.num_processes, per_second=("target_frames",))
     validation: dict[str, float] = {}
 
@@ -382,38 +380,16 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
             append_metrics(out / METRICS_FILE, {"event": "validation", **validation})
         accelerator.wait_for_everyone()
 
-    model.train()
-    budget.start_loop()
-    while not budget.done(progress.step):
-        step_start = time.monotonic()
-        lr = budget.learning_rate(preset, progress.step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        batch = next_batch().to(device)
+    def step(batch) -> tuple[torch.Tensor, dict]:
         size = batch.tokens.shape[0]
         noise = torch.randn(batch.target_mel.shape, generator=generator).to(device)
         times = sample_times(preset.time_sampling, size, generator).to(device)
         drops = {key: value.to(device) for key, value in guidance_drops(preset, size, generator).items()}
         loss = flow_matching_loss(model, batch, times, noise, drops)
-        optimizer.zero_grad(set_to_none=True)
-        accelerator.backward(loss)
-        grad_norm = accelerator.clip_grad_norm_(model.parameters(), preset.grad_clip)
-        optimizer.step()
+        return loss, {"loss": loss.item(), "target_frames": int(batch.token_lengths.sum()) * cache.frames_per_token}
 
-        progress.step += 1
-        progress.train_seconds += time.monotonic() - step_start
-        log.add(loss=loss.item(), grad_norm=float(grad_norm),
-                target_frames=int(batch.token_lengths.sum()) * cache.frames_per_token)
-        budget.tick(accelerator)
-        last = budget.done(progress.step)
-        if progress.step % options.log_every == 0 or last:
-            log.emit(progress.step, lr)
-
-        if last or save_due(
-            accelerator, progress.step, options.max_steps, last_save, options.save_every_minutes, options.save_every_steps
-        ):
-            save_and_export()
-            last_save = time.monotonic()
+    model.train()
+    train_steps(accelerator, model, optimizer, preset, budget, progress, options, log, next_batch, step, save_and_export)
 
     close_batches()
     accelerator.wait_for_everyone()
