@@ -38,6 +38,7 @@ import torch
 
 from tts.audio import load_audio
 from tts.errors import AudioError, TextError, TimbreError
+from tts.files import atomic_write_bytes
 from tts.refiner.data import FeatureCache
 
 logger = logging.getLogger(__name__)
@@ -102,13 +103,9 @@ def extract_alignments(
         "aligner": aligner_name,
         "items": json.dumps([item.file_name for item in cache.items], ensure_ascii=False),
     }
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, out)
+    out = atomic_write_bytes(out, save(tensors, metadata=meta))
     logger.info("wrote %s: %d items aligned, %d not", out, len(cache.items) - failed, failed)
     return out
 

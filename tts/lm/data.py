@@ -30,6 +30,7 @@ import torch
 
 from tts.data.corpus import read_metadata
 from tts.errors import TextError, TimbreError
+from tts.files import atomic_write_bytes
 from tts.lm.stream import Utterance, build_stream, text_units, unit_start_times, unit_token_counts
 from tts.refiner.data import FeatureCache
 
@@ -109,12 +110,9 @@ def extract_units(
         "voices": json.dumps(voices),
         "skipped": json.dumps(skipped),
     }
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, out)
+    out = atomic_write_bytes(out, save(tensors, metadata=metadata))
     logger.info("wrote %s: %d items aligned, skipped %s", out, len(units), skipped)
     return out
 

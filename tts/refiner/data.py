@@ -40,6 +40,7 @@ from tts.audio import MelConfig, load_audio, log_mel
 from tts.checkpoints import config_from_dict, config_to_dict
 from tts.data.corpus import read_metadata
 from tts.errors import AudioError, TimbreError
+from tts.files import atomic_write_bytes
 from tts.training import Augmentation, augment_waveform
 
 logger = logging.getLogger(__name__)
@@ -149,12 +150,9 @@ def extract_features(
         "corpus": str(corpus.resolve()),
         "items": json.dumps(kept, ensure_ascii=False),
     }
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, out)
+    out = atomic_write_bytes(out, save(tensors, metadata=metadata))
     logger.info("wrote %s: %d items, %.2f h", out, len(kept), count / mel_config.n_mels / mel_config.frame_rate / 3600)
     return out
 
