@@ -16,6 +16,8 @@ def register(subparsers) -> None:
         parser.add_argument(f"--{part}", help=f"the ar engine's {part} checkpoint (folder or hub id; default: shipped)")
     parser.add_argument("--dit", help="the dit engine's DiT checkpoint, for Speak and Edit (folder or hub id; default: "
                                       "shipped); its aligner and vocoder are the shipped ones")
+    parser.add_argument("--distilled-refiner", help="the self-distilled refiner of Convert's distilled timbre swap "
+                                                    "(folder or hub id; default: shipped); other parts as the ar engine's")
     parser.set_defaults(func=_run_studio)
 
 
@@ -36,6 +38,11 @@ def _run_studio(args) -> int:
         from tts.dit.engine import load_dit_engine
 
         factories["dit_engine_factory"] = functools.partial(load_dit_engine, dit=args.dit)
+    if args.distilled_refiner:
+        from tts.synthesis import load_engine
+
+        others = {part: name for part, name in parts.items() if part != "refiner"}
+        factories["distilled_engine_factory"] = functools.partial(load_engine, **others, refiner=args.distilled_refiner)
     demo = build_studio(library=VoiceLibrary(args.voices) if args.voices else None, **factories)
     print(f"Timbre Studio on http://{args.host}:{args.port}")
     launch_studio(demo, args.host, args.port)

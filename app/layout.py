@@ -96,14 +96,15 @@ def base_speaker_choices() -> list[str]:
 def build_studio(engine_factory: EngineFactory | None = None, library=None,
                  work_dir: str | os.PathLike | None = None,
                  tone_engine_factory: EngineFactory | None = None,
-                 dit_engine_factory: EngineFactory | None = None) -> gr.Blocks:
+                 dit_engine_factory: EngineFactory | None = None,
+                 distilled_engine_factory: EngineFactory | None = None) -> gr.Blocks:
     """Build the studio's Blocks app with its queue set (not launched; see `launch_studio`). The factories are
     those of `Studio`."""
     from tts.data.styles import STYLES
     from tts.style import CONTROL_RANGES
     from tts.synthesis import CONVERSION_ENGINES, SYNTHESIS_ENGINES
 
-    studio = Studio(library, engine_factory, work_dir, tone_engine_factory, dit_engine_factory)
+    studio = Studio(library, engine_factory, work_dir, tone_engine_factory, dit_engine_factory, distilled_engine_factory)
     bases = base_speaker_choices()
     with gr.Blocks(title="Timbre Studio", analytics_enabled=False) as demo:
         gr.Markdown(f"# Timbre Studio {__version__}\nExpressive zero-shot text-to-speech and voice cloning.")

@@ -6,7 +6,7 @@ Views (see docs/studio.md), one group of `Studio` methods each:
             Engine `ar`, `dit` (the DiT infills the words after the voice's clip), or `base+convert` (a base
             speaker says it, the tone-color converter gives it the voice).
     Convert a recording + a library voice or a clip -> the same speech in that voice (`tts.synthesis.convert`,
-            engine `tone-color` or `ar`).
+            engine `tone-color`, `distilled` (self-distilled timbre swap, `tts.synthesis.swap_timbre`) or `ar`).
     Edit    a recording + what it says -> other words (`tts.dit.engine.edit`) or another speed, throughout or in a
             span (`tts.dit.engine.change_speed`); only the changed words are said again (engine `dit`).
     Voices  make a voice from a clip (cleaned, transcribed, consented), list, play, rename, delete, export,
@@ -69,10 +69,12 @@ CONSENT_STATEMENT = (
 
 EngineFactory = Callable[[], Any]
 
-ENGINE_CHECKPOINTS = {"ar": "ar", "dit": "dit", "base+convert": "base+convert", "tone-color": "base+convert"}
+ENGINE_CHECKPOINTS = {"ar": "ar", "dit": "dit", "base+convert": "base+convert", "tone-color": "base+convert",
+                      "distilled": "distilled"}
 """The `tts.engines` entry whose checkpoints each Speak, Convert and Edit engine needs."""
 
-ENGINE_MODELS = {"ar": "ar", "dit": "dit", "base+convert": "tone-color", "tone-color": "tone-color"}
+ENGINE_MODELS = {"ar": "ar", "dit": "dit", "base+convert": "tone-color", "tone-color": "tone-color",
+                 "distilled": "distilled"}
 """The shared models (`Studio._shared`) each Speak, Convert and Edit engine runs on."""
 
 EDIT_WORDS, EDIT_SPEED = "change the words", "change the speed"
@@ -95,15 +97,19 @@ class Studio:
             (default: `tts.tone_color.load_tone_color_engine`, the shipped checkpoints); called once, likewise.
         dit_engine_factory: returns the `dit` engine of Speak and Edit (default: `tts.dit.engine.load_dit_engine`,
             the shipped checkpoints); called once, likewise.
+        distilled_engine_factory: returns the parts of Convert's `distilled` timbre swap (an `ar` engine with the
+            self-distilled refiner; default: `tts.synthesis.load_engine` with `tts.engines.DISTILLED_REFINER`).
     """
 
     def __init__(self, library=None, engine_factory: EngineFactory | None = None,
                  work_dir: str | os.PathLike | None = None, tone_engine_factory: EngineFactory | None = None,
-                 dit_engine_factory: EngineFactory | None = None) -> None:
+                 dit_engine_factory: EngineFactory | None = None,
+                 distilled_engine_factory: EngineFactory | None = None) -> None:
         from tts.voice_library import VoiceLibrary
 
         self.library = library if library is not None else VoiceLibrary()
-        self._factories = {"ar": engine_factory, "dit": dit_engine_factory, "tone-color": tone_engine_factory}
+        self._factories = {"ar": engine_factory, "dit": dit_engine_factory, "tone-color": tone_engine_factory,
+                           "distilled": distilled_engine_factory}
         self._engines: dict[str, Any] = {}
         self._engine_lock = threading.Lock()
         self.work_dir = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="timbre-studio-"))
@@ -512,6 +518,11 @@ def _shipped_loader(kind: str) -> EngineFactory:
         from tts.dit.engine import load_dit_engine
 
         return load_dit_engine
+    if kind == "distilled":
+        from tts.engines import DISTILLED_REFINER
+        from tts.synthesis import load_engine
+
+        return lambda: load_engine(refiner=DISTILLED_REFINER)
     from tts.tone_color import load_tone_color_engine
 
     return load_tone_color_engine

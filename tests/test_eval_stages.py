@@ -20,6 +20,7 @@ from tts.evaluation.stages import (
     DEFAULT_WER_KEY as WER,
     Criterion,
     conversion_criteria,
+    distillation_criteria,
     edit_criteria,
     edited_text,
     plan_items,
@@ -129,6 +130,20 @@ def test_tone_color_criteria():
     means[f"{SIM}_to_prompt"]["output"] = 0.749
     means["f0_correlation"]["output"] = 0.79
     assert set(statuses(tone_color_criteria(means)).values()) == {"FAIL"}
+
+
+def test_distillation_criteria_compare_after_with_before():
+    means = {WER: {"source": 0.1, "before": 0.20, "after": 0.21},
+             f"{SIM}_to_prompt": {"source": 0.5, "before": 0.60, "after": 0.65},
+             f"{SIM}_to_source": {"before": 0.70, "after": 0.69}, "f0_correlation": {"before": 0.9, "after": 0.8}}
+    assert verdict(distillation_criteria(means)) == "PASS"
+    means[WER]["after"] = 0.2101
+    means[f"{SIM}_to_prompt"]["after"] = 0.6499
+    means[f"{SIM}_to_source"]["after"] = 0.70  # must drop, not stay
+    means["f0_correlation"]["after"] = 0.79
+    assert set(statuses(distillation_criteria(means)).values()) == {"FAIL"}
+    del means[f"{SIM}_to_prompt"]["before"]
+    assert statuses(distillation_criteria(means))["SIM(after, target B) minus SIM(before, B)"] == "N/A"
 
 
 def test_edit_criteria_and_edited_texts():
@@ -383,6 +398,36 @@ def test_edit_stage_end_to_end(model_dirs, clip_cache, tmp_path):
     assert item["transcripts"]["edit1 text"] != item["text"]
     assert sorted(p.name.split("-", 2)[-1] for p in (out / "wavs").iterdir()) == sorted(
         f"{s}.wav" for s in ("original", "edit1", "edit3", "speed0.7", "speed1.3"))
+
+
+@pytest.mark.slow
+@needs_voices
+def test_distillation_stage_measures_both_refiners_on_the_same_pairs(model_dirs, clip_cache, tmp_path):
+    from tts.refiner.model import FlowRefiner
+
+    torch.manual_seed(1)
+    after = FlowRefiner.from_pretrained(model_dirs["refiner"])
+    with torch.no_grad():
+        for parameter in after.parameters():
+            parameter.normal_(0.0, 0.05)
+    after_dir = str(after.save_pretrained(tmp_path / "after"))
+    dirs = {**model_dirs, "refiner": after_dir}
+    report = _run("distillation", dirs, tmp_path / "run", "--voices", f"{NARROW_BAND_VOICE},{FULL_BAND_VOICE}",
+                  "--before", model_dirs["refiner"], "--steps", "2")
+    assert report["models"] == {"vocoder": model_dirs["vocoder"], "tokenizer": model_dirs["tokenizer"],
+                                "refiner": after_dir, "before": model_dirs["refiner"]}
+    assert f"--before {model_dirs['refiner']}" in report["command"]
+    assert [c["name"] for c in report["criteria"]] == [
+        "SIM(after, target B) minus SIM(before, B)", "SIM(after, source A) minus SIM(before, A)",
+        "WER, after minus before", "F0-contour correlation of the output (after) with the source"]
+    for item in report["items"]:
+        assert set(item["metrics"][WER]) == {"source", "before", "after"}
+        assert set(item["metrics"]["f0_correlation"]) == {"before", "after"}
+    wavs = sorted(p.name.split("-", 2)[-1] for p in (tmp_path / "run" / "wavs").iterdir())
+    assert wavs == sorted(f"{s}.wav" for s in ("source", "prompt", "before", "after") for _ in range(2))
+    means = report["groups"]["all"]["means"]
+    wer_change = next(c for c in report["criteria"] if c["name"] == "WER, after minus before")
+    assert wer_change["value"] == pytest.approx(means[WER]["after"] - means[WER]["before"])
 
 
 def test_cli_refuses_training_voices_and_parses(capsys):

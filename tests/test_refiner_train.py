@@ -48,12 +48,10 @@ class ProjectionTokenizer:
         return ids, lengths
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    """Two espeak-ng voices, three short sentences each, in the corpus format."""
+def espeak_corpus(folder):
+    """Two espeak-ng voices, three short sentences each, in the corpus format, in the new folder `folder`."""
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
-    folder = tmp_path_factory.mktemp("refiner") / "corpus"
     folder.mkdir()
     lines = []
     for voice_id, voice in VOICES.items():
@@ -63,6 +61,11 @@ def corpus(tmp_path_factory):
             lines.append(CorpusItem(name, text, voice_id, engine="espeak").to_json())
     (folder / METADATA_NAME).write_text("\n".join(lines) + "\n", encoding="utf-8")
     return folder
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return espeak_corpus(tmp_path_factory.mktemp("refiner") / "corpus")
 
 
 @pytest.fixture(scope="module")

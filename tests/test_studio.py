@@ -118,7 +118,10 @@ def test_engine_status_explains_missing_checkpoints(shipped_root):
     from tts.engines import engine_status
 
     statuses = {s.name: s for s in engine_status()}
-    assert set(statuses) == {"ar", "dit", "base+convert"}
+    assert set(statuses) == {"ar", "dit", "base+convert", "distilled"}
+    assert [s.name for s in engine_status("synthesis")] == ["ar", "dit", "base+convert"]
+    assert [s.name for s in engine_status("conversion")] == ["distilled"]
+    assert "flow_refiner_distilled" in statuses["distilled"].reason
     assert not statuses["ar"].available
     assert "vocoder" in statuses["ar"].reason and "not trained yet" in statuses["ar"].reason
 
@@ -461,7 +464,7 @@ def test_convert_with_ar_and_a_target_clip(tiny_studio, source_path, clip_path):
     ("no target", "choose a voice from the library"),
     ("unknown target", "no voice named 'Nobody'"),
     ("no target clip", "upload or record a clip"),
-    ("unknown engine", "choose an engine: tone-color, ar"),
+    ("unknown engine", "choose an engine: tone-color, distilled, ar"),
     ("bad format", "download format"),
 ])
 def test_convert_reports_bad_input_as_messages(tiny_studio, source_path, tmp_path, problem, message):
@@ -500,7 +503,7 @@ def test_unavailable_engines_are_listed_and_say_why(library, fake, tmp_path, shi
     studio = Studio(library, None, tmp_path / "work")  # the shipped checkpoints, of which there are none
     assert studio.engine_choices(SYNTHESIS_ENGINES) == [("ar (unavailable)", "ar"), ("dit (unavailable)", "dit"),
                                                         ("base+convert (unavailable)", "base+convert")]
-    assert [value for _, value in studio.engine_choices(CONVERSION_ENGINES)] == ["tone-color", "ar"]
+    assert [value for _, value in studio.engine_choices(CONVERSION_ENGINES)] == ["tone-color", "distilled", "ar"]
     assert "converter" in studio.engine_note("tone-color") and "not trained yet" in studio.engine_note("base+convert")
     with pytest.raises(gr.Error, match="'base[+]convert' engine is unavailable here: not trained yet.*converter"):
         _speak(studio, engine="base+convert")
@@ -508,6 +511,8 @@ def test_unavailable_engines_are_listed_and_say_why(library, fake, tmp_path, shi
         _convert(studio, source_path, "Ada")
     with pytest.raises(gr.Error, match="'ar' engine is unavailable here: not trained yet"):
         _convert(studio, source_path, "Ada", engine="ar")
+    with pytest.raises(gr.Error, match="'distilled' engine is unavailable here: not trained yet.*flow_refiner_distilled"):
+        _convert(studio, source_path, "Ada", engine="distilled")
     with pytest.raises(gr.Error, match="'dit' engine is unavailable here: not trained yet.*dit"):
         _speak(studio, engine="dit")
     assert fake.calls == []

@@ -194,6 +194,34 @@ def test_convert_keeps_the_timing_and_takes_the_target_voice(tmp_path, monkeypat
     assert (tmp_path / "out.wav").stat().st_size > 1000
 
 
+def test_swap_timbre_runs_the_token_path_on_the_self_distilled_refiner(tmp_path, monkeypatch, engine, voices):
+    from tts import synthesis
+    from tts.cli import main
+    from tts.engines import DISTILLED_REFINER
+    from tts.synthesis import convert, swap_timbre
+
+    asked = []
+    monkeypatch.setattr(synthesis, "load_engine", lambda **names: asked.append(names) or engine)
+    source = voices[1].audio
+    swapped = swap_timbre(source, voices[0], seed=0, watermark=False)
+    assert asked == [{"refiner": DISTILLED_REFINER}]
+    same_models = convert(source, voices[0], engine="ar", seed=0, models=engine, watermark=False)
+    assert np.array_equal(swapped.samples, same_models.samples)  # the engines differ only by their refiner
+    source.save(tmp_path / "src.wav")
+    voices[0].save(tmp_path / "slt.voice")
+    assert main(["convert", str(tmp_path / "src.wav"), "--voice", str(tmp_path / "slt.voice"), "--engine",
+                 "distilled", "-o", str(tmp_path / "out.wav")]) == 0
+    assert asked[-1] == {"refiner": DISTILLED_REFINER}
+
+
+def test_the_distilled_engine_says_what_is_missing(shipped_root, voices):
+    from tts.errors import CheckpointError
+    from tts.synthesis import swap_timbre
+
+    with pytest.raises(CheckpointError, match="'distilled' engine is unavailable: not trained yet.*flow_refiner_distilled"):
+        swap_timbre(voices[1].audio, voices[0])
+
+
 def test_output_is_watermarked_unless_asked_not_to(engine, voices):
     """The mark is the fixed-depth filter on the same samples (detection on real speech: test_shipped_engine)."""
     from tts.watermark import embed_fixed

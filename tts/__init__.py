@@ -19,6 +19,7 @@ _LAZY = {
     "clone_voice": "tts.voice",
     "synthesize": "tts.synthesis",
     "convert": "tts.synthesis",
+    "swap_timbre": "tts.synthesis",
     "edit": "tts.dit.engine",
     "change_speed": "tts.dit.engine",
 }

@@ -104,14 +104,21 @@ _ENGINES_LOCK = threading.Lock()
 
 
 def load_engine(**checkpoints: str) -> ArEngine:
-    """The `ar` engine for these checkpoints (default: the shipped ones), loaded once per process and shared."""
+    """The `ar` engine for these checkpoints (default: the shipped ones), loaded once per process and shared.
+
+    With ``refiner=DISTILLED_REFINER`` (and the other parts shipped) it is the `distilled` timbre-swap engine's parts.
+    """
+    from tts.engines import DISTILLED_REFINER
+
     names = {**AR_CHECKPOINTS, **checkpoints}
-    if names == AR_CHECKPOINTS:
+    shipped = {AR_CHECKPOINTS["refiner"]: "ar", DISTILLED_REFINER: "distilled"}
+    if {**names, "refiner": AR_CHECKPOINTS["refiner"]} == AR_CHECKPOINTS and names["refiner"] in shipped:
         from tts.engines import engine_status
 
-        status = next(s for s in engine_status() if s.name == "ar")
+        engine = shipped[names["refiner"]]
+        status = next(s for s in engine_status() if s.name == engine)
         if not status.available:
-            raise CheckpointError(f"the 'ar' engine is unavailable: {status.reason}")
+            raise CheckpointError(f"the {engine!r} engine is unavailable: {status.reason}")
     key = tuple(sorted(names.items()))
     with _ENGINES_LOCK:
         if key not in _ENGINES:
@@ -264,7 +271,7 @@ def _verified_chunk(engine: ArEngine, prompt: VoicePrompt, text: str, units: lis
 
 
 SYNTHESIS_ENGINES = ("ar", "dit", "base+convert")
-CONVERSION_ENGINES = ("tone-color", "ar")
+CONVERSION_ENGINES = ("tone-color", "distilled", "ar")
 
 
 def plan_chunks(text: str, style: Style, *, tags: bool = True, max_chars: int = 250,
@@ -523,8 +530,10 @@ def convert(
     """`source` speech said again in `target`'s voice: same words, timing and intonation.
 
     Engines: ``"tone-color"`` (OpenVoice: only the timbre changes; `tts.tone_color`, `tau` its posterior
-    temperature) or ``"ar"`` (the source's speech tokens rendered by the flow refiner in the target's timbre,
-    `refiner_steps` and `cfg_strength` its sampling). `source` is an `Audio`, a path, or ``(samples, rate)``;
+    temperature), ``"distilled"`` (Seed-TTS timbre swap: the source's speech tokens rendered in the target's timbre
+    by the self-distilled flow refiner, which learned to take the timbre from the prompt and not from the tokens;
+    `refiner_steps` and `cfg_strength` its sampling; also `swap_timbre`) or ``"ar"`` (the same with the `ar`
+    engine's refiner, before self-distillation). `source` is an `Audio`, a path, or ``(samples, rate)``;
     `target` and `watermark` as `voice` and `watermark` in `synthesize`; `models` an engine's loaded parts.
     """
     if engine not in CONVERSION_ENGINES:
@@ -545,7 +554,12 @@ def convert(
         tone_parts = models if models is not None else load_tone_color_engine()
         audio = tone_parts.convert(source.resample(SAMPLE_RATE), voice, tau=tau, seed=seed)
         return _mark(audio) if watermark else audio
-    parts = models if models is not None else load_engine()
+    if models is not None:
+        parts = models
+    else:
+        from tts.engines import DISTILLED_REFINER
+
+        parts = load_engine(refiner=DISTILLED_REFINER) if engine == "distilled" else load_engine()
     tokenizer = parts.tokenizer
     if source.sample_rate != tokenizer.config.mel.sample_rate:
         source = source.resample(tokenizer.config.mel.sample_rate)
@@ -560,3 +574,10 @@ def convert(
                        cfg_strength=cfg_strength, seed=seed % 2**31)
         audio = parts.vocoder.decode(mel[0])
     return _mark(audio) if watermark else audio
+
+
+
+def swap_timbre(source: Audio | str | tuple, target: Voice | str | Audio | tuple, **options) -> Audio:
+    """`source` speech in `target`'s timbre through the self-distilled refiner: ``convert(..., engine="distilled")``
+    (Seed-TTS timbre swapping; `options` as `convert`'s: seed, refiner_steps, cfg_strength, models, watermark)."""
+    return convert(source, target, engine="distilled", **options)

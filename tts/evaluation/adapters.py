@@ -78,7 +78,7 @@ def resolve_engine(name: str) -> EngineFn:
         return base_speaker_engine(name[len(BASE_PREFIX) :])
     from tts.engines import engine_status
 
-    statuses = {status.name: status for status in engine_status()}
+    statuses = {status.name: status for status in engine_status("synthesis")}
     if name.startswith(BASE_CONVERT_PREFIX):
         from tts.data.voicebank import resolve_voice
         from tts.tone_color import base_convert_engine_fn

@@ -226,7 +226,7 @@ def studio_engine_skips(targets: dict[str, BenchTarget]) -> list[BenchResult]:
     from tts.engines import engine_status
 
     skips = []
-    for status in engine_status():
+    for status in engine_status("synthesis"):
         name = f"engine:{status.name}"
         if not status.available:
             skips.append(BenchResult(name, "engine", "studio engine", "skipped", status.reason))

@@ -60,14 +60,19 @@ _STAGE_HELP = {
     "conversion": "tokens of voice A + a prompt of voice B -> refiner -> vocoder (SIM to B and A, WER, F0 correlation)",
     "tone-color": "voice A's clip -> tone-color converter with voice B's tone color -> vocoder (SIM gain, WER, F0 correlation)",
     "edit": "held-out recordings edited by the dit engine: 1 and 3 words replaced, speed x0.7 and x1.3 (WER, SIM, kept samples)",
+    "distillation": "the conversion pairs through the refiner before and after self-distillation (SIM to B and A, WER, F0 correlation)",
 }
 
 
 def _register_eval_stage(subparsers) -> None:
-    """``timbre eval-stage {vocoder,reconstruction,conversion,tone-color,edit}`` (see `tts.evaluation.stages`)."""
+    """``timbre eval-stage {vocoder,reconstruction,conversion,tone-color,edit,distillation}`` (see
+    `tts.evaluation.stages`)."""
+    from tts.engines import DISTILLED_REFINER
+
     stage_parser = subparsers.add_parser(
         "eval-stage",
-        help="measure one trained stage (vocoder, reconstruction, conversion, tone-color, edit) against its done-criteria",
+        help="measure one trained stage (vocoder, reconstruction, conversion, tone-color, edit, distillation) against its "
+        "done-criteria",
         description="Score a trained stage on held-out voices and texts and judge it against its issue's done-criteria: "
         "report.json, report.md (criteria with PASS/FAIL, means, every item) and wavs in a run folder. Exit status 0 "
         "when every criterion passes, 1 otherwise.",
@@ -84,6 +89,12 @@ def _register_eval_stage(subparsers) -> None:
             parser.add_argument("--dit", default="dit", help="DiT folder or shipped name (default: dit)")
             parser.add_argument("--tokenizer", default="speech_tokenizer", help="aligner (speech tokenizer) folder or shipped name")
             options += ["dit", "tokenizer"]
+        elif stage == "distillation":
+            parser.add_argument("--tokenizer", default="speech_tokenizer", help="speech tokenizer folder or shipped name (default: speech_tokenizer)")
+            parser.add_argument("--before", default="flow_refiner", help="the refiner before self-distillation (default: flow_refiner)")
+            parser.add_argument("--refiner", default=DISTILLED_REFINER,
+                                help=f"the self-distilled refiner, folder or shipped name (default: {DISTILLED_REFINER})")
+            options += ["tokenizer", "before", "refiner"]
         elif stage != "vocoder":
             parser.add_argument("--tokenizer", default="speech_tokenizer", help="speech tokenizer folder or shipped name (default: speech_tokenizer)")
             parser.add_argument("--refiner", default="flow_refiner", help="flow refiner folder or shipped name (default: flow_refiner)")
@@ -173,6 +184,9 @@ def _run_eval_stage(args) -> int:
 
         report = stages.evaluate_editing(DitEngine(models["dit"], models["tokenizer"], models["vocoder"]), items,
                                          config, wav_dir, progress)
+    elif args.stage == "distillation":
+        report = stages.evaluate_distillation(models["tokenizer"], models["before"], models["refiner"], models["vocoder"],
+                                              items, config, wav_dir, progress)
     else:
         evaluate = stages.evaluate_reconstruction if args.stage == "reconstruction" else stages.evaluate_conversion
         report = evaluate(models["tokenizer"], models["refiner"], models["vocoder"], items, config, wav_dir, progress)
@@ -204,6 +218,8 @@ def _load_stage_models(args) -> dict:
 
         models["tokenizer"] = SpeechTokenizer.from_pretrained(args.tokenizer).float().eval()
         models["refiner"] = FlowRefiner.from_pretrained(args.refiner).float().eval()
+        if args.stage == "distillation":
+            models["before"] = FlowRefiner.from_pretrained(args.before).float().eval()
     return models
 
 

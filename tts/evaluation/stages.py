@@ -62,8 +62,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("vocoder", "reconstruction", "conversion", "tone-color", "edit")
-PAIRED_STAGES = ("conversion", "tone-color")
+STAGES = ("vocoder", "reconstruction", "conversion", "tone-color", "edit", "distillation")
+PAIRED_STAGES = ("conversion", "tone-color", "distillation")
 """Stages whose prompt is another speaker's voice."""
 
 FULL_BAND, NARROW_BAND, ALL = "24k", "16k", "all"
@@ -118,6 +118,10 @@ EDIT_REPLACEMENTS = ("garden", "yellow", "morning", "window", "silver", "river",
                      "winter", "doctor", "basket")
 """Words put in place of the held-out texts' words by the edit stage (common, easy to hear, none in the texts)."""
 TONE_COLOR_MIN_F0_CORRELATION = 0.8
+DISTILLATION_MIN_SIM_GAIN = 0.05
+"""SIM(output, target) after self-distillation minus before, on the same pairs (issue #11)."""
+DISTILLATION_MAX_WER_INCREASE = 0.01
+DISTILLATION_MIN_F0_CORRELATION = 0.8
 _TOLERANCE = 1e-9
 """Float slack on thresholds, so 0.13 - 0.11 counts as the 0.02 it is."""
 
@@ -299,7 +303,7 @@ class Criterion:
     name: str
     value: float | None
     comparison: str
-    """``">="`` or ``"<="``."""
+    """``">="``, ``"<="`` or ``"<"``."""
     threshold: float
 
     @property
@@ -309,6 +313,8 @@ class Criterion:
             return "N/A"
         if self.comparison == ">=":
             return "PASS" if self.value >= self.threshold - _TOLERANCE else "FAIL"
+        if self.comparison == "<":
+            return "PASS" if self.value < self.threshold else "FAIL"
         return "PASS" if self.value <= self.threshold + _TOLERANCE else "FAIL"
 
     @property
@@ -394,6 +400,23 @@ def edit_criteria(means: Means, group: str = ALL, wer_key: str = DEFAULT_WER_KEY
         criteria.append(Criterion(group, f"speed x{factor:g} WER - original WER",
                                   _minus(_mean(means, wer_key, subject), original_wer), "<=", SPEED_MAX_WER_INCREASE))
     return criteria
+
+
+def distillation_criteria(means: Means, group: str = ALL, wer_key: str = DEFAULT_WER_KEY,
+                          sim_key: str = DEFAULT_SIM_KEY) -> list[Criterion]:
+    """The self-distillation done-criteria (issue #11): the same pairs through the refiner before and after."""
+    return [
+        Criterion(group, "SIM(after, target B) minus SIM(before, B)",
+                  _minus(_mean(means, f"{sim_key}_to_prompt", "after"), _mean(means, f"{sim_key}_to_prompt", "before")),
+                  ">=", DISTILLATION_MIN_SIM_GAIN),
+        Criterion(group, "SIM(after, source A) minus SIM(before, A)",
+                  _minus(_mean(means, f"{sim_key}_to_source", "after"), _mean(means, f"{sim_key}_to_source", "before")),
+                  "<", 0.0),
+        Criterion(group, "WER, after minus before", _minus(_mean(means, wer_key, "after"), _mean(means, wer_key, "before")),
+                  "<=", DISTILLATION_MAX_WER_INCREASE),
+        Criterion(group, "F0-contour correlation of the output (after) with the source",
+                  _mean(means, "f0_correlation", "after"), ">=", DISTILLATION_MIN_F0_CORRELATION),
+    ]
 
 
 def tone_color_criteria(means: Means, group: str = ALL, wer_key: str = DEFAULT_WER_KEY,
@@ -619,13 +642,18 @@ def _evaluate_refiner(stage: str, tokenizer, refiner, vocoder, items: Sequence[S
     config = config.resolved()
     rules = reconstruction_criteria if stage == "reconstruction" else conversion_criteria
     render = lambda source, prompt: _resynthesize(tokenizer, refiner, vocoder, source, prompt, config)  # noqa: E731
-    return _evaluate_pairs(stage, render, rules, items, config, wav_dir, progress)
+    return _evaluate_pairs(stage, {"output": render}, rules, items, config, wav_dir, progress)
 
 
-def _evaluate_pairs(stage: str, render: Callable[[Audio, Audio], Audio], rules: Callable[..., list[Criterion]],
+Render = Callable[[Audio, Audio], Audio]
+"""``render(source, prompt) -> output`` of a stage with prompts."""
+
+
+def _evaluate_pairs(stage: str, renders: Mapping[str, Render], rules: Callable[..., list[Criterion]],
                     items: Sequence[StageItem], config: StageConfig, wav_dir: Path | None,
                     progress: Callable[[ItemResult], None] | None) -> "StageReport":
-    """Score ``render(source, prompt)`` on every item (a stage that has prompts) and judge it with `rules`."""
+    """Score each of `renders` (subject name -> ``render(source, prompt)``) on every item of a stage that has
+    prompts, and judge the means with `rules`."""
     source_name = "original" if stage == "reconstruction" else "source"
     to_prompt, sim_key = f"{config.sim_key}_to_prompt", config.sim_key
     started, results = time.time(), []
@@ -636,23 +664,24 @@ def _evaluate_pairs(stage: str, render: Callable[[Audio, Audio], Audio], rules: 
         source, prompt = item.source.audio, item.prompt.audio
         meter = _Meter(config, result)
         try:
-            output = _checked_output(render(source, prompt), "output")
+            outputs = {subject: _checked_output(render(source, prompt), subject) for subject, render in renders.items()}
         except Exception as error:  # noqa: BLE001 - one item failing must not lose the others
             logger.exception("%s: %s failed", item.item_id, stage)
             result.failure = f"{type(error).__name__}: {error}"
         else:
-            _save(wav_dir, item.item_id, {source_name: source, "prompt": prompt, "output": output})
+            _save(wav_dir, item.item_id, {source_name: source, "prompt": prompt, **outputs})
             meter.wer(source_name, source, item.source.text)
-            meter.wer("output", output, item.source.text)
             sim_start = meter.sim(to_prompt, source_name, source, prompt)
-            sim_prompt = meter.sim(to_prompt, "output", output, prompt)
-            sim_source = meter.sim(f"{sim_key}_to_{source_name}", "output", output, source)
             meter.dnsmos(source_name, source)
-            meter.dnsmos("output", output)
-            if stage in PAIRED_STAGES:
-                meter.put(f"{sim_key}_gap", "output", lambda: _gap(sim_prompt, sim_source))
-                meter.put(f"{sim_key}_gain", "output", lambda: _gap(sim_prompt, sim_start))
-                meter.put("f0_correlation", "output", lambda: _f0_correlation(source, output))
+            for subject, output in outputs.items():
+                meter.wer(subject, output, item.source.text)
+                sim_prompt = meter.sim(to_prompt, subject, output, prompt)
+                sim_source = meter.sim(f"{sim_key}_to_{source_name}", subject, output, source)
+                meter.dnsmos(subject, output)
+                if stage in PAIRED_STAGES:
+                    meter.put(f"{sim_key}_gap", subject, lambda: _gap(sim_prompt, sim_source))
+                    meter.put(f"{sim_key}_gain", subject, lambda: _gap(sim_prompt, sim_start))
+                    meter.put("f0_correlation", subject, lambda: _f0_correlation(source, output))
         results.append(result)
         if progress is not None:
             progress(result)
@@ -689,7 +718,22 @@ def evaluate_tone_color(engine, items: Sequence[StageItem], config: StageConfig 
     """Voice A's clip converted to voice B's tone color (`tts.tone_color.ToneColorEngine`, ``config.tau``): does
     it sound like B, more than A did, with A's words and melody?"""
     render = lambda source, prompt: engine.convert(source, prompt, tau=config.tau, seed=config.seed)  # noqa: E731
-    return _evaluate_pairs("tone-color", render, tone_color_criteria, items, config, wav_dir, progress)
+    return _evaluate_pairs("tone-color", {"output": render}, tone_color_criteria, items, config, wav_dir, progress)
+
+
+def evaluate_distillation(tokenizer, before, after, vocoder, items: Sequence[StageItem],
+                          config: StageConfig = StageConfig(), wav_dir: Path | None = None,
+                          progress: Callable[[ItemResult], None] | None = None) -> "StageReport":
+    """The conversion pairs (voice A's tokens, voice B's prompt) through the refiner `before` and `after`
+    self-distillation, same noise: does the distilled one take more of B's timbre and less of A's, with the
+    same words and melody? (Issue #11; `tts.refiner.distill`.)"""
+    for refiner in (before, after):
+        check_refiner_parts(tokenizer, refiner, vocoder)
+    config = config.resolved()
+    renders = {name: (lambda source, prompt, refiner=refiner: _resynthesize(tokenizer, refiner, vocoder, source, prompt,
+                                                                            config))
+               for name, refiner in (("before", before), ("after", after))}
+    return _evaluate_pairs("distillation", renders, distillation_criteria, items, config, wav_dir, progress)
 
 
 def edited_text(text: str, first: int, count: int, replacement_index: int) -> tuple[str, str, str]:

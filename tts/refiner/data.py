@@ -18,6 +18,8 @@ waveform augmentation (`tts.training.augment_waveform`): a random gain, backgrou
 low-pass (4-11 kHz, as from an 8-22 kHz recording), applied to the audio before the mel, so the refiner learns to
 give full-band output at a steady level from band-limited, noisy prompts. Prompt tokens stay those of the clean
 audio.
+With self-distillation pairs (`tts.refiner.distill`), a share of the targets get the tokens of their
+utterance as re-rendered in another voice, so the refiner learns to take the timbre from the prompt only.
 
 Shapes: ``B`` batch, ``M`` mel bands, ``F`` frames of an item, ``T`` target frames, ``P`` prompt frames,
 ``N``/``Np`` their tokens, ``U`` items.
@@ -31,7 +33,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -303,6 +305,9 @@ class BatchSampler:
         recipe: span lengths and augmentation.
         rng: the random generator (seed it per process).
         corpus: the corpus folder, to read audio for prompt augmentation (None: no augmentation).
+        alt_tokens: self-distillation tokens by item (`tts.refiner.distill.load_pairs`): with probability
+            `alt_probability` a target that has them is given those instead of its own (prompt unchanged).
+        alt_probability: the share of such targets.
     """
 
     def __init__(
@@ -312,8 +317,13 @@ class BatchSampler:
         recipe: BatchRecipe,
         rng: np.random.Generator,
         corpus: str | os.PathLike | None = None,
+        alt_tokens: Mapping[int, torch.Tensor] | None = None,
+        alt_probability: float = 0.0,
     ) -> None:
+        if not 0.0 <= alt_probability <= 1.0:
+            raise ValueError(f"alt_probability must be in [0, 1], got {alt_probability}")
         self.cache, self.recipe, self.rng = cache, recipe, rng
+        self.alt_tokens, self.alt_probability = alt_tokens or {}, alt_probability
         self.corpus = None if corpus is None else Path(corpus)
         step = cache.frames_per_token
         self.indices = [i for i in indices if cache.items[i].frames >= 2 * step]
@@ -352,9 +362,14 @@ class BatchSampler:
             prompt_span = self._span(self._tokens_floor(cache.items[source].frames), prompt_tokens_wanted)
             target_span = self._span(usable, target_tokens_wanted)
         prompt_mel = self._prompt_mel(source, prompt_span[0] * step, prompt_span[1] * step, augment)
+        alt = self.alt_tokens.get(index)
+        if alt is not None and self.rng.random() < self.alt_probability:  # drawn even at 0: streams stay comparable
+            tokens = alt[target_span[0] : target_span[1]]
+        else:
+            tokens = cache.tokens(index, *target_span)
         return _Example(
             target_mel=cache.mel(index, target_span[0] * step, target_span[1] * step),
-            tokens=cache.tokens(index, *target_span),
+            tokens=tokens,
             prompt_mel=prompt_mel,
             prompt_tokens=cache.tokens(source, *prompt_span),
         )

@@ -11,6 +11,11 @@
   the prompt's audio again for every pair (~20-50 ms of CPU each), which a GPU may wait for: there, threads make
   the batches ahead (`tts.training.data_workers`; ``TIMBRE_DATA_WORKERS``), and ``--no-prompt-augmentation``
   takes the cached mels instead. ``extract-tokens`` runs the tokenizer on the GPU when there is one.
+- Fine-tuning: ``--init-from NAME_OR_PATH`` starts from a trained refiner (its config and mel statistics too),
+  usually with a lower ``--learning-rate`` and short ``--warmup-steps``. ``--distill-pairs DIR`` adds Seed-TTS
+  self-distillation (`tts.refiner.distill`): for ``--distill-probability`` of the targets the tokens are those of
+  the utterance re-rendered in another voice, the prompt and target stay the speaker's own; the validation then
+  also reports ``distill_flow_loss`` (the validation pairs with those tokens).
 - Objective: rectified flow. ``x_t = (1 - t) x0 + t x1`` between noise ``x0`` and the normalised target mel ``x1``,
   the model predicts ``x1 - x0``; mean squared error over the real target frames only (never the prompt).
   ``t`` is uniform or logit-normal. Classifier-free guidance dropout per item: everything (tokens, prompt,
@@ -157,6 +162,16 @@ class TrainOptions:
     seed: int = 0
     prompt_augmentation: bool = True
     """Augment prompts from their audio (see `BatchSampler`); off: the cached mels, no audio decoding."""
+    init_from: str | None = None
+    """A trained refiner (name or folder) to fine-tune: its weights and config (mel statistics included)."""
+    distill_pairs: Path | None = None
+    """Self-distillation pairs (`tts.refiner.distill`) for the feature cache."""
+    distill_probability: float = 0.5
+    """Share of targets given their distillation tokens (when they have them)."""
+    learning_rate: float | None = None
+    """Peak learning rate (None: the preset's)."""
+    warmup_steps: int | None = None
+    """Warm-up steps (None: the preset's)."""
 
     @property
     def features_path(self) -> Path:
@@ -293,6 +308,28 @@ def load_tokenizer(name_or_path: str) -> DeviceTokenizer:
     return DeviceTokenizer(SpeechTokenizer.from_pretrained(name_or_path), device)
 
 
+def preset_for(options: TrainOptions) -> TrainConfig:
+    """The run's preset with its learning-rate and warm-up overrides."""
+    preset = PRESETS[options.config]
+    if options.learning_rate is not None:
+        preset = replace(preset, learning_rate=options.learning_rate)
+    if options.warmup_steps is not None:
+        preset = replace(preset, warmup_steps=options.warmup_steps)
+    return preset
+
+
+def initial_model(options: TrainOptions, preset: TrainConfig, cache: FeatureCache) -> FlowRefiner:
+    """A new refiner of the preset's shape, or the ``init_from`` refiner to fine-tune (checked against the cache)."""
+    if not options.init_from:
+        return FlowRefiner(model_config_for(preset, cache))
+    model = FlowRefiner.from_pretrained(options.init_from).float()
+    config = model.config
+    if (config.codebook_size, config.frames_per_token, config.mel) != (cache.codebook_size, cache.frames_per_token,
+                                                                       cache.mel_config):
+        raise TimbreError(f"--init-from {options.init_from}: trained on other tokens or mels than {cache.path}'s")
+    return model
+
+
 def model_config_for(preset: TrainConfig, cache: FeatureCache) -> FlowRefinerConfig:
     """The preset's model config with the tokenizer's constants and the corpus mel statistics."""
     return replace(
@@ -304,6 +341,23 @@ def model_config_for(preset: TrainConfig, cache: FeatureCache) -> FlowRefinerCon
         mel_mean=round(cache.mel_mean, 4),
         mel_std=round(cache.mel_std, 4),
     )
+
+
+def validation_sets(cache: FeatureCache, indices: Sequence[int], recipe: BatchRecipe, batch_size: int, seed: int,
+                    alt_tokens: dict[int, torch.Tensor] | None = None) -> dict[str, list[RefinerBatch]]:
+    """Fixed validation batches of the items `indices` by metric: ``flow_loss`` (their own tokens) and, for the
+    items with self-distillation tokens, ``distill_flow_loss`` (the same pairs given those tokens: how well the
+    refiner rebuilds the recording from another voice's rendering of it). Empty without items."""
+    sets = {}
+    alt = {i: alt_tokens[i] for i in indices if i in (alt_tokens or {})}
+    for name, share in (("flow_loss", 0.0), ("distill_flow_loss", 1.0)):
+        members = list(indices) if share == 0.0 else sorted(alt)
+        if members:  # same members, same seed: the same pairs, told apart only by their tokens
+            sampler = BatchSampler(cache, members, recipe, np.random.default_rng(seed), alt_tokens=alt,
+                                   alt_probability=share)
+            sets[name] = sampler.fixed_batches(count=max(1, len(members) // batch_size),
+                                               size=min(batch_size, len(members)), seed=seed)
+    return sets
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -319,7 +373,7 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
     if options.max_steps < 1 or options.batch_size < 1:
         raise TimbreError("--max-steps and --batch-size must be positive")
     budget = Budget(options.max_steps, options.max_minutes)
-    preset = PRESETS[options.config]
+    preset = preset_for(options)
     accelerator = Accelerator()
     configure_process(accelerator)
     out = Path(options.out)
@@ -330,10 +384,14 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
     cache = FeatureCache(features)
     train_idx, val_idx = split_validation(len(cache), options.validation_items, options.seed, 10,
                                           [item.voice_id for item in cache.items])
-    model_config = model_config_for(preset, cache)
+    alt_tokens = {}
+    if options.distill_pairs is not None:
+        from tts.refiner.distill import load_pairs
+
+        alt_tokens = load_pairs(options.distill_pairs, cache)
 
     torch.manual_seed(options.seed)
-    model = FlowRefiner(model_config)
+    model = initial_model(options, preset, cache)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=preset.learning_rate, betas=preset.betas, weight_decay=preset.weight_decay
     )
@@ -352,18 +410,19 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
         "mel mean / std": f"{cache.mel_mean:.4f} / {cache.mel_std:.4f}",
         "pairs": asdict(preset.batch),
     }
+    if options.init_from:
+        recipe["fine-tuned from"] = options.init_from
+    if alt_tokens:
+        recipe["self-distillation"] = {"pairs": str(Path(options.distill_pairs).resolve()), "utterances": len(alt_tokens),
+                                       "probability": options.distill_probability}
     prompt_audio = options.corpus if options.prompt_augmentation else None
     next_batch, close_batches = batch_source(
-        lambda rng: partial(BatchSampler(cache, train_idx, preset.batch, rng, corpus=prompt_audio).batch, options.batch_size),
+        lambda rng: partial(BatchSampler(cache, train_idx, preset.batch, rng, corpus=prompt_audio, alt_tokens=alt_tokens,
+                                         alt_probability=options.distill_probability).batch, options.batch_size),
         (options.seed, accelerator.process_index, progress.step), data_workers(accelerator),
     )
-    validation_batches = (
-        BatchSampler(cache, val_idx, preset.batch, np.random.default_rng(options.seed)).fixed_batches(
-            count=max(1, len(val_idx) // options.batch_size), size=min(options.batch_size, len(val_idx)), seed=options.seed
-        )
-        if val_idx and main
-        else []
-    )
+
+    validation_batches = validation_sets(cache, val_idx, preset.batch, options.batch_size, options.seed, alt_tokens) if main else {}
     generator = torch.Generator().manual_seed(options.seed * 1000 + accelerator.process_index + 7919 * progress.step)
     device = accelerator.device
     log = TrainLog(out / METRICS_FILE, main, on_log, accelerator.num_processes, per_second=("target_frames",))
@@ -374,8 +433,8 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
         save_state(accelerator, state_dir)
         if main:
             refiner = accelerator.unwrap_model(model)
-            loss = validation_loss(refiner, validation_batches) if validation_batches else None
-            validation = {"step": progress.step, "flow_loss": loss}
+            validation = {"step": progress.step, "flow_loss": None}
+            validation.update({name: validation_loss(refiner, batches) for name, batches in validation_batches.items()})
             export(refiner, out / EXPORT_DIR, options, recipe, progress, validation, log.last)
             append_metrics(out / METRICS_FILE, {"event": "validation", **validation})
         accelerator.wait_for_everyone()
@@ -411,7 +470,7 @@ def export(
     last: list[dict],
 ) -> Path:
     """Save the model in fp16 with a model card (config, data recipe, training, metrics)."""
-    preset = PRESETS[options.config]
+    preset = preset_for(options)
     config = model.config
     frame_ms = 1000 / config.mel.frame_rate
     card = {
@@ -465,6 +524,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-prompt-augmentation", dest="prompt_augmentation", action="store_false",
                         help="train on the cached prompt mels (no audio decoding per pair: faster, less robust)")
     parser.add_argument("--validation-items", type=int, default=TrainOptions.validation_items)
+    parser.add_argument("--init-from", metavar="NAME_OR_PATH", help="fine-tune this trained refiner (e.g. flow_refiner)")
+    parser.add_argument("--distill-pairs", type=Path, metavar="DIR",
+                        help="self-distillation pairs (python -m tts.refiner.distill) of the feature cache")
+    parser.add_argument("--distill-probability", type=float, default=TrainOptions.distill_probability,
+                        help="share of targets given their distillation tokens")
+    parser.add_argument("--learning-rate", type=float, help="peak learning rate (default: the preset's)")
+    parser.add_argument("--warmup-steps", type=int, help="warm-up steps (default: the preset's)")
     return parser
 
 
@@ -495,7 +561,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_steps=args.max_steps, max_minutes=args.max_minutes, batch_size=args.batch_size,
             prompt_augmentation=args.prompt_augmentation, save_every_minutes=args.save_every_minutes,
             save_every_steps=args.save_every_steps, log_every=args.log_every,
-            validation_items=args.validation_items, seed=args.seed,
+            validation_items=args.validation_items, seed=args.seed, init_from=args.init_from,
+            distill_pairs=args.distill_pairs, distill_probability=args.distill_probability,
+            learning_rate=args.learning_rate, warmup_steps=args.warmup_steps,
         )
         summary = train(options)
     except TimbreError as error:
