@@ -33,7 +33,7 @@ import argparse
 import json
 import logging
 import sys
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
@@ -62,6 +62,7 @@ from tts.training import (
     save_state,
     split_validation,
     train_steps,
+    with_overrides,
 )
 
 logger = logging.getLogger(__name__)
@@ -401,9 +402,7 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
 
 def preset_for(options: TrainOptions) -> TrainConfig:
     """The run's preset, with the options' overrides (learning rate, KL weight)."""
-    overrides = {key: value for key, value in (("learning_rate", options.learning_rate),
-                                               ("kl_weight", options.kl_weight)) if value is not None}
-    return replace(PRESETS[options.config], **overrides) if overrides else PRESETS[options.config]
+    return with_overrides(PRESETS[options.config], learning_rate=options.learning_rate, kl_weight=options.kl_weight)
 
 
 def export(converter: ToneColorConverter, folder: Path, options: TrainOptions, recipe: dict, progress: Progress,

@@ -26,7 +26,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -541,6 +541,13 @@ def batch_source(
         return maker(np.random.default_rng(list(seed))), lambda: None
     prefetcher = BatchPrefetcher([maker(np.random.default_rng([*seed, w])) for w in range(workers)])
     return prefetcher, prefetcher.close
+
+
+def with_overrides(preset: T, **overrides: Any) -> T:
+    """`preset` (a frozen dataclass) with the fields of `overrides` that are not None replaced: a run's options
+    (``--learning-rate``, ``--warmup-steps``, ...) over its recipe's preset."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    return replace(preset, **given) if given else preset
 
 
 def add_run_arguments(parser: Any, defaults: Any, save_every_steps: bool = True) -> None:

@@ -38,7 +38,7 @@ import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
@@ -51,11 +51,11 @@ from tts.checkpoints import config_to_dict
 from tts.device import select_device
 from tts.errors import AudioError, TimbreError
 from tts.training import (
-    add_run_arguments,
     Augmentation,
     Budget,
-    TrainLog,
     Progress,
+    TrainLog,
+    add_run_arguments,
     batch_source,
     configure_process,
     data_workers,
@@ -64,6 +64,7 @@ from tts.training import (
     save_due,
     save_state,
     split_validation,
+    with_overrides,
 )
 from vocoder.discriminators import (
     DiscriminatorConfig,
@@ -160,12 +161,7 @@ class TrainOptions:
         """The preset named by ``config`` with this run's overrides."""
         if self.config not in PRESETS:
             raise TimbreError(f"unknown config {self.config!r}; choose one of {', '.join(PRESETS)}")
-        preset = PRESETS[self.config]
-        if self.learning_rate is not None:
-            preset = replace(preset, learning_rate=self.learning_rate)
-        if self.warmup_steps is not None:
-            preset = replace(preset, warmup_steps=self.warmup_steps)
-        return preset
+        return with_overrides(PRESETS[self.config], learning_rate=self.learning_rate, warmup_steps=self.warmup_steps)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -57,6 +57,7 @@ from tts.training import (
     save_state,
     split_validation,
     train_steps,
+    with_overrides,
 )
 
 logger = logging.getLogger(__name__)
@@ -317,8 +318,7 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
 
 def preset_for(options: TrainOptions) -> TrainConfig:
     """The run's preset, with the options' overrides (learning rate)."""
-    preset = PRESETS[options.config]
-    return replace(preset, learning_rate=options.learning_rate) if options.learning_rate is not None else preset
+    return with_overrides(PRESETS[options.config], learning_rate=options.learning_rate)
 
 
 def export(model: DiT, folder: Path, options: TrainOptions, preset: TrainConfig, recipe: dict, progress: Progress,

@@ -73,6 +73,7 @@ from tts.training import (
     save_state,
     split_validation,
     train_steps,
+    with_overrides,
 )
 
 logger = logging.getLogger(__name__)
@@ -310,12 +311,8 @@ def load_tokenizer(name_or_path: str) -> DeviceTokenizer:
 
 def preset_for(options: TrainOptions) -> TrainConfig:
     """The run's preset with its learning-rate and warm-up overrides."""
-    preset = PRESETS[options.config]
-    if options.learning_rate is not None:
-        preset = replace(preset, learning_rate=options.learning_rate)
-    if options.warmup_steps is not None:
-        preset = replace(preset, warmup_steps=options.warmup_steps)
-    return preset
+    return with_overrides(PRESETS[options.config], learning_rate=options.learning_rate,
+                          warmup_steps=options.warmup_steps)
 
 
 def initial_model(options: TrainOptions, preset: TrainConfig, cache: FeatureCache) -> FlowRefiner:
