@@ -52,7 +52,7 @@ def pairs(models, tmp_path_factory):
     cache, recipe = models
     out = tmp_path_factory.mktemp("pairs") / "pairs"
     summary = make_pairs(cache.path, out, recipe, device="cpu")
-    assert summary == {"pairs": str(out), "items": 6, "shards": 1, "written": 1}
+    assert summary == {"pairs": str(out), "items": 6, "shards": 1, "written": 1, "complete": True}
     return out
 
 
@@ -83,6 +83,18 @@ def test_pairs_resume_reproduce_and_refuse_other_recipes(models, pairs):
         make_pairs(cache.path, pairs, replace(recipe, steps=3), device="cpu")
     assert main(["--features", str(cache.path), "--out", str(pairs), "--refiner", recipe.refiner, "--tokenizer",
                  recipe.tokenizer, "--vocoder", recipe.vocoder, "--steps", "3"]) == 2
+
+
+def test_a_time_budget_stops_between_shards_and_a_rerun_goes_on(models, tmp_path, monkeypatch):
+    from tts.refiner import distill
+
+    cache, recipe = models
+    monkeypatch.setattr(distill, "SHARD_ITEMS", 2)
+    first = make_pairs(cache.path, tmp_path / "pairs", recipe, device="cpu", max_minutes=0)
+    assert (first["shards"], first["written"], first["complete"]) == (3, 1, False)
+    assert len(load_pairs(tmp_path / "pairs", cache)) == 2
+    rest = make_pairs(cache.path, tmp_path / "pairs", recipe, device="cpu")
+    assert (rest["written"], rest["complete"]) == (2, True) and len(load_pairs(tmp_path / "pairs", cache)) == 6
 
 
 def test_pairs_of_another_cache_or_an_empty_folder_are_refused(models, pairs, tmp_path):

@@ -160,6 +160,29 @@ def test_dry_run_plans_budgets_that_add_up(corpus, tmp_path, capsys):
     assert not (runs / "train_all.json").exists()
 
 
+def test_self_distillation_takes_the_end_of_the_refiners_window(corpus, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert main(["--corpus", str(corpus), "--out", str(runs), "--minutes", "24", "--distill-share", "0.25",
+                 "--skip", "lm", "--skip", "dit", "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    headers = [line for line in lines if line.startswith("#")]
+    assert [h.split(":")[0] for h in headers] == ["# vocoder", "# converter", "# tokenizer", "# features", "# refiner",
+                                                  "# distill_pairs", "# distill"]
+    assert headers[-2].startswith("# distill_pairs: minute 17, after refiner, 3 min,")
+    assert headers[-1].startswith("# distill: minute 20, after distill_pairs, 3 min,")
+    refiner, pairs, distill = (shlex.split(lines[lines.index(h) + 1]) for h in headers[-3:])
+    assert refiner[refiner.index("--max-minutes") + 1] == "11"  # 24 - 1 for exports - 6 for the tokenizer - 6
+    assert pairs[2:] == ["tts.refiner.distill", "--features", str(runs / "features.safetensors"), "--out",
+                         str(runs / "distill_pairs"), "--refiner", str(runs / "refiner/export"), "--tokenizer",
+                         str(runs / "tokenizer/export"), "--max-minutes", "3"]
+    assert distill[distill.index("--init-from") + 1] == str(runs / "refiner/export")
+    assert distill[distill.index("--distill-pairs") + 1] == str(runs / "distill_pairs")
+    assert distill[distill.index("--out") + 1] == str(runs / "distill") and distill[-2:] == ["--max-minutes", "3"]
+    assert main(["--corpus", str(corpus), "--out", str(runs), "--minutes", "24", "--distill-share", "0.25",
+                 "--skip", "refiner", "--dry-run"]) == 2
+    assert "refiner stage is skipped" in capsys.readouterr().err
+
+
 def test_dit_warm_starts_only_when_asked(corpus, tmp_path, capsys):
     runs = tmp_path / "runs"
     assert main(["--corpus", str(corpus), "--out", str(runs), "--minutes", "24", "--dit-init-from", "flow_refiner",

@@ -24,6 +24,11 @@ depth, but the refiner trained here runs beside it, so its export is not final (
 starts: ``--dit-init-from NAME_OR_PATH`` (e.g. the shipped ``flow_refiner``, shaped like the ``small`` DiT, or a
 refiner exported by an earlier run) passes ``--init-from`` to the DiT recipe, only when asked.
 
+Self-distillation (``--distill-share S``, off by default): the refiner stops ``S`` of the window early; then
+``distill_pairs`` (``tts.refiner.distill`` with ``RUNS/refiner/export`` and the tokenizer, into
+``RUNS/distill_pairs``) makes pairs until the middle of that share, and ``distill`` (``tts.refiner.train
+--init-from RUNS/refiner/export --distill-pairs``, into ``RUNS/distill``) fine-tunes on them until ``W`` minus ``E``.
+
 A stage whose input failed is skipped; the others go on. ``RUNS/train_all.json`` records each stage's command,
 budget, threads, times, exit code and last metrics line (rewritten as stages start and end), and the command
 exits non-zero when any stage failed. CPU threads (``TIMBRE_THREADS``, ``OMP_NUM_THREADS``) are split among the
@@ -52,6 +57,10 @@ logger = logging.getLogger(__name__)
 
 TRAINERS = ("vocoder", "tokenizer", "refiner", "lm", "dit", "converter")
 """The stages ``--skip`` may name (skipping ``lm`` or ``dit`` skips its extraction too)."""
+DISTILL_STAGES = ("distill_pairs", "distill")
+"""Self-distillation after the refiner (``--distill-share``)."""
+DISTILL_ARGS = ("--learning-rate", "1e-4", "--warmup-steps", "100")
+"""The fine-tuning settings of the ``distill`` stage (docs/timbre-swap.md)."""
 REPORT_FILE = "train_all.json"
 FEATURES_FILE = "features.safetensors"
 UNITS_FILE = "lm_units.safetensors"
@@ -67,6 +76,7 @@ BATCH_OPTIONS = {
     "lm": ("tts.lm.train", "--batch-size"),
     "dit": ("tts.dit.train", "--batch-size"),
     "converter": ("converter.train", "--batch-size"),
+    "distill": ("tts.refiner.train", "--batch-size"),
 }
 WHOLE_WINDOW = ("vocoder", "converter")
 """Stages that need nothing and train for the whole window."""
@@ -94,6 +104,8 @@ class Plan:
     """The tokenizer to extract tokens and align with (default ``RUNS/tokenizer/export``)."""
     dit_init_from: str | None = None
     """Flow refiner (shipped name or folder) the DiT warm-starts from; None: from scratch."""
+    distill_share: float = 0.0
+    """Share of the window kept at its end for self-distillation of the refiner (0: none)."""
     cores: int = field(default_factory=lambda: os.cpu_count() or 1)
 
     def __post_init__(self) -> None:
@@ -108,6 +120,10 @@ class Plan:
             raise ValueError(f"cannot skip {sorted(unknown)}; choose from {', '.join(TRAINERS)}")
         if self.dit_init_from and "dit" in self.skip:
             raise ValueError("--dit-init-from is given but the dit stage is skipped")
+        if not 0 <= self.distill_share < 1:
+            raise ValueError("--distill-share must be at least 0 and less than 1")
+        if self.distill_share and "refiner" in self.skip:
+            raise ValueError("--distill-share is given but the refiner stage is skipped")
 
     def stages(self) -> list[str]:
         """The stages to run, in launch order."""
@@ -117,6 +133,8 @@ class Plan:
             stages.append("features")
         if "refiner" in wanted:
             stages.append("refiner")
+            if self.distill_share:
+                stages += list(DISTILL_STAGES)
         if "lm" in wanted:
             stages += ["lm_units", "lm"]
         if "dit" in wanted:
@@ -127,15 +145,22 @@ class Plan:
         """The stages whose success `stage` waits for."""
         present = set(self.stages())
         needs = {"features": ("tokenizer",), "refiner": ("features",), "lm_units": ("features",), "lm": ("lm_units",),
-                 "dit_align": ("features",), "dit": ("dit_align",)}
+                 "dit_align": ("features",), "dit": ("dit_align",), "distill_pairs": ("refiner",),
+                 "distill": ("distill_pairs",)}
         return tuple(name for name in needs.get(stage, ()) if name in present)
 
     def budget(self, stage: str, elapsed_minutes: float) -> float | None:
         """``--max-minutes`` of a training stage starting `elapsed_minutes` into the window (None: untimed)."""
+        end = self.minutes - self.export_minutes
+        distill = self.distill_share * self.minutes if "distill" in self.stages() else 0.0
         if stage == "tokenizer":
             minutes = self.tokenizer_share * self.minutes - elapsed_minutes
-        elif stage in (*WHOLE_WINDOW, *LATE):
-            minutes = self.minutes - self.export_minutes - elapsed_minutes
+        elif stage == "refiner":
+            minutes = end - distill - elapsed_minutes
+        elif stage == "distill_pairs":
+            minutes = end - distill / 2 - elapsed_minutes
+        elif stage in (*WHOLE_WINDOW, *LATE, "distill"):
+            minutes = end - elapsed_minutes
         else:
             return None
         return round(max(MIN_STAGE_MINUTES, minutes), 3)
@@ -153,6 +178,8 @@ class Plan:
             return max(1, each)
         if stage in ("tokenizer", "features"):
             return rest
+        if stage in DISTILL_STAGES:  # after the refiner, in its place
+            return max(1, rest // max(1, len(late)))
         return max(1, rest // max(1, len(late)))
 
     @property
@@ -196,6 +223,15 @@ class Plan:
             argv = [py, "-m", "tts.lm.train", "--corpus", corpus, "--features", str(paths["features"]),
                     "--units", str(paths["units"]), "--out", str(self.out / "lm"), "--config", self.configs["lm"],
                     *steps, *budget]
+        elif stage == "distill_pairs":
+            argv = [py, "-m", "tts.refiner.distill", "--features", str(paths["features"]),
+                    "--out", str(self.out / "distill_pairs"), "--refiner", str(self.out / "refiner" / "export"),
+                    "--tokenizer", str(paths["tokenizer_export"]), *budget]
+        elif stage == "distill":
+            argv = [py, "-m", "tts.refiner.train", "--corpus", corpus, "--features", str(paths["features"]),
+                    "--out", str(self.out / "distill"), "--config", self.configs["refiner"],
+                    "--init-from", str(self.out / "refiner" / "export"), "--distill-pairs",
+                    str(self.out / "distill_pairs"), *DISTILL_ARGS, *steps, *budget]
         elif stage == "dit_align":
             argv = [py, "-m", "tts.dit.train", "extract", "--features", str(paths["features"]),
                     "--aligner", str(paths["tokenizer_export"])]
@@ -213,9 +249,12 @@ class Plan:
         """Every stage with its planned start minute, budget, threads and command, assuming the tokenizer uses
         its whole share and the extractions take no time (what ``--dry-run`` prints)."""
         rows = []
+        distill, end = self.distill_share * self.minutes, self.minutes - self.export_minutes
         for stage in self.stages():
             start = 0.0 if stage in (*WHOLE_WINDOW, "tokenizer") or "tokenizer" not in self.stages() else (
                 self.tokenizer_share * self.minutes)
+            if stage in DISTILL_STAGES:
+                start = end - (distill if stage == "distill_pairs" else distill / 2)
             budget = self.budget(stage, start)
             rows.append({"stage": stage, "start_minute": round(start, 3), "max_minutes": budget,
                          "needs": list(self.needs(stage)), "threads": self.threads(stage),
@@ -322,7 +361,7 @@ def run(plan: Plan) -> dict:
         info.update(status="ok" if code == 0 else "failed", exit_code=code,
                     end_minute=round((time.monotonic() - start) / 60, 3),
                     seconds=round(time.monotonic() - entry.started, 1))
-        if name in TRAINERS:
+        if name in (*TRAINERS, "distill"):
             info["last_metrics"] = last_metrics(plan.out / name)
         (logger.info if code == 0 else logger.error)("%s %s (exit %d) after %.0f s; log: %s", name,
                                                      info["status"], code, info["seconds"], info["log"])
@@ -396,6 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dit-init-from", default=None, metavar="NAME_OR_PATH",
                         help="flow refiner the DiT warm-starts from, e.g. the shipped flow_refiner (default: none, from "
                              "scratch; the refiner trained alongside is not final when the DiT starts)")
+    parser.add_argument("--distill-share", type=float, default=Plan.distill_share, metavar="S",
+                        help="share of the window kept at its end for self-distilling the refiner (pairs, then "
+                             "fine-tuning; docs/timbre-swap.md); default 0: none")
     parser.add_argument("--dry-run", action="store_true", help="print the planned stages and commands, run nothing")
     return parser
 
@@ -408,7 +450,7 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         corpus=args.corpus, out=args.out, minutes=args.minutes, export_minutes=args.export_minutes,
         tokenizer_share=args.tokenizer_share, configs={name: getattr(args, f"{name}_config") for name in TRAINERS},
         skip=frozenset(args.skip), max_steps=args.max_steps, tokenizer_export=args.tokenizer_export,
-        dit_init_from=args.dit_init_from,
+        dit_init_from=args.dit_init_from, distill_share=args.distill_share,
         extra_args={name: shlex.split(getattr(args, f"{name}_args")) for name in TRAINERS if getattr(args, f"{name}_args")},
     )
     if args.gpu_batch_scale > 1:

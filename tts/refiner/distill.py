@@ -1,6 +1,6 @@
 """Self-distillation pairs for timbre swapping (Seed-TTS, section 3.3): the data step of the distilled refiner.
 
-    python -m tts.refiner.distill --features FEATURES.safetensors --out runs/distill/pairs [--limit 1500]
+    python -m tts.refiner.distill --features FEATURES.safetensors --out runs/distill/pairs [--limit 1500] [--max-minutes 30]
     python -m tts.refiner.train --corpus CORPUS --features FEATURES.safetensors --out runs/distill/run \\
         --init-from flow_refiner --distill-pairs runs/distill/pairs --learning-rate 1e-4 --warmup-steps 100
 
@@ -33,6 +33,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -167,8 +168,10 @@ def make_pairs(
     limit: int | None = None,
     device: str = "auto",
     progress: Callable[[int, int], None] | None = None,
+    max_minutes: float | None = None,
 ) -> dict:
-    """Write (or complete) the pairs folder `out` for the feature cache `features`; returns a summary.
+    """Write (or complete) the pairs folder `out` for the feature cache `features`; returns a summary (``complete``
+    False when `max_minutes` ran out first: no shard is started after that, and a rerun goes on).
 
     Raises:
         TimbreError: a folder made with another recipe, models that do not fit the cache, or fewer than two voices.
@@ -185,9 +188,10 @@ def make_pairs(
     order = _order(len(cache), recipe.seed)[: limit or None]
     shards = [order[i : i + SHARD_ITEMS] for i in range(0, len(order), SHARD_ITEMS)]
     todo = [n for n in range(len(shards)) if not _shard_path(out, n).is_file()]
-    summary = {"pairs": str(out), "items": len(order), "shards": len(shards), "written": 0}
+    summary = {"pairs": str(out), "items": len(order), "shards": len(shards), "written": 0, "complete": not todo}
     if not todo:
         return summary
+    deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
     renderer = _Renderer(cache, recipe, select_device(device))
     done = sum(len(s) for n, s in enumerate(shards) if n not in todo)
     for number in todo:
@@ -209,6 +213,9 @@ def make_pairs(
         done += len(shards[number])
         if progress is not None:
             progress(done, len(order))
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+    summary["complete"] = summary["written"] == len(todo)
     return summary
 
 
@@ -267,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cfg-strength", type=float, default=defaults.cfg_strength)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--limit", type=int, help="only this many utterances (a seeded random subset)")
+    parser.add_argument("--max-minutes", type=float, help="start no shard after this many minutes (rerun to go on)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     return parser
 
@@ -282,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.info("pairs: %d / %d utterances", done, total)
 
     try:
-        summary = make_pairs(args.features, args.out, recipe, args.limit, args.device, progress)
+        summary = make_pairs(args.features, args.out, recipe, args.limit, args.device, progress, args.max_minutes)
     except TimbreError as error:
         print(f"tts.refiner.distill: error: {error}", file=sys.stderr)
         return 2
