@@ -59,8 +59,9 @@ TRAINERS = ("vocoder", "tokenizer", "refiner", "lm", "dit", "converter")
 """The stages ``--skip`` may name (skipping ``lm`` or ``dit`` skips its extraction too)."""
 DISTILL_STAGES = ("distill_pairs", "distill")
 """Self-distillation after the refiner (``--distill-share``)."""
-DISTILL_ARGS = ("--learning-rate", "1e-4", "--warmup-steps", "100")
-"""The fine-tuning settings of the ``distill`` stage (docs/timbre-swap.md)."""
+DISTILL_ARGS = ("--learning-rate", "3e-5", "--warmup-steps", "50")
+"""The fine-tuning settings of the ``distill`` stage: from the refiner's end point, at about its final learning
+rate (1e-4 made the refiner worse before it helped: docs/benchmarks.md)."""
 REPORT_FILE = "train_all.json"
 FEATURES_FILE = "features.safetensors"
 UNITS_FILE = "lm_units.safetensors"

@@ -4,6 +4,7 @@
     timbre eval-stage reconstruction --tokenizer PATH --refiner PATH --vocoder PATH
     timbre eval-stage conversion --tokenizer PATH --refiner PATH --vocoder PATH
     timbre eval-stage tone-color --converter PATH --vocoder PATH --tau 0.3
+    timbre eval-stage distillation --before flow_refiner --refiner PATH --limit 24
 
 * ``vocoder`` (copy synthesis): clip -> studio log-mel -> vocoder, beside Griffin-Lim (32 iterations) from the same
   mel and the original clip: PESQ-wb and STOI against the original, DNSMOS OVRL, Whisper WER, and SIM to the
@@ -15,6 +16,9 @@
 * ``tone-color`` (the OpenVoice converter, `tts.tone_color`): the same pairs as ``conversion``, the source clip
   converted to the prompt's tone color: SIM to B against the source's own SIM to B, WER against the source's,
   F0-contour correlation with the source (style and prosody must survive).
+* ``distillation`` (self-distilled timbre swapping, `tts.refiner.distill`): the ``conversion`` pairs through the
+  refiner before (``--before``) and after self-distillation (``--refiner``), same noise: SIM to B up, SIM to A
+  down, WER and F0-contour correlation kept.
 
 Every clip is a held-out voice (`HELDOUT_VOICES`, ``flite:slt``, held-out pseudo-speakers) reading held-out texts
 (`heldout_texts`, `heldout_prompt_texts`), so no training recipe saw either. Clips are rendered once by the base
