@@ -115,6 +115,12 @@ def test_pairs_of_another_cache_or_an_empty_folder_are_refused(models, pairs, tm
         load_pairs(other, cache)
     with pytest.raises(TimbreError, match="not a pairs folder"):
         load_pairs(tmp_path / "missing", cache)
+    save_file(tensors, str(other / "pairs-00000.safetensors"), metadata={**meta, "version": "0"})
+    with pytest.raises(TimbreError, match="not a version-1 timbre-distill-pairs file; delete it and run"):
+        load_pairs(other, cache)
+    (other / "pairs-00000.safetensors").write_bytes(b"\x00" * 40)  # a shard cut short by a full disk
+    with pytest.raises(TimbreError, match="unreadable .*delete it and run"):
+        load_pairs(other, cache)
 
 
 def test_sampler_gives_a_share_of_targets_their_distillation_tokens(models, pairs):

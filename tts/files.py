@@ -42,6 +42,28 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def read_tensor_file(path: str | os.PathLike, file_format: str, version: int, remedy: str) -> tuple[dict, dict]:
+    """``(tensors, metadata)`` of one of the studio's safetensors data files (LM units, DiT alignments,
+    distillation pairs), read whole; a missing or unreadable file, or one of another format or version, is refused
+    with a `TimbreError` that ends with `remedy` (what to run to make it again)."""
+    from safetensors import SafetensorError, safe_open
+
+    from tts.errors import TimbreError
+
+    path = Path(path)
+    if not path.is_file():
+        raise TimbreError(f"{path}: missing; {remedy}")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = dict(handle.metadata() or {})
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except (SafetensorError, OSError) as error:
+        raise TimbreError(f"{path}: unreadable ({error}); {remedy}") from error
+    if metadata.get("format") != file_format or metadata.get("version") != str(version):
+        raise TimbreError(f"{path}: not a version-{version} {file_format} file; {remedy}")
+    return tensors, metadata
+
+
 def cache_root() -> Path:
     """The studio's cache folder: ``$TIMBRE_CACHE`` or ``~/.cache/timbre`` (test sets, corpora, models' assets)."""
     configured = os.environ.get("TIMBRE_CACHE")

@@ -38,7 +38,7 @@ import torch
 
 from tts.audio import load_audio
 from tts.errors import AudioError, TextError, TimbreError
-from tts.files import atomic_write_bytes
+from tts.files import atomic_write_bytes, read_tensor_file
 from tts.refiner.data import FeatureCache
 
 logger = logging.getLogger(__name__)
@@ -119,21 +119,10 @@ class AlignedCorpus:
     """
 
     def __init__(self, features: str | os.PathLike, alignments: str | os.PathLike) -> None:
-        from safetensors import SafetensorError
-        from safetensors.torch import safe_open
-
         self.cache = FeatureCache(features)
         path = Path(alignments)
-        if not path.is_file():
-            raise TimbreError(f"{path}: no alignments; write them with `python -m tts.dit.train extract`")
-        try:
-            with safe_open(str(path), framework="pt") as handle:
-                meta = handle.metadata() or {}
-                tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-        except (SafetensorError, OSError) as error:
-            raise TimbreError(f"{path}: not an alignment file ({error})") from error
-        if meta.get("format") != ALIGNMENT_FORMAT or meta.get("version") != str(ALIGNMENT_VERSION):
-            raise TimbreError(f"{path}: not a version-{ALIGNMENT_VERSION} DiT alignment file; extract it again")
+        tensors, meta = read_tensor_file(path, ALIGNMENT_FORMAT, ALIGNMENT_VERSION,
+                                         "write the alignments with `python -m tts.dit.train extract`")
         names = json.loads(meta["items"])
         if names != [item.file_name for item in self.cache.items]:
             raise TimbreError(f"{path} was written for another feature cache than {features}; extract it again")

@@ -30,7 +30,7 @@ import torch
 
 from tts.data.corpus import read_metadata
 from tts.errors import TextError, TimbreError
-from tts.files import atomic_write_bytes
+from tts.files import atomic_write_bytes, read_tensor_file
 from tts.lm.stream import Utterance, build_stream, text_units, unit_start_times, unit_token_counts
 from tts.refiner.data import FeatureCache
 
@@ -131,13 +131,7 @@ class UnitItem:
 
 def read_units(path: str | os.PathLike) -> tuple[list[UnitItem], dict]:
     """The items of a unit file and its metadata; refuses other files and versions."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
-        meta = handle.metadata() or {}
-        if meta.get("format") != UNITS_FORMAT or meta.get("version") != str(UNITS_VERSION):
-            raise TimbreError(f"{path} is not a version-{UNITS_VERSION} LM unit file; run `extract-units` again")
-        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    tensors, meta = read_tensor_file(path, UNITS_FORMAT, UNITS_VERSION, "run `extract-units` again")
     styles, voices = json.loads(meta["styles"]), json.loads(meta["voices"])
     offsets = np.concatenate(([0], np.cumsum(tensors["unit_lengths"].numpy())))
     units, counts = tensors["units"].tolist(), tensors["counts"].tolist()

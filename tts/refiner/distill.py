@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from tts.errors import TimbreError
-from tts.files import atomic_write_bytes, atomic_write_text
+from tts.files import atomic_write_bytes, atomic_write_text, read_tensor_file
 from tts.refiner.data import FeatureCache
 
 logger = logging.getLogger(__name__)
@@ -225,8 +225,6 @@ def load_pairs(folder: str | Path, cache: FeatureCache) -> dict[int, torch.Tenso
     Raises:
         TimbreError: not a pairs folder, pairs of another tokenizer, or utterances that are not the cache's.
     """
-    from safetensors import SafetensorError, safe_open
-
     folder = Path(folder)
     try:
         recipe = json.loads((folder / RECIPE_FILE).read_text())
@@ -238,14 +236,8 @@ def load_pairs(folder: str | Path, cache: FeatureCache) -> dict[int, torch.Tenso
         raise TimbreError(f"{folder}: pairs of tokenizer {recipe['tokenizer']!r}, the features are of {cache.tokenizer!r}")
     pairs: dict[int, torch.Tensor] = {}
     for path in sorted(folder.glob("pairs-*.safetensors")):
-        try:
-            with safe_open(str(path), framework="pt") as handle:
-                meta = handle.metadata() or {}
-                tensors = {name: handle.get_tensor(name) for name in handle.keys()}
-        except (SafetensorError, OSError) as error:
-            raise TimbreError(f"{path}: unreadable shard ({error}); delete it and run the pairs step again") from error
-        if meta.get("format") != PAIRS_FORMAT:
-            raise TimbreError(f"{path}: not a distillation shard")
+        tensors, meta = read_tensor_file(path, PAIRS_FORMAT, PAIRS_VERSION,
+                                         "delete it and run `python -m tts.refiner.distill` again")
         names = json.loads(meta["file_names"])
         offsets = np.concatenate(([0], np.cumsum(tensors["token_lengths"].numpy()))).tolist()
         for k, (index, name) in enumerate(zip(tensors["items"].tolist(), names)):
