@@ -45,7 +45,7 @@ def test_ready_engine_without_an_adapter_and_with_one(monkeypatch):
     from tts.engines import EngineStatus
     from tts.evaluation import adapters
 
-    monkeypatch.setattr("tts.engines.engine_status", lambda: [EngineStatus("ar", True, "ready")])
+    monkeypatch.setattr("tts.engines.engine_status", lambda kind=None: [EngineStatus("ar", True, "ready")])
     monkeypatch.setattr(adapters, "_adapters", {})
     monkeypatch.setattr(adapters, "ENGINE_BUILDERS", {})
     with pytest.raises(TimbreError, match="no evaluation adapter"):
