@@ -152,7 +152,7 @@ def test_harness_runs_base_convert_with_a_chosen_base(engine, voices, monkeypatc
     from tts.evaluation.adapters import ENGINE_BUILDERS, resolve_engine
 
     assert ENGINE_BUILDERS["base+convert"] == "tts.tone_color:base_convert_engine_fn"
-    monkeypatch.setattr(engines, "engine_status", lambda: [engines.EngineStatus("base+convert", True, "")])
+    monkeypatch.setattr(engines, "engine_status", lambda kind=None: [engines.EngineStatus("base+convert", True, "")])
     monkeypatch.setattr(tone_color, "load_tone_color_engine", lambda **_: engine)
     engine_fn = resolve_engine("base+convert:flite:rms")
     out = engine_fn("Good morning.", voices[0].audio, voices[0].transcript)
