@@ -419,7 +419,8 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
         (options.seed, accelerator.process_index, progress.step), data_workers(accelerator),
     )
 
-    validation_batches = validation_sets(cache, val_idx, preset.batch, options.batch_size, options.seed, alt_tokens) if main else {}
+    validation_batches = (validation_sets(cache, val_idx, preset.batch, options.batch_size, options.seed, alt_tokens)
+                          if main else {})
     generator = torch.Generator().manual_seed(options.seed * 1000 + accelerator.process_index + 7919 * progress.step)
     device = accelerator.device
     log = TrainLog(out / METRICS_FILE, main, on_log, accelerator.num_processes, per_second=("target_frames",))
