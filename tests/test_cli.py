@@ -33,6 +33,16 @@ def test_doctor_reports_installed_tools(capsys):
         assert line.startswith("ok"), line
 
 
+
+def test_doctor_says_why_an_engine_cannot_run(shipped_root, capsys):
+    assert main(["doctor"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for engine in ("ar", "dit", "base+convert", "distilled"):
+        line = next(l for l in lines if f" engine {engine} " in l)
+        assert line.startswith("MISSING") and "not trained yet" in line, line
+    assert "flow_refiner_distilled" in next(l for l in lines if " engine distilled " in l)
+
+
 def test_console_script_runs():
     out = subprocess.run([sys.executable, "-m", "tts.cli", "--version"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and __version__ in out.stdout

@@ -82,6 +82,13 @@ def _checkpoints() -> list[Check]:
     return checks
 
 
+def _engines() -> list[Check]:
+    """Each engine (`tts.engines`): ready, or why not."""
+    from tts.engines import engine_status
+
+    return [Check(f"engine {status.name}", status.available, status.reason) for status in engine_status()]
+
+
 def run_checks() -> list[Check]:
     """Every check of the doctor, in report order."""
     checks = [
@@ -103,6 +110,7 @@ def run_checks() -> list[Check]:
     checks.append(_whisper_model())
     checks.extend(_base_speakers())
     checks.extend(_checkpoints())
+    checks.extend(_engines())
     return checks
 
 
