@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.test_shipped_engine import PROMPT, SENTENCES, held_out_prompt
+from tests.test_shipped_engine import PROMPT, held_out_prompt, held_out_sentence_wers
 from tts.engines import engine_status
 
 pytestmark = [
@@ -35,17 +35,8 @@ def shipped():
 
 
 def test_held_out_voice_says_held_out_sentences(shipped):
-    from tts.evaluation.asr import transcribe
-    from tts.evaluation.wer import wer
-    from tts.synthesis import synthesize
-
     engine, voice, _ = shipped
-    errors = []
-    for index, text in enumerate(SENTENCES):
-        audio = synthesize(text, voice, engine="dit", seed=index, models=engine)
-        words = len(text.split())
-        assert 0.15 * words < audio.duration < 0.8 * words, f"{audio.duration:.2f} s for {words} words"
-        errors.append(wer(text, transcribe(audio)))
+    errors = held_out_sentence_wers(voice, engine="dit", models=engine)
     assert float(np.mean(errors)) <= GATE_MEAN_WER, errors
 
 

@@ -29,6 +29,22 @@ GATE_MAX_WER = 0.6
 GATE_VOCODER_SIM = 0.88
 
 
+def held_out_sentence_wers(voice, **options) -> list[float]:
+    """WER of each of `SENTENCES` said by `synthesize` (seeded by its index, `options` passed on) in `voice`, each
+    asserted to take about the time its words need."""
+    from tts.evaluation.asr import transcribe
+    from tts.evaluation.wer import wer
+    from tts.synthesis import synthesize
+
+    errors = []
+    for index, text in enumerate(SENTENCES):
+        audio = synthesize(text, voice, seed=index, **options)
+        words = len(text.split())
+        assert 0.15 * words < audio.duration < 0.8 * words, f"{audio.duration:.2f} s for {words} words"
+        errors.append(wer(text, transcribe(audio)))
+    return errors
+
+
 def held_out_prompt():
     """``(voice, reference clip)`` of `PROMPT`; skips the test where flite is not installed."""
     from tts.data.speakers import speaker_status, synthesize_voice_id
@@ -49,17 +65,8 @@ def shipped():
 
 
 def test_held_out_voice_says_held_out_sentences(shipped):
-    from tts.evaluation.asr import transcribe
-    from tts.evaluation.wer import wer
-    from tts.synthesis import synthesize
-
     engine, voice, _ = shipped
-    errors = []
-    for index, text in enumerate(SENTENCES):
-        audio = synthesize(text, voice, seed=index, models=engine)
-        words = len(text.split())
-        assert 0.15 * words < audio.duration < 0.8 * words, f"{audio.duration:.2f} s for {words} words"
-        errors.append(wer(text, transcribe(audio)))
+    errors = held_out_sentence_wers(voice, models=engine)
     assert max(errors) <= GATE_MAX_WER, errors
     assert float(np.mean(errors)) <= GATE_MEAN_WER, errors
 
