@@ -75,6 +75,11 @@ class PairRecipe:
     seed: int = 0
 
 
+def _same_tokenizer(a: str, b: str) -> bool:
+    """Whether two tokenizer references name the same checkpoint (a shipped name or a folder ending in it)."""
+    return Path(a).name == Path(b).name
+
+
 def _order(count: int, seed: int) -> list[int]:
     return np.random.default_rng(seed).permutation(count).tolist()
 
@@ -182,7 +187,7 @@ def make_pairs(
 
     features, out = Path(features), Path(out)
     cache = FeatureCache(features)
-    if cache.tokenizer != recipe.tokenizer and Path(cache.tokenizer).name != Path(recipe.tokenizer).name:
+    if not _same_tokenizer(cache.tokenizer, recipe.tokenizer):
         raise TimbreError(f"{features} holds tokens of {cache.tokenizer!r}; pass --tokenizer {cache.tokenizer}")
     _check_recipe(out, recipe, features)
     order = _order(len(cache), recipe.seed)[: limit or None]
@@ -232,7 +237,7 @@ def load_pairs(folder: str | Path, cache: FeatureCache) -> dict[int, torch.Tenso
         raise TimbreError(f"{folder}: not a pairs folder ({error}); make one with `python -m tts.refiner.distill`") from error
     if recipe.get("format") != PAIRS_FORMAT or recipe.get("version") != PAIRS_VERSION:
         raise TimbreError(f"{folder}: not version-{PAIRS_VERSION} distillation pairs; make them again")
-    if Path(recipe["tokenizer"]).name != Path(cache.tokenizer).name:
+    if not _same_tokenizer(recipe["tokenizer"], cache.tokenizer):
         raise TimbreError(f"{folder}: pairs of tokenizer {recipe['tokenizer']!r}, the features are of {cache.tokenizer!r}")
     pairs: dict[int, torch.Tensor] = {}
     for path in sorted(folder.glob("pairs-*.safetensors")):
