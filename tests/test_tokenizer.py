@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from tts.audio import STUDIO_MEL, Audio, log_mel
+from tts.audio import STUDIO_MEL, Audio, log_mel, warp_mel_bands
 from tts.checkpoints import config_from_dict, config_to_dict
 from tts.errors import CheckpointError
 from tts.text import PHONEME_TABLE
 from tts.text.phonemes import PhonemeTable
 from tts.tokenizer.model import FiniteScalarQuantizer, SpeechTokenizer, SpeechTokenizerConfig
 from tts.tokenizer.train import PRESETS
-from tts.training import Augmentation, augment_waveform
+from tts.training import Augmentation, augment_waveform, band_warp_factors, change_speed
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -185,6 +185,61 @@ def test_waveform_augmentation_changes_level_and_bandwidth(tone):
     above = torch.arange(STUDIO_MEL.n_mels) >= 70  # bands well above 4 kHz
     assert limited[above].mean() < full[above].mean() - 4
     assert (limited[:40] - full[:40]).abs().mean() < 0.1
+
+
+def _peak_hz(samples: np.ndarray) -> float:
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    return float(np.fft.rfftfreq(len(samples), 1 / 24_000)[np.argmax(spectrum)])
+
+
+def test_speed_change_shortens_the_clip_and_raises_its_pitch(tone):
+    faster = change_speed(tone.samples, 1.1)
+    assert abs(len(faster) - len(tone.samples) / 1.1) <= 2
+    assert _peak_hz(faster) == pytest.approx(220 * 1.1, abs=2)
+    assert _peak_hz(change_speed(tone.samples, 0.9)) == pytest.approx(220 * 0.9, abs=2)
+    always = Augmentation(gain_db=(0.0, 0.0), noise_probability=0.0, lowpass_probability=0.0,
+                          speed_probability=1.0, speed_range=(0.9, 0.9))
+    assert len(augment_waveform(tone.samples, always, np.random.default_rng(0))) == pytest.approx(24_000 / 0.9, abs=2)
+
+
+def test_voice_augmentation_off_draws_nothing_from_the_generator(tone):
+    # Recipes that leave speed and band warps off (vocoder, refiner prompts) keep their random streams as before.
+    plain = Augmentation(noise_probability=0.0, lowpass_probability=0.0)
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    augment_waveform(tone.samples, plain, a)
+    assert band_warp_factors(4, plain, a) == [None] * 4
+    b.uniform(*plain.gain_db), b.random(), b.random()
+    assert a.random() == b.random()
+
+
+def test_mel_band_warp_moves_a_formant_and_keeps_time():
+    t = np.arange(24_000) / 24_000
+    mel = log_mel((0.3 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32))
+    centroid = lambda m: float((m.exp().mean(-1) * torch.arange(m.shape[0])).sum() / m.exp().mean(-1).sum())  # noqa: E731
+    reference = log_mel((0.3 * np.sin(2 * np.pi * 1150 * t)).astype(np.float32))
+    warped = warp_mel_bands(mel, 1.15)
+    assert warped.shape == mel.shape
+    assert abs(centroid(warped) - centroid(reference)) < 0.3 < centroid(reference) - centroid(mel)
+    assert centroid(warp_mel_bands(mel, 0.87)) < centroid(mel) - 0.5
+    assert torch.allclose(warp_mel_bands(mel, 1.0), mel, atol=1e-5)
+    batch = torch.stack([mel, reference])
+    assert torch.allclose(warp_mel_bands(batch, 1.15)[1], warp_mel_bands(reference, 1.15))
+    with pytest.raises(ValueError, match="positive"):
+        warp_mel_bands(mel, 0.0)
+
+
+def test_training_batch_applies_speed_and_band_warps(tone):
+    from tts.tokenizer.train import CorpusData, _float, make_batch
+
+    waves = [(tone.samples * 32767).astype(np.int16)] * 2
+    data = CorpusData(waves, [[30], [31]], [0, 1], ["a.wav", "b.wav"], ["x", "y"])
+    voice = Augmentation(gain_db=(0.0, 0.0), noise_probability=0.0, lowpass_probability=0.0, speed_probability=1.0,
+                         speed_range=(1.12, 1.12), band_warp_probability=1.0, band_warp_range=(1.1, 1.1))
+    batch = make_batch(data, [0, 1], STUDIO_MEL, voice, np.random.default_rng(0))
+    expected = STUDIO_MEL.num_frames(round(24_000 / 1.12))
+    assert batch["mel_lengths"].tolist() == [expected, expected]
+    faster = log_mel(change_speed(_float(waves[0]), 1.12))
+    assert torch.allclose(batch["mel"][0, :, :expected], warp_mel_bands(faster, 1.1), atol=1e-3)
 
 
 def test_training_batch_pads_and_counts_frames(tone):

@@ -12,7 +12,14 @@ from tts.audio import SAMPLE_RATE, Audio
 from tts.checkpoints import read_model_card_data
 from tts.cli import main as timbre
 from tts.data.corpus import METADATA_NAME, CorpusItem
-from tts.tokenizer.metrics import codebook_usage, greedy_ctc_decode, phoneme_error_rate, probe_accuracy
+from tts.tokenizer.metrics import (
+    codebook_usage,
+    greedy_ctc_decode,
+    heldout_phoneme_error_rates,
+    heldout_summary,
+    phoneme_error_rate,
+    probe_accuracy,
+)
 from tts.tokenizer.model import SpeechTokenizer
 from tts.tokenizer.train import PRESETS, TrainOptions, train
 
@@ -46,10 +53,14 @@ def corpus(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_three_steps_then_resume(corpus, tmp_path):
+def test_three_steps_then_resume(corpus, tmp_path, monkeypatch):
+    import tts.tokenizer.train as recipe
+
+    one_voice = lambda model, clips_per_voice: heldout_phoneme_error_rates(model, ["flite:awb"], clips_per_voice)  # noqa: E731
+    monkeypatch.setattr(recipe, "heldout_phoneme_error_rates", one_voice)  # the real measurement, on one voice
     out = tmp_path / "run"
     options = TrainOptions(corpus=corpus, out=out, config="tiny", max_steps=3, batch_frames=400, log_every=1,
-                           validation_items=1, probe_items=4)
+                           validation_items=1, probe_items=4, heldout_clips=1)
     first = train(options)
     assert first["steps"] == 3 and first["start_step"] == 0
     assert np.isfinite(first["losses"]["ctc"]) and {"speaker_ce", "alignment_ctc", "fsq_range"} <= set(first["losses"])
@@ -59,6 +70,9 @@ def test_three_steps_then_resume(corpus, tmp_path):
     card = read_model_card_data(out / "export")
     assert card["Training"]["steps"] == 3
     assert "phoneme_error_rate" in card["Held-out metrics"]
+    unseen = card["Held-out metrics"]
+    assert list(json.loads(unseen["heldout_per_by_voice"])) == ["flite:awb"]
+    assert unseen["heldout_voices_per"] == unseen["heldout_synthesizers_per"] > 0.5  # three steps: no phonemes yet
     assert json.loads(card["Data recipe"]["voices"]) == ["flite:rms", "flite:slt"]
 
     second = train(TrainOptions(**{**options.__dict__, "max_steps": 5}))
@@ -66,6 +80,29 @@ def test_three_steps_then_resume(corpus, tmp_path):
     logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [e["step"] for e in logged if "event" not in e] == [1, 2, 3, 4, 5]
     assert read_model_card_data(out / "export")["Training"]["steps"] == 5
+
+
+@pytest.mark.slow
+def test_fine_tuning_starts_from_a_trained_tokenizer(corpus, tmp_path):
+    from tts.tokenizer.train import initial_tokenizer
+
+    base = tmp_path / "base"
+    train(TrainOptions(corpus=corpus, out=base, config="tiny", max_steps=2, batch_frames=400, validation_items=1,
+                       probe_items=4, heldout_clips=0))
+    start = initial_tokenizer(str(base / "export"), PRESETS["tiny"].model)
+    trained = SpeechTokenizer.from_pretrained(base / "export").float()
+    assert all(torch.equal(a, b) for a, b in zip(start.state_dict().values(), trained.state_dict().values()))
+    assert not torch.equal(next(iter(initial_tokenizer(None, PRESETS["tiny"].model).state_dict().values())),
+                           next(iter(trained.state_dict().values())))
+    with pytest.raises(ValueError, match="model config differs"):
+        initial_tokenizer(str(base / "export"), PRESETS["mini"].model)
+    tuned = train(TrainOptions(corpus=corpus, out=tmp_path / "tuned", config="tiny", max_steps=1, batch_frames=400,
+                               validation_items=1, probe_items=4, heldout_clips=0, init_from=str(base / "export"),
+                               learning_rate=1e-4, warmup_steps=1))
+    assert tuned["steps"] == 1
+    card = read_model_card_data(tmp_path / "tuned" / "export")
+    assert card["Data recipe"]["initialized from"] == str(base / "export")
+    assert json.loads(card["Training config"])["learning_rate"] == 1e-4
 
 
 def test_a_run_with_another_config_is_refused(corpus, tmp_path):
@@ -84,6 +121,29 @@ def test_greedy_decoding_and_phoneme_error_rate():
     assert greedy_ctc_decode(logits, length=3) == [2]
     assert phoneme_error_rate([[2, 2, 3]], [[2, 2, 3]]) == 0.0
     assert phoneme_error_rate([[1, 2, 3, 4], [5]], [[1, 3, 4], [6]]) == pytest.approx(2 / 5)
+
+
+def test_heldout_summary_groups_synthesizers_and_pseudo_speakers():
+    summary = heldout_summary({"flite:awb": 0.4, "piper:joe": 0.6, "pk0150": 0.2})
+    assert summary == pytest.approx({"heldout_voices_per": 0.4, "heldout_synthesizers_per": 0.5,
+                                     "heldout_pseudo_speakers_per": 0.2})
+    assert set(heldout_summary({"pw0009": 0.3})) == {"heldout_voices_per", "heldout_pseudo_speakers_per"}
+
+
+def test_heldout_measurement_refuses_training_voices():
+    from tts.errors import TimbreError
+
+    with pytest.raises(TimbreError, match="training voice"):
+        heldout_phoneme_error_rates(SpeechTokenizer(PRESETS["tiny"].model), ["flite:rms"], 1)
+
+
+def test_heldout_command_prints_every_voice(capsys):
+    from tts.tokenizer.metrics import main
+
+    assert main(["--voices", "flite:awb", "--clips", "1", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert list(printed["per_by_voice"]) == ["flite:awb"]
+    assert 0 <= printed["heldout_voices_per"] < 0.8  # the shipped tokenizer reads an unseen voice's phonemes
 
 
 def test_codebook_usage():

@@ -79,7 +79,7 @@ def test_tokenizer_stops_at_its_deadline_annealed_and_exported(corpus, tmp_path,
     out = tmp_path / "tokenizer"
     summary = train(TrainOptions(
         corpus=corpus, out=out, config="tiny", max_steps=10**6, max_minutes=BUDGET_MINUTES, batch_frames=400,
-        log_every=10**6, save_every_minutes=60, validation_items=1, probe_items=4,
+        log_every=10**6, save_every_minutes=60, validation_items=1, probe_items=4, heldout_clips=0,
     ))
     assert 1 <= summary["steps"] < 10**6
     records = _logged(out)
@@ -231,7 +231,7 @@ def test_trains_the_stack_within_the_window(corpus, tmp_path):
         "--corpus", str(corpus), "--out", str(runs), "--minutes", "0.5", "--export-minutes", "0.05", "--skip", "lm",
         "--vocoder-config", "tiny", "--tokenizer-config", "tiny", "--refiner-config", "tiny",
         "--vocoder-args", "--segment-seconds 0.25 --batch-size 2 --validation-files 1 --log-every 5",
-        "--tokenizer-args", "--batch-frames 400 --validation-items 1 --log-every 5",
+        "--tokenizer-args", "--batch-frames 400 --validation-items 1 --log-every 5 --heldout-clips 0",
         "--refiner-args", "--batch-size 2 --validation-items 1 --log-every 5",
         "--dit-config", "tiny", "--dit-args", "--batch-size 2 --validation-items 1 --log-every 5",
         "--converter-config", "tiny", "--converter-args", "--batch-size 2 --validation-items 0 --log-every 5",

@@ -377,6 +377,32 @@ def mel_filterbank(config: MelConfig = STUDIO_MEL) -> torch.Tensor:
     return torch.from_numpy(filters.T.astype(np.float32))
 
 
+def warp_mel_bands(mel: torch.Tensor, factor: float, config: MelConfig = STUDIO_MEL) -> torch.Tensor:
+    """`mel` ``(..., M, F)`` with its frequency axis scaled by `factor`: what ``factor`` times the vocal-tract
+    resonances would give (vocal tract length perturbation: above 1 a shorter tract, formants move up).
+
+    Band ``m`` takes the log-energy the input had at ``f_m / factor`` (linear interpolation between bands on
+    the mel scale); bands whose source lies beyond the top band repeat the top band. The pitch harmonics move
+    with the formants, as they do in VTLP on filterbanks; the time axis is untouched.
+    """
+    if factor <= 0:
+        raise ValueError(f"warp factor must be positive, got {factor}")
+    f_max = config.f_max if config.f_max is not None else config.sample_rate / 2
+    low, high = _hz_to_mel_htk(np.array(config.f_min)), _hz_to_mel_htk(np.array(f_max))
+    centers = _mel_to_hz_htk(np.linspace(low, high, config.n_mels + 2)[1:-1])
+    step = (high - low) / (config.n_mels + 1)
+    source = (_hz_to_mel_htk(centers / factor) - low) / step - 1.0  # fractional band index of each source
+    source = np.clip(source, 0.0, config.n_mels - 1.0)
+    below = np.floor(source).astype(np.int64)
+    above = np.minimum(below + 1, config.n_mels - 1)
+    weight = torch.as_tensor(source - below, dtype=mel.dtype, device=mel.device)[:, None]
+    index_below = torch.as_tensor(below, device=mel.device)
+    index_above = torch.as_tensor(above, device=mel.device)
+    lower = mel.index_select(-2, index_below)
+    upper = mel.index_select(-2, index_above)
+    return lower + (upper - lower) * weight
+
+
 def log_mel(samples: torch.Tensor | np.ndarray, config: MelConfig = STUDIO_MEL) -> torch.Tensor:
     """THE studio log-mel: ``(T,)`` -> ``(M, F)`` or ``(B, T)`` -> ``(B, M, F)``, with F = T // hop + 1.
 

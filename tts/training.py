@@ -55,6 +55,14 @@ class Augmentation:
     noise_snr_db: tuple[float, float] = (30.0, 50.0)
     lowpass_probability: float = 0.3
     lowpass_hz: tuple[float, float] = (4000.0, 11000.0)
+    speed_probability: float = 0.0
+    """How often the clip is played faster or slower (`change_speed`): pitch, formants and tempo move together."""
+    speed_range: tuple[float, float] = (0.88, 1.14)
+    band_warp_probability: float = 0.0
+    """How often the mel's frequency axis is scaled (`tts.audio.warp_mel_bands`), by a factor in
+    `band_warp_range`: the formants of a longer or shorter vocal tract at the same pitch contour. Applied by
+    the recipe to the mel, after `augment_waveform`."""
+    band_warp_range: tuple[float, float] = (0.86, 1.16)
 
 
 def lowpass(samples: np.ndarray, cutoff_hz: float) -> np.ndarray:
@@ -67,8 +75,16 @@ def lowpass(samples: np.ndarray, cutoff_hz: float) -> np.ndarray:
     return out
 
 
+def change_speed(samples: np.ndarray, factor: float) -> np.ndarray:
+    """`samples` at 24 kHz played `factor` times faster (shorter by that factor, pitch and formants up by it)."""
+    return resample(samples, int(round(SAMPLE_RATE * factor)), SAMPLE_RATE)
+
+
 def augment_waveform(samples: np.ndarray, augmentation: Augmentation, rng: np.random.Generator) -> np.ndarray:
-    """A random gain, and sometimes stationary noise and a low-pass (the audio as if recorded at 8-22 kHz)."""
+    """Sometimes a speed change, then a random gain, and sometimes stationary noise and a low-pass (the audio as
+    if recorded at 8-22 kHz)."""
+    if augmentation.speed_probability > 0 and rng.random() < augmentation.speed_probability:
+        samples = change_speed(samples, rng.uniform(*augmentation.speed_range))
     out = samples * np.float32(10 ** (rng.uniform(*augmentation.gain_db) / 20))
     if rng.random() < augmentation.noise_probability:
         rms = float(np.sqrt(np.mean(out**2))) if len(out) else 0.0
@@ -78,6 +94,14 @@ def augment_waveform(samples: np.ndarray, augmentation: Augmentation, rng: np.ra
     if rng.random() < augmentation.lowpass_probability:
         out = lowpass(out, rng.uniform(*augmentation.lowpass_hz))
     return np.clip(out, -1.0, 1.0).astype(np.float32)
+
+
+def band_warp_factors(count: int, augmentation: Augmentation, rng: np.random.Generator) -> list[float | None]:
+    """For each of `count` clips, a `tts.audio.warp_mel_bands` factor, or None where its mel stays as it is."""
+    if augmentation.band_warp_probability <= 0:
+        return [None] * count
+    return [float(rng.uniform(*augmentation.band_warp_range)) if rng.random() < augmentation.band_warp_probability
+            else None for _ in range(count)]
 
 
 def learning_rate(config: ScheduleConfig, step: int, max_steps: int, time_fraction: float = 0.0) -> float:

@@ -203,3 +203,91 @@ def evaluate_tokenizer(
         codebook_used_fraction=usage["used_fraction"],
         **leakage,
     )
+
+
+HELDOUT_CLIPS_PER_VOICE = 4
+
+
+@torch.no_grad()
+def heldout_phoneme_error_rates(model: SpeechTokenizer, voices: Sequence[str] | None = None,
+                                clips_per_voice: int = HELDOUT_CLIPS_PER_VOICE) -> dict[str, float]:
+    """PER from the tokens of voices no training recipe may use, reading held-out texts: voice spec -> PER.
+
+    The voices default to the refiner stages' (`tts.evaluation.stages.STAGE_VOICES`: other synthesizers, pseudo-
+    speakers made from them, and reserved pseudo-speakers of the training synthesizers); voice ``v`` reads
+    held-out texts ``v * clips_per_voice`` onwards. Clips are rendered once and cached (`heldout_clip`).
+    This is the number that says whether tokens carry words for voices the tokenizer never heard: the
+    validation PER of a training run is measured on other utterances of its training voices.
+    """
+    from tts.audio import log_mel
+    from tts.evaluation.stages import STAGE_VOICES, heldout_clip
+    from tts.evaluation.testsets import heldout_texts
+    from tts.text import phonemize
+    from tts.tokenizer.align import ctc_targets
+
+    voices = tuple(voices or STAGE_VOICES)
+    texts = heldout_texts()
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    rates = {}
+    try:
+        for v, spec in enumerate(voices):
+            references, hypotheses = [], []
+            for k in range(clips_per_voice):
+                text = texts[(v * clips_per_voice + k) % len(texts)]
+                audio = heldout_clip(spec, text).audio.resample(model.config.mel.sample_rate)
+                mel = log_mel(audio.samples, model.config.mel)[None].to(device)
+                tokens, lengths = model.encode(mel)
+                hypotheses.append(greedy_ctc_decode(model.ctc_logits_from_tokens(tokens, lengths)[0]))
+                references.append(ctc_targets(phonemize(text)))
+            rates[spec] = phoneme_error_rate(references, hypotheses)
+    finally:
+        model.train(was_training)
+    return rates
+
+
+def heldout_summary(rates: dict[str, float]) -> dict[str, float]:
+    """Means of `heldout_phoneme_error_rates` for the model card: over all voices, over the other
+    synthesizers' own voices (``engine:voice``), and over pseudo-speakers (``pk…``/``pw…``)."""
+    own = [rate for spec, rate in rates.items() if ":" in spec]
+    pseudo = [rate for spec, rate in rates.items() if ":" not in spec]
+    summary = {"heldout_voices_per": float(np.mean(list(rates.values())))}
+    if own:
+        summary["heldout_synthesizers_per"] = float(np.mean(own))
+    if pseudo:
+        summary["heldout_pseudo_speakers_per"] = float(np.mean(pseudo))
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m tts.tokenizer.metrics [--checkpoint NAME_OR_PATH] [--voices A,B] [--clips N] [--json]``:
+    PER from tokens on held-out voices, per voice and summarized."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m tts.tokenizer.metrics",
+                                     description="Phoneme error rate from a speech tokenizer's tokens on held-out voices.")
+    parser.add_argument("--checkpoint", default="speech_tokenizer", help="tokenizer folder or shipped name")
+    parser.add_argument("--voices", help="comma-separated held-out voice specs (default: the refiner stages' voices)")
+    parser.add_argument("--clips", type=int, default=HELDOUT_CLIPS_PER_VOICE, help="held-out texts per voice")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    args = parser.parse_args(argv)
+    model = SpeechTokenizer.from_pretrained(args.checkpoint).float()
+    voices = [v.strip() for v in args.voices.split(",") if v.strip()] if args.voices else None
+    rates = heldout_phoneme_error_rates(model, voices, args.clips)
+    summary = heldout_summary(rates)
+    if args.json:
+        print(json.dumps({"per_by_voice": rates, **summary}, indent=2))
+        return 0
+    for spec, rate in rates.items():
+        print(f"{spec:34s} {rate:.3f}")
+    for key, value in summary.items():
+        print(f"{key:34s} {value:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
