@@ -9,9 +9,11 @@ from tts.layers import (
     AdaLayerNormZero,
     AdaLayerNormZeroFinal,
     Attention,
+    BandedMask,
     ConvNeXtV2Block,
     ConvPositionEmbedding,
     FeedForward,
+    GrowingKVCache,
     KVCache,
     RotaryEmbedding,
     TimestepEmbedding,
@@ -100,6 +102,48 @@ def test_kv_cache_incremental_equals_full_causal(qk_norm):
     assert torch.allclose(torch.cat(pieces, dim=1), full, atol=1e-5)
     # Not causal: the first frame would see the future, so the outputs differ.
     assert not torch.allclose(attention(x, rope=rope.for_length(9))[:, 0], full[:, 0], atol=1e-4)
+
+
+def test_growing_kv_cache_equals_concatenation_and_keeps_its_start_untouched():
+    torch.manual_seed(0)
+    start = torch.randn(2, 3, 4, 8), torch.randn(2, 3, 4, 8)
+    kept = start[0].clone()
+    growing, plain = GrowingKVCache(*start, capacity=6), KVCache()
+    plain.update(*start)
+    buffer = growing._keys
+    for size in (1, 1, 5, 2, 9):
+        piece = torch.randn(2, 3, size, 8), torch.randn(2, 3, size, 8)
+        key, value = growing.update(*piece)
+        expected = plain.update(*piece)
+        assert torch.equal(key, expected[0]) and torch.equal(value, expected[1])
+        if len(growing) <= 6:
+            assert growing._keys is buffer  # within capacity nothing is reallocated
+    assert len(growing) == 22 and torch.equal(start[0], kept)
+
+
+@pytest.mark.parametrize("band", [1, 4, 7, 64])
+def test_banded_mask_attention_equals_the_masked_attention(band):
+    torch.manual_seed(1)
+    attention = Attention(32, heads=2, dim_head=16).eval()
+    x = torch.randn(4, 23, 32)
+    # Chunk-causal over 9 cached "prompt" keys and these 23 frames; rows 2-3 never see the prompt, row 1 has padding.
+    structure = torch.cat((torch.ones(23, 9, dtype=torch.bool), chunk_causal_mask(23, 5)), dim=1)
+    mask = structure[None].repeat(4, 1, 1)
+    mask[2:, :, :9] = False
+    mask[1, :, 30:] = False
+    mask[1, 21:, 30:] = torch.eye(2, dtype=torch.bool)  # every query keeps a key
+    cache_key, cache_value = torch.randn(4, 2, 9, 16), torch.randn(4, 2, 9, 16)
+
+    def run(attn_mask):
+        cache = KVCache()
+        cache.update(cache_key, cache_value)
+        return attention(x, attn_mask=attn_mask, kv_cache=cache)
+
+    banded = BandedMask(mask, band=band)
+    assert len(banded.pieces) > 1
+    torch.testing.assert_close(run(banded), run(mask), atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="does not fit"):
+        BandedMask(mask[:, :-1], band=band).attend(torch.randn(4, 2, 23, 16), cache_key, cache_value)
 
 
 def test_chunk_mask_hides_frames_beyond_the_lookahead():

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from functools import partial
 from types import SimpleNamespace
 
 import pytest
 import torch
 
 from tts.lm.generate import SamplingOptions, generate_speech_tokens, iter_speech_tokens
-from tts.lm.model import SpeechTokenLM, SpeechTokenLMConfig
+from tts.checkpoints import list_shipped
+from tts.lm.model import CachedForwardDecoder, SpeechTokenDecoder, SpeechTokenLM, SpeechTokenLMConfig
 from tts.lm.stream import (
     Utterance,
     build_stream,
@@ -18,7 +20,7 @@ from tts.lm.stream import (
     unit_token_counts,
     zero_length_units,
 )
-from tts.text import PHONEME_TABLE, Word
+from tts.text import PHONEME_TABLE, Word, prepare_text
 
 TINY = SpeechTokenLMConfig(codebook_size=16, dim=32, layers=2, heads=2, kv_heads=1, ff_dim=64, max_positions=1024,
                            max_tokens_per_unit=4, max_tokens_per_pause=6)
@@ -104,6 +106,103 @@ def test_kv_cache_decoding_equals_uncached_decoding():
         cache = output.past_key_values
         steps.append(output.logits[0, -1])
     torch.testing.assert_close(torch.stack(steps), full[7:], atol=1e-4, rtol=1e-4)
+
+
+def speaking_model(seed: int) -> SpeechTokenLM:
+    """A tiny random LM that says a few tokens per unit: its output rows for text ids are zero and its speech rows
+    large, so moving on competes with speaking (a fresh model would move on at once and say nothing)."""
+    model = tiny_model(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0.0, 0.3)
+        head = model.transformer.lm_head.weight
+        head[: TINY.phoneme_table_size] = 0.0
+        head[TINY.speech_offset :].normal_(0.0, 2.0)
+    return model
+
+
+def test_fast_decoder_equals_the_transformers_forward():
+    model = speaking_model(4)
+    ids = torch.randint(0, TINY.vocab_size, (1, 30))
+    full = model(ids).logits[0]
+    for decoder in (model.decoder(capacity=8), model.decoder(reference=True)):  # the fast one outgrows its buffers
+        steps = [decoder(ids[0, :10])]
+        steps += [decoder(ids[0, position : position + 1]) for position in range(10, 24)]
+        steps.append(decoder(ids[0, 24:30]))  # several ids at once after the cache (forced units)
+        torch.testing.assert_close(torch.stack(steps), full[[*range(9, 24), 29]], atol=1e-5, rtol=1e-5)
+    assert isinstance(model.decoder(), SpeechTokenDecoder)
+
+
+def test_a_subclass_that_changes_forward_is_decoded_through_it():
+    class Biased(SpeechTokenLM):
+        def forward(self, *args, **kwargs):
+            output = super().forward(*args, **kwargs)
+            output.logits[..., 0] += 100.0
+            return output
+
+    torch.manual_seed(0)
+    model = Biased(TINY).eval()
+    assert isinstance(model.decoder(), CachedForwardDecoder)
+    assert int(model.decoder()([1, 2, 3]).argmax()) == 0
+
+
+def reference_and_fast_tokens(model: SpeechTokenLM, units, prompt, options: SamplingOptions, seed: int):
+    """`generate_speech_tokens` through `SpeechTokenDecoder` and through `forward` with the transformers cache."""
+    fast = generate_speech_tokens(model, units, prompt, options=options, generator=torch.Generator().manual_seed(seed))
+    model.decoder = partial(SpeechTokenLM.decoder, model, reference=True)
+    try:
+        reference = generate_speech_tokens(model, units, prompt, options=options,
+                                           generator=torch.Generator().manual_seed(seed))
+    finally:
+        del model.decoder
+    return fast, reference
+
+
+@pytest.mark.parametrize("options", [SamplingOptions(temperature=0), SamplingOptions()], ids=["greedy", "sampled"])
+def test_fast_decoding_gives_the_reference_tokens(options):
+    model = speaking_model(5)
+    units = text_units(WORDS) * 3
+    prompt = Utterance(tuple(units[:5]), (1, 2, 0, 3, 1), (3, 1, 4, 1, 5, 9, 2))
+    for seed in (0, 1):
+        fast, reference = reference_and_fast_tokens(model, units, prompt, options, seed)
+        assert fast == reference
+        assert len(fast.tokens) > len(units)  # it spoke, and moved on by itself (not only at the caps)
+        assert any(0 < count < TINY.max_tokens_per_unit for count in fast.counts)
+
+
+def test_generation_feeds_the_decoder_the_whole_stream_in_order():
+    """Forced units wait for the next id that needs logits and are fed with it: nothing is dropped or reordered."""
+    model = speaking_model(6)
+    units = text_units(WORDS) * 2
+    fed: list[int] = []
+
+    def recording_decoder(capacity: int = 0):
+        decoder = SpeechTokenLM.decoder(model, capacity)
+
+        def decode(ids):
+            fed.extend(int(i) for i in ids)
+            return decoder(ids)
+
+        return decode
+
+    model.decoder = recording_decoder
+    steps = list(iter_speech_tokens(model, units, generator=torch.Generator().manual_seed(0)))
+    prefix, _ = build_stream(TINY, "neutral", 0.0, Utterance(tuple(units)), None, end=False)
+    stream = prefix + [units[s.unit] if s.code is None else TINY.speech_offset + s.code for s in steps]
+    assert fed == stream[: len(fed)] and len(fed) >= len(stream) - 3
+    assert sum(s.code is not None for s in steps) >= len(units) // 2  # it spoke; WORDS has a stress mark to force
+
+
+@pytest.mark.skipif("token_lm" not in list_shipped(), reason="the shipped token LM is not in checkpoints/")
+@pytest.mark.parametrize("options", [SamplingOptions(temperature=0), SamplingOptions()], ids=["greedy", "sampled"])
+def test_fast_decoding_gives_the_reference_tokens_with_the_shipped_lm(options):
+    model = SpeechTokenLM.from_pretrained("token_lm").float().eval()
+    units = text_units(list(prepare_text("The kettle clicked off.").words))
+    prompt_units = text_units(list(prepare_text("Call Stella.").words))
+    counts = tuple(index % 3 for index in range(len(prompt_units)))
+    prompt = Utterance(tuple(prompt_units), counts, tuple((7 * index) % model.config.codebook_size for index in range(sum(counts))))
+    fast, reference = reference_and_fast_tokens(model, units, prompt, options, seed=3)
+    assert fast == reference and len(fast.tokens) > len(units)
 
 
 def test_forced_decoding_places_every_unit_once_and_respects_caps():

@@ -111,6 +111,11 @@ def test_attention_mask_structure():
     assert not dropped[:2, 2:4].any() and not dropped[4:9, 9:].any()  # real frames never see padding...
     assert dropped.diagonal().all()  # ...and every row sees itself, so none is empty (padding: only itself)
     assert dropped[2].nonzero().flatten().tolist() == [0, 1, 2]
+    # A sampler's rows alone are those rows of the whole mask.
+    for first_row in (0, 3, 4, 7, 12):
+        rows = refiner_attention_mask(4, 8, 3, torch.tensor([4, 2]), torch.tensor([8, 5]), torch.tensor([False, True]),
+                                      first_row=first_row)
+        assert torch.equal(rows, mask[:, first_row:])
 
 
 def test_no_target_frame_sees_beyond_its_chunk_and_lookahead():
@@ -171,6 +176,21 @@ def test_sampler_velocity_is_the_training_forward():
         u = model(noise, torch.zeros(1), data["tokens"], data["prompt_mel"], data["prompt_tokens"],
                   drop_tokens=yes, drop_prompt=yes, drop_speaker=yes)
     assert torch.allclose(guided, model.denormalize_mel(noise + v + 2.0 * (v - u)), atol=1e-4)
+
+
+def test_guided_sampler_velocity_is_the_training_forward_over_many_attention_bands():
+    """Over 150 frames the sampler's attention runs in several query bands and skips the keys the mask hides (later
+    chunks; the prompt, for the unconditional rows): still the training forward's velocities."""
+    model = random_model()
+    data = inputs(tokens=50, prompt_frames=13)
+    guided = generate(model, **data, steps=1, cfg_strength=2.0, seed=5, sway_sampling_coef=None)
+    noise = frame_noise(5, 1, MELS, 0, 150, TINY.chunk_size)
+    yes = torch.tensor([True])
+    with torch.no_grad():
+        v = model(noise, torch.zeros(1), data["tokens"], data["prompt_mel"], data["prompt_tokens"])
+        u = model(noise, torch.zeros(1), data["tokens"], data["prompt_mel"], data["prompt_tokens"],
+                  drop_tokens=yes, drop_prompt=yes, drop_speaker=yes)
+    assert (guided - model.denormalize_mel(noise + v + 2.0 * (v - u))).abs().max() < 1e-4
 
 
 @pytest.mark.parametrize(

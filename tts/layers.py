@@ -27,6 +27,8 @@ __all__ = [
     "causal_mask",
     "chunk_causal_mask",
     "KVCache",
+    "GrowingKVCache",
+    "BandedMask",
     "Attention",
     "FeedForward",
     "AdaLayerNormZero",
@@ -165,8 +167,92 @@ class KVCache:
         return self.key, self.value
 
 
+class GrowingKVCache(KVCache):
+    """A `KVCache` that appends into buffers with spare room instead of concatenating: a stream of ``n`` steps
+    copies the earlier frames O(log n) times instead of once per step, and none at all within `capacity` frames.
+    ``key``/``value`` are views of the buffers.
+
+    Args:
+        key, value: ``(B, H, S, Dh)`` frames to start from (copied; never written to), or None.
+        capacity: frames to make room for at once (e.g. the longest sequence a decoder can reach).
+    """
+
+    def __init__(self, key: torch.Tensor | None = None, value: torch.Tensor | None = None, capacity: int = 0) -> None:
+        super().__init__()
+        self.capacity = capacity
+        self._keys: torch.Tensor | None = None
+        self._values: torch.Tensor | None = None
+        if key is not None and value is not None:
+            self.update(key, value)
+
+    def update(self, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append ``(B, H, T, Dh)`` keys/values; return all of them ``(B, H, S, Dh)`` (views of the buffers)."""
+        length = len(self)
+        needed = length + key.shape[-2]
+        if self._keys is None or needed > self._keys.shape[-2]:
+            capacity = max(needed, self.capacity, 2 * (0 if self._keys is None else self._keys.shape[-2]))
+            keys = key.new_empty(*key.shape[:-2], capacity, key.shape[-1])
+            values = value.new_empty(*value.shape[:-2], capacity, value.shape[-1])
+            if length:
+                keys[..., :length, :] = self.key
+                values[..., :length, :] = self.value
+            self._keys, self._values = keys, values
+        self._keys[..., length:needed, :] = key
+        self._values[..., length:needed, :] = value
+        self.key, self.value = self._keys[..., :needed, :], self._values[..., :needed, :]
+        return self.key, self.value
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Attention and feed-forward
+
+
+class BandedMask:
+    """A boolean "may attend" mask ``(B, T, S)`` prepared so that `Attention` skips the keys it hides.
+
+    The queries are cut into bands of at most `band` frames. For each band, each run of consecutive batch rows that
+    see the same key span (from the first to the last key any of the band's queries may see) attends over that span
+    only, with the mask's piece of it, or with no mask where the piece is all True. That is the attention of the
+    whole mask up to float rounding (a hidden key weighs exp(-inf) = 0 either way), at the cost of the visible
+    spans: worth it where the mask hides contiguous spans, as the flow refiner's does (chunk-causal attention hides
+    the later chunks, and the unconditional rows of guidance never see the prompt). Every query must see a key.
+
+    Args:
+        mask: ``(B, T, S)`` bool, True where query ``t`` of row ``b`` may attend to key ``s``.
+        band: queries per band (smaller bands skip more of a causal mask, at more calls).
+    """
+
+    def __init__(self, mask: torch.Tensor, band: int = 128) -> None:
+        if mask.dim() != 3 or mask.dtype != torch.bool or band < 1:
+            raise ValueError("BandedMask needs a (B, T, S) bool mask and a positive band")
+        self.shape = tuple(mask.shape)
+        rows, queries, keys = mask.shape
+        index = torch.arange(keys, device=mask.device)
+        self.pieces: list[tuple[slice, slice, slice, torch.Tensor | None]] = []  # rows, queries, keys, mask piece
+        for first_query in range(0, queries, band):
+            band_queries = slice(first_query, min(first_query + band, queries))
+            seen = mask[:, band_queries].any(dim=1)  # (B, S)
+            starts = torch.where(seen, index, keys).amin(dim=1).tolist()
+            ends = (torch.where(seen, index, -1).amax(dim=1) + 1).tolist()
+            first_row = 0
+            for row in range(1, rows + 1):
+                if row < rows and (starts[row], ends[row]) == (starts[first_row], ends[first_row]):
+                    continue
+                band_rows, span = slice(first_row, row), slice(starts[first_row], ends[first_row])
+                piece = mask[band_rows, band_queries, span]
+                self.pieces.append((band_rows, band_queries, span, None if bool(piece.all()) else piece[:, None]))
+                first_row = row
+
+    def attend(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        """``(B, H, T, Dh)`` queries over ``(B, H, S, Dh)`` keys and values -> ``(B, H, T, Dh)``."""
+        if (query.shape[0], query.shape[-2], key.shape[-2]) != self.shape:
+            raise ValueError(f"a BandedMask of shape {self.shape} does not fit queries {tuple(query.shape)} and keys {tuple(key.shape)}")
+        out = query.new_empty(*query.shape[:-1], value.shape[-1])
+        for rows, queries, span, piece in self.pieces:
+            out[rows, :, queries] = F.scaled_dot_product_attention(
+                query[rows, :, queries], key[rows, :, span], value[rows, :, span], attn_mask=piece
+            )
+        return out
 
 
 class Attention(nn.Module):
@@ -228,7 +314,7 @@ class Attention(nn.Module):
         self,
         x: torch.Tensor,
         rope: torch.Tensor | None = None,
-        attn_mask: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | BandedMask | None = None,
         causal: bool = False,
         kv_cache: KVCache | None = None,
     ) -> torch.Tensor:
@@ -239,7 +325,8 @@ class Attention(nn.Module):
             rope: angles ``(T, Dh)`` or ``(B, T, Dh)`` for the positions of `x` (with a cache, positions start
                 at ``len(kv_cache)``: use ``RotaryEmbedding.for_length(T, offset=len(kv_cache))``).
             attn_mask: bool "may attend" mask ``(T, S)``, ``(B, T, S)`` or ``(B, H, T, S)``; a key-padding mask
-                is ``mask[:, None, :]``. Combined with `causal` by logical and.
+                is ``mask[:, None, :]``. Combined with `causal` by logical and. Or a `BandedMask` (not with
+                `causal`): the same attention, skipping the key spans it hides.
             causal: query ``i`` (absolute position ``S - T + i``) sees keys up to its own position.
             kv_cache: appended to in place; the attention covers cached frames plus `x`.
 
@@ -255,6 +342,11 @@ class Attention(nn.Module):
             query, key = self._rotate(query, rope), self._rotate(key, rope)
         if kv_cache is not None:
             key, value = kv_cache.update(key, value)
+        if isinstance(attn_mask, BandedMask):
+            if causal:
+                raise ValueError("a BandedMask holds the whole mask: build causality into it")
+            out = attn_mask.attend(query, key, value).transpose(1, 2).flatten(-2)
+            return self.to_out[1](self.to_out[0](out))
         num_queries, num_keys = query.shape[-2], key.shape[-2]
         mask = attn_mask
         if mask is not None and mask.dim() == 3:

@@ -12,6 +12,11 @@ Sampling: temperature, top-k and top-p over the allowed ids, and repetition-awar
 the drawn speech token already fills ``repetition_ratio`` of the last ``repetition_window`` tokens, it is
 drawn again from the untruncated distribution, which breaks the loops small models fall into.
 
+Decoding: one `SpeechTokenLM.decoder` per generation (the lean `tts.lm.model.SpeechTokenDecoder`, which gives the
+`transformers` forward's logits up to float rounding, hence the same tokens for the same seed). A forced id (the unit
+after a stress mark, or after a unit at its cap) needs no logits of its own, so it is fed together with the next id,
+in one pass over the weights.
+
 Shapes: ``L`` prefix length, ``K`` codebook size.
 """
 
@@ -98,42 +103,41 @@ def iter_speech_tokens(
             f"the text is too long for one generation ({len(target_units)} units with a {len(prefix)}-id prefix; "
             f"the model holds {config.max_positions} positions): split it into shorter chunks"
         )
-    device = next(model.parameters()).device
     speech = slice(config.speech_offset, config.speech_offset + config.codebook_size)
     text = slice(0, config.phoneme_table_size)
+    decoder = model.decoder(capacity=len(prefix) + 4 * len(target_units))  # ~3 ids per unit in speech; grows past it
+    pending = prefix  # ids not yet fed to the decoder; a forced choice needs no logits, so it waits for the next
     recent: list[int] = []
-    with torch.no_grad():
-        output = model(torch.tensor([prefix], device=device), use_cache=True)
-        cache = output.past_key_values
-        logits = output.logits[0, -1].float().cpu()
-        unit_index, in_unit = 0, 0
-        while True:
-            unit = target_units[unit_index]
-            following = target_units[unit_index + 1] if unit_index + 1 < len(target_units) else config.eos_id
-            cap = config.max_tokens_per_pause if unit in pauses or following == config.eos_id else config.max_tokens_per_unit
-            if unit in zero or in_unit >= cap:
-                choice = following
-            else:
+    unit_index, in_unit = 0, 0
+    while True:
+        unit = target_units[unit_index]
+        following = target_units[unit_index + 1] if unit_index + 1 < len(target_units) else config.eos_id
+        cap = config.max_tokens_per_pause if unit in pauses or following == config.eos_id else config.max_tokens_per_unit
+        if unit in zero or in_unit >= cap:
+            choice = following
+        else:
+            # Not around the yields below: grad mode would leak into the caller between steps.
+            with torch.inference_mode():
+                logits = decoder(pending).float().cpu()
+                pending = []
                 allowed = torch.cat((logits[speech], torch.logsumexp(logits[text], dim=0, keepdim=True)))
                 drawn = _draw(allowed, options, generator)
                 if drawn < config.codebook_size and options.repetition_window and options.temperature > 0:
                     window = recent[-options.repetition_window :]
                     if window.count(drawn) >= options.repetition_ratio * options.repetition_window:
                         drawn = int(torch.multinomial(torch.softmax(allowed, dim=-1), 1, generator=generator))
-                choice = config.speech_offset + drawn if drawn < config.codebook_size else following
-            if choice == config.eos_id:
-                return
-            if choice == following:
-                unit_index, in_unit = unit_index + 1, 0
-                yield Step(None, unit_index)
-            else:
-                code = choice - config.speech_offset
-                recent.append(code)
-                in_unit += 1
-                yield Step(code, unit_index)
-            output = model(torch.tensor([[choice]], device=device), past_key_values=cache, use_cache=True)
-            cache = output.past_key_values
-            logits = output.logits[0, -1].float().cpu()
+            choice = config.speech_offset + drawn if drawn < config.codebook_size else following
+        if choice == config.eos_id:
+            return
+        if choice == following:
+            unit_index, in_unit = unit_index + 1, 0
+            yield Step(None, unit_index)
+        else:
+            code = choice - config.speech_offset
+            recent.append(code)
+            in_unit += 1
+            yield Step(code, unit_index)
+        pending = [*pending, choice]
 
 
 def generate_speech_tokens(

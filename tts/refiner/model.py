@@ -49,6 +49,7 @@ from tts.layers import (
     AdaLayerNormZero,
     AdaLayerNormZeroFinal,
     Attention,
+    BandedMask,
     FeedForward,
     KVCache,
     RotaryEmbedding,
@@ -164,6 +165,7 @@ def refiner_attention_mask(
     drop_prompt: torch.Tensor | None = None,
     batch: int = 1,
     device: torch.device | str | None = None,
+    first_row: int = 0,
 ) -> torch.Tensor:
     """The "may attend" mask of the sequence ``[prompt (P) | target (T)]``, ``(B, P + T, P + T)`` bool.
 
@@ -177,16 +179,22 @@ def refiner_attention_mask(
         prompt_lengths, target_lengths: ``(B,)`` real lengths (None: all real).
         drop_prompt: ``(B,)`` bool, hide the prompt from that item's target frames.
         batch: ``B`` when no tensor argument gives it.
+        first_row: return only the rows from this frame on, ``(B, P + T - first_row, P + T)`` (a sampler's
+            queries), without building the others.
     """
     for tensor in (prompt_lengths, target_lengths, drop_prompt):
         if tensor is not None:
             batch, device = tensor.shape[0], tensor.device
     total = prompt_frames + target_frames
-    structure = torch.zeros(total, total, dtype=torch.bool, device=device)
-    structure[:prompt_frames, :prompt_frames] = True
-    structure[prompt_frames:, :prompt_frames] = True
-    structure[prompt_frames:, prompt_frames:] = chunk_causal_mask(target_frames, chunk_size, 0, device=device)
-    device = structure.device
+    rows = torch.arange(first_row, total, device=device)
+    columns = torch.arange(total, device=device)
+    device = columns.device
+    structure = torch.zeros(len(rows), total, dtype=torch.bool, device=device)
+    structure[:, :prompt_frames] = True
+    first_target_row = max(prompt_frames - first_row, 0)
+    structure[first_target_row:, prompt_frames:] = chunk_causal_mask(target_frames, chunk_size, 0, device=device)[
+        max(first_row - prompt_frames, 0) :
+    ]
     keys = torch.cat(
         (
             _frame_mask(prompt_lengths, batch, prompt_frames, device),
@@ -197,10 +205,10 @@ def refiner_attention_mask(
     mask = structure[None] & keys[:, None, :]
     if drop_prompt is not None and prompt_frames:
         hidden = drop_prompt.to(device)[:, None, None]  # (B, 1, 1)
-        target_rows = torch.arange(total, device=device)[None, :, None] >= prompt_frames
-        prompt_cols = torch.arange(total, device=device)[None, None, :] < prompt_frames
+        target_rows = rows[None, :, None] >= prompt_frames
+        prompt_cols = columns[None, None, :] < prompt_frames
         mask = mask & ~(hidden & target_rows & prompt_cols)
-    return mask | torch.eye(total, dtype=torch.bool, device=device)[None]
+    return mask | (rows[:, None] == columns[None, :])[None]
 
 
 class TokenEncoder(nn.Module):
@@ -303,10 +311,11 @@ class RefinerBlock(nn.Module):
         x: torch.Tensor,
         condition: torch.Tensor,
         rope: torch.Tensor,
-        attn_mask: torch.Tensor,
+        attn_mask: torch.Tensor | BandedMask,
         kv_cache: KVCache | None = None,
     ) -> torch.Tensor:
-        """`x` ``(B, S, D)``, `condition` ``(B, D)``, `rope` ``(B, S, Dh)``, `attn_mask` ``(B, S, K)`` -> ``(B, S, D)``."""
+        """`x` ``(B, S, D)``, `condition` ``(B, D)``, `rope` ``(B, S, Dh)``, `attn_mask` ``(B, S, K)`` (or a
+        `BandedMask` of it) -> ``(B, S, D)``."""
         h, gate_attn, shift_ff, scale_ff, gate_ff = self.attn_norm(x, condition)
         x = x + gate_attn[:, None] * self.attn(h, rope=rope, attn_mask=attn_mask, kv_cache=kv_cache)
         h = self.ff_norm(x) * (1 + scale_ff[:, None]) + shift_ff[:, None]
@@ -426,7 +435,7 @@ class FlowRefiner(PretrainedMixin, nn.Module):
         h: torch.Tensor,
         condition: torch.Tensor,
         positions: torch.Tensor,
-        attn_mask: torch.Tensor,
+        attn_mask: torch.Tensor | BandedMask,
         kv_caches: list[KVCache] | None,
     ) -> torch.Tensor:
         rope = self.rotary_embed(positions)
@@ -440,7 +449,7 @@ class FlowRefiner(PretrainedMixin, nn.Module):
         time: torch.Tensor,
         condition: torch.Tensor,
         positions: torch.Tensor,
-        attn_mask: torch.Tensor,
+        attn_mask: torch.Tensor | BandedMask,
         kv_caches: list[KVCache] | None = None,
     ) -> torch.Tensor:
         """Velocities of embedded target frames.
@@ -451,7 +460,8 @@ class FlowRefiner(PretrainedMixin, nn.Module):
             condition: ``(B, D)`` from `global_condition`.
             positions: ``(B, S)`` from `target_positions`.
             attn_mask: ``(B, S, K)``: these frames' rows of `refiner_attention_mask`, over the cached keys (prompt,
-                earlier chunks) followed by these frames.
+                earlier chunks) followed by these frames; or a `BandedMask` of them (samplers: the same velocities,
+                faster).
             kv_caches: one `KVCache` per block, read and extended in place (from `prompt_cache`, and holding the
                 earlier chunks when streaming); None when nothing precedes `h` (no prompt).
 

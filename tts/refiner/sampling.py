@@ -7,7 +7,9 @@ The ODE is integrated with the studio's one flow integrator (`tts.dit.sampling.i
 embedding (the style stays).
 
 Cost: the prompt's keys and values are computed once (`FlowRefiner.prompt_cache`); each ODE evaluation then runs
-only the target frames, as one batch of conditional and unconditional rows when guidance is on.
+only the target frames, as one batch of conditional and unconditional rows when guidance is on. Attention skips
+what the mask hides (`tts.layers.BandedMask`: the later chunks, and the whole prompt for the unconditional rows),
+and a stream encodes only the tokens each chunk's frames see.
 
 Why streaming gives the same mel as `generate`: in the model, a chunk depends only on the prompt, earlier chunks
 and tokens up to ``lookahead`` frames past its end (see `tts.refiner.model`). So the stream integrates one chunk
@@ -34,7 +36,7 @@ import numpy as np
 import torch
 
 from tts.dit.sampling import integrate, sway_timesteps
-from tts.layers import KVCache
+from tts.layers import BandedMask, GrowingKVCache, KVCache
 from tts.refiner.model import FlowRefiner, refiner_attention_mask
 
 __all__ = ["generate", "generate_stream", "frame_noise", "DEFAULT_STEPS", "DEFAULT_CFG_STRENGTH", "DEFAULT_SWAY_COEF"]
@@ -77,35 +79,6 @@ def _check_tokens(model: FlowRefiner, tokens: torch.Tensor, name: str) -> torch.
     if tokens.numel() and bool(((tokens < 0) | (tokens >= size)).any()):
         raise ValueError(f"{name} must be ids in [0, {size}) of the tokenizer this refiner was trained with")
     return tokens
-
-
-class _GrowingKVCache(KVCache):
-    """A `KVCache` that appends into buffers with spare room, so a stream of chunks copies the earlier frames
-    O(log chunks) times instead of once per chunk."""
-
-    def __init__(self, key: torch.Tensor | None = None, value: torch.Tensor | None = None) -> None:
-        super().__init__()
-        self._keys: torch.Tensor | None = None
-        self._values: torch.Tensor | None = None
-        if key is not None and value is not None:
-            self.update(key, value)
-
-    def update(self, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Append ``(B, H, T, Dh)`` keys/values; return all of them ``(B, H, S, Dh)`` (views of the buffers)."""
-        length = len(self)
-        needed = length + key.shape[-2]
-        if self._keys is None or needed > self._keys.shape[-2]:
-            capacity = max(needed, 2 * (0 if self._keys is None else self._keys.shape[-2]))
-            keys = key.new_empty(*key.shape[:-2], capacity, key.shape[-1])
-            values = value.new_empty(*value.shape[:-2], capacity, value.shape[-1])
-            if length:
-                keys[..., :length, :] = self.key
-                values[..., :length, :] = self.value
-            self._keys, self._values = keys, values
-        self._keys[..., length:needed, :] = key
-        self._values[..., length:needed, :] = value
-        self.key, self.value = self._keys[..., :needed, :], self._values[..., :needed, :]
-        return self.key, self.value
 
 
 class _Flow:
@@ -199,15 +172,22 @@ class _Flow:
         self.times = sway_timesteps(steps, sway_sampling_coef, device=self.device)
         self.seed = int(torch.randint(0, 2**62, ()).item()) if seed is None else int(seed)
         self.caches: dict[int, list[KVCache]] = {}
-        self._features: tuple[int, torch.Tensor] | None = None
 
-    def _token_features(self, tokens: torch.Tensor) -> torch.Tensor:
-        """``(rows, frames, Dk)`` token features of the tokens received so far (conditional rows, then "no token"
-        rows with guidance); recomputed when more tokens arrive."""
-        if self._features is None or self._features[0] != tokens.shape[1]:
-            ids = torch.cat((tokens, torch.full_like(tokens, self.model.config.null_token))) if self.guided else tokens
-            self._features = (tokens.shape[1], self.model.token_features(ids, self.target_lengths))
-        return self._features[1]
+    def _token_features(self, tokens: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        """``(rows, end - start, Dk)`` token features of target frames ``start .. end - 1`` (conditional rows, then
+        "no token" rows with guidance).
+
+        A frame's features depend on its token and the tokens of the next ``lookahead`` frames (zero past the end of
+        `tokens`), so only the tokens of that window are encoded: a stream does not encode its earlier tokens again
+        for every chunk."""
+        config = self.model.config
+        step = config.frames_per_token
+        first, last = start // step, min(-(-(end + config.lookahead) // step), tokens.shape[1])
+        window = tokens[:, first:last]
+        ids = torch.cat((window, torch.full_like(window, config.null_token))) if self.guided else window
+        lengths = None if self.target_lengths is None else (self.target_lengths - first * step).clamp(min=0)
+        offset = start - first * step
+        return self.model.token_features(ids, lengths)[:, offset : offset + end - start]
 
     @torch.no_grad()
     def segment(
@@ -219,19 +199,22 @@ class _Flow:
         reach ``lookahead`` frames past `end` unless it is the whole utterance.
         """
         model, batch = self.model, self.batch
-        features = self._token_features(tokens)[:, start:end]
+        features = self._token_features(tokens, start, end)
         x = frame_noise(self.seed, batch, model.config.mel_dim, start, end, model.config.chunk_size)
         x = x.to(self.device, self.dtype)
-        mask = refiner_attention_mask(
+        # These frames' rows only; banded so that attention skips what the mask hides (later chunks, and the prompt
+        # for the unconditional rows).
+        mask = BandedMask(refiner_attention_mask(
             self.prompt_frames, end, model.config.chunk_size, self.prompt_lengths, self.target_lengths,
-            self.drop_prompt, device=self.device,
-        )[:, self.prompt_frames + start : self.prompt_frames + end]
+            self.drop_prompt, device=self.device, first_row=self.prompt_frames + start,
+        ))
         positions = model.target_positions(self.prompt_offsets, start, end)
         calls = itertools.count()
 
         def velocity(state: torch.Tensor, time: torch.Tensor) -> torch.Tensor:
             h = model.embed_target(torch.cat([state] * (2 if self.guided else 1)), features)
-            out = model.estimate(h, time.to(self.dtype), self.condition, positions, mask, self._caches(next(calls)))
+            caches = self._caches(next(calls), capacity=self.prompt_frames + end)
+            out = model.estimate(h, time.to(self.dtype), self.condition, positions, mask, caches)
             out = out.transpose(1, 2)
             if not self.guided:
                 return out
@@ -245,11 +228,11 @@ class _Flow:
             mel = torch.where(real[:, None, :], mel, torch.full_like(mel, model.silence_value))
         return mel
 
-    def _caches(self, index: int) -> list[KVCache]:
+    def _caches(self, index: int, capacity: int) -> list[KVCache]:
         """The KV caches of ODE evaluation `index`: the prompt's, then, when streaming, the earlier chunks' of that
-        same evaluation (the prompt's own tensors are never written to)."""
+        same evaluation (the prompt's own tensors are never written to); new ones get room for `capacity` frames."""
         if index not in self.caches:
-            caches = [_GrowingKVCache(key, value) for key, value in self.prompt_caches]
+            caches = [GrowingKVCache(key, value, capacity) for key, value in self.prompt_caches]
             if not self.streaming:
                 return caches
             self.caches[index] = caches
