@@ -138,6 +138,9 @@ def build_studio(engine_factory: EngineFactory | None = None, library=None,
                                      placeholder="happy:0.7+sad:0.3", elem_id="speak-mix")
                     intensity = gr.Slider(*CONTROL_RANGES["intensity"], value=1.0, step=0.05, elem_id="speak-intensity",
                                           label="Intensity (0 neutral, 1 full, above 1 exaggerates)")
+                    style_ref = gr.Audio(sources=["upload", "microphone"], type="filepath", elem_id="speak-style-ref",
+                                         label="Style reference (optional: the emotion and intensity come from this "
+                                               "clip, the timbre from the voice; speed and prosody sliders act on top)")
                     speed = gr.Slider(*CONTROL_RANGES["speed"], value=1.0, step=0.05, label="Speed")
                     with gr.Accordion("Prosody", open=False, elem_id="speak-prosody"):
                         pitch = gr.Slider(*CONTROL_RANGES["pitch"], value=0.0, step=0.5, elem_id="speak-pitch",
@@ -309,7 +312,7 @@ def build_studio(engine_factory: EngineFactory | None = None, library=None,
 
         # One model job at a time across Speak, Convert and Edit: they run the same CPU-bound engines.
         generate.click(speak_ui, [text, voice_from, speak_voice, clip, clip_transcript, style, intensity, speed, seed,
-                                  fmt, speak_engine, base, speak_tau, mix, pitch, pitch_range, energy],
+                                  fmt, speak_engine, base, speak_tau, mix, pitch, pitch_range, energy, style_ref],
                        [speech, download, speak_info], concurrency_id="engine", api_name="speak")
         do_convert.click(convert_ui, [source, convert_from, convert_voice, convert_clip, convert_transcript,
                                       convert_engine, convert_tau, convert_seed, convert_fmt],

@@ -205,7 +205,7 @@ class Studio:
     def speak(self, text: str, voice_from: str, voice_name: str | None, clip: str | None, transcript: str | None,
               style: str, intensity: float, speed: float, seed: float | None, fmt: str, engine: str = "ar",
               base: str | None = None, tau: float = DEFAULT_TAU, mix: str | None = None, pitch: float = 0.0,
-              pitch_range: float = 1.0, energy: float = 0.0,
+              pitch_range: float = 1.0, energy: float = 0.0, style_ref: str | None = None,
               progress: Callable | None = None) -> tuple[str, str, str]:
         """Say `text` in the chosen voice: ``(audio file to play, the same file to download, info line)``.
 
@@ -215,7 +215,9 @@ class Studio:
         (`tts.style.parse_style_tags`). `engine` is ``"ar"``, ``"dit"`` (the DiT infills the text after the voice's
         clip, at the clip's own speaking rate times `speed`) or ``"base+convert"``; with the latter, `base` (a base
         speaker id, default `tts.tone_color.DEFAULT_BASE`) says the text and the converter (posterior temperature
-        `tau`) gives it the voice."""
+        `tau`) gives it the voice. `style_ref`, a clip, replaces the emotion and intensity with those the style
+        classifier hears in it (`tts.style_reference.read_style_reference`); speed, pitch, pitch range and energy
+        act on top."""
         from tts.style import parse_style_tags, style_from_options
         from tts.synthesis import SYNTHESIS_ENGINES, synthesize
 
@@ -232,6 +234,14 @@ class Studio:
                                          pitch_range=pitch_range, energy=energy)
             parse_style_tags(text, request)  # a bad tag is refused before the voice and the models are prepared
             seed = _seed(seed)
+            heard = ""
+            if style_ref:  # a bad clip is refused before the voice is prepared
+                from tts.style_reference import read_style_reference
+
+                reading = read_style_reference(style_ref, speed=speed, pitch=pitch, pitch_range=pitch_range,
+                                               energy=energy)
+                emotion, request = reading.style, reading.style
+                heard = f" (from the style clip, heard as {reading.prediction.label} {reading.prediction.confidence:.0%})"
             _report(progress, 0.0, "preparing the voice")
             voice = self._voice(voice_from, voice_name, clip, transcript)
             _report(progress, 0.05, "loading the models" if self._models_loading(engine) else "speaking")
@@ -248,7 +258,7 @@ class Studio:
             elapsed = time.perf_counter() - started
             path = audio.save(self._request_folder() / f"timbre-{seed}.{fmt}")
         info = (f"{audio.duration:.2f} s of audio in {elapsed:.2f} s (real-time factor {_rtf(elapsed, audio)}); "
-                f"engine {spoken_by}, voice {_voice_label(voice)}, {_style_label(request)}, seed {seed}")
+                f"engine {spoken_by}, voice {_voice_label(voice)}, {_style_label(request)}{heard}, seed {seed}")
         return str(path), str(path), info
 
     # -- Convert -----------------------------------------------------------------------------------------

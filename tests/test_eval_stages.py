@@ -449,5 +449,9 @@ def test_ar_engine_is_registered_for_the_harness(monkeypatch):
     monkeypatch.setattr(voice, "clone_voice", lambda audio, text: ("voice", audio, text))
     monkeypatch.setattr(synthesis, "synthesize", lambda text, v, **kwargs: calls.append((text, v, kwargs)) or "audio")
     prompt = Audio(np.zeros(2400, dtype=np.float32))
-    assert stages.ar_engine_fn()("Say this.", prompt, "the prompt words") == "audio"
-    assert calls == [("Say this.", ("voice", prompt, "the prompt words"), {"seed": 0, "models": engine})]
+    engine_fn = stages.ar_engine_fn()
+    assert engine_fn("Say this.", prompt, "the prompt words") == "audio"
+    assert calls == [("Say this.", ("voice", prompt, "the prompt words"),
+                      {"emotion": None, "style_ref": None, "seed": 0, "models": engine})]
+    engine_fn("Say this.", prompt, "the prompt words", style="happy", style_ref=prompt)  # styled runs pass them on
+    assert (calls[-1][2]["emotion"], calls[-1][2]["style_ref"]) == ("happy", prompt)

@@ -172,8 +172,8 @@ def _speak(studio: Studio, text: str = "Hello there.", voice: str | None = "Ada"
     settings = {**SETTINGS, **changes}
     source = settings.pop("voice_from", VOICE_FROM_LIBRARY)
     clip, transcript = settings.pop("clip", None), settings.pop("transcript", None)
-    engine = {key: settings.pop(key) for key in ("engine", "base", "tau", "mix", "pitch", "pitch_range", "energy")
-              if key in settings}
+    engine = {key: settings.pop(key) for key in ("engine", "base", "tau", "mix", "pitch", "pitch_range", "energy",
+                                                 "style_ref") if key in settings}
     return studio.speak(text, source, voice, clip, transcript, settings["style"], settings["intensity"],
                         settings["speed"], settings["seed"], settings["fmt"], **engine)
 
@@ -193,9 +193,9 @@ def test_the_app_builds_with_its_views_queue_and_local_theme(library, tmp_path):
     speak = next(event for event in demo.config["dependencies"] if event.get("api_name") == "speak")
     parameters = [name for name in inspect.signature(Studio.speak).parameters if name not in ("self", "progress")]
     assert len(speak["inputs"]) == len(parameters)
-    assert [components[i] for i in speak["inputs"][-4:]] == ["speak-mix", "speak-pitch", "speak-pitch-range",
-                                                              "speak-energy"]
-    assert parameters[-4:] == ["mix", "pitch", "pitch_range", "energy"]
+    assert [components[i] for i in speak["inputs"][-5:]] == ["speak-mix", "speak-pitch", "speak-pitch-range",
+                                                              "speak-energy", "speak-style-ref"]
+    assert parameters[-5:] == ["mix", "pitch", "pitch_range", "energy", "style_ref"]
     # Likewise /edit and `Studio.edit`.
     edit = next(event for event in demo.config["dependencies"] if event.get("api_name") == "edit")
     parameters = [name for name in inspect.signature(Studio.edit).parameters if name not in ("self", "progress")]
@@ -223,6 +223,22 @@ def test_speak_uses_the_library_voice_and_settings_and_loads_the_engine_once(lib
     assert fake.calls[1]["voice"].name == "Bob" and 0 <= fake.calls[1]["seed"] < 2**31
     assert f"seed {fake.calls[1]['seed']}" in again
     assert loads == [1]  # loaded lazily, once, and shared
+
+
+def test_speak_takes_the_style_from_a_style_clip(library, fake, tmp_path, flite):
+    from tts.data.voicebank import synthesize as bank_synthesize
+
+    clip = tmp_path / "whispered.wav"
+    bank_synthesize("flite:slt", "The old lighthouse keeper painted the door a bright shade of green.",
+                    style="whisper", intensity=1.0).audio.save(clip)
+    studio = Studio(library, lambda: "engine", tmp_path / "work")
+    _, _, info = _speak(studio, style="happy", style_ref=str(clip), pitch=2.0)
+    call = fake.calls[0]
+    assert call["emotion"].dominant == "whisper" and call["pitch"] == 2.0  # the clip's emotion, the controls on top
+    assert "heard as whisper" in info and "emotion whisper" in info
+    with pytest.raises(gr.Error, match="style reference clip"):
+        _speak(studio, style_ref=str(tmp_path / "missing.wav"))
+    assert len(fake.calls) == 1
 
 
 @pytest.mark.parametrize("changes, message", [

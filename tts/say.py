@@ -41,6 +41,10 @@ def register(subparsers) -> None:
     emotion.add_argument("--emotion", help=f"emotion label ({', '.join(STYLES)}) or a mixture such as "
                                            "happy:0.7+sad:0.3 (default neutral)")
     emotion.add_argument("--style", help="older name of --emotion")
+    emotion.add_argument("--style-ref", type=Path,
+                         help="a clip whose style to speak in (timbre from --voice): the emotion and intensity the style "
+                              "classifier hears in it; --intensity, --speed, --pitch, --pitch-range and --energy act on "
+                              "top")
     parser.add_argument("--intensity", type=float, default=None,
                         help="emotion strength 0-2 (default 1; above 1 exaggerates)")
     parser.add_argument("--speed", type=float, default=None, help="speaking rate 0.5-2 (default 1)")
@@ -129,14 +133,22 @@ def _run_say(args: argparse.Namespace) -> int:
     from tts.style import parse_style_tags, style_from_options
     from tts.synthesis import synthesize
 
-    # Check the style and its tags before the (slow) cloning of the voice.
+    # Check the style, its tags and a style clip before the (slow) cloning of the voice.
     style = style_from_options(args.emotion, style=args.style, intensity=args.intensity, speed=args.speed,
                                pitch=args.pitch, pitch_range=args.pitch_range, energy=args.energy)
     if not args.no_tags:
         parse_style_tags(args.text, style)
+    if args.style_ref is not None:
+        from tts.style_reference import load_style_clip
+
+        load_style_clip(args.style_ref)
+        style_options = {"style_ref": args.style_ref, "intensity": args.intensity, "speed": args.speed,
+                         "pitch": args.pitch, "pitch_range": args.pitch_range, "energy": args.energy}
+    else:
+        style_options = {"emotion": style}
     voice = load_voice_argument(args.voice, args.transcript)
     start = time.perf_counter()
-    result = synthesize(args.text, voice, engine=args.engine, base=args.base, tau=args.tau, emotion=style,
+    result = synthesize(args.text, voice, engine=args.engine, base=args.base, tau=args.tau, **style_options,
                         seed=args.seed, stream=args.stream, verify=args.verify, tags=not args.no_tags)
     if args.stream:
         pieces, first = [], None

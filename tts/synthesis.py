@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import secrets
 import threading
 from dataclasses import dataclass, field, replace
@@ -319,6 +320,7 @@ def synthesize(
     pitch_range: float | None = None,
     energy: float | None = None,
     style: EmotionSpec | Style | None = None,
+    style_ref: "Audio | str | os.PathLike | tuple | None" = None,
     tags: bool = True,
     seed: int | None = None,
     stream: bool = False,
@@ -351,6 +353,10 @@ def synthesize(
         pitch: F0 shift in semitones, -12 to 12. pitch_range: factor on F0 excursions, 0.25 to 3.
         energy: level change in dB, -12 to 12. (What each engine does with these: `tts.style`, docs/styles.md.)
         style: the older name of `emotion` (kept for existing callers).
+        style_ref: a separate style clip (an `Audio`, a path, or ``(samples, rate)``): timbre from `voice`, style
+            from the clip: the emotion and intensity the style classifier hears in it (`tts.style_reference`;
+            its prosody relative to the voice is available there with ``prosody=True``); `intensity`, `speed`,
+            `pitch`, `pitch_range` and `energy`, when given, act on top. Not with `emotion`/`style`.
         tags: read inline style tags in `text` (False: brackets are ordinary text).
         seed: makes the result reproducible (None: a fresh random seed).
         stream: return a generator of `Audio` chunks, each yielded as soon as it exists.
@@ -369,6 +375,7 @@ def synthesize(
 
     Raises:
         TextError: empty, over-long or unspeakable text, or a bad style tag (`tts.style.StyleTagError`).
+        AudioError: an unusable style clip (missing, unreadable, shorter than 1 s, silent).
         VoiceError: an unusable reference. ValueError: bad settings (unknown emotion, a control out of its
         range). CheckpointError: the engine's checkpoints are missing or refused.
     """
@@ -377,6 +384,15 @@ def synthesize(
     request = style_from_options(emotion, style=style, intensity=intensity, speed=speed, pitch=pitch,
                                  pitch_range=pitch_range, energy=energy)
     options = SynthesisOptions(seed=seed, sampling=sampling or SamplingOptions(), verify=verify, max_tries=max_tries)
+    if style_ref is not None:
+        if emotion is not None or style is not None:
+            raise TimbreError("give either an emotion (emotion=/style=) or a style reference clip (style_ref=), not both")
+        from tts.style_reference import read_style_reference
+
+        plan_chunks(text, request, tags=tags, max_chars=options.max_chunk_chars)  # text errors before any work
+        # A bad clip is refused here, before the voice is cloned or a model loaded.
+        request = read_style_reference(style_ref, intensity=intensity, speed=speed, pitch=pitch,
+                                       pitch_range=pitch_range, energy=energy).style
     plan = plan_chunks(text, request, tags=tags, max_chars=options.max_chunk_chars, engine_emotions=engine != "dit")
     if engine == "base+convert":
         return _synthesize_base_convert(plan, voice, base, tau, options, stream, progress, models, watermark)

@@ -177,8 +177,8 @@ def base_convert_engine_fn(base: str | None = None):
 
     engine = load_tone_color_engine()
 
-    def engine_fn(target_text: str, prompt_audio: Audio, prompt_text: str) -> Audio:
+    def engine_fn(target_text: str, prompt_audio: Audio, prompt_text: str, *, style=None, style_ref=None) -> Audio:
         return synthesize(target_text, clone_voice(prompt_audio, prompt_text), engine="base+convert", base=base,
-                          seed=0, models=engine)
+                          emotion=style, style_ref=style_ref, seed=0, models=engine)
 
     return engine_fn

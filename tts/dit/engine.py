@@ -445,8 +445,9 @@ def dit_engine_fn(models: DitEngine | None = None, steps: int = DEFAULT_STEPS):
 
     parts = models if models is not None else load_dit_engine()
 
-    def engine_fn(target_text: str, prompt_audio: Audio, prompt_text: str) -> Audio:
-        return synthesize(target_text, clone_voice(prompt_audio, prompt_text), engine="dit", seed=0, models=parts)
+    def engine_fn(target_text: str, prompt_audio: Audio, prompt_text: str, *, style=None, style_ref=None) -> Audio:
+        return synthesize(target_text, clone_voice(prompt_audio, prompt_text), engine="dit", emotion=style,
+                          style_ref=style_ref, seed=0, models=parts)
 
     return engine_fn
 

@@ -1,6 +1,8 @@
 """Engine names -> synthesis functions for the harness.
 
-The harness calls ``engine_fn(target_text, prompt_audio, prompt_text) -> Audio``. Names:
+The harness calls ``engine_fn(target_text, prompt_audio, prompt_text) -> Audio``; when a run asks for styles
+(``timbre eval --styles``) it adds the keyword ``style=`` (a `tts.style.Style`) and, with a style reference, also
+``style_ref=`` (an `Audio`), which the studio's engines and the base speakers take (`accepts_style`). Names:
 
 * ``base:ENGINE:VOICE`` (``base:kokoro:jf_alpha``, ``base:piper:joe``, ``base:flite:slt``): a base speaker.
   It ignores the prompt, so its SIM against the prompts is the no-cloning floor of a test set.
@@ -18,8 +20,8 @@ from typing import Callable
 from tts.audio import Audio
 from tts.errors import TimbreError
 
-EngineFn = Callable[[str, Audio, str], Audio]
-"""``(target_text, prompt_audio, prompt_text) -> Audio``."""
+EngineFn = Callable[..., Audio]
+"""``(target_text, prompt_audio, prompt_text) -> Audio``, optionally with the keywords ``style=`` and ``style_ref=``."""
 
 BASE_PREFIX = "base:"
 BASE_CONVERT_PREFIX = "base+convert:"
@@ -56,14 +58,37 @@ def register_engine(name: str, build: Callable[[], EngineFn]) -> None:
     _adapters[name] = EngineAdapter(name, build)
 
 
+def accepts_style(engine_fn: Callable) -> bool:
+    """Whether `engine_fn` takes the ``style=`` keyword (and ``style_ref=``) of styled evaluation runs."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(engine_fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return "style" in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+
+
 def base_speaker_engine(voice_id: str) -> EngineFn:
-    """The harness function of base-speaker voice `voice_id` (``"kokoro:jf_alpha"``); ignores the prompt."""
+    """The harness function of base-speaker voice `voice_id` (``"kokoro:jf_alpha"``); ignores the prompt. A
+    `style` is rendered as the voice bank renders it (the dominant label at up to intensity 1, the rest by
+    `tts.style.apply_conditioning`); a base speaker cannot take a `style_ref` (there is no voice to keep)."""
     from tts.data.speakers import parse_voice_id, synthesize_voice_id
 
     parse_voice_id(voice_id)  # fail now, with the valid choices, rather than once per utterance
 
-    def engine_fn(target_text: str, prompt_audio: Audio, prompt_text: str) -> Audio:
-        return synthesize_voice_id(voice_id, target_text).audio
+    def engine_fn(target_text: str, prompt_audio: Audio, prompt_text: str, *, style=None, style_ref=None) -> Audio:
+        if style_ref is not None:
+            raise TimbreError("a base speaker takes no style reference; evaluate a studio engine with --style-ref-voice")
+        if style is None:
+            return synthesize_voice_id(voice_id, target_text).audio
+        from tts.data.voicebank import synthesize as bank_synthesize
+        from tts.style import apply_conditioning, engine_conditioning
+
+        conditioning = engine_conditioning(style)
+        spoken = bank_synthesize(voice_id, target_text, speed=conditioning.speed, style=conditioning.emotion,
+                                 intensity=conditioning.intensity)
+        return apply_conditioning(spoken.audio, conditioning)
 
     return engine_fn
 

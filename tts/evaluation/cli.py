@@ -32,7 +32,18 @@ def register(subparsers) -> None:
                           help="Whisper model for WER: tiny.en (offline proxy, default) or large-v3 (download)")
     evaluate.add_argument("--sim", default="resemblyzer",
                           help="speaker encoder for SIM: resemblyzer (offline proxy, default) or wavlm-base-plus-sv")
-    evaluate.add_argument("--metrics", default="wer,sim,dnsmos,prosody", help="comma-separated subset to compute")
+    evaluate.add_argument("--metrics", default="wer,sim,dnsmos,prosody",
+                          help="comma-separated subset of wer,sim,dnsmos,prosody,style to compute (style is added "
+                          "when --styles is given)")
+    evaluate.add_argument("--styles", help="comma-separated emotion labels: speak every item in each (e.g. "
+                          "neutral,happy,sad,angry,surprised,calm,whisper); adds the style metric")
+    evaluate.add_argument("--intensities", default="1",
+                          help="with --styles: comma-separated intensities, 0 to 2 (default 1; neutral is asked at 0)")
+    evaluate.add_argument("--style-ref-voice",
+                          help="with --styles: give the engine each style as a clip of this held-out voice "
+                          "(style_ref=) instead of the emotion label, e.g. pw0111")
+    evaluate.add_argument("--style-classifier", default="style_classifier",
+                          help="checkpoint of the style metric (default: the shipped style_classifier)")
     evaluate.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     evaluate.add_argument("--pairs", action="store_true", help="measure the SIM floor and ceiling of the base voices")
     evaluate.add_argument("--voices", help="with --pairs: comma-separated voice ids (default: eight base voices)")
@@ -236,12 +247,24 @@ def _run_eval(args) -> int:
     from tts.evaluation.harness import EvalConfig, evaluate
     from tts.evaluation.testsets import load_testset
 
-    config = EvalConfig(
-        metrics=tuple(m.strip() for m in args.metrics.split(",") if m.strip()),
-        asr_model=args.asr,
-        sim_model=args.sim,
-        plots=not args.no_plots,
-    )
+    metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
+    styles = tuple(s.strip().lower() for s in args.styles.split(",") if s.strip()) if args.styles else ()
+    if styles and "style" not in metrics:
+        metrics += ("style",)
+    try:
+        intensities = tuple(float(v) for v in args.intensities.split(",") if v.strip())
+    except ValueError:
+        raise TimbreError(f"--intensities takes comma-separated numbers, got {args.intensities!r}") from None
+    if args.style_ref_voice:
+        from tts.evaluation.stages import parse_voice_spec
+
+        parse_voice_spec(args.style_ref_voice)  # a held-out voice only, refused before anything loads
+    try:
+        config = EvalConfig(metrics=metrics, asr_model=args.asr, sim_model=args.sim, plots=not args.no_plots,
+                            styles=styles, intensities=intensities, style_ref_voice=args.style_ref_voice,
+                            style_classifier=args.style_classifier)
+    except ValueError as error:
+        raise TimbreError(str(error)) from error
     engine_fn = resolve_engine(args.engine)
     print(f"loading test set {args.testset} (made on first use) ...", file=sys.stderr)
     testset = load_testset(args.testset)

@@ -1,8 +1,20 @@
 """`evaluate`: synthesize a test set with an engine, score every utterance, write the run folder.
 
 Per utterance: WER (Whisper tiny.en by default), SIM of the output against its prompt (Resemblyzer by
-default), DNSMOS, prosody (F0, energy, speaking rate) and the real-time factor. A broken input or output
-never stops the run; it is recorded on its utterance:
+default), DNSMOS, prosody (F0, energy, speaking rate), style (the label the style classifier hears,
+`tts.evaluation.style_classifier`, against the one asked for) and the real-time factor.
+
+Styled runs (`EvalConfig.styles`, ``timbre eval --styles happy,sad --intensities 0.5,1``): every item is spoken
+once per style and intensity (utterance ids ``UTT~happy@0.5``), the engine getting ``style=`` (a `tts.style.Style`).
+The classifier reads absolute level as the renderings have it (neutral at -26 dBFS); when neutral is among the
+styles (it is then asked first), each item's outputs are moved onto that scale by the item's neutral output before
+they are classified (``details["style"]["level_offset_db"]``), so an engine's own output level is not read as a style;
+with `EvalConfig.style_ref_voice` the engine gets no emotion but ``style_ref=``: a held-out voice's clip of another
+text rendered in that style, and the style metric checks that the output is heard in the clip's style. The report
+then adds accuracy and prosody statistics per style and intensity, and WER and SIM against the neutral requests
+(`tts.evaluation.report.style_summary`).
+
+A broken input or output never stops the run; it is recorded on its utterance:
 
 * ``failed``: nothing could be scored. Stage ``prompt`` (missing, unreadable, silent or too short
   prompt clip), ``engine`` (the engine raised) or ``output`` (not audio, silent or too short).
@@ -26,6 +38,7 @@ from typing import Callable
 import numpy as np
 
 from tts.audio import Audio, load_audio
+from tts.data.styles import NEUTRAL_LEVEL_DBFS
 from tts.evaluation import asr as asr_module
 from tts.evaluation import similarity as sim_module
 from tts.evaluation.adapters import EngineFn
@@ -42,7 +55,9 @@ SILENCE_PEAK = 1e-3
 LOOPING_COMPRESSION_RATIO = 2.4
 """Whisper's own threshold: a transcript that compresses this well is repeating itself."""
 
-METRICS = ("wer", "sim", "dnsmos", "prosody")
+METRICS = ("wer", "sim", "dnsmos", "prosody", "style")
+DEFAULT_METRICS = ("wer", "sim", "dnsmos", "prosody")
+"""What a run measures unless told otherwise (``style`` is added when styles are requested)."""
 
 Progress = Callable[[int, int, "UtteranceResult"], None]
 
@@ -66,6 +81,8 @@ class UtteranceResult:
     transcript: str | None = None
     metrics: dict[str, float | None] = field(default_factory=dict)
     details: dict = field(default_factory=dict)
+    style: dict | None = None
+    """In a styled run, what was asked (`StyleRequest.record`): emotion, intensity, expected label, style clip."""
 
     def fail(self, stage: str, reason: str) -> "UtteranceResult":
         self.status, self.failure_stage, self.failure = "failed", stage, reason
@@ -84,17 +101,83 @@ class UtteranceResult:
 class EvalConfig:
     """What `evaluate` measures and with which models."""
 
-    metrics: tuple[str, ...] = METRICS
+    metrics: tuple[str, ...] = DEFAULT_METRICS
     asr_model: str = asr_module.DEFAULT_ASR_MODEL
     sim_model: str = sim_module.DEFAULT_SIM_MODEL
     plots: bool = True
     plot_samples: int = 3
     """Utterances whose F0 contours and spectrograms are drawn."""
+    styles: tuple[str, ...] = ()
+    """Emotion labels to ask for (empty: the engine's default, no ``style=``); each item is spoken in each."""
+    intensities: tuple[float, ...] = (1.0,)
+    """Intensities of each styled request (``neutral`` is asked once, at 0)."""
+    style_ref_voice: str | None = None
+    """With `styles`: give the engine the style as a clip of this held-out voice (``style_ref=``) instead."""
+    style_classifier: str = "style_classifier"
+    """Checkpoint of the ``style`` metric (folder or shipped name)."""
 
     def __post_init__(self) -> None:
         unknown = set(self.metrics) - set(METRICS)
         if unknown:
             raise ValueError(f"unknown metric(s) {', '.join(sorted(unknown))}; choose from {', '.join(METRICS)}")
+        from tts.style import Style, check_control
+
+        for label in self.styles:
+            if len(Style(label).emotion) != 1:
+                raise ValueError(f"--styles takes single labels, got {label!r}")
+        if not self.intensities:
+            raise ValueError("give at least one intensity")
+        for value in self.intensities:
+            check_control("intensity", value)
+        if self.style_ref_voice is not None:
+            if not self.styles:
+                raise ValueError("a style reference voice needs styles to render its clips in (--styles)")
+            if any(value > 1 for value in self.intensities):
+                raise ValueError("style reference clips are rendered at intensities from 0 to 1")
+
+
+@dataclass(frozen=True)
+class StyleRequest:
+    """One style an item is spoken in: the engine's keywords and the label the output should be heard in."""
+
+    suffix: str
+    """Appended to the utterance id: ``~happy@0.5``."""
+    style: object = None
+    """A `tts.style.Style`, passed as ``style=`` (None with a style clip)."""
+    style_ref: Audio | None = None
+    expected: str = "neutral"
+    record: dict = field(default_factory=dict)
+
+    def engine_kwargs(self) -> dict:
+        return {"style": self.style, **({"style_ref": self.style_ref} if self.style_ref is not None else {})}
+
+
+def style_requests(config: EvalConfig, item_index: int = 0) -> list[StyleRequest | None]:
+    """What each item is spoken in: ``[None]`` (the engine's default) for an unstyled run, else one request per
+    style and intensity (neutral once). With a style reference voice, each request carries a clip of that voice
+    reading a held-out prompt text (chosen by `item_index`) in the style (`tts.evaluation.stages.heldout_clip`)."""
+    if not config.styles:
+        return [None]
+    from tts.style import Style
+
+    requests: list[StyleRequest | None] = []
+    for label in sorted(dict.fromkeys(config.styles), key=lambda name: name != "neutral"):  # neutral first
+        for intensity in ([0.0] if Style(label).dominant == "neutral" else config.intensities):
+            expected = label if intensity > 0 else "neutral"
+            record = {"emotion": label, "intensity": float(intensity), "expected": expected}
+            suffix = f"~{label}@{intensity:g}"
+            if config.style_ref_voice is None:
+                requests.append(StyleRequest(suffix, Style(label, intensity=intensity), None, expected, record))
+                continue
+            from tts.evaluation.stages import heldout_clip
+            from tts.evaluation.testsets import heldout_prompt_texts
+
+            texts = heldout_prompt_texts()
+            text = texts[item_index % len(texts)]
+            clip = heldout_clip(config.style_ref_voice, text, style=label, intensity=float(intensity))
+            record.update({"style_ref_voice": config.style_ref_voice, "style_ref_text": text})
+            requests.append(StyleRequest(suffix, None, clip.audio, expected, record))
+    return requests
 
 
 def _silence_reason(audio: Audio, what: str, min_seconds: float) -> str | None:
@@ -115,6 +198,9 @@ class _PromptCache:
 
     def __init__(self, config: EvalConfig) -> None:
         self.config = config
+        self._classifier = None
+        self.neutral_level: dict[str, float] = {}
+        """Active level (dBFS) of each item's neutral output in a styled run, by item id (`_score`'s style)."""
         self._audio: dict[Path, Audio | str] = {}
         self._embedding: dict[Path, np.ndarray] = {}
         self._prosody: dict[Path, object] = {}
@@ -128,6 +214,14 @@ class _PromptCache:
             except (ValueError, OSError) as error:
                 self._audio[path] = str(error)
         return self._audio[path]
+
+    def style_classifier(self):
+        """The ``style`` metric's classifier, loaded on first use."""
+        if self._classifier is None:
+            from tts.evaluation.style_classifier import load_style_classifier
+
+            self._classifier = load_style_classifier(self.config.style_classifier)
+        return self._classifier
 
     def embedding(self, path: Path, audio: Audio) -> np.ndarray:
         if path not in self._embedding:
@@ -197,6 +291,7 @@ def _score(result: UtteranceResult, item: TestItem, output: Audio, prompt: Audio
                 "f0_mean_hz": stats.f0_mean_hz,
                 "f0_range_semitones": stats.f0_range_semitones,
                 "voiced_fraction": stats.voiced_fraction,
+                "energy_mean_db": stats.energy_mean_db,
                 "energy_std_db": stats.energy_std_db,
                 "speaking_rate": stats.speaking_rate,
             }
@@ -210,9 +305,40 @@ def _score(result: UtteranceResult, item: TestItem, output: Audio, prompt: Audio
         if len(keep) < config.plot_samples:
             keep[item.utt] = (output, track, prompt_track)
 
+    def style() -> None:
+        from tts.evaluation.prosody import MIN_VOICED_FRAMES, f0_track, hz_to_semitones
+        from tts.evaluation.style_features import FEATURE_NAMES, style_features
+
+        features = style_features(output)
+        named = dict(zip(FEATURE_NAMES, features.tolist()))
+        # The classifier reads absolute level on the renderings' scale (neutral at NEUTRAL_LEVEL_DBFS); an engine
+        # has its own output level, so a styled run that asks for neutral puts each item's outputs on that scale
+        # by the item's neutral output (neutral is asked first).
+        level = FEATURE_NAMES.index("level_dbfs")
+        if result.style and result.style["expected"] == "neutral":
+            prompts.neutral_level[item.utt] = float(features[level])
+        offset = NEUTRAL_LEVEL_DBFS - prompts.neutral_level[item.utt] if item.utt in prompts.neutral_level else 0.0
+        calibrated = features.copy()
+        calibrated[level] += offset
+        prediction = prompts.style_classifier().predict_features(calibrated)
+        expected = result.style["expected"] if result.style else "neutral"
+        track = f0_track(output, method="praat")
+        voiced = track.f0[np.isfinite(track.f0)]
+        if result.style and "style_ref_heard" in result.style:
+            metrics["style_ref_match"] = float(prediction.label == result.style["style_ref_heard"])
+        metrics.update({
+            "style_correct": float(prediction.label == expected),
+            "style_confidence": prediction.probabilities.get(expected, 0.0),
+            "style_f0_median_st": (float(np.median(hz_to_semitones(voiced))) if named["has_f0"]
+                                   and len(voiced) >= MIN_VOICED_FRAMES else None),
+            "style_f0_range_st": named["f0_range_st"] if named["has_f0"] else None,
+            "style_level_dbfs": named["level_dbfs"],
+        })
+        result.details["style"] = {**prediction.to_dict(), "expected": expected, "level_offset_db": offset}
+
     timing = result.details.setdefault("metric_seconds", {})
     for name, compute in (("wer", intelligibility), ("sim", speaker_similarity), ("dnsmos", signal_quality),
-                          ("prosody", prosody)):
+                          ("prosody", prosody), ("style", style)):
         if name in config.metrics:
             start = time.perf_counter()
             attempt(name, compute)
@@ -226,15 +352,22 @@ def evaluate_item(
     config: EvalConfig,
     prompts: _PromptCache,
     keep: dict,
+    request: StyleRequest | None = None,
 ) -> UtteranceResult:
-    """Synthesize and score one item; never raises for bad input or a failing engine."""
-    result = UtteranceResult(item.utt, item.target_text, str(item.prompt_wav))
+    """Synthesize and score one item (in `request`'s style); never raises for bad input or a failing engine."""
+    utt = item.utt + (request.suffix if request is not None else "")
+    result = UtteranceResult(utt, item.target_text, str(item.prompt_wav),
+                             style=dict(request.record) if request is not None else None)
     prompt = prompts.audio(item.prompt_wav)
     if isinstance(prompt, str):
         return result.fail("prompt", prompt)
+    if request is not None and request.style_ref is not None and "style" in config.metrics:
+        # The issue's match rate compares the output with what the classifier hears in the clip itself.
+        result.style["style_ref_heard"] = prompts.style_classifier().classify(request.style_ref).label
     start = time.perf_counter()
     try:
-        output = engine_fn(item.target_text, prompt, item.prompt_text)
+        kwargs = request.engine_kwargs() if request is not None else {}
+        output = engine_fn(item.target_text, prompt, item.prompt_text, **kwargs)
     except Exception as error:  # noqa: BLE001 - the engine under test may fail in any way
         logger.warning("%s: the engine raised %s: %s", item.utt, type(error).__name__, error)
         return result.fail("engine", f"{type(error).__name__}: {error}")
@@ -246,7 +379,7 @@ def evaluate_item(
     if reason is not None:
         return result.fail("output", reason)
     result.rtf = result.synthesis_seconds / output.duration
-    result.output_wav = str(output.save(wav_dir / f"{_safe_name(item.utt)}.wav"))
+    result.output_wav = str(output.save(wav_dir / f"{_safe_name(utt)}.wav"))
     _score(result, item, output, prompt, prompts, config, keep)
     return result
 
@@ -295,7 +428,8 @@ def evaluate(
     """Synthesize every item of `testset` with `engine_fn`, score it, and write the run folder.
 
     Args:
-        engine_fn: ``(target_text, prompt_audio, prompt_text) -> Audio``.
+        engine_fn: ``(target_text, prompt_audio, prompt_text) -> Audio``; in a styled run (`EvalConfig.styles`)
+            it must take the keywords ``style=`` and ``style_ref=`` (`tts.evaluation.adapters.accepts_style`).
         out_dir: the run folder (made if missing).
         engine_name: how the report names the engine.
         limit: evaluate only the first `limit` items.
@@ -305,6 +439,12 @@ def evaluate(
     from tts.evaluation.report import labels_for, summarize, write_report
 
     config = config or EvalConfig()
+    if config.styles:
+        from tts.errors import TimbreError
+        from tts.evaluation.adapters import accepts_style
+
+        if not accepts_style(engine_fn):
+            raise TimbreError(f"engine {engine_name!r} takes no style= keyword, so it cannot be asked for styles")
     out_dir = Path(out_dir)
     wav_dir = out_dir / "wavs"
     wav_dir.mkdir(parents=True, exist_ok=True)
@@ -314,11 +454,12 @@ def evaluate(
     results = []
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     clock = time.perf_counter()
-    for done, item in enumerate(items, start=1):
-        result = evaluate_item(engine_fn, item, wav_dir, config, prompts, keep)
+    jobs = [(item, request) for index, item in enumerate(items) for request in style_requests(config, index)]
+    for done, (item, request) in enumerate(jobs, start=1):
+        result = evaluate_item(engine_fn, item, wav_dir, config, prompts, keep, request)
         results.append(result)
         if progress is not None:
-            progress(done, len(items), result)
+            progress(done, len(jobs), result)
     report = EvalReport(
         engine=engine_name,
         testset=testset.name,

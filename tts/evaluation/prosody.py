@@ -71,16 +71,49 @@ def _samples(audio: Audio, what: str = "the audio") -> np.ndarray:
     return samples
 
 
-def f0_track(audio: Audio, fmin: float = F0_MIN_HZ, fmax: float = F0_MAX_HZ) -> F0Track:
-    """The F0 contour of `audio` by pyin (10 ms frames)."""
+F0_METHODS = ("pyin", "praat")
+
+
+def f0_track(audio: Audio, fmin: float = F0_MIN_HZ, fmax: float = F0_MAX_HZ, method: str = "pyin") -> F0Track:
+    """The F0 contour of `audio` (10 ms frames): by pyin (`method` ``"pyin"``, the reported statistics), or by
+    Praat's autocorrelation pitch (``"praat"``, about 50 times faster: for features computed over many clips,
+    `tts.evaluation.style_features`), put on the same frame grid."""
     import librosa
 
+    if method not in F0_METHODS:
+        raise ValueError(f"unknown F0 method {method!r}; choose one of {', '.join(F0_METHODS)}")
     samples = _samples(audio)
+    if method == "praat":
+        return _praat_f0_track(samples, fmin, fmax)
     f0, voiced_flag, voiced_probability = librosa.pyin(
         samples, fmin=fmin, fmax=fmax, sr=PROSODY_SAMPLE_RATE, frame_length=FRAME_LENGTH, hop_length=HOP_LENGTH
     )
     f0 = np.where(voiced_flag, f0, np.nan).astype(np.float64)
     return F0Track(f0, np.asarray(voiced_probability, dtype=np.float64), HOP_LENGTH / PROSODY_SAMPLE_RATE)
+
+
+def _praat_f0_track(samples: np.ndarray, fmin: float, fmax: float) -> F0Track:
+    """Praat's "To Pitch (ac)" contour interpolated onto pyin's frame grid (frame ``i`` at ``i * hop``); the
+    voicing probability is Praat's pitch strength, 0 where unvoiced."""
+    from tts.data.styles import _praat
+
+    parselmouth, _ = _praat()
+    hop_seconds = HOP_LENGTH / PROSODY_SAMPLE_RATE
+    sound = parselmouth.Sound(samples.astype(np.float64), sampling_frequency=PROSODY_SAMPLE_RATE)
+    pitch = sound.to_pitch_ac(time_step=hop_seconds, pitch_floor=fmin, pitch_ceiling=fmax)
+    times = np.asarray(pitch.xs(), dtype=np.float64)
+    frequency = np.asarray(pitch.selected_array["frequency"], dtype=np.float64)
+    strength = np.asarray(pitch.selected_array["strength"], dtype=np.float64)
+    grid = np.arange(1 + len(samples) // HOP_LENGTH) * hop_seconds
+    nearest = np.clip(np.searchsorted(times, grid), 0, max(len(times) - 1, 0))
+    if len(times) == 0:
+        return F0Track(np.full(len(grid), np.nan), np.zeros(len(grid)), hop_seconds)
+    previous = np.clip(nearest - 1, 0, len(times) - 1)
+    closer = np.where(np.abs(times[previous] - grid) < np.abs(times[nearest] - grid), previous, nearest)
+    inside = (grid >= times[0] - hop_seconds) & (grid <= times[-1] + hop_seconds)
+    f0 = np.where(inside & (frequency[closer] > 0), frequency[closer], np.nan)
+    voiced_probability = np.where(np.isfinite(f0), strength[closer], 0.0)
+    return F0Track(f0, voiced_probability, hop_seconds)
 
 
 def hz_to_semitones(hz: np.ndarray, reference_hz: float = SEMITONE_REFERENCE_HZ) -> np.ndarray:

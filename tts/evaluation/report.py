@@ -23,6 +23,7 @@ _PROSODY_LABELS = {
     "f0_range_semitones": "F0 range, 5th-95th percentile, semitones",
     "f0_mean_diff_semitones": "mean F0 of the output minus that of its prompt, semitones (0 = same pitch)",
     "voiced_fraction": "voiced frames / active frames",
+    "energy_mean_db": "mean frame level over the active span, dBFS",
     "energy_std_db": "spread of frame level over the active span, dB",
     "speaking_rate": "phones per second over the active span (syllables/s when the phonemizer is missing)",
 }
@@ -42,7 +43,72 @@ def labels_for(config: EvalConfig) -> dict[str, str]:
         "rtf": "real-time factor: synthesis seconds / output seconds, on this machine (lower is faster)",
     }
     labels.update(_PROSODY_LABELS)
+    labels.update(_STYLE_LABELS)
     return labels
+
+
+_STYLE_LABELS = {
+    "style_correct": "1 when the style classifier (checkpoints/style_classifier, rendered styles of held-out voices) "
+                     "hears the style asked for (neutral at intensity 0), else 0: its mean is the style accuracy",
+    "style_confidence": "the classifier's probability of the style asked for",
+    "style_ref_match": "with a style clip: 1 when the output is heard in the style the classifier hears in the clip",
+    "style_f0_median_st": "median F0 of voiced frames, semitones above 55 Hz (Praat pitch, style features)",
+    "style_f0_range_st": "F0 range, 5th-95th percentile, semitones (Praat pitch, style features)",
+    "style_level_dbfs": "active speech level, dBFS (style features)",
+}
+
+_STYLE_MEANS = ("style_correct", "style_ref_match", "style_confidence", "style_f0_median_st", "style_f0_range_st", "style_level_dbfs",
+                "f0_range_semitones", "energy_mean_db", "speaking_rate")
+"""Metrics averaged per style and intensity in `style_summary` (with the run's WER and SIM)."""
+
+STYLE_GROUP = ("neutral", "whisper", "angry")
+"""The issue's three-way check: accuracy over the requests for these labels."""
+
+
+def _mean(values: list[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
+def style_summary(results: list[UtteranceResult]) -> dict:
+    """Per requested style and intensity: count, style accuracy, WER, SIM and prosody means, and WER and SIM
+    minus those of the neutral requests; accuracy per label (over its intensities) and over `STYLE_GROUP`.
+    Empty for an unstyled run."""
+    scored = [r for r in results if r.status != "failed" and r.style]
+    if not scored:
+        return {}
+    wer_key = next((k for r in scored for k in r.metrics if k.startswith("wer_")), None)
+    sim_key = next((k for r in scored for k in r.metrics if k.startswith("sim_")), None)
+    keys = [k for k in (wer_key, sim_key) if k] + list(_STYLE_MEANS)
+    groups: dict[str, list] = {}
+    for r in scored:
+        groups.setdefault(f"{r.style['emotion']}@{r.style['intensity']:g}", []).append(r)
+
+    def means(rows: list) -> dict:
+        out: dict = {"count": len(rows)}
+        for key in keys:
+            out[key] = _mean([float(r.metrics[key]) for r in rows if r.metrics.get(key) is not None])
+        return out
+
+    by_request = {name: means(rows) for name, rows in groups.items()}
+    neutral = means([r for r in scored if r.style["expected"] == "neutral"])
+    for row in by_request.values():
+        for key in (wer_key, sim_key):
+            if key and row.get(key) is not None and neutral.get(key) is not None:
+                row[f"{key}_minus_neutral"] = row[key] - neutral[key]
+    correct = lambda rows: _mean([r.metrics["style_correct"] for r in rows  # noqa: E731
+                                   if r.metrics.get("style_correct") is not None])
+    by_label = {}
+    for r in scored:
+        by_label.setdefault(r.style["expected"], []).append(r)
+    matches = [r.metrics["style_ref_match"] for r in scored if r.metrics.get("style_ref_match") is not None]
+    return {
+        "accuracy": correct(scored),
+        "style_ref_match_rate": _mean(matches),
+        "accuracy_by_label": {label: correct(rows) for label, rows in by_label.items()},
+        "accuracy_neutral_whisper_angry": correct([r for r in scored if r.style["expected"] in STYLE_GROUP]),
+        "by_request": by_request,
+        "neutral": neutral,
+    }
 
 
 def _stats(values: list[float]) -> dict:
@@ -81,6 +147,9 @@ def summarize(results: list[UtteranceResult]) -> dict:
     audio_seconds = sum(r.duration_seconds for r in timed)
     summary["rtf"] = sum(r.synthesis_seconds for r in timed) / audio_seconds if audio_seconds else None
     summary["audio_seconds"] = audio_seconds
+    styles = style_summary(results)
+    if styles:
+        summary["styles"] = styles
     return summary
 
 
@@ -117,7 +186,7 @@ def render_markdown(report: EvalReport, plot_files: list[str]) -> str:
         "|---|---|---|",
     ]
     for key, value in summary.items():
-        if not isinstance(value, dict) or key == "failed_by_stage":
+        if not isinstance(value, dict) or key in ("failed_by_stage", "styles"):
             continue
         if key.startswith("wer_"):
             shown = f"mean {_fmt(value['mean'])}, median {_fmt(value['median'])}, >50 %: {value['above_50']} of {value['count']}"
@@ -125,6 +194,8 @@ def render_markdown(report: EvalReport, plot_files: list[str]) -> str:
             shown = f"mean {_fmt(value['mean'])} (min {_fmt(value['min'])}, max {_fmt(value['max'])}, n={value['count']})"
         lines.append(f"| `{key}` | {shown} | {labels.get(key, '')} |")
     lines.append(f"| `rtf` | {_fmt(summary.get('rtf'))} | {labels['rtf']} |")
+    if "styles" in summary:
+        lines += ["", *_style_markdown(summary["styles"], labels)]
     problems = [r for r in report.results if r.status != "ok"]
     if problems or report.parse_errors:
         lines += ["", "## Failures and flags", ""]
@@ -151,6 +222,30 @@ def render_markdown(report: EvalReport, plot_files: list[str]) -> str:
         lines += ["", "## Plots", ""]
         lines += [f"![{os.path.basename(name)}]({name})" for name in plot_files]
     return "\n".join(lines) + "\n"
+
+
+def _style_markdown(styles: dict, labels: dict[str, str]) -> list[str]:
+    """The "Styles" section: accuracy, then one row per requested style and intensity."""
+    by_label = ", ".join(f"{label} {_fmt(value, 2)}" for label, value in styles["accuracy_by_label"].items())
+    lines = ["## Styles", "",
+             f"Style accuracy {_fmt(styles['accuracy'])} (by label: {by_label}); neutral vs whisper vs angry "
+             f"{_fmt(styles['accuracy_neutral_whisper_angry'])}"
+             + (f"; output heard as its style clip is heard: {_fmt(styles['style_ref_match_rate'])}"
+                if styles.get("style_ref_match_rate") is not None else "")
+             + f". {labels.get('style_correct', '')}.", ""]
+    rows = styles["by_request"]
+    first = next(iter(rows.values()))
+    wer_key = next((k for k in first if k.startswith("wer_") and not k.endswith("_minus_neutral")), None)
+    sim_key = next((k for k in first if k.startswith("sim_") and not k.endswith("_minus_neutral")), None)
+    lines += ["| style@intensity | n | accuracy | WER | WER - neutral | SIM | SIM - neutral | F0 median st | "
+              "F0 range st | level dBFS |", "|---" * 10 + "|"]
+    for name, row in rows.items():
+        get = lambda key: row.get(key) if key else None  # noqa: E731
+        lines.append(f"| {name} | {row['count']} | {_fmt(row['style_correct'], 2)} | {_fmt(get(wer_key))} | "
+                     f"{_fmt(get(wer_key and wer_key + '_minus_neutral'))} | {_fmt(get(sim_key))} | "
+                     f"{_fmt(get(sim_key and sim_key + '_minus_neutral'))} | {_fmt(row['style_f0_median_st'], 2)} | "
+                     f"{_fmt(row['style_f0_range_st'], 2)} | {_fmt(row['style_level_dbfs'], 1)} |")
+    return lines
 
 
 def write_report(report: EvalReport, plot_samples: dict | None) -> None:

@@ -206,19 +206,25 @@ def clips_dir(cache_dir: str | Path | None = None) -> Path:
     return (Path(cache_dir) if cache_dir is not None else cache_root() / "testsets") / f"stage-clips-v{CLIP_VERSION}"
 
 
-def heldout_clip(spec: str, text: str, cache_dir: str | Path | None = None) -> HeldoutClip:
-    """`text` spoken by the held-out voice `spec` (rendered with seed 0 on first use, then read from the cache)."""
+def heldout_clip(spec: str, text: str, cache_dir: str | Path | None = None, style: str = "neutral",
+                 intensity: float = 0.0) -> HeldoutClip:
+    """`text` spoken by the held-out voice `spec` (rendered with seed 0 on first use, then read from the cache), in
+    a rendered style of `tts.data.styles` at `intensity` (0 to 1; the voice bank's `synthesize`)."""
+    from tts.data.styles import STYLE_VERSION, check_intensity, check_style
     from tts.data.voicebank import bank_digest, is_pseudo_id, synthesize
 
     voice_id, band_limited = parse_voice_spec(spec)
+    style, intensity = check_style(style), check_intensity(intensity)
     definition = [CLIP_VERSION, voice_id, text, CLIP_SEED, bank_digest() if is_pseudo_id(voice_id) else None]
+    if style != "neutral" and intensity > 0:  # neutral clips keep the keys they were cached under
+        definition += [style, round(intensity, 4), STYLE_VERSION]
     digest = hashlib.sha256(json.dumps(definition).encode()).hexdigest()[:12]
     path = clips_dir(cache_dir) / f"{_voice_slug(voice_id)}-{digest}.wav"
     if path.is_file():
         audio = load_audio(path)
     else:
-        logger.info("rendering %s: %s", voice_id, text)
-        audio = synthesize(voice_id, text, seed=CLIP_SEED).audio
+        logger.info("rendering %s (%s %.2f): %s", voice_id, style, intensity, text)
+        audio = synthesize(voice_id, text, style=style, intensity=intensity, seed=CLIP_SEED).audio
         audio.save(path)
     if band_limited:
         audio = band_limit(audio)
@@ -994,7 +1000,8 @@ def ar_engine_fn() -> "EngineFn":
 
     engine = load_engine()
 
-    def engine_fn(target_text: str, prompt_audio: Audio, prompt_text: str) -> Audio:
-        return synthesize(target_text, clone_voice(prompt_audio, prompt_text), seed=0, models=engine)
+    def engine_fn(target_text: str, prompt_audio: Audio, prompt_text: str, *, style=None, style_ref=None) -> Audio:
+        return synthesize(target_text, clone_voice(prompt_audio, prompt_text), emotion=style, style_ref=style_ref,
+                          seed=0, models=engine)
 
     return engine_fn
