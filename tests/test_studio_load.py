@@ -87,7 +87,7 @@ def test_concurrent_clients_each_get_their_own_speech(served, clips):
                 seed = 100 * index + request
                 path, _, info = client.predict(
                     TEXT, "uploaded or recorded clip", None, handle_file(str(clip)), CLIP_TEXT, "neutral", 1.0, 1.0,
-                    seed, "wav", "ar", DEFAULT_BASE, 0.3, "", 0.0, 1.0, 0.0, api_name="/speak",
+                    seed, "wav", "ar", DEFAULT_BASE, 0.3, "", 0.0, 1.0, 0.0, None, api_name="/speak",
                 )
                 assert f"seed {seed}" in info, info
                 results[index, request] = path
