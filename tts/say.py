@@ -141,8 +141,7 @@ def _run_say(args: argparse.Namespace) -> int:
     if args.style_ref is not None:
         from tts.style_reference import load_style_clip
 
-        load_style_clip(args.style_ref)
-        style_options = {"style_ref": args.style_ref, "intensity": args.intensity, "speed": args.speed,
+        style_options = {"style_ref": load_style_clip(args.style_ref), "intensity": args.intensity, "speed": args.speed,
                          "pitch": args.pitch, "pitch_range": args.pitch_range, "energy": args.energy}
     else:
         style_options = {"emotion": style}

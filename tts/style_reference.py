@@ -86,9 +86,7 @@ def load_style_clip(source: StyleRefSource) -> Audio:
             audio = load_audio(source, max_seconds=MAX_STYLE_REF_SECONDS)
         else:
             raise AudioError(f"a style clip is an Audio, a path or (samples, sample_rate), got {type(source).__name__}")
-    except AudioError as error:
-        raise AudioError(f"the style reference clip cannot be used: {error}") from error
-    except (ValueError, OSError) as error:  # Audio's own checks (dimensions, rate)
+    except (ValueError, OSError) as error:  # the loader's AudioError (a ValueError) and Audio's own checks
         raise AudioError(f"the style reference clip cannot be used: {error}") from error
     if len(audio) == 0 or not np.all(np.isfinite(audio.samples)):
         raise AudioError("the style reference clip is empty or holds NaN/infinite samples")
