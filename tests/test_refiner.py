@@ -264,6 +264,33 @@ def test_style_ids_and_speaker_embedding_override():
     assert torch.allclose(neutral, generate(model, **data, steps=2, seed=0, speaker_embedding=embedding), atol=1e-6)
 
 
+def test_style_intensity_moves_from_neutral_to_the_full_style():
+    model = random_model()
+    data = inputs()
+    neutral = generate(model, **data, steps=2, seed=0)
+    full = generate(model, **data, steps=2, seed=0, style_id=2)
+    assert torch.allclose(neutral, generate(model, **data, steps=2, seed=0, style_id=2, style_intensity=0.0), atol=1e-6)
+    assert torch.allclose(full, generate(model, **data, steps=2, seed=0, style_id=2, style_intensity=1.0), atol=1e-6)
+    half = generate(model, **data, steps=2, seed=0, style_id=2, style_intensity=0.5)
+    assert not torch.allclose(half, neutral) and not torch.allclose(half, full)
+    streamed = torch.cat(list(generate_stream(model, data["tokens"], data["prompt_mel"], data["prompt_tokens"],
+                                              style_id=2, style_intensity=0.5, steps=2, seed=0)), dim=-1)
+    assert torch.allclose(streamed, half, atol=1e-5)
+    with pytest.raises(ValueError, match="style_intensity"):
+        generate(model, **data, style_id=2, style_intensity=1.5)
+
+
+def test_style_labels_map_to_ids_only_for_a_refiner_trained_with_them():
+    assert all(TINY.style_id(label) == 0 for label in ("neutral", "happy", "whisper"))
+    styled = FlowRefinerConfig(num_styles=4, styles=["neutral", "happy", "sad"])
+    assert styled.styles == ("neutral", "happy", "sad")
+    assert [styled.style_id(label) for label in ("neutral", "sad", "whisper")] == [0, 2, 0]
+    with pytest.raises(ValueError, match="start with 'neutral'"):
+        FlowRefinerConfig(styles=("happy", "neutral"))
+    with pytest.raises(ValueError, match="at most num_styles"):
+        FlowRefinerConfig(num_styles=2, styles=("neutral", "happy", "sad"))
+
+
 def test_bad_input_raises_value_error():
     model = random_model()
     data = inputs()

@@ -16,7 +16,11 @@ from tts.audio import STUDIO_MEL, load_audio, log_mel
 from tts.checkpoints import read_model_card_data
 from tts.data.corpus import METADATA_NAME, CorpusItem
 from tts.errors import TimbreError
-from tts.refiner.data import BatchRecipe, BatchSampler, FeatureCache, collate, extract_features
+from dataclasses import replace
+
+from tts.data.corpus import read_metadata
+from tts.data.styles import STYLES
+from tts.refiner.data import BatchRecipe, BatchSampler, FeatureCache, collate, corpus_styles, extract_features
 from tts.refiner.model import FlowRefiner
 from tts.refiner.train import PRESETS, TrainOptions, flow_matching_loss, guidance_drops, main, train
 from tts.training import Augmentation
@@ -145,6 +149,56 @@ def test_flow_loss_ignores_padding_and_guidance_drops_are_per_item(cache):
     assert rate["drop_tokens"] == pytest.approx(0.15, abs=0.04)
     assert not torch.equal(drops["drop_prompt"], drops["drop_speaker"])
     assert torch.isfinite(flow_matching_loss(model, batch, time, noise, {k: v[:2] for k, v in drops.items()}))
+
+
+def styled_corpus(corpus, folder, styles):
+    """`corpus`'s metadata with item ``i`` relabelled ``styles[i]`` (label, intensity) in the new folder `folder`
+    (the audio stays where it is: only the labels are read from here)."""
+    folder.mkdir()
+    items = [replace(item, style=label, intensity=intensity) for item, (label, intensity) in zip(read_metadata(corpus), styles)]
+    (folder / METADATA_NAME).write_text("".join(item.to_json() + "\n" for item in items), encoding="utf-8")
+    return folder
+
+
+LABELS = [("neutral", 0.0), ("happy", 0.5), ("whisper", 1.0), ("sad", 0.2), ("neutral", 0.0), ("angry", 0.8)]
+
+
+def test_targets_carry_their_corpus_style_and_intensity(corpus, cache, tmp_path):
+    labelled = styled_corpus(corpus, tmp_path / "styled", LABELS)
+    by_file = {item.file_name: (STYLES.index(item.style), item.intensity) for item in read_metadata(labelled)}
+    styles = corpus_styles(cache, labelled, STYLES)
+    assert styles == [by_file[item.file_name] for item in cache.items]
+    assert sorted(styles) == sorted((STYLES.index(label), value) for label, value in LABELS)
+    sampler = BatchSampler(cache, range(len(cache)), BatchRecipe(target_frames=30, prompt_frames=(9, 15)),
+                           np.random.default_rng(0), styles=styles)
+    picks = [0, 2, 5, 2]
+    batch = collate([sampler.example(i, augment=False) for i in picks], cache)
+    assert batch.style_ids.tolist() == [styles[i][0] for i in picks]
+    assert batch.style_intensity.tolist() == pytest.approx([styles[i][1] for i in picks])
+    plain = collate([BatchSampler(cache, range(6), BatchRecipe(), np.random.default_rng(0)).example(2)], cache)
+    assert plain.style_ids.tolist() == [0] and plain.style_intensity.tolist() == [0.0]
+    with pytest.raises(TimbreError, match="not one of"):
+        corpus_styles(cache, labelled, ("neutral", "happy"))
+    with pytest.raises(ValueError, match="entries"):
+        BatchSampler(cache, range(6), BatchRecipe(), np.random.default_rng(0), styles=styles[:3])
+    partial_corpus = tmp_path / "partial"
+    partial_corpus.mkdir()
+    (partial_corpus / METADATA_NAME).write_text((labelled / METADATA_NAME).read_text().splitlines()[0] + "\n")
+    with pytest.raises(TimbreError, match="not in"):
+        corpus_styles(cache, partial_corpus, STYLES)
+
+
+def test_style_training_labels_the_model_and_fine_tunes_a_neutral_one(corpus, cache, tmp_path):
+    labelled = styled_corpus(corpus, tmp_path / "styled", LABELS)
+    base = dict(corpus=labelled, features=cache.path, config="tiny", max_steps=1, batch_size=2, validation_items=1,
+                prompt_augmentation=False)
+    train(TrainOptions(out=tmp_path / "neutral", **base))
+    assert FlowRefiner.from_pretrained(tmp_path / "neutral" / "export").config.styles == ("neutral",)
+    train(TrainOptions(out=tmp_path / "styled_run", styles=True, init_from=str(tmp_path / "neutral" / "export"), **base))
+    model = FlowRefiner.from_pretrained(tmp_path / "styled_run" / "export")
+    assert model.config.styles == STYLES and model.config.style_id("whisper") == STYLES.index("whisper")
+    counts = read_model_card_data(tmp_path / "styled_run" / "export")["Data"]["styles"]
+    assert counts == {"neutral": 2, "happy": 1, "sad": 1, "angry": 1, "surprised": 0, "calm": 0, "whisper": 1}
 
 
 def test_three_steps_then_resume_with_a_tiny_tokenizer(corpus, tmp_path):

@@ -18,6 +18,9 @@ waveform augmentation (`tts.training.augment_waveform`): a random gain, backgrou
 low-pass (4-11 kHz, as from an 8-22 kHz recording), applied to the audio before the mel, so the refiner learns to
 give full-band output at a steady level from band-limited, noisy prompts. Prompt tokens stay those of the clean
 audio.
+With style labels (`corpus_styles`), every target carries its utterance's style id and intensity from the corpus
+metadata, while its prompt (another utterance of the voice, often in another style) gives the timbre: the refiner
+learns to take the style from the label rather than from the prompt.
 With self-distillation pairs (`tts.refiner.distill`), a share of the targets get the tokens of their
 utterance as re-rendered in another voice, so the refiner learns to take the timbre from the prompt only.
 
@@ -57,6 +60,7 @@ __all__ = [
     "BatchRecipe",
     "RefinerBatch",
     "BatchSampler",
+    "corpus_styles",
 ]
 
 CACHE_FORMAT = "timbre-refiner-features"
@@ -272,7 +276,7 @@ class RefinerBatch:
     Attributes:
         target_mel: ``(B, M, T)`` log-mel (padding: silence); tokens ``(B, N)``; token_lengths ``(B,)``.
         prompt_mel: ``(B, M, P)``; prompt_tokens ``(B, Np)``; prompt_lengths ``(B,)`` frames.
-        style_ids: ``(B,)`` (neutral for now).
+        style_ids: ``(B,)`` the targets' style ids (0 = neutral); style_intensity ``(B,)`` their intensities.
     """
 
     target_mel: torch.Tensor
@@ -282,6 +286,7 @@ class RefinerBatch:
     prompt_tokens: torch.Tensor
     prompt_lengths: torch.Tensor
     style_ids: torch.Tensor
+    style_intensity: torch.Tensor
 
     def to(self, device: torch.device | str) -> "RefinerBatch":
         """The batch on `device`."""
@@ -294,6 +299,25 @@ class _Example:
     tokens: torch.Tensor  # (N,)
     prompt_mel: torch.Tensor  # (M, P)
     prompt_tokens: torch.Tensor  # (Np,)
+    style_id: int = 0
+    style_intensity: float = 0.0
+
+
+def corpus_styles(cache: "FeatureCache", corpus: str | os.PathLike, styles: Sequence[str]) -> list[tuple[int, float]]:
+    """``(style id, intensity)`` of every cache item from the corpus metadata: the label's place in `styles`
+    (``styles[0]`` neutral; neutral items get intensity 0). Raises `TimbreError` for an item the metadata lacks or
+    a label outside `styles`."""
+    by_file = {item.file_name: item for item in read_metadata(corpus)}
+    found = []
+    for cached in cache.items:
+        item = by_file.get(cached.file_name)
+        if item is None:
+            raise TimbreError(f"{cached.file_name} of the feature cache is not in {corpus}'s metadata")
+        if item.style not in styles:
+            raise TimbreError(f"{cached.file_name}: style {item.style!r} is not one of {', '.join(styles)}")
+        style_id = styles.index(item.style)
+        found.append((style_id, 0.0 if style_id == 0 else float(item.intensity)))
+    return found
 
 
 class BatchSampler:
@@ -308,6 +332,8 @@ class BatchSampler:
         alt_tokens: self-distillation tokens by item (`tts.refiner.distill.load_pairs`): with probability
             `alt_probability` a target that has them is given those instead of its own (prompt unchanged).
         alt_probability: the share of such targets.
+        styles: ``(style id, intensity)`` of every cache item (`corpus_styles`), given to its targets as their
+            style condition (None: all neutral).
     """
 
     def __init__(
@@ -319,7 +345,11 @@ class BatchSampler:
         corpus: str | os.PathLike | None = None,
         alt_tokens: Mapping[int, torch.Tensor] | None = None,
         alt_probability: float = 0.0,
+        styles: Sequence[tuple[int, float]] | None = None,
     ) -> None:
+        if styles is not None and len(styles) != len(cache):
+            raise ValueError(f"styles has {len(styles)} entries for {len(cache)} cache items")
+        self.styles = styles
         if not 0.0 <= alt_probability <= 1.0:
             raise ValueError(f"alt_probability must be in [0, 1], got {alt_probability}")
         self.cache, self.recipe, self.rng = cache, recipe, rng
@@ -367,11 +397,14 @@ class BatchSampler:
             tokens = alt[target_span[0] : target_span[1]]
         else:
             tokens = cache.tokens(index, *target_span)
+        style_id, intensity = (0, 0.0) if self.styles is None else self.styles[index]
         return _Example(
             target_mel=cache.mel(index, target_span[0] * step, target_span[1] * step),
             tokens=tokens,
             prompt_mel=prompt_mel,
             prompt_tokens=cache.tokens(source, *prompt_span),
+            style_id=style_id,
+            style_intensity=intensity,
         )
 
     def _prompt_mel(self, index: int, start: int, end: int, augment: bool) -> torch.Tensor:
@@ -425,5 +458,6 @@ def collate(examples: Sequence[_Example], cache: FeatureCache) -> RefinerBatch:
         prompt_mel=pad_mels([e.prompt_mel for e in examples], max_prompt),
         prompt_tokens=pad_ids([e.prompt_tokens for e in examples], -(-max_prompt // step)),
         prompt_lengths=torch.tensor([e.prompt_mel.shape[-1] for e in examples]),
-        style_ids=torch.zeros(len(examples), dtype=torch.long),
+        style_ids=torch.tensor([e.style_id for e in examples], dtype=torch.long),
+        style_intensity=torch.tensor([e.style_intensity for e in examples], dtype=torch.float32),
     )

@@ -85,8 +85,10 @@ class FlowRefinerConfig:
         speaker_dim: speaker embedding width ``Ds``.
         speaker_encoder_dim, speaker_encoder_layers, speaker_pool_heads: the speaker encoder's width (heads of
             64, or one head below that), transformer layers and attention-pooling heads.
-        num_styles: rows of the style table (id 0 = neutral; the emotion work assigns the others).
+        num_styles: rows of the style table (id 0 = neutral).
         style_dim: style embedding width.
+        styles: the style labels the weights were trained with, in id order (``styles[0]`` is neutral); a model
+            trained on neutral ids only has ``("neutral",)`` and renders every label neutrally (`style_id`).
         time_freq_dim: sinusoidal flow-time features.
         mel_mean, mel_std: normalisation of the flow space, measured on the training corpus.
         mel: the mel features the weights were trained on.
@@ -111,6 +113,7 @@ class FlowRefinerConfig:
     speaker_pool_heads: int = 4
     num_styles: int = 16
     style_dim: int = 64
+    styles: tuple[str, ...] = ("neutral",)
     time_freq_dim: int = 256
     mel_mean: float = -5.0
     mel_std: float = 2.5
@@ -128,10 +131,20 @@ class FlowRefinerConfig:
             raise ValueError(f"lookahead must be >= 0, got {self.lookahead}")
         if self.num_styles < 1:
             raise ValueError("num_styles must be at least 1 (id 0 is the neutral style)")
+        object.__setattr__(self, "styles", tuple(self.styles))
+        if not self.styles or self.styles[0] != "neutral" or len(self.styles) > self.num_styles:
+            raise ValueError(f"styles must start with 'neutral' and have at most num_styles ({self.num_styles}) "
+                             f"labels, got {self.styles}")
         if self.mel_std <= 0:
             raise ValueError(f"mel_std must be positive, got {self.mel_std}")
         if self.dim_head % 2:
             raise ValueError(f"dim_head must be even for rotary embeddings, got {self.dim_head}")
+
+    def style_id(self, style: str) -> int:
+        """The style-table id of a label: its place in `styles`, 0 (neutral) for a label the weights were not
+        trained with (a style-less refiner speaks every style neutrally; the token LM and post-processing carry
+        the style then)."""
+        return self.styles.index(style) if style in self.styles else 0
 
     @property
     def mel_dim(self) -> int:
@@ -371,13 +384,22 @@ class FlowRefiner(PretrainedMixin, nn.Module):
         return self.speaker_encoder(self.normalize_mel(prompt_mel).transpose(1, 2), prompt_lengths)
 
     def global_condition(
-        self, speaker_embedding: torch.Tensor, style_ids: torch.Tensor, drop_speaker: torch.Tensor | None = None
+        self,
+        speaker_embedding: torch.Tensor,
+        style_ids: torch.Tensor,
+        drop_speaker: torch.Tensor | None = None,
+        style_intensity: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Speaker ``(B, Ds)`` and style ids ``(B,)`` -> ``(B, D)``, added to the time embedding in every block.
-        `drop_speaker` ``(B,)`` bool zeroes the speaker embedding of those items."""
+        `drop_speaker` ``(B,)`` bool zeroes the speaker embedding of those items. `style_intensity` ``(B,)`` in
+        [0, 1] moves each style embedding from the neutral one (0) to the style's own (1, the default)."""
         if drop_speaker is not None:
             speaker_embedding = speaker_embedding * (~drop_speaker).to(speaker_embedding.dtype)[:, None]
-        return self.condition_proj(torch.cat((speaker_embedding, self.style_embed(style_ids)), dim=-1))
+        style = self.style_embed(style_ids)
+        if style_intensity is not None:
+            neutral = self.style_embed.weight[0]
+            style = neutral + style_intensity.to(style.dtype)[:, None] * (style - neutral)
+        return self.condition_proj(torch.cat((speaker_embedding, style), dim=-1))
 
     def token_features(
         self, tokens: torch.Tensor, frame_lengths: torch.Tensor | None = None, drop: torch.Tensor | None = None
@@ -487,6 +509,7 @@ class FlowRefiner(PretrainedMixin, nn.Module):
         drop_tokens: torch.Tensor | None = None,
         drop_prompt: torch.Tensor | None = None,
         drop_speaker: torch.Tensor | None = None,
+        style_intensity: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predict the flow velocity of the target frames (the training pass; full chunk-causal context).
 
@@ -496,7 +519,7 @@ class FlowRefiner(PretrainedMixin, nn.Module):
             tokens: ``(B, N)`` target token ids.
             prompt_mel: ``(B, M, P)`` prompt log-mel.
             prompt_tokens: ``(B, Np)`` prompt token ids, ``Np * frames_per_token >= P``.
-            style_ids: ``(B,)`` style ids (None: neutral).
+            style_ids: ``(B,)`` style ids (None: neutral); style_intensity: ``(B,)`` their intensities (None: 1).
             token_lengths, prompt_lengths: ``(B,)`` real target tokens / prompt frames of a padded batch.
             speaker_embedding: ``(B, Ds)`` to use instead of the one pooled from the prompt.
             drop_tokens, drop_prompt, drop_speaker: ``(B,)`` bool guidance dropout per item.
@@ -516,7 +539,7 @@ class FlowRefiner(PretrainedMixin, nn.Module):
         if speaker_embedding is None:
             speaker_embedding = self.speaker_embedding(prompt_mel, prompt_lengths)
         target_lengths = None if token_lengths is None else token_lengths * config.frames_per_token
-        condition = self.global_condition(speaker_embedding, style_ids, drop_speaker)
+        condition = self.global_condition(speaker_embedding, style_ids, drop_speaker, style_intensity)
         prompt = self.embed_prompt(prompt_mel, prompt_tokens, prompt_lengths)
         caches = self.prompt_cache(prompt, condition, prompt_lengths)
         h = self.embed_target(x, self.token_features(tokens, target_lengths, drop_tokens))

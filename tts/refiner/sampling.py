@@ -107,6 +107,7 @@ class _Flow:
         batch: int,
         target_lengths: torch.Tensor | None,
         streaming: bool,
+        style_intensity: float | torch.Tensor = 1.0,
     ) -> None:
         config = model.config
         parameter = next(model.parameters())
@@ -142,13 +143,16 @@ class _Flow:
         style_ids = torch.as_tensor(style_id, device=self.device).long().reshape(-1).expand(batch)
         if bool(((style_ids < 0) | (style_ids >= config.num_styles)).any()):
             raise ValueError(f"style ids must lie in [0, {config.num_styles}) (0 = neutral)")
+        intensity = torch.as_tensor(style_intensity, device=self.device, dtype=self.dtype).reshape(-1).expand(batch)
+        if bool(((intensity < 0) | (intensity > 1)).any()):
+            raise ValueError("style_intensity must lie in [0, 1]")
         if speaker_embedding is None:
             speaker_embedding = model.speaker_embedding(prompt_mel, lengths)
         else:
             speaker_embedding = _as_batch(speaker_embedding, 2, "speaker_embedding").to(self.device, self.dtype)
             if speaker_embedding.shape != (batch, config.speaker_dim):
                 raise ValueError(f"speaker_embedding must be ({batch}, {config.speaker_dim})")
-        condition = model.global_condition(speaker_embedding, style_ids)
+        condition = model.global_condition(speaker_embedding, style_ids, style_intensity=intensity)
         prompt_caches = model.prompt_cache(model.embed_prompt(prompt_mel, prompt_tokens, lengths), condition, lengths)
 
         self.batch = batch
@@ -160,7 +164,8 @@ class _Flow:
 
         if self.guided:
             everyone = torch.ones(batch, dtype=torch.bool, device=self.device)
-            unconditional = model.global_condition(speaker_embedding, style_ids, drop_speaker=everyone)
+            unconditional = model.global_condition(speaker_embedding, style_ids, drop_speaker=everyone,
+                                                   style_intensity=intensity)
             condition = torch.cat((condition, unconditional))
         self.condition = condition
         self.prompt_caches = [(rows(cache.key), rows(cache.value)) for cache in prompt_caches]
@@ -255,6 +260,7 @@ def generate(
     prompt_lengths: torch.Tensor | None = None,
     speaker_embedding: torch.Tensor | None = None,
     progress: Callable[[int, int], None] | None = None,
+    style_intensity: float | torch.Tensor = 1.0,
 ) -> torch.Tensor:
     """Generate the mel of `tokens` in the prompt's voice, whole utterance at once (same result as the stream).
 
@@ -263,7 +269,7 @@ def generate(
         tokens: ``(B, N)`` or ``(N,)`` speech tokens of what to say.
         prompt_mel: ``(B, M, P)`` or ``(M, P)`` log-mel (`tts.audio.log_mel`) of the voice prompt.
         prompt_tokens: ``(B, Np)`` or ``(Np,)`` tokens of the prompt, ``Np = ceil(P / frames_per_token)``.
-        style_id: style id, or ``(B,)`` ids (0 = neutral).
+        style_id: style id, or ``(B,)`` ids (0 = neutral; `FlowRefinerConfig.style_id` maps a label).
         steps: ODE steps (at most 10 is the design point; 6 by default).
         cfg_strength: classifier-free guidance (0 = off, one evaluation per step instead of two).
         seed: seeds the starting noise (`frame_noise`); None = random. The global RNG is untouched.
@@ -274,6 +280,7 @@ def generate(
         speaker_embedding: ``(B, Ds)`` to use instead of the one pooled from the prompt (e.g. a stored or
             perturbed voice embedding).
         progress: called as ``progress(step, steps)`` after every ODE step.
+        style_intensity: in [0, 1], or ``(B,)``: from neutral (0) to the full style (1).
 
     Returns:
         ``(B, M, frames_per_token * N)`` log-mel.
@@ -290,7 +297,7 @@ def generate(
         target_lengths = token_lengths * frames_per_token
     flow = _Flow(
         model, prompt_mel, prompt_tokens, style_id, prompt_lengths, speaker_embedding, steps, cfg_strength, seed,
-        method, sway_sampling_coef, tokens.shape[0], target_lengths, streaming=False,
+        method, sway_sampling_coef, tokens.shape[0], target_lengths, streaming=False, style_intensity=style_intensity,
     )
     return flow.segment(tokens.to(flow.device), 0, tokens.shape[1] * frames_per_token, progress)
 
@@ -317,6 +324,7 @@ def generate_stream(
     sway_sampling_coef: float | None = DEFAULT_SWAY_COEF,
     prompt_lengths: torch.Tensor | None = None,
     speaker_embedding: torch.Tensor | None = None,
+    style_intensity: float | torch.Tensor = 1.0,
 ) -> Iterator[torch.Tensor]:
     """Yield the mel chunk by chunk, each as soon as it is final; concatenated they equal `generate` with the same
     arguments and seed (up to float rounding).
@@ -361,6 +369,7 @@ def generate_stream(
             flow = _Flow(
                 model, prompt_mel, prompt_tokens, style_id, prompt_lengths, speaker_embedding, steps,
                 cfg_strength, seed, method, sway_sampling_coef, piece.shape[0], None, streaming=True,
+                style_intensity=style_intensity,
             )
             received = piece.to(flow.device)
         else:

@@ -16,6 +16,9 @@
   self-distillation (`tts.refiner.distill`): for ``--distill-probability`` of the targets the tokens are those of
   the utterance re-rendered in another voice, the prompt and target stay the speaker's own; the validation then
   also reports ``distill_flow_loss`` (the validation pairs with those tokens).
+- Styles: ``--styles`` gives every target its corpus style label and intensity as the style condition (the
+  model's ``styles`` become `tts.data.styles.STYLES`), so synthesis can ask the refiner for a style; a refiner
+  fine-tuned from a neutral-only one trains the unused rows of its style table.
 - Objective: rectified flow. ``x_t = (1 - t) x0 + t x1`` between noise ``x0`` and the normalised target mel ``x1``,
   the model predicts ``x1 - x0``; mean squared error over the real target frames only (never the prompt).
   ``t`` is uniform or logit-normal. Classifier-free guidance dropout per item: everything (tokens, prompt,
@@ -50,6 +53,7 @@ import torch
 from torch import nn
 
 from tts.checkpoints import config_to_dict
+from tts.data.styles import STYLES
 from tts.device import select_device
 from tts.errors import TimbreError
 from tts.refiner.data import (
@@ -57,6 +61,7 @@ from tts.refiner.data import (
     BatchSampler,
     FeatureCache,
     RefinerBatch,
+    corpus_styles,
     extract_features,
 )
 from tts.refiner.model import FlowRefiner, FlowRefinerConfig, count_parameters
@@ -173,6 +178,8 @@ class TrainOptions:
     """Peak learning rate (None: the preset's)."""
     warmup_steps: int | None = None
     """Warm-up steps (None: the preset's)."""
+    styles: bool = False
+    """Condition each target on its corpus style label and intensity (`corpus_styles`); off: all neutral."""
 
     @property
     def features_path(self) -> Path:
@@ -228,7 +235,7 @@ def flow_matching_loss(
     state = (1 - t) * noise + t * data
     predicted = model(
         state, time, batch.tokens, batch.prompt_mel, batch.prompt_tokens, style_ids=batch.style_ids,
-        token_lengths=batch.token_lengths, prompt_lengths=batch.prompt_lengths, **(drops or {}),
+        style_intensity=batch.style_intensity, token_lengths=batch.token_lengths, prompt_lengths=batch.prompt_lengths, **(drops or {}),
     )
     frames = torch.arange(data.shape[-1], device=data.device)[None]
     real = (frames < (batch.token_lengths * refiner.config.frames_per_token)[:, None]).to(data.dtype)[:, None]
@@ -318,12 +325,18 @@ def preset_for(options: TrainOptions) -> TrainConfig:
 def initial_model(options: TrainOptions, preset: TrainConfig, cache: FeatureCache) -> FlowRefiner:
     """A new refiner of the preset's shape, or the ``init_from`` refiner to fine-tune (checked against the cache)."""
     if not options.init_from:
-        return FlowRefiner(model_config_for(preset, cache))
+        config = model_config_for(preset, cache)
+        return FlowRefiner(replace(config, styles=STYLES) if options.styles else config)
     model = FlowRefiner.from_pretrained(options.init_from).float()
     config = model.config
     if (config.codebook_size, config.frames_per_token, config.mel) != (cache.codebook_size, cache.frames_per_token,
                                                                        cache.mel_config):
         raise TimbreError(f"--init-from {options.init_from}: trained on other tokens or mels than {cache.path}'s")
+    if options.styles and config.styles != STYLES:
+        if config.styles != STYLES[: len(config.styles)] or config.num_styles < len(STYLES):
+            raise TimbreError(f"--init-from {options.init_from}: its style table {config.styles} cannot take "
+                              f"the corpus styles {STYLES}")
+        model.config = replace(config, styles=STYLES)  # the unused rows of the table get trained
     return model
 
 
@@ -341,7 +354,8 @@ def model_config_for(preset: TrainConfig, cache: FeatureCache) -> FlowRefinerCon
 
 
 def validation_sets(cache: FeatureCache, indices: Sequence[int], recipe: BatchRecipe, batch_size: int, seed: int,
-                    alt_tokens: dict[int, torch.Tensor] | None = None) -> dict[str, list[RefinerBatch]]:
+                    alt_tokens: dict[int, torch.Tensor] | None = None,
+                    styles: Sequence[tuple[int, float]] | None = None) -> dict[str, list[RefinerBatch]]:
     """Fixed validation batches of the items `indices` by metric: ``flow_loss`` (their own tokens) and, for the
     items with self-distillation tokens, ``distill_flow_loss`` (the same pairs given those tokens: how well the
     refiner rebuilds the recording from another voice's rendering of it). Empty without items."""
@@ -351,7 +365,7 @@ def validation_sets(cache: FeatureCache, indices: Sequence[int], recipe: BatchRe
         members = list(indices) if share == 0.0 else sorted(alt)
         if members:  # same members, same seed: the same pairs, told apart only by their tokens
             sampler = BatchSampler(cache, members, recipe, np.random.default_rng(seed), alt_tokens=alt,
-                                   alt_probability=share)
+                                   alt_probability=share, styles=styles)
             sets[name] = sampler.fixed_batches(count=max(1, len(members) // batch_size),
                                                size=min(batch_size, len(members)), seed=seed)
     return sets
@@ -409,18 +423,22 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
     }
     if options.init_from:
         recipe["fine-tuned from"] = options.init_from
+    item_styles = corpus_styles(cache, options.corpus, STYLES) if options.styles else None
+    if item_styles is not None:
+        recipe["styles"] = {label: sum(1 for i in train_idx if item_styles[i][0] == n) for n, label in enumerate(STYLES)}
     if alt_tokens:
         recipe["self-distillation"] = {"pairs": str(Path(options.distill_pairs).resolve()), "utterances": len(alt_tokens),
                                        "probability": options.distill_probability}
     prompt_audio = options.corpus if options.prompt_augmentation else None
     next_batch, close_batches = batch_source(
         lambda rng: partial(BatchSampler(cache, train_idx, preset.batch, rng, corpus=prompt_audio, alt_tokens=alt_tokens,
-                                         alt_probability=options.distill_probability).batch, options.batch_size),
+                                         alt_probability=options.distill_probability, styles=item_styles).batch,
+                        options.batch_size),
         (options.seed, accelerator.process_index, progress.step), data_workers(accelerator),
     )
 
-    validation_batches = (validation_sets(cache, val_idx, preset.batch, options.batch_size, options.seed, alt_tokens)
-                          if main else {})
+    validation_batches = (validation_sets(cache, val_idx, preset.batch, options.batch_size, options.seed, alt_tokens,
+                                          item_styles) if main else {})
     generator = torch.Generator().manual_seed(options.seed * 1000 + accelerator.process_index + 7919 * progress.step)
     device = accelerator.device
     log = TrainLog(out / METRICS_FILE, main, on_log, accelerator.num_processes, per_second=("target_frames",))
@@ -529,6 +547,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="share of targets given their distillation tokens")
     parser.add_argument("--learning-rate", type=float, help="peak learning rate (default: the preset's)")
     parser.add_argument("--warmup-steps", type=int, help="warm-up steps (default: the preset's)")
+    parser.add_argument("--styles", action="store_true",
+                        help="condition each target on its corpus style label and intensity (default: all neutral)")
     return parser
 
 
@@ -561,7 +581,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             save_every_steps=args.save_every_steps, log_every=args.log_every,
             validation_items=args.validation_items, seed=args.seed, init_from=args.init_from,
             distill_pairs=args.distill_pairs, distill_probability=args.distill_probability,
-            learning_rate=args.learning_rate, warmup_steps=args.warmup_steps,
+            learning_rate=args.learning_rate, warmup_steps=args.warmup_steps, styles=args.styles,
         )
         summary = train(options)
     except TimbreError as error:
