@@ -61,3 +61,16 @@ def test_checkpoints_command_verifies(shipped_root, capsys):
     (shipped_root / "tiny/config.json").write_text("{}")
     assert main(["checkpoints"]) == 1
     assert "REFUSED   tiny" in capsys.readouterr().out
+
+
+def test_timbre_threads_sets_the_commands_torch_threads(monkeypatch, capsys):
+    import torch
+
+    previous = torch.get_num_threads()
+    target = 3 if previous != 3 else 2
+    monkeypatch.setenv("TIMBRE_THREADS", str(target))
+    try:
+        assert main(["bench", "--list"]) == 0
+        assert torch.get_num_threads() == target
+    finally:
+        torch.set_num_threads(previous)

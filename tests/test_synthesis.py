@@ -81,6 +81,22 @@ def test_prompt_is_tokenized_and_aligned(engine, voices):
     assert len(prompt.utterance.units) == len(prompt.utterance.counts)
 
 
+def test_prompt_is_kept_per_voice_and_tokenizer(engine, voices, monkeypatch):
+    first = prepare_prompt(engine, voices[0])
+    assert prepare_prompt(engine, voices[0]) is first  # the same voice again: no tokenizer work
+    same_clip = Voice(audio=Audio(voices[0].audio.samples.copy(), 24000), transcript=voices[0].transcript)
+    assert prepare_prompt(engine, same_clip) is first
+    assert prepare_prompt(engine, voices[1]) is not first
+    retold = Voice(audio=voices[0].audio, transcript="the quick brown fox jumps over the lazy dog")
+    assert prepare_prompt(engine, retold) is not first  # another transcript, another alignment
+    another_engine = tiny_engine()
+    fresh = prepare_prompt(another_engine, voices[0])
+    assert fresh is not first and torch.equal(fresh.mel, first.mel)
+    monkeypatch.setattr("tts.synthesis.PROMPT_CACHE_SIZE", 1)
+    prepare_prompt(engine, Voice(audio=voices[1].audio, transcript="please call stella and ask her to bring these things"))
+    assert prepare_prompt(engine, voices[0]) is not first  # pushed out by the other voice
+
+
 def test_synthesize_returns_audio_and_is_seeded(engine, voices):
     first = synthesize("Hello there.", voices[0], seed=3, models=engine)
     again = synthesize("Hello there.", voices[0], seed=3, models=engine)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from typing import Sequence
 
@@ -48,6 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if os.environ.get("TIMBRE_THREADS"):  # e.g. 1 on a machine busy with other work: fewer threads, less contention
+        from tts.device import configure_threads
+
+        configure_threads()
     try:
         return int(args.func(args) or 0)
     except TimbreError as error:

@@ -26,11 +26,14 @@ Shapes: ``M`` mel bands, ``P`` prompt frames, ``Np`` prompt tokens.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
 import secrets
 import threading
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
@@ -137,8 +140,35 @@ class VoicePrompt:
     utterance: Utterance
 
 
+PROMPT_CACHE_SIZE = 16
+"""Voice prompts kept per tokenizer (`prepare_prompt`): a studio speaks a few voices over and over."""
+
+_PROMPTS: "weakref.WeakKeyDictionary[torch.nn.Module, OrderedDict[tuple, VoicePrompt]]" = weakref.WeakKeyDictionary()
+_PROMPTS_LOCK = threading.Lock()
+
+
 def prepare_prompt(engine: ArEngine, voice: Voice) -> VoicePrompt:
-    """Tokenize and align a voice's reference clip with its transcript."""
+    """Tokenize and align a voice's reference clip with its transcript.
+
+    The result is kept for the engine's tokenizer (the last `PROMPT_CACHE_SIZE` voices, keyed by the clip's
+    samples and the transcript), so speaking again in a voice skips the tokenizer and the alignment."""
+    samples = np.ascontiguousarray(voice.audio.samples)
+    key = (hashlib.blake2b(samples.tobytes(), digest_size=16).hexdigest(), samples.shape, voice.audio.sample_rate,
+           voice.transcript)
+    with _PROMPTS_LOCK:
+        cached = _PROMPTS.setdefault(engine.tokenizer, OrderedDict())
+        if key in cached:
+            cached.move_to_end(key)
+            return cached[key]
+    prompt = _tokenize_prompt(engine, voice)
+    with _PROMPTS_LOCK:
+        cached[key] = prompt
+        while len(cached) > PROMPT_CACHE_SIZE:
+            cached.popitem(last=False)
+    return prompt
+
+
+def _tokenize_prompt(engine: ArEngine, voice: Voice) -> VoicePrompt:
     from tts.tokenizer.align import align
 
     tokenizer = engine.tokenizer
@@ -213,8 +243,11 @@ def _chunk_seed(seed: int, chunk: int, attempt: int) -> int:
 
 
 def _refiner_args(engine: ArEngine, prompt: VoicePrompt, options: SynthesisOptions, seed: int) -> dict:
+    """The refiner's arguments for a chunk: the voice prompt, the sampler settings and the chunk's style (neutral
+    with a refiner trained without style labels: `FlowRefinerConfig.style_id`)."""
     return {"prompt_mel": prompt.mel, "prompt_tokens": prompt.tokens, "steps": options.refiner_steps,
-            "cfg_strength": options.cfg_strength, "seed": seed % 2**31}
+            "cfg_strength": options.cfg_strength, "seed": seed % 2**31,
+            "style_id": engine.refiner.config.style_id(options.style), "style_intensity": options.intensity}
 
 
 def _chunk_audio(engine: ArEngine, prompt: VoicePrompt, units: list[int], options: SynthesisOptions, seed: int) -> Audio:
@@ -229,6 +262,12 @@ def _chunk_audio(engine: ArEngine, prompt: VoicePrompt, units: list[int], option
     with torch.inference_mode():
         mel = generate(engine.refiner, torch.tensor(codes), **_refiner_args(engine, prompt, options, seed))
         return engine.vocoder.decode(mel[0])
+
+
+STREAM_CHUNKS = (2, 4)
+"""Refiner attention chunks in the first streamed piece and in each later one (`_chunk_stream`): every refiner
+call has a fixed cost (the ODE steps over the prompt's cached context, the vocoder's overlap), so pieces of a
+few chunks reach the first audio sooner and use less CPU in all than one chunk at a time (docs/benchmarks.md)."""
 
 
 def _chunk_stream(engine: ArEngine, prompt: VoicePrompt, units: list[int], options: SynthesisOptions,
@@ -246,7 +285,10 @@ def _chunk_stream(engine: ArEngine, prompt: VoicePrompt, units: list[int], optio
                 if codes:
                     yield torch.tensor(codes)
 
-    mel_chunks = generate_stream(engine.refiner, token_pieces(), **_refiner_args(engine, prompt, options, seed))
+    unit = engine.refiner.config.chunk_size // engine.refiner.config.frames_per_token  # tokens of one attention chunk
+    first, later = STREAM_CHUNKS
+    mel_chunks = generate_stream(engine.refiner, token_pieces(), first_chunk_tokens=first * unit,
+                                 chunk_tokens=later * unit, **_refiner_args(engine, prompt, options, seed))
     for chunk in engine.vocoder.stream(chunk[0] for chunk in mel_chunks):
         yield np.asarray(chunk, dtype=np.float32).reshape(-1)
 
