@@ -277,6 +277,22 @@ def voice(flite):
     return clone_voice(flite.synthesize(text, "slt").audio, transcript=text)
 
 
+def test_engine_labels_and_rate_decide_what_is_rendered_on_the_audio():
+    from tts.synthesis import plan_chunks
+
+    sad = STYLE_TABLE["sad"]
+    [(_, native)] = plan_chunks("Hello there.", Style("sad"), labels=STYLES, native_rate=False)
+    assert (native.emotion, native.intensity, native.has_residual) == ("sad", 1.0, False)
+    assert native.speed == pytest.approx(sad.rate)  # the label's rate goes to the speed, not to the engine
+    [(_, plain)] = plan_chunks("Hello there.", Style("sad"))
+    assert (plain.emotion, plain.speed, plain.has_residual) == ("sad", 1.0, False)  # a base speaker renders it all
+    [(_, residual)] = plan_chunks("Hello there.", Style("sad", intensity=0.5), labels=("neutral",), native_rate=False)
+    assert (residual.emotion, residual.intensity) == ("neutral", 0.0)  # an engine without the label speaks neutrally
+    assert residual.residual.pitch_shift == pytest.approx(sad.pitch_shift / 2)
+    assert residual.residual.energy_db == pytest.approx(sad.energy_db / 2)
+    assert residual.speed == pytest.approx(sad.rate ** 0.5)
+
+
 @pytest.fixture(scope="module")
 def ar_engine():
     from tests.test_synthesis import tiny_engine

@@ -12,6 +12,7 @@ import torch
 
 from tts.audio import Audio
 from tts.data.speakers import get_speaker
+from tts.data.styles import STYLES
 from tts.errors import CheckpointError, TextError
 from tts.lm.model import SpeechTokenLM
 from tts.refiner.model import FlowRefiner, FlowRefinerConfig
@@ -45,7 +46,7 @@ class _SpeakingLM(SpeechTokenLM):
 
 
 def tiny_engine() -> ArEngine:
-    """All four parts of the `ar` engine at tiny sizes with random weights (seeded)."""
+    """All four parts of the `ar` engine at tiny sizes with random weights (seeded); the refiner takes every style."""
     tokenizer_config = TOKENIZER_PRESETS["tiny"].model
     torch.manual_seed(0)
     tokenizer = SpeechTokenizer(tokenizer_config).eval()
@@ -53,8 +54,8 @@ def tiny_engine() -> ArEngine:
                                      token_rate=tokenizer_config.token_rate, max_positions=2048)), 1, 0.05)
     refiner = _random(FlowRefiner(FlowRefinerConfig(
         codebook_size=tokenizer_config.codebook_size, dim=32, depth=2, heads=2, dim_head=16, token_dim=16,
-        speaker_dim=16, speaker_encoder_dim=16, speaker_encoder_layers=1, num_styles=4, style_dim=8,
-        time_freq_dim=32, chunk_size=6, lookahead=3)), 2, 0.05)
+        speaker_dim=16, speaker_encoder_dim=16, speaker_encoder_layers=1, num_styles=8, style_dim=8,
+        time_freq_dim=32, chunk_size=6, lookahead=3, styles=STYLES)), 2, 0.05)
     vocoder = Vocos(VOCODER_PRESETS["tiny"].generator).eval()
     return ArEngine(tokenizer, lm, refiner, vocoder)
 

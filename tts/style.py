@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import asdict, dataclass, replace
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from tts.audio import Audio
@@ -271,18 +271,22 @@ class EngineConditioning:
         return self.residual != NEUTRAL
 
 
-def engine_conditioning(style: Style, engine_emotions: bool = True) -> EngineConditioning:
-    """How an engine realises `style` (same for `ar` and `base+convert`; see the module docstring).
+def engine_conditioning(style: Style, labels: Collection[str] = STYLES, native_rate: bool = True) -> EngineConditioning:
+    """How an engine realises `style` (see the module docstring).
 
     The engine speaks the dominant label at ``min(1, intensity * weight)``; the residual is the style's
     `Style.target_params` minus what the engine renders for that label, in natural scales. Its rate goes to
-    the engine's speed; the rest is post-processing. An engine without emotion labels (`engine_emotions`
-    False: `dit`, whose style is its reference's) speaks neutrally and the whole style is residual.
+    the engine's speed; the rest is post-processing. `labels` are the ones the engine renders itself: for any
+    other (all of them for `dit`, whose style is its reference's) it speaks neutrally and the whole style is
+    residual. With `native_rate` False the engine's rendering of a label leaves out the label's rate, which then
+    goes to its speed (the `ar` engine, whose token LM does not slow down or speed up for a label).
     """
-    label = style.dominant if engine_emotions else "neutral"
+    label = style.dominant if style.dominant in labels else "neutral"
     weight = style.mixture.get(label, 0.0)
     engine_intensity = 0.0 if label == "neutral" else min(1.0, style.intensity * weight)
     engine_params = combine_params([(STYLE_TABLE[label], engine_intensity)])
+    if not native_rate:
+        engine_params = replace(engine_params, rate=1.0)
     residual = combine_params([(style.target_params(), 1.0), (engine_params, -1.0)])
     speed = min(MAX_SPEED, max(MIN_SPEED, style.speed * residual.rate))
     residual = replace(residual, rate=1.0, aperiodicity=max(0.0, residual.aperiodicity))

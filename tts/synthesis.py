@@ -10,8 +10,8 @@ Data flow for one call::
         residual; each segment --split_for_synthesis--> chunks --prepare_text--> words --text_units--> units
     voice --log_mel / tokenizer.encode / align--> prompt (mel, tokens, units with their token counts)
     units + prompt --token LM (text forced, tts.lm.generate)--> speech tokens --speed--> tokens
-    tokens + prompt mel --flow refiner--> mel --vocoder--> audio --apply_conditioning (residual: PSOLA, level)-->
-        chunk audio; chunks joined with short pauses
+    tokens + prompt mel + label/intensity --flow refiner--> mel --vocoder--> audio --apply_conditioning (residual:
+        PSOLA, level)--> chunk audio; chunks joined with short pauses
 
 Every chunk is conditioned on the same voice prompt. Stateless: the models are loaded once per set of
 checkpoints and shared read-only (inference only), every call builds its own caches and random generators, so
@@ -19,7 +19,8 @@ concurrent calls with different voices never mix. Streaming yields audio as soon
 feeds the refiner token by token (`tts.refiner.sampling.generate_stream`), the refiner feeds the vocoder chunk by
 chunk (`vocoder.streaming`); with the same seed the concatenated stream equals the non-streamed audio up to
 float rounding. A chunk whose style has a residual (`tts.style`: a mixture, intensity above 1, pitch, range or
-energy) is post-processed whole, so the stream yields it in one piece.
+energy, or a label the refiner was not trained with) is post-processed whole, so the stream yields it in one piece.
+A label's rate always goes to the speed resampler (the token LM does not realise it).
 
 Shapes: ``M`` mel bands, ``P`` prompt frames, ``Np`` prompt tokens.
 """
@@ -35,12 +36,13 @@ import threading
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Collection, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from tts.audio import SAMPLE_RATE, Audio, log_mel
+from tts.data.styles import STYLES
 from tts.errors import CheckpointError, TextError, TimbreError, VoiceError
 from tts.lm.generate import SamplingOptions, generate_speech_tokens, iter_speech_tokens
 from tts.lm.stream import Utterance, text_units, unit_start_times, unit_token_counts
@@ -318,13 +320,13 @@ CONVERSION_ENGINES = ("tone-color", "distilled", "ar")
 
 
 def plan_chunks(text: str, style: Style, *, tags: bool = True, max_chars: int = 250,
-                engine_emotions: bool = True) -> list[tuple[str, EngineConditioning]]:
+                labels: Collection[str] = STYLES, native_rate: bool = True) -> list[tuple[str, EngineConditioning]]:
     """The chunks of `text` to speak, in order, each with what the engine is asked for.
 
     With `tags`, inline style tags (`tts.style.parse_style_tags`) split the text into segments with their own
     style (`style` is the default); each segment is chunked (`split_for_synthesis`) on its own. Segments with
-    nothing speakable (a space or a comma between two tags) are skipped. `engine_emotions` as in
-    `tts.style.engine_conditioning`. Raises `TextError` for empty, over-long or unspeakable text and for bad tags.
+    nothing speakable (a space or a comma between two tags) are skipped. `labels` (the ones the engine renders
+    itself) and `native_rate` as in `tts.style.engine_conditioning`. Raises `TextError` for empty, over-long or unspeakable text and for bad tags.
     """
     validate_text(text)  # a huge or empty input is refused before the tags are read
     segments = parse_style_tags(text, style) if tags else [(text, style)]
@@ -336,7 +338,7 @@ def plan_chunks(text: str, style: Style, *, tags: bool = True, max_chars: int = 
             chunks = split_for_synthesis(segment, max_chars)
         except TextError:
             continue
-        conditioning = engine_conditioning(segment_style, engine_emotions)
+        conditioning = engine_conditioning(segment_style, labels, native_rate)
         planned.extend((chunk, conditioning) for chunk in chunks)
     if not planned:
         split_for_synthesis(plain, max_chars)  # the whole text's own error
@@ -435,7 +437,7 @@ def synthesize(
         # A bad clip is refused here, before the voice is cloned or a model loaded.
         request = read_style_reference(style_ref, intensity=intensity, speed=speed, pitch=pitch,
                                        pitch_range=pitch_range, energy=energy).style
-    plan = plan_chunks(text, request, tags=tags, max_chars=options.max_chunk_chars, engine_emotions=engine != "dit")
+    plan = plan_chunks(text, request, tags=tags, max_chars=options.max_chunk_chars, labels=() if engine == "dit" else STYLES)
     if engine == "base+convert":
         return _synthesize_base_convert(plan, voice, base, tau, options, stream, progress, models, watermark)
     if engine == "dit":
@@ -443,6 +445,10 @@ def synthesize(
     prepared = [prepare_text(chunk) for chunk, _ in plan]
     voice = voice if isinstance(voice, Voice) else clone_voice(voice)
     parts = models if models is not None else load_engine()
+    # What this engine renders itself: the labels its refiner was trained with (the rest of a style is rendered on
+    # its audio), never a label's rate (the token LM does not realise it: that goes to the speed resampler).
+    plan = plan_chunks(text, request, tags=tags, max_chars=options.max_chunk_chars, labels=parts.refiner.config.styles,
+                       native_rate=False)
     for label in {conditioning.emotion for _, conditioning in plan}:
         parts.lm.config.style_id(label)  # refuse a style the model was not trained with before any work
     prompt = prepare_prompt(parts, voice)
