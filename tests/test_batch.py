@@ -1,9 +1,11 @@
 """`timbre batch` (tts.data.batch) and the corpus plan (tts.data.corpus_build): manifest parsing and
-validation, bad lines logged and skipped, determinism, resume after a crash (including SIGKILL),
-sharding, the quality gate, and the corpus recipe's rules."""
+validation, bad lines logged and skipped, determinism, resume after a crash (including repeated SIGKILLs),
+write faults (full disk, no permission, read-only disk, a file for a folder) stopping cleanly, sharding, the
+quality gate, and the corpus recipe's rules."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -215,40 +217,199 @@ def test_crash_leftovers_are_reconciled(tmp_path):
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
 
 
-@pytest.mark.slow
-def test_sigkill_mid_run_then_resume(tmp_path):
+KILLS = 6
+"""SIGKILLs in a row in the repeated-kill test: half at a random (seeded) moment, half in the middle of
+writing an audio file, each after a random number of finished lines."""
+
+
+def _kill_manifest(folder: Path, count: int = 24) -> Path:
     records = [
         {"id": f"k{i:03d}", "text": f"This is sentence number {i}, spoken for the crash test.",
          "voice": ("pw0000", "flite:kal16", "pw0001")[i % 3], "style": ("neutral", "sad", "happy")[i % 3]}
-        for i in range(30)
+        for i in range(count)
     ]
-    manifest = _write_jsonl(tmp_path / "m.jsonl", records)
-    out = tmp_path / "out"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tts.data.batch", str(manifest), "--out", str(out), "--no-progress"],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    log = out / "metadata.rank0.jsonl"
-    deadline = time.monotonic() + 120
+    return _write_jsonl(folder / "m.jsonl", records)
+
+
+def _log_lines(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.is_file() else 0
+
+
+def _writing_audio(folder: Path, pid: int) -> bool:
+    """Whether process `pid` has a temporary audio file open in `folder` (an `atomic_open` name)."""
     try:
-        while time.monotonic() < deadline and process.poll() is None:
-            if log.is_file() and log.read_bytes().count(b"\n") >= 3:
-                break
-            time.sleep(0.02)
-        assert process.poll() is None, "the batch finished before it could be killed"
-        os.kill(process.pid, signal.SIGKILL)
-    finally:
-        process.kill()
-        process.wait()
-    assert not (out / "metadata.jsonl").exists()
-    summary = run_batch(manifest, out, progress=False)
-    assert summary.already_done >= 3 and summary.already_done + summary.written == 30 and summary.failed == 0
-    assert _metadata_ids(out) == [r["id"] for r in records]
+        return any(f".{pid}." in name and name.endswith(".tmp") for name in os.listdir(folder))
+    except FileNotFoundError:
+        return False
+
+
+def _assert_no_half_files(out: Path, reference: dict[str, bytes]) -> None:
+    """What a kill may leave: finished audio files equal to the uninterrupted run's, a log whose complete
+    lines all point at such a file, and at most temporary files and a torn last log line."""
     for path in (out / "audio").iterdir():
-        assert not path.name.startswith("."), f"left-over temporary file {path.name}"
+        if not path.name.startswith("."):
+            assert path.read_bytes() == reference[path.name], f"{path.name} differs from the uninterrupted run"
+    log = out / "metadata.rank0.jsonl"
+    if log.is_file():
+        for raw in log.read_bytes().split(b"\n")[:-1]:
+            record = json.loads(raw)
+            assert (out / record["file_name"]).is_file(), f"{record['id']} logged before its audio was complete"
+
+
+def _kill_at(process: subprocess.Popen, out: Path, lines: int, mid_write: bool, delay: float) -> None:
+    """SIGKILL `process` once its log has `lines` more lines: `delay` seconds later, or (`mid_write`) as soon
+    as it is writing an audio file."""
+    log, audio = out / "metadata.rank0.jsonl", out / "audio"
+    target = _log_lines(log) + lines
+    deadline = time.monotonic() + 60
+    while process.poll() is None and _log_lines(log) < target and time.monotonic() < deadline:
+        time.sleep(0.005)
+    if mid_write:  # the write takes well under a millisecond: poll without sleeping
+        while process.poll() is None and not _writing_audio(audio, process.pid) and time.monotonic() < deadline:
+            pass
+    else:
+        time.sleep(delay)
+    assert process.poll() is None, "the batch finished before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_repeated_sigkills_then_resume_lose_and_duplicate_nothing(tmp_path):
+    """`python -m tts.data.batch` killed with SIGKILL again and again, restarted each time, then left to
+    finish: the corpus is the uninterrupted run's, byte for byte, with every line exactly once."""
+    import random
+
+    manifest = _kill_manifest(tmp_path)
+    lines = [json.loads(line)["id"] for line in manifest.read_text().splitlines()]
+    reference = tmp_path / "reference"
+    run_batch(manifest, reference, progress=False)
+    expected = _files(reference)
+    out = tmp_path / "out"
+    log = out / "metadata.rank0.jsonl"
+    command = [sys.executable, "-m", "tts.data.batch", str(manifest), "--out", str(out), "--no-progress"]
+    rng = random.Random(13)
+    kills = []
+    for kill in range(KILLS):
+        mid_write = kill % 2 == 1
+        process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            _kill_at(process, out, rng.randint(0 if mid_write else 1, 2), mid_write, rng.uniform(0.0, 0.3))
+        finally:
+            process.kill()
+            process.wait()
+        assert process.returncode == -signal.SIGKILL
+        left_temporary = _writing_audio(out / "audio", process.pid)
+        kills.append((_log_lines(log), mid_write, left_temporary))
+        _assert_no_half_files(out, expected)
+        assert not (out / "metadata.jsonl").exists()
+    finished = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0, finished.stderr
+    assert _metadata_ids(out) == lines  # every line once, in manifest order
+    assert _files(out) == expected  # every line has one audio file, the uninterrupted run's bytes
+    for name in ("metadata.jsonl", "errors.jsonl", "summary.json"):
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+    assert not [path for path in out.rglob("*") if path.name.startswith(".") or "rank" in path.name]
+    for path in (out / "audio").iterdir():
         samples, rate = sf.read(path)
         assert rate == 24_000 and len(samples) > 0
-    assert len(list((out / "audio").iterdir())) == 30
+    done = [count for count, _, _ in kills]
+    assert done == sorted(done) and done[-1] < len(lines), "every kill came before the end"
+    assert any(left for _, _, left in kills), "no kill landed in the middle of writing an audio file"
+    print(f"{KILLS} kills after {done} finished lines; {sum(left for _, _, left in kills)} left a temporary audio "
+          f"file (killed between its creation and its rename; {sum(mid for _, mid, _ in kills)} were aimed there)")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Write faults: a full disk, no permission, a read-only disk, a file where a folder should be
+
+
+@pytest.fixture(scope="module")
+def fault_reference(tmp_path_factory) -> Path:
+    """An uninterrupted run of `GOOD_LINES` (what a run after a write fault must end up equal to)."""
+    if speaker_status()["flite"] is not None:
+        pytest.skip("flite is not installed here")
+    folder = tmp_path_factory.mktemp("fault_reference")
+    run_batch(_write_jsonl(folder / "m.jsonl", GOOD_LINES), folder / "out", progress=False)
+    return folder / "out"
+
+
+def _fail_nth_write(monkeypatch, target: str, nth: int, code: int) -> list[str]:
+    """Make the `nth` write to a file whose name contains `target` write half its bytes and then raise
+    ``OSError(code)``, as a disk that fills up mid-write does. Returns the names written to."""
+    write = batch_module._write_bytes
+    names: list[str] = []
+
+    def failing_write(handle, data: bytes) -> None:
+        name = Path(handle.name).name
+        if target in name:
+            names.append(name)
+            if len(names) == nth:
+                write(handle, data[: len(data) // 2])
+                raise OSError(code, os.strerror(code))
+        write(handle, data)
+
+    monkeypatch.setattr(batch_module, "_write_bytes", failing_write)
+    return names
+
+
+WRITE_FAULTS = [
+    ("flac", 3, errno.ENOSPC, "audio/u3.flac"),
+    ("flac", 1, errno.EACCES, "audio/u1.flac"),
+    ("flac", 4, errno.EROFS, "audio/u4.flac"),
+    ("metadata.rank0", 3, errno.ENOSPC, "metadata.rank0.jsonl"),
+    ("metadata.rank0", 2, errno.EDQUOT, "metadata.rank0.jsonl"),
+    ("metadata.jsonl", 1, errno.ENOSPC, "metadata.jsonl"),
+    ("summary.json", 1, errno.EROFS, "summary.json"),
+]
+
+
+@pytest.mark.parametrize("target, nth, code, failed", WRITE_FAULTS,
+                         ids=[f"{t}-{n}-{errno.errorcode[c]}" for t, n, c, _ in WRITE_FAULTS])
+def test_write_fault_stops_with_a_clear_message_and_a_rerun_finishes(
+        tmp_path, monkeypatch, capsys, fault_reference, target, nth, code, failed):
+    from tts.cli import main
+
+    manifest = _write_jsonl(tmp_path / "m.jsonl", GOOD_LINES)
+    out = tmp_path / "out"
+    command = ["batch", str(manifest), "--out", str(out), "--no-progress"]
+    names = _fail_nth_write(monkeypatch, target, nth, code)
+    assert main(command) == 2
+    assert len(names) == nth, "the fault was not reached"
+    err = capsys.readouterr().err
+    assert f"timbre batch: error: {os.strerror(code).lower()} while writing {out / failed}: " in err, err
+    assert "rerun" in err and "Traceback" not in err
+    # Nothing half-written: no temporary file, no torn or unparsable log line, no truncated audio.
+    assert not [path.name for path in out.rglob("*") if path.name.endswith(".tmp")]
+    for path in out.glob("*.jsonl"):
+        data = path.read_bytes()
+        assert not data or data.endswith(b"\n"), f"torn last line in {path.name}"
+        assert all(json.loads(line) for line in data.splitlines()), path.name
+    expected = _files(fault_reference)
+    for name, data in _files(out).items():
+        assert data == expected[name], f"{name} was left truncated"
+
+    monkeypatch.undo()  # the disk has space again
+    assert main(command) == 0
+    assert _files(out) == expected
+    for name in ("metadata.jsonl", "errors.jsonl", "summary.json"):
+        assert (out / name).read_bytes() == (fault_reference / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("layout", ["parent is a file", "output is a file"])
+def test_output_path_through_a_file_is_refused_with_a_clear_message(tmp_path, capsys, layout):
+    from tts.cli import main
+    from tts.errors import OutputError
+
+    manifest = _write_jsonl(tmp_path / "m.jsonl", GOOD_LINES[:1])
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("not a folder")
+    out = blocker / "out" if layout == "parent is a file" else blocker
+    with pytest.raises(OutputError, match="not a directory while writing .*notes.txt.*: part of this path is a file"):
+        run_batch(manifest, out, progress=False)
+    assert main(["batch", str(manifest), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"timbre batch: error: not a directory while writing {out / 'audio'}" in err and "Traceback" not in err
+    assert blocker.read_text() == "not a folder"
 
 
 def test_two_shards_give_the_same_files_as_one_process(tmp_path):

@@ -341,11 +341,14 @@ def _write(target: str | BinaryIO, audio: Audio, fmt: str) -> None:
 
 
 def save_audio(audio: Audio, path: str | os.PathLike, format: str | None = None) -> Path:
-    """Write `audio` atomically to `path`; the format comes from `format` or the suffix."""
+    """Write `audio` atomically to `path`; the format comes from `format` or the suffix.
+
+    Encoded in memory first: soundfile writing to a file swallows the `OSError` of a full disk and fails later
+    with an `AssertionError`; written as bytes, the disk's own error reaches the caller."""
     path = Path(path)
-    fmt = _format_for(path, format)
+    data = audio.to_bytes(_format_for(path, format))
     with atomic_open(path) as handle:
-        _write(handle, audio, fmt)
+        handle.write(data)
     return path
 
 

@@ -28,3 +28,8 @@ class VoiceError(TimbreError):
 
 class ManifestError(TimbreError):
     """A batch manifest line that cannot be used."""
+
+
+class OutputError(TimbreError):
+    """An output folder or file that cannot be written: a full disk, no permission, a read-only disk, or a
+    file where a folder should be. The message names the path, the cause and what to do."""

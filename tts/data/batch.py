@@ -24,6 +24,10 @@ Guarantees:
   a torn last line, a duplicate, or a line whose audio is missing is dropped, and left-over temporary
   files are removed, so a ``kill -9`` at any moment leaves no half-written file and nothing twice.
   A line whose fields changed since it was made is made again.
+* Stops cleanly on a write fault: a full disk, a folder without write permission, a read-only disk or a
+  file where a folder should be stops the run with an `OutputError` naming the path, the cause and the
+  remedy (the CLI prints it and exits with 2). The failed write leaves no temporary file and no torn log
+  line; the lines finished before it are kept, and rerunning the same command goes on from there.
 * Parallel: process R of N takes the lines whose manifest position is R modulo N and logs to
   ``metadata.rankR.jsonl``; the main process merges the logs into ``metadata.jsonl`` at the end.
   Under ``accelerate launch`` the rank comes from accelerate; ``--shard-index/--num-shards`` run one
@@ -33,6 +37,8 @@ Guarantees:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import functools
 import hashlib
 import json
@@ -45,19 +51,20 @@ import zipfile
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
 
 from tts.data.corpus import METADATA_NAME, CorpusItem, join_phoneme_string
 from tts.data.manifest import (
     AUDIO_DIR,
+    AUDIO_FORMAT,
     MAX_SEED,
     LineError,
     Manifest,
     ManifestEntry,
     parse_manifest,
 )
-from tts.errors import ManifestError, TimbreError
-from tts.files import atomic_open, atomic_write_text
+from tts.errors import ManifestError, OutputError, TimbreError
+from tts.files import atomic_open
 
 logger = logging.getLogger(__name__)
 
@@ -230,18 +237,70 @@ def _read_log(path: Path, corpus_records: bool = True) -> tuple[list[dict], int]
     return records, dropped
 
 
+_RERUN = "rerun the same command (finished lines are kept)"
+_WRITE_REMEDIES = {
+    errno.ENOSPC: f"free some space and {_RERUN}",
+    errno.EDQUOT: f"free some space or raise your disk quota, and {_RERUN}",
+    errno.EACCES: f"make the folder writable and {_RERUN}, or choose another output folder",
+    errno.EPERM: f"make the folder writable and {_RERUN}, or choose another output folder",
+    errno.EROFS: f"remount the disk writable and {_RERUN}, or choose an output folder on another disk",
+    errno.ENOTDIR: "part of this path is a file, not a folder: choose another output folder",
+    errno.EEXIST: "a file stands where a folder should be: choose another output folder",
+}
+
+
+def write_fault_message(path: Path, error: OSError) -> str:
+    """What `OutputError` says when writing `path` raised `error`: the cause, the path and what to do."""
+    cause = (error.strerror or str(error) or type(error).__name__).lower()
+    return f"{cause} while writing {path}: {_WRITE_REMEDIES.get(error.errno, f'fix the cause and {_RERUN}')}"
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Turn an `OSError` raised while writing `path` into an `OutputError` that says what to do."""
+    try:
+        yield
+    except OSError as error:
+        raise OutputError(write_fault_message(path, error)) from error
+
+
+def _write_bytes(handle: BinaryIO, data: bytes) -> None:
+    """Write all of `data` to `handle`: every byte of a batch's output goes through here (unbuffered
+    handles may write part of it)."""
+    view = memoryview(data)
+    while view:
+        written = handle.write(view)
+        view = view[written if written is not None else len(view):]
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` atomically (a failed write leaves the old file and no temporary)."""
+    with _writing(path), atomic_open(path) as handle:
+        _write_bytes(handle, data)
+
+
 def _write_lines(path: Path, lines: Iterable[str]) -> None:
-    with atomic_open(path) as handle:
-        for line in lines:
-            handle.write((line + "\n").encode("utf-8"))
+    _write_file(path, "".join(line + "\n" for line in lines).encode("utf-8"))
+
+
+def _save_audio(path: Path, audio) -> None:
+    """Encode `audio` in memory, then write it atomically: soundfile writing straight to the disk swallows
+    the `OSError` of a full disk in its callback and fails later with an `AssertionError`."""
+    _write_file(path, audio.to_bytes(AUDIO_FORMAT))
 
 
 def _append_line(path: Path, line: str) -> None:
-    """Append one line and fsync: the log of finished samples (reconciled on the next start)."""
-    with open(path, "ab") as handle:
-        handle.write((line + "\n").encode("utf-8"))
-        handle.flush()
-        os.fsync(handle.fileno())
+    """Append one line and fsync: the log of finished samples (reconciled on the next start). A failed
+    append is cut off again, so no torn line is left for the next line to be glued to."""
+    with _writing(path), open(path, "ab", buffering=0) as handle:
+        start = handle.seek(0, os.SEEK_END)
+        try:
+            _write_bytes(handle, (line + "\n").encode("utf-8"))
+            os.fsync(handle.fileno())
+        except OSError:
+            with contextlib.suppress(OSError):  # if even this fails, the reconciler drops the torn tail
+                handle.truncate(start)
+            raise
 
 
 def _audio_ok(out: Path, record: dict) -> bool:
@@ -464,17 +523,19 @@ def run_batch(
     """
     manifest = _load_manifest(manifest)
     out = Path(out_dir)
-    (out / AUDIO_DIR).mkdir(parents=True, exist_ok=True)
+    with _writing(out / AUDIO_DIR):
+        (out / AUDIO_DIR).mkdir(parents=True, exist_ok=True)
     rank, world, state = _distributed(shard_index, num_shards)
     shard = [entry for entry in manifest.entries if entry.index % world == rank]
     own_log = _rank_path(out, rank)
-    own_records = _reconcile_log(out, own_log)
-    _remove_temp_files(out / AUDIO_DIR, {Path(entry.file_name).name for entry in shard})
-    _remove_temp_files(out, {own_log.name})
+    with _writing(out):
+        own_records = _reconcile_log(out, own_log)
+        _remove_temp_files(out / AUDIO_DIR, {Path(entry.file_name).name for entry in shard})
+        _remove_temp_files(out, {own_log.name})
     done = _collect_done(out, shard, own_records)
     todo = [entry for entry in shard if entry.id not in done]
     errors_path = _rank_errors_path(out, rank)
-    atomic_write_text(errors_path, "")  # this run's errors only
+    _write_file(errors_path, b"")  # this run's errors only
     summary = BatchSummary(rank, world, len(shard), len(shard) - len(todo), 0, 0, 0.0, 0.0)
     started = time.perf_counter()
     bar = _progress_bar(len(shard), summary.already_done, rank, world, enabled=progress)
@@ -494,7 +555,7 @@ def run_batch(
                 reason = f"unexpected {type(error).__name__}: {error}"
                 _append_line(errors_path, LineError(entry.line, entry.id, reason, "synthesis").to_json())
             else:
-                audio.save(out / entry.file_name)  # atomic: temporary file, fsync, rename
+                _save_audio(out / entry.file_name, audio)  # atomic: temporary file, fsync, rename
                 _append_line(own_log, item.to_json())  # only after the audio is complete
                 summary.written += 1
                 summary.audio_seconds += item.duration
@@ -563,10 +624,11 @@ def merge_outputs(out_dir: str | os.PathLike, manifest: str | os.PathLike | Mani
         errors.extend(record for record in records if record.get("id") not in done)
     errors.sort(key=lambda record: (record.get("line") or 0, str(record.get("id"))))
     _write_lines(out / ERRORS_NAME, (json.dumps(record, ensure_ascii=False) for record in errors))
-    for path in logs + error_logs:
-        path.unlink(missing_ok=True)
-    _remove_temp_files(out / AUDIO_DIR, None)
-    _remove_temp_files(out, None)
+    with _writing(out):
+        for path in logs + error_logs:
+            path.unlink(missing_ok=True)
+        _remove_temp_files(out / AUDIO_DIR, None)
+        _remove_temp_files(out, None)
     styles: dict[str, int] = {}
     for record in ordered:
         styles[record.get("style", "neutral")] = styles.get(record.get("style", "neutral"), 0) + 1
@@ -578,7 +640,7 @@ def merge_outputs(out_dir: str | os.PathLike, manifest: str | os.PathLike | Mani
         voices=len({record["voice_id"] for record in ordered}),
         styles=dict(sorted(styles.items())),
     )
-    atomic_write_text(out / SUMMARY_NAME, json.dumps(summary.to_dict(), indent=2) + "\n")
+    _write_file(out / SUMMARY_NAME, (json.dumps(summary.to_dict(), indent=2) + "\n").encode("utf-8"))
     return summary
 
 
