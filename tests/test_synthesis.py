@@ -16,7 +16,7 @@ from tts.data.styles import STYLES
 from tts.errors import CheckpointError, TextError
 from tts.lm.model import SpeechTokenLM
 from tts.refiner.model import FlowRefiner, FlowRefinerConfig
-from tts.synthesis import ArEngine, SpeedResampler, prepare_prompt, synthesize
+from tts.synthesis import ArEngine, MelStretcher, prepare_prompt, synthesize
 from tts.tokenizer.model import SpeechTokenizer
 from tts.tokenizer.train import PRESETS as TOKENIZER_PRESETS
 from tts.voice import Voice, clone_voice
@@ -123,9 +123,22 @@ def test_speed_changes_the_length(engine, voices):
     normal = synthesize("Counting to ten takes a while.", voices[0], speed=1.0, **sampling)
     fast = synthesize("Counting to ten takes a while.", voices[0], speed=2.0, **sampling)
     assert fast.duration < 0.65 * normal.duration
-    assert SpeedResampler(0.5).resample([1, 2, 3]) == [1, 1, 2, 2, 3, 3]
-    streamed = SpeedResampler(1.5)
-    assert [c for code in range(9) for c in streamed.push(code)] == SpeedResampler(1.5).resample(range(9)) == [0, 1, 3, 4, 6, 7]
+    pieces = list(synthesize("Counting to ten takes a while.", voices[0], speed=2.0, stream=True, **sampling))
+    np.testing.assert_allclose(np.concatenate([p.samples for p in pieces]), fast.samples, atol=1e-3)
+
+
+@pytest.mark.parametrize("speed", [0.5, 0.82, 1.12, 1.5, 2.0])
+def test_mel_stretcher_interpolates_and_streams_like_the_whole(speed):
+    ramp = torch.arange(40, dtype=torch.float32).repeat(3, 1)  # (M, F): every band counts frames
+    whole = MelStretcher(speed).stretch(ramp)
+    assert whole.shape == (3, int(39 / speed) + 1)
+    torch.testing.assert_close(whole[0], torch.arange(whole.shape[1], dtype=torch.float32) * speed)
+    stretcher, pieces = MelStretcher(speed), []
+    for piece in torch.split(ramp, [1, 7, 3, 12, 17], dim=-1):
+        pieces.append(stretcher.push(piece))
+    pieces.append(stretcher.finish())
+    torch.testing.assert_close(torch.cat(pieces, dim=-1), whole)
+    assert MelStretcher(1.0).stretch(ramp) is ramp
 
 
 def test_long_text_is_chunked_with_progress(engine, voices):
