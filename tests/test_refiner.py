@@ -280,6 +280,32 @@ def test_style_intensity_moves_from_neutral_to_the_full_style():
         generate(model, **data, style_id=2, style_intensity=1.5)
 
 
+def test_the_prompts_share_is_reused_only_for_the_same_unchanged_prompt_and_weights(monkeypatch):
+    model = random_model()
+    data = inputs()
+    calls = []
+    real = model.prompt_cache
+    monkeypatch.setattr(model, "prompt_cache", lambda *a, **k: calls.append(1) or real(*a, **k))
+    first = generate(model, **data, steps=2, seed=0)
+    assert torch.equal(generate(model, **data, steps=2, seed=0), first) and len(calls) == 1  # reused
+    streamed = torch.cat(list(generate_stream(model, data["tokens"], data["prompt_mel"], data["prompt_tokens"],
+                                              steps=2, seed=0)), dim=-1)
+    assert torch.allclose(streamed, first, atol=1e-5) and len(calls) == 1
+    generate(model, **data, steps=2, seed=0, style_id=1)
+    assert len(calls) == 2  # another style, another condition
+    copy = {**data, "prompt_mel": data["prompt_mel"].clone()}
+    assert torch.equal(generate(model, **copy, steps=2, seed=0), first) and len(calls) == 3  # another tensor
+    data["prompt_mel"].add_(1.0)  # changed in place: computed again, as from a fresh tensor
+    changed = generate(model, **data, steps=2, seed=0)
+    fresh = generate(model, **{**data, "prompt_mel": data["prompt_mel"].clone()}, steps=2, seed=0)
+    assert len(calls) == 5 and torch.equal(changed, fresh) and not torch.allclose(changed, first)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(1.01)  # new weights (as after an optimiser step)
+    generate(model, **data, steps=2, seed=0)
+    assert len(calls) == 6
+
+
 def test_style_labels_map_to_ids_only_for_a_refiner_trained_with_them():
     assert all(TINY.style_id(label) == 0 for label in ("neutral", "happy", "whisper"))
     styled = FlowRefinerConfig(num_styles=4, styles=["neutral", "happy", "sad"])

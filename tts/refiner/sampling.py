@@ -9,7 +9,8 @@ embedding (the style stays).
 Cost: the prompt's keys and values are computed once (`FlowRefiner.prompt_cache`); each ODE evaluation then runs
 only the target frames, as one batch of conditional and unconditional rows when guidance is on. Attention skips
 what the mask hides (`tts.layers.BandedMask`: the later chunks, and the whole prompt for the unconditional rows),
-and a stream encodes only the tokens each chunk's frames see.
+and a stream encodes only the tokens each chunk's frames see. The prompt's share (speaker embedding, condition,
+keys and values) is kept for the next call with the same prompt tensor and style (`_PromptMemo`).
 
 Why streaming gives the same mel as `generate`: in the model, a chunk depends only on the prompt, earlier chunks
 and tokens up to ``lookahead`` frames past its end (see `tts.refiner.model`). So the stream integrates one chunk
@@ -30,6 +31,9 @@ prompt frames, ``Np`` prompt tokens.
 from __future__ import annotations
 
 import itertools
+import threading
+import weakref
+from collections import OrderedDict
 from typing import Callable, Iterable, Iterator, Literal, Union
 
 import numpy as np
@@ -81,6 +85,50 @@ def _check_tokens(model: FlowRefiner, tokens: torch.Tensor, name: str) -> torch.
     return tokens
 
 
+class _PromptMemo:
+    """The prompt's share of a generation (speaker embedding, global condition, the prompt's keys and values) kept
+    for the next generation with the same prompt tensor, model weights, prompt tokens and style: a voice speaks
+    sentence after sentence, and this is 50-100 ms of every refiner call on the CPU.
+
+    Entries hold a weak reference to the caller's prompt mel and match only that very tensor, unchanged since
+    (its in-place version), so a new tensor never gets another one's entry; model weights that changed in place
+    (an optimiser step) change the key. The last `SIZE` entries per model are kept (a few MB each)."""
+
+    SIZE = 8
+    _entries: "weakref.WeakKeyDictionary[FlowRefiner, OrderedDict]" = weakref.WeakKeyDictionary()
+    _lock = threading.Lock()
+
+    @staticmethod
+    def _version(tensor: torch.Tensor) -> int:
+        return -1 if tensor.is_inference() else tensor._version  # inference tensors keep no version counter
+
+    @classmethod
+    def _full_key(cls, prompt: torch.Tensor, key) -> tuple:
+        return (id(prompt), cls._version(prompt), repr(key))
+
+    @classmethod
+    def get(cls, model: FlowRefiner, prompt, key):
+        if key is None:
+            return None
+        with cls._lock:
+            entries = cls._entries.get(model)
+            found = None if entries is None else entries.get(cls._full_key(prompt, key))
+            if found is None or found[0]() is not prompt:
+                return None
+            entries.move_to_end(cls._full_key(prompt, key))
+            return found[1]
+
+    @classmethod
+    def put(cls, model: FlowRefiner, prompt, key, value) -> None:
+        if key is None:
+            return
+        with cls._lock:
+            entries = cls._entries.setdefault(model, OrderedDict())
+            entries[cls._full_key(prompt, key)] = (weakref.ref(prompt), value)
+            while len(entries) > cls.SIZE:
+                entries.popitem(last=False)
+
+
 class _Flow:
     """The fixed parts of one generation (conditioning, the prompt's keys and values, time grid) and, when
     streaming, the KV caches of every ODE evaluation.
@@ -115,6 +163,7 @@ class _Flow:
         self.model, self.method, self.cfg_strength, self.streaming = model, method, float(cfg_strength), streaming
         if method not in ("euler", "midpoint"):
             raise ValueError(f"method must be 'euler' or 'midpoint', got {method!r}")
+        callers_prompt = prompt_mel  # the caller's own tensor: what the prompt memo recognises
 
         prompt_mel = _as_batch(prompt_mel, 3, "prompt_mel").to(self.device, self.dtype)
         if prompt_mel.shape[0] != batch:
@@ -146,14 +195,24 @@ class _Flow:
         intensity = torch.as_tensor(style_intensity, device=self.device, dtype=self.dtype).reshape(-1).expand(batch)
         if bool(((intensity < 0) | (intensity > 1)).any()):
             raise ValueError("style_intensity must lie in [0, 1]")
-        if speaker_embedding is None:
-            speaker_embedding = model.speaker_embedding(prompt_mel, lengths)
+        memo_key = None
+        if speaker_embedding is None and lengths is None and isinstance(callers_prompt, torch.Tensor):
+            memo_key = (prompt_tokens.tolist(), tuple(style_ids.tolist()), tuple(intensity.tolist()), str(self.dtype),
+                        str(self.device), [_PromptMemo._version(p) for p in itertools.islice(model.parameters(), 3)])
+        memo = _PromptMemo.get(model, callers_prompt, memo_key)
+        if memo is not None:
+            speaker_embedding, condition, prompt_caches = memo
         else:
-            speaker_embedding = _as_batch(speaker_embedding, 2, "speaker_embedding").to(self.device, self.dtype)
-            if speaker_embedding.shape != (batch, config.speaker_dim):
-                raise ValueError(f"speaker_embedding must be ({batch}, {config.speaker_dim})")
-        condition = model.global_condition(speaker_embedding, style_ids, style_intensity=intensity)
-        prompt_caches = model.prompt_cache(model.embed_prompt(prompt_mel, prompt_tokens, lengths), condition, lengths)
+            if speaker_embedding is None:
+                speaker_embedding = model.speaker_embedding(prompt_mel, lengths)
+            else:
+                speaker_embedding = _as_batch(speaker_embedding, 2, "speaker_embedding").to(self.device, self.dtype)
+                if speaker_embedding.shape != (batch, config.speaker_dim):
+                    raise ValueError(f"speaker_embedding must be ({batch}, {config.speaker_dim})")
+            condition = model.global_condition(speaker_embedding, style_ids, style_intensity=intensity)
+            prompt_caches = model.prompt_cache(model.embed_prompt(prompt_mel, prompt_tokens, lengths), condition,
+                                               lengths)
+            _PromptMemo.put(model, callers_prompt, memo_key, (speaker_embedding, condition, prompt_caches))
 
         self.batch = batch
         self.guided = self.cfg_strength != 0.0
