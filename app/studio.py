@@ -566,7 +566,9 @@ def _rtf(elapsed: float, audio) -> str:
 
 
 def _voice_label(voice) -> str:
-    return voice.name or voice.source or "from the clip"
+    """The voice as the Speak and Convert info lines name it, with the consent stored with it (issue #13: shown
+    wherever the voice is used)."""
+    return f"{voice.name or voice.source or 'from the clip'} ({voice.consent_note})"
 
 
 def _style_label(style) -> str:

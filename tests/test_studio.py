@@ -219,6 +219,7 @@ def test_speak_uses_the_library_voice_and_settings_and_loads_the_engine_once(lib
     assert (call["emotion"], call["intensity"], call["speed"], call["seed"]) == ("happy", 0.5, 1.25, 42)
     assert (call["pitch"], call["pitch_range"], call["energy"], call.get("tags", True)) == (0.0, 1.0, 0.0, True)
     assert "1.00 s of audio" in info and "real-time factor" in info and "seed 42" in info
+    assert f"voice Ada (consent: “{CONSENT_STATEMENT}”)" in info  # the consent is shown where the voice is used
     _, _, again = _speak(studio, voice="bob", seed=None, fmt="mp3")
     assert fake.calls[1]["voice"].name == "Bob" and 0 <= fake.calls[1]["seed"] < 2**31
     assert f"seed {fake.calls[1]['seed']}" in again
@@ -342,7 +343,8 @@ def clip_path(tmp_path_factory) -> Path:
 
 def test_speak_with_an_uploaded_clip_clones_it(library, fake, tmp_path, clip_path):
     studio = Studio(library, lambda: "engine", tmp_path / "work")
-    _speak(studio, voice=None, voice_from=VOICE_FROM_CLIP, clip=str(clip_path), transcript=CLIP_TEXT)
+    _, _, info = _speak(studio, voice=None, voice_from=VOICE_FROM_CLIP, clip=str(clip_path), transcript=CLIP_TEXT)
+    assert "voice slt.wav (no consent recorded)" in info
     voice = fake.calls[0]["voice"]
     assert "quick brown fox" in voice.transcript and voice.transcript_source == "user"
     assert voice.source == "slt.wav" and 1.0 < voice.duration < 12.5

@@ -193,17 +193,21 @@ def test_public_api_and_missing_engine_message(tmp_path, monkeypatch, voices):
         synthesis.load_engine()
 
 
-def test_say_command_writes_audio(tmp_path, monkeypatch, engine, voices):
+def test_say_command_writes_audio_and_shows_the_voices_consent(tmp_path, monkeypatch, capsys, engine, voices):
     from tts import synthesis
     from tts.cli import main
 
     monkeypatch.setattr(synthesis, "load_engine", lambda **_: engine)
-    voices[0].save(tmp_path / "slt.voice")
+    replace(voices[0], name="Slt", consent="the speaker agreed").save(tmp_path / "slt.voice")
     assert main(["say", "Hello there.", "--voice", str(tmp_path / "slt.voice"), "-o", str(tmp_path / "out.wav"),
                  "--seed", "1", "--stream"]) == 0
     from tts.audio import load_audio
 
     assert load_audio(tmp_path / "out.wav").duration > 0.1
+    assert "voice Slt (consent: \u201cthe speaker agreed\u201d)" in capsys.readouterr().out
+    voices[1].save(tmp_path / "rms.voice")
+    assert main(["say", "Hi.", "--voice", str(tmp_path / "rms.voice"), "-o", str(tmp_path / "b.wav")]) == 0
+    assert "(no consent recorded)" in capsys.readouterr().out
 
 
 def test_convert_keeps_the_timing_and_takes_the_target_voice(tmp_path, monkeypatch, engine, voices):

@@ -88,6 +88,7 @@ def _run_convert(args: argparse.Namespace) -> int:
     from tts.synthesis import convert
 
     voice = load_voice_argument(args.voice, args.transcript)
+    print(f"voice {voice.name or voice.source or args.voice} ({voice.consent_note})")
     start = time.perf_counter()
     result = convert(load_audio(args.source), voice, engine=args.engine, tau=args.tau, seed=args.seed)
     path = result.save(args.output)
@@ -146,6 +147,7 @@ def _run_say(args: argparse.Namespace) -> int:
     else:
         style_options = {"emotion": style}
     voice = load_voice_argument(args.voice, args.transcript)
+    print(f"voice {voice.name or voice.source or args.voice} ({voice.consent_note})")
     start = time.perf_counter()
     result = synthesize(args.text, voice, engine=args.engine, base=args.base, tau=args.tau, **style_options,
                         seed=args.seed, stream=args.stream, verify=args.verify, tags=not args.no_tags)

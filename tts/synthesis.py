@@ -27,7 +27,6 @@ Shapes: ``M`` mel bands, ``P`` prompt frames, ``Np`` prompt tokens.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
@@ -154,9 +153,7 @@ def prepare_prompt(engine: ArEngine, voice: Voice) -> VoicePrompt:
 
     The result is kept for the engine's tokenizer (the last `PROMPT_CACHE_SIZE` voices, keyed by the clip's
     samples and the transcript), so speaking again in a voice skips the tokenizer and the alignment."""
-    samples = np.ascontiguousarray(voice.audio.samples)
-    key = (hashlib.blake2b(samples.tobytes(), digest_size=16).hexdigest(), samples.shape, voice.audio.sample_rate,
-           voice.transcript)
+    key = (voice.digest, voice.audio.sample_rate, voice.transcript)
     with _PROMPTS_LOCK:
         cached = _PROMPTS.setdefault(engine.tokenizer, OrderedDict())
         if key in cached:

@@ -133,6 +133,11 @@ class Voice:
         """sha256 of the reference samples: what caches of per-voice features are keyed by."""
         return _samples_sha256(self.audio.samples)
 
+    @property
+    def consent_note(self) -> str:
+        """The consent stored with the voice, as shown wherever the voice is used (studio, CLI)."""
+        return f"consent: “{self.consent}”" if self.consent else "no consent recorded"
+
     def __repr__(self) -> str:
         text = self.transcript if len(self.transcript) <= 40 else self.transcript[:39] + "\u2026"
         label = f"{self.name!r}, " if self.name else ""

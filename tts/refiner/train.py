@@ -235,7 +235,8 @@ def flow_matching_loss(
     state = (1 - t) * noise + t * data
     predicted = model(
         state, time, batch.tokens, batch.prompt_mel, batch.prompt_tokens, style_ids=batch.style_ids,
-        style_intensity=batch.style_intensity, token_lengths=batch.token_lengths, prompt_lengths=batch.prompt_lengths, **(drops or {}),
+        style_intensity=batch.style_intensity, token_lengths=batch.token_lengths, prompt_lengths=batch.prompt_lengths,
+        **(drops or {}),
     )
     frames = torch.arange(data.shape[-1], device=data.device)[None]
     real = (frames < (batch.token_lengths * refiner.config.frames_per_token)[:, None]).to(data.dtype)[:, None]
