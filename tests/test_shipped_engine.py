@@ -79,3 +79,22 @@ def test_vocoder_keeps_the_voice_in_copy_synthesis(shipped):
     copy = engine.vocoder.decode(log_mel(reference.to_tensor()))
     assert abs(copy.duration - reference.duration) < 0.02
     assert similarity(copy, reference) >= GATE_VOCODER_SIM
+
+
+def test_the_shipped_refiner_renders_whisper_and_angry_itself(shipped):
+    """The refiner was trained with the corpus style labels: `ar` renders a plain label itself (no post-processing),
+    and the shipped style classifier hears it (both were heard in 4 of 4 held-out items, docs/styles.md)."""
+    from tts.data.styles import STYLES
+    from tts.evaluation.style_classifier import load_style_classifier
+    from tts.style import Style
+    from tts.synthesis import plan_chunks, synthesize
+
+    engine, voice, _ = shipped
+    assert engine.refiner.config.styles == STYLES
+    classifier = load_style_classifier()
+    for label in ("whisper", "angry"):
+        [(_, conditioning)] = plan_chunks(SENTENCES[0], Style(label), labels=engine.refiner.config.styles,
+                                          native_rate=False)
+        assert conditioning.emotion == label and not conditioning.has_residual
+        audio = synthesize(SENTENCES[0], voice, emotion=label, seed=0, models=engine, watermark=False)
+        assert classifier.classify(audio).label == label
