@@ -21,6 +21,7 @@ import pytest
 import soundfile as sf
 
 from tests import test_studio
+from app.studio import CONSENT_STATEMENT
 from tests.test_studio import CLIP_TEXT, served_studio
 
 clip_path, source_path = test_studio.clip_path, test_studio.source_path  # the fixtures, shared with test_studio
@@ -184,7 +185,8 @@ def test_voice_speak_convert_batch_end_to_end(studio, clip_path, source_path, tm
             expect(page.locator("#speak-pitch input[type=range]")).to_have_value("4")
             page.locator("#speak-generate").click()
             _wait_for_text(page, "#speak-info", "s of audio")
-            _wait_for_text(page, "#speak-info", "Renamed Voice, emotion happy:0.7+sad:0.3 at intensity 1, pitch +4 st")
+            _wait_for_text(page, "#speak-info", f"Renamed Voice ({'consent: “' + CONSENT_STATEMENT + '”'}), "
+                                                "emotion happy:0.7+sad:0.3 at intensity 1, pitch +4 st")
             speech, rate = _audio_from(page, "#speak")
             assert page.locator("#speak-download a[href]").first.get_attribute("href") in requested
             assert rate == 24000 and 0.6 < len(speech) / rate < 8.0
