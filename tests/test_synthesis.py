@@ -93,7 +93,9 @@ def test_prompt_is_kept_per_voice_and_tokenizer(engine, voices, monkeypatch):
     another_engine = tiny_engine()
     fresh = prepare_prompt(another_engine, voices[0])
     assert fresh is not first and torch.equal(fresh.mel, first.mel)
-    monkeypatch.setattr("tts.synthesis.PROMPT_CACHE_SIZE", 1)
+    from tts import synthesis
+
+    monkeypatch.setattr(synthesis._PROMPTS[engine.tokenizer], "size", 1)
     prepare_prompt(engine, Voice(audio=voices[1].audio, transcript="please call stella and ask her to bring these things"))
     assert prepare_prompt(engine, voices[0]) is not first  # pushed out by the other voice
 

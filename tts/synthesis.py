@@ -33,7 +33,6 @@ import os
 import secrets
 import threading
 import weakref
-from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, Collection, Iterator, Sequence
 
@@ -45,6 +44,7 @@ from tts.data.styles import STYLES
 from tts.errors import CheckpointError, TextError, TimbreError, VoiceError
 from tts.lm.generate import SamplingOptions, generate_speech_tokens, iter_speech_tokens
 from tts.lm.stream import Utterance, text_units, unit_start_times, unit_token_counts
+from tts.memo import LruCache
 from tts.style import (MAX_SPEED, MIN_SPEED, EmotionSpec, EngineConditioning, Style, apply_conditioning,
                        engine_conditioning, parse_style_tags, style_from_options)
 from tts.text import prepare_text, split_for_synthesis, validate_text
@@ -144,7 +144,7 @@ class VoicePrompt:
 PROMPT_CACHE_SIZE = 16
 """Voice prompts kept per tokenizer (`prepare_prompt`): a studio speaks a few voices over and over."""
 
-_PROMPTS: "weakref.WeakKeyDictionary[torch.nn.Module, OrderedDict[tuple, VoicePrompt]]" = weakref.WeakKeyDictionary()
+_PROMPTS: "weakref.WeakKeyDictionary[torch.nn.Module, LruCache]" = weakref.WeakKeyDictionary()
 _PROMPTS_LOCK = threading.Lock()
 
 
@@ -153,18 +153,10 @@ def prepare_prompt(engine: ArEngine, voice: Voice) -> VoicePrompt:
 
     The result is kept for the engine's tokenizer (the last `PROMPT_CACHE_SIZE` voices, keyed by the clip's
     samples and the transcript), so speaking again in a voice skips the tokenizer and the alignment."""
-    key = (voice.digest, voice.audio.sample_rate, voice.transcript)
     with _PROMPTS_LOCK:
-        cached = _PROMPTS.setdefault(engine.tokenizer, OrderedDict())
-        if key in cached:
-            cached.move_to_end(key)
-            return cached[key]
-    prompt = _tokenize_prompt(engine, voice)
-    with _PROMPTS_LOCK:
-        cached[key] = prompt
-        while len(cached) > PROMPT_CACHE_SIZE:
-            cached.popitem(last=False)
-    return prompt
+        cache = _PROMPTS.setdefault(engine.tokenizer, LruCache(PROMPT_CACHE_SIZE))
+    return cache.get_or_make((voice.digest, voice.audio.sample_rate, voice.transcript),
+                             lambda: _tokenize_prompt(engine, voice))
 
 
 def _tokenize_prompt(engine: ArEngine, voice: Voice) -> VoicePrompt:
@@ -198,9 +190,8 @@ class MelStretcher:
 
     def __init__(self, speed: float) -> None:
         self.speed = float(speed)
-        self.buffer: torch.Tensor | None = None  # (M, K) input frames from `self.offset` on
+        self.buffer: torch.Tensor | None = None  # (M, K) input frames from `self.offset` on (None at speed 1)
         self.offset = 0
-        self.received = 0
         self.emitted = 0
 
     def push(self, mel: torch.Tensor) -> torch.Tensor:
@@ -208,28 +199,26 @@ class MelStretcher:
         if self.speed == 1.0:
             return mel
         self.buffer = mel if self.buffer is None else torch.cat((self.buffer, mel), dim=-1)
-        self.received += mel.shape[-1]
         return self._emit(final=False)
 
     def finish(self) -> torch.Tensor:
         """The remaining output frames once the input has ended ``(M, F')`` (F' may be 0)."""
-        if self.speed == 1.0 or self.buffer is None:
-            return torch.zeros(0, 0) if self.buffer is None else self.buffer[:, :0]
-        return self._emit(final=True)
+        return torch.zeros(0, 0) if self.buffer is None else self._emit(final=True)
 
     def stretch(self, mel: torch.Tensor) -> torch.Tensor:
         """The whole of `mel` ``(M, F)`` at the new rate."""
         return torch.cat((self.push(mel), self.finish()), dim=-1) if self.speed != 1.0 else mel
 
     def _emit(self, final: bool) -> torch.Tensor:
+        buffer = self.buffer
+        received = self.offset + buffer.shape[-1]
         positions = []
         while True:
             position = self.emitted * self.speed
-            if not (position <= self.received - 1 if final else math.floor(position) + 1 < self.received):
+            if not (position <= received - 1 if final else math.floor(position) + 1 < received):
                 break
             positions.append(position)
             self.emitted += 1
-        buffer = self.buffer
         if not positions:
             return buffer[:, :0]
         where = torch.tensor(positions, dtype=torch.float64) - self.offset
@@ -363,7 +352,8 @@ def plan_chunks(text: str, style: Style, *, tags: bool = True, max_chars: int = 
     With `tags`, inline style tags (`tts.style.parse_style_tags`) split the text into segments with their own
     style (`style` is the default); each segment is chunked (`split_for_synthesis`) on its own. Segments with
     nothing speakable (a space or a comma between two tags) are skipped. `labels` (the ones the engine renders
-    itself) and `native_rate` as in `tts.style.engine_conditioning`. Raises `TextError` for empty, over-long or unspeakable text and for bad tags.
+    itself) and `native_rate` as in `tts.style.engine_conditioning`. Raises `TextError` for empty, over-long or
+    unspeakable text and for bad tags.
     """
     validate_text(text)  # a huge or empty input is refused before the tags are read
     segments = parse_style_tags(text, style) if tags else [(text, style)]

@@ -23,7 +23,6 @@ Models are loaded once per set of checkpoints and shared read-only; calls are st
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator, Sequence
 
@@ -31,6 +30,7 @@ import torch
 
 from tts.audio import Audio
 from tts.errors import CheckpointError, VoiceError
+from tts.memo import LruCache
 from tts.voice import Voice
 
 if TYPE_CHECKING:
@@ -55,9 +55,9 @@ class ToneColorEngine:
 
     converter: torch.nn.Module
     vocoder: torch.nn.Module
-    _tones: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False, compare=False)
-    """Tone colors of voices by content digest, most recent last (at most `_TONE_CACHE_SIZE`)."""
-    _tones_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
+    _tones: LruCache = field(default_factory=lambda: LruCache(_TONE_CACHE_SIZE), init=False, repr=False,
+                             compare=False)
+    """Tone colors of voices by content digest (at most `_TONE_CACHE_SIZE`)."""
 
     def __post_init__(self) -> None:
         if self.converter.config.decoder == "mel" and self.vocoder.sample_rate != self.converter.config.sample_rate:
@@ -85,17 +85,7 @@ class ToneColorEngine:
 
     def voice_tone_color(self, voice: Voice) -> torch.Tensor:
         """The tone color of a voice's reference clip, computed once per voice (by its content digest)."""
-        key = voice.digest
-        with self._tones_lock:
-            if key in self._tones:
-                self._tones.move_to_end(key)
-                return self._tones[key]
-        tone = self.tone_color(voice.audio)
-        with self._tones_lock:
-            self._tones[key] = tone
-            while len(self._tones) > _TONE_CACHE_SIZE:
-                self._tones.popitem(last=False)
-        return tone
+        return self._tones.get_or_make(voice.digest, lambda: self.tone_color(voice.audio))
 
     def convert(self, source: Audio, target: Voice | Audio, tau: float = DEFAULT_TAU, seed: int = 0) -> Audio:
         """`source` speech in the timbre of `target` (a voice, or a reference clip), 24 kHz, as long as the source."""

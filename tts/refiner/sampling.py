@@ -33,7 +33,6 @@ from __future__ import annotations
 import itertools
 import threading
 import weakref
-from collections import OrderedDict
 from typing import Callable, Iterable, Iterator, Literal, Union
 
 import numpy as np
@@ -41,6 +40,7 @@ import torch
 
 from tts.dit.sampling import integrate, sway_timesteps
 from tts.layers import BandedMask, GrowingKVCache, KVCache
+from tts.memo import LruCache
 from tts.refiner.model import FlowRefiner, refiner_attention_mask
 
 __all__ = ["generate", "generate_stream", "frame_noise", "DEFAULT_STEPS", "DEFAULT_CFG_STRENGTH", "DEFAULT_SWAY_COEF"]
@@ -95,7 +95,7 @@ class _PromptMemo:
     (an optimiser step) change the key. The last `SIZE` entries per model are kept (a few MB each)."""
 
     SIZE = 8
-    _entries: "weakref.WeakKeyDictionary[FlowRefiner, OrderedDict]" = weakref.WeakKeyDictionary()
+    _caches: "weakref.WeakKeyDictionary[FlowRefiner, LruCache]" = weakref.WeakKeyDictionary()
     _lock = threading.Lock()
 
     @staticmethod
@@ -103,30 +103,24 @@ class _PromptMemo:
         return -1 if tensor.is_inference() else tensor._version  # inference tensors keep no version counter
 
     @classmethod
-    def _full_key(cls, prompt: torch.Tensor, key) -> tuple:
-        return (id(prompt), cls._version(prompt), repr(key))
+    def _cache_and_key(cls, model: FlowRefiner, prompt: torch.Tensor, key) -> tuple[LruCache, tuple]:
+        with cls._lock:
+            cache = cls._caches.setdefault(model, LruCache(cls.SIZE))
+        return cache, (id(prompt), cls._version(prompt), repr(key))
 
     @classmethod
     def get(cls, model: FlowRefiner, prompt, key):
         if key is None:
             return None
-        with cls._lock:
-            entries = cls._entries.get(model)
-            found = None if entries is None else entries.get(cls._full_key(prompt, key))
-            if found is None or found[0]() is not prompt:
-                return None
-            entries.move_to_end(cls._full_key(prompt, key))
-            return found[1]
+        cache, full_key = cls._cache_and_key(model, prompt, key)
+        found = cache.get(full_key)
+        return found[1] if found is not None and found[0]() is prompt else None
 
     @classmethod
     def put(cls, model: FlowRefiner, prompt, key, value) -> None:
-        if key is None:
-            return
-        with cls._lock:
-            entries = cls._entries.setdefault(model, OrderedDict())
-            entries[cls._full_key(prompt, key)] = (weakref.ref(prompt), value)
-            while len(entries) > cls.SIZE:
-                entries.popitem(last=False)
+        if key is not None:
+            cache, full_key = cls._cache_and_key(model, prompt, key)
+            cache.put(full_key, (weakref.ref(prompt), value))
 
 
 class _Flow:
