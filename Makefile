@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMPS := $(VENV)/.stamps
-APT_PACKAGES := espeak-ng flite festival festvox-kallpc16k festvox-us-slt-hts libsndfile1 chromium chromium-driver
+APT_PACKAGES := espeak-ng flite festival festvox-kallpc16k festvox-us-slt-hts libsndfile1 ffmpeg chromium chromium-driver
 PYTEST_ARGS ?=
 
 .PHONY: setup studio test system-deps clean-venv

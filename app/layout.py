@@ -21,6 +21,7 @@ from app.studio import (
     MAX_EDIT_STEPS,
     UI_MAX_BATCH_LINES,
     UI_MAX_SOURCE_SECONDS,
+    UI_MAX_TAKES,
     UI_MAX_TEXT_CHARS,
     VOICE_FROM_CLIP,
     VOICE_FROM_LIBRARY,
@@ -124,10 +125,11 @@ def build_studio(engine_factory: EngineFactory | None = None, library=None,
                                         label="Clip (5-12 s of clear speech)", elem_id="speak-clip")
                         clip_transcript = gr.Textbox(label="What the clip says (optional: Whisper transcribes it)")
                 with gr.Column(scale=2):
-                    speak_engine = gr.Radio(studio.engine_choices(SYNTHESIS_ENGINES), value="ar", label="Engine",
-                                            elem_id="speak-engine")
-                    speak_engine_note = gr.Markdown(studio.engine_note("ar"), elem_id="speak-engine-note")
-                    with gr.Group(visible=False) as base_group:
+                    first_speak = studio.default_engine(SYNTHESIS_ENGINES)
+                    speak_engine = gr.Radio(studio.engine_choices(SYNTHESIS_ENGINES), value=first_speak,
+                                            label="Engine", elem_id="speak-engine")
+                    speak_engine_note = gr.Markdown(studio.engine_note(first_speak), elem_id="speak-engine-note")
+                    with gr.Group(visible=first_speak == "base+convert") as base_group:
                         base = gr.Dropdown(bases, value=DEFAULT_BASE if DEFAULT_BASE in bases else bases[0],
                                            label="Base speaker (says the text; the converter gives it the voice)",
                                            elem_id="speak-base")
@@ -153,11 +155,20 @@ def build_studio(engine_factory: EngineFactory | None = None, library=None,
                     with gr.Row():
                         seed = gr.Number(value=0, precision=0, label="Seed", minimum=0, elem_id="speak-seed")
                         dice = gr.Button("🎲 random seed", size="sm", elem_id="speak-dice")
+                    takes = gr.Slider(1, UI_MAX_TAKES, value=1, step=1, elem_id="speak-takes",
+                                      label="Takes (above 1: that many, seeds counting up from the seed; Whisper "
+                                            "listens and the clearest is kept; no streaming)")
                     fmt = gr.Radio(list(DOWNLOAD_FORMATS), value="wav", label="Download format")
-                    generate = gr.Button("Generate", variant="primary", elem_id="speak-generate")
-            speech = gr.Audio(label="Speech", type="filepath", interactive=False, elem_id="speak-output")
+                    with gr.Row():
+                        generate = gr.Button("Generate", variant="primary", elem_id="speak-generate")
+                        speak_stop = gr.Button("Stop", variant="stop", elem_id="speak-stop")
+            # Streamed: playback starts with the first piece of audio; the whole result is the download.
+            speech = gr.Audio(label="Speech", streaming=True, autoplay=True, interactive=False,
+                              elem_id="speak-output")
             download = gr.File(label="Download", interactive=False, elem_id="speak-download")
             speak_info = gr.Markdown(elem_id="speak-info")
+            speak_plot = gr.Image(label="Waveform, spectrogram and pitch", type="filepath", interactive=False,
+                                  elem_id="speak-plot")
 
         with gr.Tab("Convert", id="convert"):
             gr.Markdown("Say a recording again in another voice: the same words, timing and intonation. "
@@ -176,10 +187,12 @@ def build_studio(engine_factory: EngineFactory | None = None, library=None,
                                                 elem_id="convert-clip")
                         convert_transcript = gr.Textbox(label="What the clip says (optional: Whisper transcribes it)")
                 with gr.Column(scale=2):
-                    convert_engine = gr.Radio(studio.engine_choices(CONVERSION_ENGINES), value="tone-color",
+                    first_convert = studio.default_engine(CONVERSION_ENGINES)
+                    convert_engine = gr.Radio(studio.engine_choices(CONVERSION_ENGINES), value=first_convert,
                                               label="Engine", elem_id="convert-engine")
-                    convert_engine_note = gr.Markdown(studio.engine_note("tone-color"), elem_id="convert-engine-note")
+                    convert_engine_note = gr.Markdown(studio.engine_note(first_convert), elem_id="convert-engine-note")
                     convert_tau = gr.Slider(0.0, 1.0, value=DEFAULT_TAU, step=0.05, elem_id="convert-tau",
+                                            visible=first_convert == "tone-color",
                                             label="Tau (the converter's posterior temperature; 0: deterministic)")
                     with gr.Row():
                         convert_seed = gr.Number(value=0, precision=0, label="Seed", minimum=0,
@@ -202,7 +215,9 @@ def build_studio(engine_factory: EngineFactory | None = None, library=None,
                     edit_source = gr.Audio(sources=["upload", "microphone"], type="filepath", elem_id="edit-source",
                                            label="Recording to edit")
                     edit_transcript = gr.Textbox(label="What it says now", lines=2, elem_id="edit-transcript")
-                    edit_transcribe = gr.Button("Transcribe (Whisper)", size="sm", elem_id="edit-transcribe")
+                    with gr.Row():
+                        edit_transcribe = gr.Button("Transcribe (Whisper)", size="sm", elem_id="edit-transcribe")
+                        edit_last = gr.Button("Use the last Speak result", size="sm", elem_id="edit-last")
                 with gr.Column(scale=2):
                     edit_mode = gr.Radio([EDIT_WORDS, EDIT_SPEED], value=EDIT_WORDS, label="Change",
                                          elem_id="edit-mode")
@@ -222,8 +237,13 @@ def build_studio(engine_factory: EngineFactory | None = None, library=None,
                         edit_dice = gr.Button("🎲 random seed", size="sm", elem_id="edit-dice")
                     edit_fmt = gr.Radio(list(DOWNLOAD_FORMATS), value="wav", label="Download format",
                                         elem_id="edit-format")
-                    do_edit = gr.Button("Generate", variant="primary", elem_id="edit-run")
-            edited = gr.Audio(label="Edited recording", type="filepath", interactive=False, elem_id="edit-output")
+                    with gr.Row():
+                        edit_preview = gr.Button("Preview changes", elem_id="edit-preview")
+                        do_edit = gr.Button("Generate", variant="primary", elem_id="edit-run")
+            edit_plan = gr.Markdown(elem_id="edit-plan")
+            with gr.Row():  # A/B: the recording as it was, and as edited
+                edit_before = gr.Audio(label="A: before", type="filepath", interactive=False, elem_id="edit-before")
+                edited = gr.Audio(label="B: edited", type="filepath", interactive=False, elem_id="edit-output")
             edit_download = gr.File(label="Download", interactive=False, elem_id="edit-download")
             edit_info = gr.Markdown(elem_id="edit-info")
 
@@ -275,14 +295,19 @@ def build_studio(engine_factory: EngineFactory | None = None, library=None,
                                     placeholder='{"id": "a1", "text": "Hello there.", "voice": "flite:slt"}')
             batch_file = gr.File(label="... or a manifest file (used instead of the lines)", type="filepath",
                                  file_types=[".jsonl", ".json", ".csv", ".tsv", ".txt"], elem_id="batch-file")
-            run = gr.Button("Run batch", variant="primary", elem_id="batch-run")
+            with gr.Row():
+                run = gr.Button("Run batch", variant="primary", elem_id="batch-run")
+                batch_stop = gr.Button("Stop", variant="stop", elem_id="batch-stop")
             batch_info = gr.Markdown(elem_id="batch-info")
             results = gr.Dataframe(headers=BATCH_HEADERS, interactive=False, elem_id="batch-results")
             archive = gr.File(label="ZIP: audio/, metadata.jsonl, errors.jsonl", interactive=False,
                               elem_id="batch-zip")
 
-        with gr.Tab("About", id="about"):
+        with gr.Tab("About", id="about") as about:
             gr.Markdown("## Engines\n" + engines_markdown(), elem_id="engine-table")
+            gr.Markdown("## Speed of this studio's recent jobs")
+            speeds = gr.Markdown(studio.speeds.markdown(), elem_id="speed-table")
+            refresh_speeds = gr.Button("Refresh", size="sm", elem_id="speed-refresh")
             gr.Markdown("## Checkpoints\n" + checkpoints_markdown(), elem_id="checkpoint-table")
             gr.Markdown(f"## Versions\n{versions_markdown()}\n\nVoice library: `{studio.library.folder}`",
                         elem_id="versions")
@@ -302,25 +327,37 @@ def build_studio(engine_factory: EngineFactory | None = None, library=None,
             button.click(lambda: secrets.randbelow(2**31), None, number, queue=False)
 
         def speak_ui(*args, progress=gr.Progress()):  # noqa: B008 - how Gradio asks for a progress bar
-            return studio.speak(*args, progress=progress)
+            first = True
+            for update in studio.speak_stream(*args, progress=progress):
+                final = update.file is not None
+                yield (gr.skip() if update.piece is None else update.piece,
+                       update.file if final or first else gr.skip(), update.info,
+                       update.plot if final or first else gr.skip())
+                first = False
 
         def convert_ui(*args, progress=gr.Progress()):  # noqa: B008
             return studio.convert(*args, progress=progress)
 
         def edit_ui(*args, progress=gr.Progress()):  # noqa: B008
-            return studio.edit(*args, progress=progress)
+            return (*studio.edit(*args, progress=progress), args[0])  # the recording beside the result: A/B
 
         # One model job at a time across Speak, Convert and Edit: they run the same CPU-bound engines.
-        generate.click(speak_ui, [text, voice_from, speak_voice, clip, clip_transcript, style, intensity, speed, seed,
-                                  fmt, speak_engine, base, speak_tau, mix, pitch, pitch_range, energy, style_ref],
-                       [speech, download, speak_info], concurrency_id="engine", api_name="speak")
+        speaking = generate.click(speak_ui, [text, voice_from, speak_voice, clip, clip_transcript, style, intensity,
+                                             speed, seed, fmt, speak_engine, base, speak_tau, mix, pitch, pitch_range,
+                                             energy, style_ref, takes],
+                                  [speech, download, speak_info, speak_plot], concurrency_id="engine",
+                                  api_name="speak")
+        speak_stop.click(None, None, None, cancels=[speaking])
         do_convert.click(convert_ui, [source, convert_from, convert_voice, convert_clip, convert_transcript,
                                       convert_engine, convert_tau, convert_seed, convert_fmt],
                          [converted, convert_download, convert_info], concurrency_id="engine", api_name="convert")
         do_edit.click(edit_ui, [edit_source, edit_transcript, edit_mode, edit_new, edit_factor, edit_start, edit_end,
                                 edit_seed, edit_fmt, edit_steps],
-                      [edited, edit_download, edit_info], concurrency_id="engine", api_name="edit")
+                      [edited, edit_download, edit_info, edit_before], concurrency_id="engine", api_name="edit")
         edit_transcribe.click(studio.transcribe_recording, edit_source, edit_transcript)
+        edit_preview.click(studio.preview_edit, [edit_source, edit_transcript, edit_new], edit_plan,
+                           concurrency_id="engine")
+        edit_last.click(studio.last_speech, [download, text], [edit_source, edit_transcript])
         clean.click(studio.clean_clip, [new_clip, new_transcript], [pending, cleaned, cleaned_transcript, voices_info])
         save.click(studio.save_voice, [pending, cleaned_transcript, new_name, consent, *picked],
                    [voices_info, *library_outputs])
@@ -332,9 +369,12 @@ def build_studio(engine_factory: EngineFactory | None = None, library=None,
                         [voices_info, *library_outputs])
 
         def batch_ui(lines, file, progress=gr.Progress()):  # noqa: B008
-            return studio.run_batch(lines, file, progress=progress)
+            yield from studio.run_batch_stream(lines, file, progress=progress)
 
-        run.click(batch_ui, [batch_text, batch_file], [batch_info, results, archive])
+        batching = run.click(batch_ui, [batch_text, batch_file], [batch_info, results, archive])
+        batch_stop.click(None, None, None, cancels=[batching])
+        for event in (about.select, refresh_speeds.click):
+            event(studio.speeds.markdown, None, speeds, queue=False)
         demo.load(lambda: studio.library_views(), None, library_outputs, api_name="library")
     demo.studio = studio  # the handlers, for tests and embedding
     return demo.queue(default_concurrency_limit=1, max_size=QUEUE_MAX_SIZE)

@@ -22,6 +22,7 @@ unavailable; choosing it (or opening Edit, for `dit`) says why.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import logging
 import os
@@ -31,11 +32,13 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import numpy as np
 
 from tts.dit.engine import DEFAULT_STEPS, MAX_EDIT_SECONDS
 from tts.engines import engine_status
@@ -55,6 +58,9 @@ UI_MAX_SOURCE_SECONDS = 300.0
 
 UI_MAX_BATCH_LINES = 100
 """Most manifest lines one Batch run takes in the studio; `timbre batch` has no limit."""
+
+UI_MAX_TAKES = 4
+"""Most takes Speak makes for one text (each a whole synthesis, then Whisper listens to it)."""
 
 DOWNLOAD_FORMATS = ("wav", "flac", "mp3")
 VOICE_FROM_LIBRARY, VOICE_FROM_CLIP = "library voice", "uploaded or recorded clip"
@@ -85,6 +91,65 @@ MAX_EDIT_STEPS = 64
 recording, so this bounds the time one request takes."""
 
 
+@dataclasses.dataclass(frozen=True)
+class SpeakUpdate:
+    """One update of Speak's result on the page (`Studio.speak_stream`)."""
+
+    piece: bytes | str | None
+    """What the player plays next: a piece of audio as WAV bytes while streaming, or the whole result's file
+    (the kept take); None once everything has been sent."""
+    file: str | None = None
+    """The whole result's file (to download), in the last update only."""
+    info: str = ""
+    """The line under the result: progress while streaming, then length, speed, engine, voice, style, seed."""
+    plot: str | None = None
+    """A PNG of the whole result's waveform, spectrogram and pitch (`tts.evaluation.plots.plot_audio`)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One finished Speak, Convert, Edit or Batch run, as About's live speed figures count it."""
+
+    view: str
+    engine: str
+    audio_seconds: float
+    compute_seconds: float
+    first_audio_seconds: float | None = None
+
+
+class SpeedLog:
+    """The speed of the studio's recent jobs (the last `size`), summarized for About; shared by every session."""
+
+    def __init__(self, size: int = 200) -> None:
+        self._jobs: deque[Job] = deque(maxlen=size)
+        self._lock = threading.Lock()
+
+    def record(self, view: str, engine: str, audio_seconds: float, compute_seconds: float,
+               first_audio_seconds: float | None = None) -> None:
+        with self._lock:
+            self._jobs.append(Job(view, engine, audio_seconds, compute_seconds, first_audio_seconds))
+
+    def jobs(self) -> list[Job]:
+        with self._lock:
+            return list(self._jobs)
+
+    def markdown(self) -> str:
+        """A table per view and engine: jobs, audio made, median real-time factor and time to first audio."""
+        groups: dict[tuple[str, str], list[Job]] = {}
+        for job in self.jobs():
+            groups.setdefault((job.view, job.engine), []).append(job)
+        if not groups:
+            return "No jobs yet: the figures appear here as Speak, Convert, Edit and Batch run."
+        rows = ["| view | engine | jobs | audio made | median real-time factor | median first audio |",
+                "| --- | --- | --- | --- | --- | --- |"]
+        for (view, engine), jobs in groups.items():
+            rtf = [j.compute_seconds / j.audio_seconds for j in jobs if j.audio_seconds > 0]
+            first = [j.first_audio_seconds for j in jobs if j.first_audio_seconds is not None]
+            rows.append(f"| {view} | `{engine}` | {len(jobs)} | {sum(j.audio_seconds for j in jobs):.1f} s | "
+                        f"{f'{np.median(rtf):.2f}' if rtf else '-'} | {f'{np.median(first):.2f} s' if first else '-'} |")
+        return "\n".join(rows) + "\n\nReal-time factor: compute seconds per audio second (below 1: faster than real time)."
+
+
 class Studio:
     """The studio's handlers: plain functions of their inputs, raising `gr.Error` with a readable message.
 
@@ -113,6 +178,7 @@ class Studio:
         self._engines: dict[str, Any] = {}
         self._engine_lock = threading.Lock()
         self.work_dir = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="timbre-studio-"))
+        self.speeds = SpeedLog()
 
     # -- shared resources ------------------------------------------------------------------------------
 
@@ -152,6 +218,11 @@ class Studio:
         """What the page says under an engine choice: why the engine cannot run here, or nothing."""
         problem = self.engine_problem(engine)
         return f"**`{engine}` is unavailable here:** {problem}" if problem else ""
+
+    def default_engine(self, engines: tuple[str, ...]) -> str:
+        """The engine a view starts on: the first of `engines` that can run here (the first of all when none can,
+        so that choosing it says why)."""
+        return next((name for name in engines if not self.engine_problem(name)), engines[0])
 
     def engine_choices(self, engines: tuple[str, ...]) -> list[tuple[str, str]]:
         """``(label, engine)`` choices for an engine radio: every engine, those that cannot run marked so."""
@@ -205,9 +276,24 @@ class Studio:
     def speak(self, text: str, voice_from: str, voice_name: str | None, clip: str | None, transcript: str | None,
               style: str, intensity: float, speed: float, seed: float | None, fmt: str, engine: str = "ar",
               base: str | None = None, tau: float = DEFAULT_TAU, mix: str | None = None, pitch: float = 0.0,
-              pitch_range: float = 1.0, energy: float = 0.0, style_ref: str | None = None,
+              pitch_range: float = 1.0, energy: float = 0.0, style_ref: str | None = None, takes: float = 1,
               progress: Callable | None = None) -> tuple[str, str, str]:
-        """Say `text` in the chosen voice: ``(audio file to play, the same file to download, info line)``.
+        """Say `text` in the chosen voice: ``(audio file to play, the same file to download, info line)``; the
+        whole result of `speak_stream` (which see for the parameters)."""
+        final = None
+        for update in self.speak_stream(text, voice_from, voice_name, clip, transcript, style, intensity, speed,
+                                        seed, fmt, engine, base, tau, mix, pitch, pitch_range, energy, style_ref,
+                                        takes, progress=progress):
+            final = update
+        return final.file, final.file, final.info
+
+    def speak_stream(self, text: str, voice_from: str, voice_name: str | None, clip: str | None,
+                     transcript: str | None, style: str, intensity: float, speed: float, seed: float | None, fmt: str,
+                     engine: str = "ar", base: str | None = None, tau: float = DEFAULT_TAU, mix: str | None = None,
+                     pitch: float = 0.0, pitch_range: float = 1.0, energy: float = 0.0, style_ref: str | None = None,
+                     takes: float = 1, progress: Callable | None = None) -> Iterator[SpeakUpdate]:
+        """Say `text` in the chosen voice, as the page plays it: `SpeakUpdate`s, first one per piece of audio as
+        soon as it exists (the page starts playing the first), then the whole result (`SpeakUpdate.file` set).
 
         `style` is an emotion label; `mix`, when not blank, replaces it with a mixture (``"happy:0.7+sad:0.3"``).
         `intensity` (0 to 2; above 1 exaggerates), `speed`, `pitch` (semitones), `pitch_range` and `energy` (dB)
@@ -217,9 +303,12 @@ class Studio:
         speaker id, default `tts.tone_color.DEFAULT_BASE`) says the text and the converter (posterior temperature
         `tau`) gives it the voice. `style_ref`, a clip, replaces the emotion and intensity with those the style
         classifier hears in it (`tts.style_reference.read_style_reference`); speed, pitch, pitch range and energy
-        act on top."""
+        act on top. `takes` above 1 makes that many whole takes (seeds `seed`, `seed + 1`, ...) and keeps the one
+        Whisper hears best (`tts.takes.best_take`); the kept take then comes as a single piece."""
+        from tts.audio import Audio
         from tts.style import parse_style_tags, style_from_options
         from tts.synthesis import SYNTHESIS_ENGINES, synthesize
+        from tts.takes import MAX_TAKES, best_take
 
         with _user_errors():
             text = (text or "").strip()
@@ -229,6 +318,9 @@ class Studio:
                 raise ValueError(f"the text has {len(text):,} characters; the studio speaks at most "
                                  f"{UI_MAX_TEXT_CHARS:,} at once (use Batch or the Python API for longer texts)")
             self._check_settings(engine, SYNTHESIS_ENGINES, fmt)
+            takes = _whole(takes, "takes")
+            if not 1 <= takes <= UI_MAX_TAKES:
+                raise ValueError(f"takes must be from 1 to {min(UI_MAX_TAKES, MAX_TAKES)}, got {takes}")
             emotion = mix.strip() if mix and mix.strip() else style
             request = style_from_options(emotion, intensity=intensity, speed=speed, pitch=pitch,
                                          pitch_range=pitch_range, energy=energy)
@@ -250,16 +342,36 @@ class Studio:
             if engine == "base+convert":
                 options = {"base": base or DEFAULT_BASE, "tau": float(tau)}
                 spoken_by = f"base+convert (base {options['base']}, tau {options['tau']:.2f})"
+            options.update(engine=engine, emotion=emotion, intensity=request.intensity, speed=request.speed,
+                           pitch=request.pitch, pitch_range=request.pitch_range, energy=request.energy, models=models)
             started = time.perf_counter()
-            audio = synthesize(text, voice, engine=engine, **options, emotion=emotion, intensity=request.intensity,
-                               speed=request.speed, pitch=request.pitch, pitch_range=request.pitch_range,
-                               energy=request.energy, seed=seed, models=models,
-                               progress=lambda done, total: _report(progress, (done, total), "speaking"))
+            first_audio, takes_note = None, ""
+            if takes == 1:
+                pieces = []
+                for piece in synthesize(text, voice, **options, seed=seed, stream=True,
+                                        progress=lambda done, total: _report(progress, (done, total), "speaking")):
+                    first_audio = time.perf_counter() - started if first_audio is None else first_audio
+                    pieces.append(piece)
+                    yield SpeakUpdate(piece.to_bytes("wav"), info=f"speaking: {sum(p.duration for p in pieces):.1f} "
+                                                                  f"s so far, first audio after {first_audio:.2f} s")
+                audio = Audio(np.concatenate([p.samples for p in pieces]), pieces[0].sample_rate)
+            else:
+                kept = best_take(text, voice, takes=takes, seed=seed, **options,
+                                 on_take=lambda done, total, take: _report(progress, (done, total), "takes"))
+                audio, seed = kept.best.audio, kept.best.seed
+                takes_note = "; takes (seed: WER heard) " + ", ".join(
+                    f"{take.seed}: {take.wer:.2f}{' kept' if index == kept.best_index else ''}"
+                    for index, take in enumerate(kept.takes))
             elapsed = time.perf_counter() - started
-            path = audio.save(self._request_folder() / f"timbre-{seed}.{fmt}")
-        info = (f"{audio.duration:.2f} s of audio in {elapsed:.2f} s (real-time factor {_rtf(elapsed, audio)}); "
-                f"engine {spoken_by}, voice {_voice_label(voice)}, {_style_label(request)}{heard}, seed {seed}")
-        return str(path), str(path), info
+            folder = self._request_folder()
+            path = audio.save(folder / f"timbre-{seed}.{fmt}")
+            picture = _plot(audio, folder / f"timbre-{seed}.png")
+        self.speeds.record("Speak", engine, audio.duration, elapsed, first_audio)
+        latency = f", first audio after {first_audio:.2f} s" if first_audio is not None else ""
+        info = (f"{audio.duration:.2f} s of audio in {elapsed:.2f} s (real-time factor {_rtf(elapsed, audio)}"
+                f"{latency}); engine {spoken_by}, voice {_voice_label(voice)}, {_style_label(request)}{heard}, "
+                f"seed {seed}{takes_note}")
+        yield SpeakUpdate(None if takes == 1 else str(path), str(path), info, picture)
 
     # -- Convert -----------------------------------------------------------------------------------------
 
@@ -290,6 +402,7 @@ class Studio:
             audio = convert(recording, voice, engine=engine, tau=float(tau), seed=seed, models=models)
             elapsed = time.perf_counter() - started
             path = audio.save(self._request_folder() / f"timbre-convert-{seed}.{fmt}")
+        self.speeds.record("Convert", engine, audio.duration, elapsed)
         how = f"tone-color (tau {float(tau):.2f})" if engine == "tone-color" else "ar"
         info = (f"{recording.duration:.2f} s recording converted to {audio.duration:.2f} s of audio in {elapsed:.2f} s "
                 f"(real-time factor {_rtf(elapsed, audio)}); engine {how}, voice {_voice_label(voice)}, seed {seed}")
@@ -349,6 +462,7 @@ class Studio:
                 result = change_speed(audio, transcript, factor, span=span, seed=seed, steps=steps, models=models)
             elapsed = time.perf_counter() - started
             path = result.audio.save(self._request_folder() / f"timbre-edit-{seed}.{fmt}")
+        self.speeds.record("Edit", "dit", result.audio.duration, elapsed)
         rows = [f"| {start:.2f}-{end:.2f} | {_cell(old)} | {_cell(new)} |"
                 for (start, end), (old, new) in zip(result.spans, result.changes)]
         info = (f"{audio.duration:.2f} s recording edited to {result.audio.duration:.2f} s in {elapsed:.2f} s; "
@@ -356,6 +470,35 @@ class Studio:
                 "is the recording's own audio.\n\n| said again (s, in the result) | was | now |\n| --- | --- | --- |\n"
                 + "\n".join(rows))
         return str(path), str(path), info
+
+    def preview_edit(self, recording: str | None, transcript: str | None, new_transcript: str | None) -> str:
+        """Which spans of `recording` a word edit would say again, as a Markdown table, before generating
+        (`tts.dit.engine.preview_edit`: only the aligner runs)."""
+        from tts.audio import load_audio
+        from tts.dit.engine import preview_edit
+
+        with _user_errors():
+            if not recording:
+                raise ValueError("upload or record the speech to edit first")
+            if not (transcript or "").strip() or not (new_transcript or "").strip():
+                raise ValueError("type what the recording says now and what it should say, then preview")
+            self._check_settings("dit", ("dit",), "wav")
+            audio = load_audio(recording, max_seconds=MAX_EDIT_SECONDS)
+            plan = preview_edit(audio, transcript.strip(), new_transcript.strip(), models=self._shared("dit"))
+        rows = [f"| {start:.2f}-{end:.2f} | {_cell(old)} | {_cell(new)} |"
+                for (start, end), (old, new) in zip(plan.spans, plan.changes)]
+        return (f"{len(rows)} span(s) of the {audio.duration:.2f} s recording will be said again; the rest stays as "
+                "it is.\n\n| span (s, in the recording) | was | will be |\n| --- | --- | --- |\n" + "\n".join(rows))
+
+    def last_speech(self, speech_file: str | None, text: str | None) -> tuple[str, str]:
+        """Speak's latest result for Edit: ``(its file, what it says)`` (the text without its style tags)."""
+        from tts.takes import spoken_text
+
+        with _user_errors():
+            if not speech_file or not Path(speech_file).is_file():
+                raise ValueError("nothing spoken yet: generate speech in Speak first")
+            said = " ".join(spoken_text(text or "").split())
+        return speech_file, said
 
     def transcribe_recording(self, recording: str | None) -> str:
         """What `recording` says, recognized by Whisper tiny.en (offline), for Edit's transcript box."""
@@ -464,7 +607,21 @@ class Studio:
     # -- Batch -------------------------------------------------------------------------------------------
 
     def run_batch(self, lines: str | None, file: str | None, progress: Callable | None = None) -> tuple[str, list, str]:
-        """Synthesize a manifest: ``(summary, result rows, ZIP of audio/ + metadata.jsonl + errors.jsonl)``."""
+        """Synthesize a manifest: ``(summary, result rows, ZIP of audio/ + metadata.jsonl + errors.jsonl)``; the
+        last update of `run_batch_stream`."""
+        final = None
+        for final in self.run_batch_stream(lines, file, progress=progress):
+            pass
+        return final
+
+    def run_batch_stream(self, lines: str | None, file: str | None, progress: Callable | None = None,
+                         poll_seconds: float = 0.5) -> Iterator[tuple]:
+        """Synthesize a manifest, as the page shows it: ``(progress line, gr.skip(), gr.skip())`` every
+        `poll_seconds` while it runs, then ``(summary, result rows, ZIP)``.
+
+        The manifest runs in a worker thread; closing this generator (the page's Stop: Gradio closes a cancelled
+        event's generator) stops the batch after the line being spoken, with every finished line kept whole
+        (`tts.data.batch.run_batch` writes each line atomically)."""
         from tts.data.batch import ERRORS_NAME, batch_rows, run_batch, zip_folder
         from tts.data.corpus import METADATA_NAME
         from tts.data.manifest import parse_manifest
@@ -479,21 +636,53 @@ class Studio:
             else:
                 raise ValueError("paste manifest lines or upload a manifest file (JSON lines or CSV)")
             manifest = parse_manifest(source, allow_clips=False)  # never open server files named by a stranger
-            if not manifest.entries and not manifest.errors:
+            total = len(manifest.entries) + len(manifest.errors)
+            if not total:
                 raise ValueError("the manifest has no lines")
-            if len(manifest.entries) + len(manifest.errors) > UI_MAX_BATCH_LINES:
-                raise ValueError(f"the manifest has {len(manifest.entries) + len(manifest.errors)} lines; the studio "
-                                 f"runs at most {UI_MAX_BATCH_LINES} at once (use `timbre batch` for more)")
+            if total > UI_MAX_BATCH_LINES:
+                raise ValueError(f"the manifest has {total} lines; the studio runs at most {UI_MAX_BATCH_LINES} "
+                                 "at once (use `timbre batch` for more)")
             out = folder / "corpus"
+            stop, done, outcome = threading.Event(), [0], {}
+
+            def line_done(finished: int, count: int) -> None:
+                done[0] = finished
+                _report(progress, (finished, count), "synthesizing")
+                if stop.is_set():
+                    raise BatchStopped(f"stopped after {finished} of {count} lines")
+
+            def work() -> None:
+                try:
+                    outcome["summary"] = run_batch(manifest, out, progress=False, callback=line_done)
+                except BaseException as error:  # noqa: BLE001 - handed to the generator, which raises it
+                    outcome["error"] = error
+
             _report(progress, (0, len(manifest.entries)), "synthesizing")
-            summary = run_batch(manifest, out, progress=False,
-                                callback=lambda done, total: _report(progress, (done, total), "synthesizing"))
+            # In this request's context, so that its progress bar (a context variable of Gradio's) follows the worker.
+            worker = threading.Thread(target=contextvars.copy_context().run, args=(work,), name="studio-batch",
+                                      daemon=True)
+            worker.start()
+            try:
+                while worker.is_alive():
+                    worker.join(poll_seconds)
+                    if worker.is_alive():
+                        yield f"synthesizing: {done[0]} of {len(manifest.entries)} lines done", gr.skip(), gr.skip()
+            finally:
+                stop.set()  # closed before the end: the worker stops after its current line
+            if "error" in outcome:
+                raise outcome["error"]
+            summary = outcome["summary"]
             rows = batch_rows(out / METADATA_NAME, out / ERRORS_NAME, {e.id: e.line for e in manifest.entries})
             archive = zip_folder(out, folder / "timbre-batch.zip")
-        text = (f"{summary.written + summary.already_done} of {len(manifest.entries) + len(manifest.errors)} lines "
-                f"spoken ({summary.audio_seconds:.1f} s of audio in {summary.wall_seconds:.1f} s); "
-                f"{len(manifest.errors) + summary.failed} bad line(s), listed below and in errors.jsonl")
-        return text, rows, str(archive)
+        self.speeds.record("Batch", "base speakers", summary.audio_seconds, summary.wall_seconds)
+        text = (f"{summary.written + summary.already_done} of {total} lines spoken ({summary.audio_seconds:.1f} s "
+                f"of audio in {summary.wall_seconds:.1f} s); {len(manifest.errors) + summary.failed} bad line(s), "
+                "listed below and in errors.jsonl")
+        yield text, rows, str(archive)
+
+
+class BatchStopped(Exception):
+    """Raised in a studio batch's worker when its page stopped it (`Studio.run_batch_stream`)."""
 
 
 class _user_errors:
@@ -553,6 +742,28 @@ def _edit_span(start: float | str | None, end: float | str | None) -> tuple[floa
 def _cell(text: str) -> str:
     """Words as a Markdown table cell: a pipe escaped, nothing shown as a dash."""
     return text.replace("|", "\\|") if text else "—"
+
+
+def _whole(value: float | str | None, name: str) -> int:
+    """A whole number typed in a number box or slider (the page may send 3.0)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a whole number, got {value!r}") from None
+    if not number.is_integer():
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    return int(number)
+
+
+def _plot(audio, path: Path) -> str | None:
+    """`tts.evaluation.plots.plot_audio` of a result, or None when drawing fails (the audio is kept either way)."""
+    from tts.evaluation.plots import plot_audio
+
+    try:
+        return str(plot_audio(audio, path))
+    except Exception:  # noqa: BLE001 - a picture must never cost the user the speech
+        logger.exception("studio: the result's plot failed")
+        return None
 
 
 def _seed(seed: float | str | None) -> int:

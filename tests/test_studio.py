@@ -111,7 +111,9 @@ def test_studio_serves_page_with_engine_status(studio_url):
 
     if not next(s for s in engine_status() if s.name == "base+convert").available:  # listed, marked, explained
         assert '"base+convert (unavailable)"' in text and '"tone-color (unavailable)"' in text
-        assert "`tone-color` is unavailable here:** not trained yet" in text
+        # Convert starts on the first engine that runs here (the unavailable one says why when chosen).
+        convert = next(c for c in config["components"] if c["props"].get("elem_id") == "convert-engine")
+        assert convert["props"]["value"] == "ar"
 
 
 def test_engine_status_explains_missing_checkpoints(shipped_root):
@@ -130,6 +132,8 @@ def test_engine_status_explains_missing_checkpoints(shipped_root):
 # The handlers, as plain functions (no browser)
 
 CLIP_TEXT = "The quick brown fox jumps over the lazy dog."
+SOURCE_TEXT = "Please call Stella and ask her to come."
+"""What the recording of the `source_path` fixture says."""
 SETTINGS = {"style": "neutral", "intensity": 1.0, "speed": 1.0, "seed": 5, "fmt": "wav"}
 
 
@@ -158,7 +162,7 @@ class FakeSynthesis:
         time.sleep(self.delay)
         if options.get("progress"):
             options["progress"](1, 1)
-        return voice.audio
+        return iter([voice.audio]) if options.get("stream") else voice.audio
 
 
 @pytest.fixture
@@ -173,7 +177,7 @@ def _speak(studio: Studio, text: str = "Hello there.", voice: str | None = "Ada"
     source = settings.pop("voice_from", VOICE_FROM_LIBRARY)
     clip, transcript = settings.pop("clip", None), settings.pop("transcript", None)
     engine = {key: settings.pop(key) for key in ("engine", "base", "tau", "mix", "pitch", "pitch_range", "energy",
-                                                 "style_ref") if key in settings}
+                                                 "style_ref", "takes") if key in settings}
     return studio.speak(text, source, voice, clip, transcript, settings["style"], settings["intensity"],
                         settings["speed"], settings["seed"], settings["fmt"], **engine)
 
@@ -193,9 +197,10 @@ def test_the_app_builds_with_its_views_queue_and_local_theme(library, tmp_path):
     speak = next(event for event in demo.config["dependencies"] if event.get("api_name") == "speak")
     parameters = [name for name in inspect.signature(Studio.speak).parameters if name not in ("self", "progress")]
     assert len(speak["inputs"]) == len(parameters)
-    assert [components[i] for i in speak["inputs"][-5:]] == ["speak-mix", "speak-pitch", "speak-pitch-range",
-                                                              "speak-energy", "speak-style-ref"]
-    assert parameters[-5:] == ["mix", "pitch", "pitch_range", "energy", "style_ref"]
+    assert [components[i] for i in speak["inputs"][-6:]] == ["speak-mix", "speak-pitch", "speak-pitch-range",
+                                                              "speak-energy", "speak-style-ref", "speak-takes"]
+    assert parameters[-6:] == ["mix", "pitch", "pitch_range", "energy", "style_ref", "takes"]
+    assert [components[i] for i in speak["outputs"]] == ["speak-output", "speak-download", "speak-info", "speak-plot"]
     # Likewise /edit and `Studio.edit`.
     edit = next(event for event in demo.config["dependencies"] if event.get("api_name") == "edit")
     parameters = [name for name in inspect.signature(Studio.edit).parameters if name not in ("self", "progress")]
@@ -397,7 +402,7 @@ def source_path(tmp_path_factory) -> Path:
     from tts.data.speakers import get_speaker
 
     path = tmp_path_factory.mktemp("source") / "rms.wav"
-    get_speaker("flite").synthesize("Please call Stella and ask her to come.", "rms").audio.resample(16000).save(path)
+    get_speaker("flite").synthesize(SOURCE_TEXT, "rms").audio.resample(16000).save(path)
     return path
 
 
@@ -425,6 +430,58 @@ def test_speak_with_base_convert_says_it_with_the_base_speaker_in_the_voice(tiny
     assert loads == {"ar": 0, "tone-color": 1}  # loaded lazily, once, and shared; the ar engine is not needed
     with pytest.raises(gr.Error, match="unknown flite voice"):
         _speak(studio, "Hello.", "Slt", engine="base+convert", base="flite:nobody")
+
+
+def test_speak_streams_pieces_before_the_whole_result_and_draws_it(tiny_studio):
+    from tts.audio import load_audio
+    from tts.synthesis import synthesize
+
+    studio, _ = tiny_studio
+    updates = list(studio.speak_stream("Hello there. How are you today?", VOICE_FROM_LIBRARY, "Slt", None, None,
+                                       "neutral", 1.0, 1.0, 3, "flac"))
+    *pieces, final = updates
+    assert len(pieces) >= 2 and all(isinstance(u.piece, bytes) and u.file is None for u in pieces)
+    assert "so far, first audio after" in pieces[0].info
+    streamed = np.concatenate([sf.read(io.BytesIO(u.piece), dtype="float32")[0] for u in pieces])
+    whole = load_audio(final.file)
+    assert final.piece is None and final.file.endswith(".flac") and "first audio after" in final.info
+    assert len(streamed) == len(whole.samples)  # the pieces played are the result downloaded
+    np.testing.assert_allclose(streamed, whole.samples, atol=2 / 2**15)
+    expected = synthesize("Hello there. How are you today?", studio.library.get("Slt"), seed=3,
+                          models=studio.engine())
+    np.testing.assert_allclose(whole.samples, np.clip(expected.samples, -1, 1), atol=2 / 2**15)
+    assert sf.info(final.file).samplerate == SAMPLE_RATE
+    assert final.plot.endswith(".png") and Path(final.plot).read_bytes()[:4] == b"\x89PNG"
+    (job,) = studio.speeds.jobs()
+    assert (job.view, job.engine) == ("Speak", "ar") and job.first_audio_seconds <= job.compute_seconds
+    assert "| Speak | `ar` | 1 |" in studio.speeds.markdown()
+
+
+def test_speak_with_takes_keeps_the_take_whisper_hears_best(library, monkeypatch, tmp_path, clip_path):
+    from tts.audio import load_audio
+    from tts.data.speakers import get_speaker
+
+    flite = get_speaker("flite")
+    spoken = {3: "Good morning everyone.", 4: "Bad mourning every one and more.", 5: "Good morning everyone."}
+    calls = []
+
+    def by_seed(text, voice, seed, **options):  # a different take per seed: one garbled
+        calls.append((text, seed, options.get("stream", False)))
+        return flite.synthesize(spoken[seed], "slt").audio
+
+    monkeypatch.setattr("tts.synthesis.synthesize", by_seed)
+    studio = Studio(library, lambda: "engine", tmp_path / "work")
+    *progress, final = studio.speak_stream("[happy] Good morning everyone. [/happy]", VOICE_FROM_LIBRARY, "Ada",
+                                           None, None, "neutral", 1.0, 1.0, 4, "wav", takes=2)
+    assert progress == [] and [seed for _, seed, _ in calls] == [4, 5] and not any(s for *_, s in calls)
+    assert final.piece == final.file  # the kept take plays whole
+    assert "seed 5;" in final.info and "takes (seed: WER heard) 4: " in final.info and "5: 0.00 kept" in final.info
+    np.testing.assert_allclose(load_audio(final.file).samples, flite.synthesize(spoken[5], "slt").audio.samples,
+                               atol=1 / 2**14)
+    with pytest.raises(gr.Error, match="takes must be from 1 to 4"):
+        _speak(studio, takes=5)
+    with pytest.raises(gr.Error, match="takes must be a whole number"):
+        _speak(studio, takes=1.5)
 
 
 def test_speak_pitch_and_energy_change_the_tiny_engines_output(tiny_studio):
@@ -617,6 +674,35 @@ def test_edit_says_other_words_and_keeps_the_rest_of_the_recording(dit_studio, t
     assert loads == [1]  # loaded once, on the first edit
 
 
+def test_edit_preview_shows_the_spans_that_will_change_without_generating(dit_studio, tiny_dit, edit_path):
+    from tts.audio import load_audio
+
+    studio, loads = dit_studio
+    plan = studio.preview_edit(str(edit_path), EDIT_TEXT, "The dog sat on the mat.")
+    preview = tiny_dit.preview_edit(load_audio(edit_path), EDIT_TEXT, "The dog sat on the mat.")
+    (start, end), = preview.spans
+    assert preview.changes == [("cat", "dog")] and EDIT_LEAD < start < end < load_audio(edit_path).duration
+    assert plan.startswith("1 span(s) of the") and f"| {start:.2f}-{end:.2f} | cat | dog |" in plan
+    assert not studio.work_dir.exists() or not any(studio.work_dir.iterdir())  # nothing generated or written
+    # The edit then says again what the preview showed (its span in the output adds the cross-fade margins).
+    _, _, info = _edit(studio, edit_path, "The dog sat on the mat.")
+    out_start, out_end = map(float, re.search(r"\| ([0-9.]+)-([0-9.]+) \| cat \| dog \|", info).groups())
+    assert out_start <= start + 0.01 and out_end >= end - 0.1
+    with pytest.raises(gr.Error, match="says the same words"):
+        studio.preview_edit(str(edit_path), EDIT_TEXT, EDIT_TEXT)
+    with pytest.raises(gr.Error, match="type what the recording says now"):
+        studio.preview_edit(str(edit_path), EDIT_TEXT, " ")
+    assert loads == [1]
+
+
+def test_edit_takes_the_last_speak_result_and_its_words(tmp_path, edit_path):
+    studio = Studio(VoiceLibrary(tmp_path / "voices"), lambda: "engine", tmp_path / "work")
+    assert studio.last_speech(str(edit_path), "[happy] The cat sat [/happy] on the mat.") == (
+        str(edit_path), "The cat sat on the mat.")
+    with pytest.raises(gr.Error, match="generate speech in Speak first"):
+        studio.last_speech(None, "text")
+
+
 def test_edit_changes_the_speed_and_speak_shares_the_dit_engine(dit_studio, edit_path, clip_path):
     from tts.audio import load_audio
     from tts.voice import clone_voice
@@ -797,6 +883,34 @@ def test_batch_runs_a_pasted_manifest_and_zips_audio_metadata_and_errors(tmp_pat
     csv_file.write_text('id,text,voice\nc1,"Hello, world.",flite:slt\n')
     summary, rows, _ = studio.run_batch("ignored when a file is given", str(csv_file))
     assert summary.startswith("1 of 1 lines") and rows[0][1] == "c1"
+
+
+def test_a_stopped_batch_ends_after_its_current_line_and_keeps_the_finished_ones(tmp_path):
+    from tts.data.speakers import get_speaker
+
+    if get_speaker("flite").unavailable_reason():
+        pytest.skip(get_speaker("flite").unavailable_reason())
+    studio = Studio(VoiceLibrary(tmp_path / "voices"), lambda: "engine", tmp_path / "work")
+    lines = "\n".join(json.dumps({"id": f"s{i}", "text": f"This is line number {i} of a long batch.",
+                                  "voice": "flite:slt"}) for i in range(60))
+    running = studio.run_batch_stream(lines, None, poll_seconds=0.05)
+    first = next(running)
+    assert first[0].startswith("synthesizing:") and "of 60 lines done" in first[0]
+    running.close()  # what the page's Stop does: Gradio closes the cancelled event's generator
+    (folder,) = (tmp_path / "work").iterdir()
+    audio = folder / "corpus" / "audio"
+
+    def finished() -> int:
+        return len(list(audio.glob("*.flac"))) if audio.is_dir() else 0
+
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        before = finished()
+        time.sleep(1.0)
+        if finished() == before:
+            break
+    assert 0 < finished() < 60  # it stopped early, and what it finished is kept
+    assert not [p for p in audio.iterdir() if not p.name.endswith(".flac")]  # no half-written file
 
 
 def test_batch_never_reads_server_files_as_voices(tmp_path):

@@ -110,9 +110,9 @@ def test_concurrent_clients_each_get_their_own_speech(served, clips, tmp_path):
                 seed = 100 * index + request
                 source = (VOICE_FROM_CLIP, None, handle_file(str(clip))) if request == 0 else \
                     (VOICE_FROM_LIBRARY, _voice_name(index), None)
-                path, _, info = client.predict(
+                _, path, info, _ = client.predict(  # (streamed player, download, info, plot)
                     TEXT, *source, CLIP_TEXT, "neutral", 1.0, 1.0,
-                    seed, "wav", "ar", DEFAULT_BASE, 0.3, "", 0.0, 1.0, 0.0, None, api_name="/speak",
+                    seed, "wav", "ar", DEFAULT_BASE, 0.3, "", 0.0, 1.0, 0.0, None, 1, api_name="/speak",
                 )
                 assert f"seed {seed}" in info, info
                 results[index, request] = path

@@ -57,6 +57,9 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=None, help="makes the result reproducible")
     parser.add_argument("--stream", action="store_true", help="generate chunk by chunk and report the time to first audio")
     parser.add_argument("--verify", action="store_true", help="re-generate sentences the offline ASR finds wrong")
+    parser.add_argument("--takes", type=int, default=1,
+                        help="make this many takes (seeds --seed, --seed+1, ...) and keep the one the offline ASR "
+                             "hears best (tts.takes; not with --stream)")
     parser.set_defaults(func=_run_say)
 
     convert = subparsers.add_parser("convert", help="say a recording again in another voice")
@@ -146,11 +149,25 @@ def _run_say(args: argparse.Namespace) -> int:
                          "pitch": args.pitch, "pitch_range": args.pitch_range, "energy": args.energy}
     else:
         style_options = {"emotion": style}
+    if args.takes != 1 and args.stream:
+        from tts.errors import TimbreError
+
+        raise TimbreError("takes are compared whole: use --takes or --stream, not both")
     voice = load_voice_argument(args.voice, args.transcript)
     print(f"voice {voice.name or voice.source or args.voice} ({voice.consent_note})")
     start = time.perf_counter()
-    result = synthesize(args.text, voice, engine=args.engine, base=args.base, tau=args.tau, **style_options,
-                        seed=args.seed, stream=args.stream, verify=args.verify, tags=not args.no_tags)
+    if args.takes != 1:
+        from tts.takes import best_take
+
+        takes = best_take(args.text, voice, takes=args.takes, engine=args.engine, base=args.base, tau=args.tau,
+                          **style_options, seed=args.seed, verify=args.verify, tags=not args.no_tags,
+                          on_take=lambda done, total, take: print(
+                              f"take {done}/{total}: seed {take.seed}, WER {take.wer:.2f}, heard {take.transcript!r}"))
+        print(f"kept take {takes.best_index + 1} (seed {takes.best.seed}, WER {takes.best.wer:.2f})")
+        result = takes.best.audio
+    else:
+        result = synthesize(args.text, voice, engine=args.engine, base=args.base, tau=args.tau, **style_options,
+                            seed=args.seed, stream=args.stream, verify=args.verify, tags=not args.no_tags)
     if args.stream:
         pieces, first = [], None
         for chunk in result:

@@ -213,6 +213,24 @@ class DitEngine:
             AudioError: a recording longer than `MAX_EDIT_SECONDS`.
         """
         audio = self._check_recording(audio)
+        units, counts, plans = self._edit_plans(audio, transcript, new_transcript)
+        return self._apply(audio, units, counts, plans, margin, steps, cfg_strength, seed)
+
+    def preview_edit(self, audio: Audio, transcript: str, new_transcript: str) -> EditResult:
+        """Which spans of `audio` `edit` would say again, without saying them: an `EditResult` whose audio is
+        `audio` itself and whose spans are the seconds, in `audio`, of each changed stretch (the words and the
+        pauses around them, before the cross-fade margins). Only the aligner runs. Raises as `edit`."""
+        audio = self._check_recording(audio)
+        units, counts, plans = self._edit_plans(audio, transcript, new_transcript)
+        unit_end = np.cumsum(counts)
+        unit_start = unit_end - np.asarray(counts)
+        hop = self.hop_seconds
+        plans = sorted(plans, key=lambda plan: plan[0])
+        return EditResult(audio, [(float(unit_start[start] * hop), float(unit_end[end - 1] * hop))
+                                  for start, end, *_ in plans], [(old, new) for *_, old, new in plans])
+
+    def _edit_plans(self, audio: Audio, transcript: str, new_transcript: str) -> tuple[UnitSequence, list[int], list]:
+        """The aligned units of `audio`, their frame counts, and `_apply`'s plan of each changed stretch."""
         old_words = list(prepare_text(transcript).words)
         new_words = list(prepare_text(new_transcript).words)
         units, counts = self.align(audio, old_words)
@@ -250,7 +268,7 @@ class DitEngine:
             plans.append((left, right, new_ids, new_counts,
                           " ".join(w.text for w in old_words[old_first:old_last]),
                           " ".join(w.text for w in new_words[new_first:new_last])))
-        return self._apply(audio, units, counts, plans, margin, steps, cfg_strength, seed)
+        return units, counts, plans
 
     def change_speed(self, audio: Audio, transcript: str, factor: float, *, span: tuple[float, float] | None = None,
                      seed: int = 0, steps: int = DEFAULT_STEPS, cfg_strength: float = DEFAULT_CFG,
@@ -423,6 +441,14 @@ def edit(audio: Audio | str | tuple, transcript: str, new_transcript: str, *, se
     parts = models if models is not None else load_dit_engine()
     result = parts.edit(_as_audio(audio), transcript, new_transcript, seed=seed, steps=steps, cfg_strength=cfg_strength)
     return _marked(result, watermark)
+
+
+def preview_edit(audio: Audio | str | tuple, transcript: str, new_transcript: str, *,
+                 models: DitEngine | None = None) -> EditResult:
+    """Which spans of the recording `edit` would say again (`DitEngine.preview_edit`), in seconds of `audio`,
+    with the words each changes; quick (only the aligner runs). Arguments as in `edit`."""
+    parts = models if models is not None else load_dit_engine()
+    return parts.preview_edit(_as_audio(audio), transcript, new_transcript)
 
 
 def change_speed(audio: Audio | str | tuple, transcript: str, factor: float, *,

@@ -3,6 +3,8 @@
 * ``per_utterance.png``: WER and SIM bars per utterance (failed ones marked).
 * ``f0_contours.png``: F0 of a few outputs next to their prompts.
 * ``spectrograms.png``: the studio log-mel of a few outputs.
+
+And one clip's picture, as the studio shows a result (`plot_audio`): waveform, log-mel and F0.
 """
 
 from __future__ import annotations
@@ -102,3 +104,49 @@ def draw_run_plots(report: EvalReport, samples: dict, folder: Path) -> list[Path
         files.append(plot_f0_contours(samples, folder / "f0_contours.png"))
         files.append(plot_spectrograms(samples, folder / "spectrograms.png"))
     return files
+
+
+def plot_audio(audio, path: Path, title: str = "") -> Path:
+    """One clip as a PNG at `path`: its waveform, its studio log-mel (``tts.audio.log_mel``) and its F0 contour
+    (Praat's, `tts.evaluation.prosody.f0_track`; left empty for a clip too short or silent to have one).
+
+    Drawn without pyplot (a `matplotlib.figure.Figure` of its own), so threads serving several requests at once
+    never share a figure."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from tts.audio import SAMPLE_RATE, STUDIO_MEL, log_mel
+    from tts.errors import AudioError
+    from tts.evaluation.prosody import f0_track
+
+    clip = audio.resample(SAMPLE_RATE)
+    seconds = clip.duration
+    figure = Figure(figsize=(8, 4.6))
+    FigureCanvasAgg(figure)
+    wave, spectrum, pitch = figure.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [1, 1.6, 1]})
+    wave.plot(np.arange(len(clip.samples)) / SAMPLE_RATE, clip.samples, linewidth=0.4, color="tab:blue")
+    wave.set_ylim(-1, 1)
+    wave.set_ylabel("waveform", fontsize=8)
+    if len(clip.samples):
+        mel = log_mel(clip.samples).numpy()
+        spectrum.imshow(mel, origin="lower", aspect="auto", extent=(0, mel.shape[1] / STUDIO_MEL.frame_rate, 0,
+                                                                      mel.shape[0]), cmap="magma")
+    spectrum.set_ylabel("mel band", fontsize=8)
+    try:
+        track = f0_track(clip, method="praat")
+        pitch.plot(track.times, track.f0, color="tab:orange", linewidth=1.2)
+        voiced = track.f0[track.voiced]
+        note = f"median {np.median(voiced):.0f} Hz" if len(voiced) else "no voiced frames"
+    except AudioError as error:
+        note = str(error)
+    pitch.set_ylabel("F0 (Hz)", fontsize=8)
+    pitch.set_title(note, fontsize=7, loc="right")
+    pitch.set_xlabel("seconds")
+    pitch.set_xlim(0, max(seconds, 1e-3))
+    for axis in (wave, spectrum, pitch):
+        axis.tick_params(labelsize=7)
+    if title:
+        figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    return Path(path)
