@@ -61,17 +61,23 @@ def engines_markdown() -> str:
 
 
 def checkpoints_markdown() -> str:
-    """The shipped checkpoints and their sizes on disk."""
-    from tts.checkpoints import checkpoints_dir, list_shipped
+    """The shipped checkpoints: their sizes on disk and versions (the first 12 hex digits of the weights' sha256
+    in ``checkpoints/MANIFEST.json``: the same digits are the same weights, a new training run new ones)."""
+    from tts.checkpoints import checkpoints_dir, list_shipped, read_manifest
 
     root = checkpoints_dir()
     names = list_shipped()
     if not names:
         return f"No checkpoints are shipped in `{root}` yet."
-    rows = ["| checkpoint | size |", "| --- | --- |"]
+    try:
+        manifest = read_manifest(root)
+    except Exception:  # noqa: BLE001 - a damaged manifest leaves the versions unknown; the engines say why
+        manifest = {}
+    rows = ["| checkpoint | version (weights sha256) | size |", "| --- | --- | --- |"]
     for name in names:
         size = sum(path.stat().st_size for path in (root / name).rglob("*") if path.is_file())
-        rows.append(f"| `{name}` | {size / 2**20:.1f} MiB |")
+        version = manifest.get(f"{name}/model.safetensors", {}).get("sha256", "")[:12] or "unlisted"
+        rows.append(f"| `{name}` | `{version}` | {size / 2**20:.1f} MiB |")
     return "\n".join(rows)
 
 
@@ -218,6 +224,8 @@ def build_studio(engine_factory: EngineFactory | None = None, library=None,
                     with gr.Row():
                         edit_transcribe = gr.Button("Transcribe (Whisper)", size="sm", elem_id="edit-transcribe")
                         edit_last = gr.Button("Use the last Speak result", size="sm", elem_id="edit-last")
+                        edit_align = gr.Button("Word timings", size="sm", elem_id="edit-align")
+                    edit_timings = gr.Markdown(elem_id="edit-timings")
                 with gr.Column(scale=2):
                     edit_mode = gr.Radio([EDIT_WORDS, EDIT_SPEED], value=EDIT_WORDS, label="Change",
                                          elem_id="edit-mode")
@@ -289,12 +297,18 @@ def build_studio(engine_factory: EngineFactory | None = None, library=None,
 
         with gr.Tab("Batch", id="batch"):
             gr.Markdown("One line per utterance, JSON lines or CSV with a header: `id`, `text`, `voice` and optionally "
-                        "`style`, `intensity`, `speed`, `seed`. Voices are base voices (`flite:slt`, `kokoro:jf_alpha`) "
+                        "`style`, `intensity`, `speed`, `seed`; lines without a voice or style take the ones chosen "
+                        "below in turn. Voices are base voices (`flite:slt`, `kokoro:jf_alpha`) "
                         f"or pseudo-speakers (`pk0001`); see docs/corpus.md. At most {UI_MAX_BATCH_LINES} lines.")
             batch_text = gr.Textbox(label="Manifest lines", lines=6, elem_id="batch-text",
                                     placeholder='{"id": "a1", "text": "Hello there.", "voice": "flite:slt"}')
             batch_file = gr.File(label="... or a manifest file (used instead of the lines)", type="filepath",
                                  file_types=[".jsonl", ".json", ".csv", ".tsv", ".txt"], elem_id="batch-file")
+            with gr.Row():
+                batch_voices = gr.Dropdown([b for b in bases if b != "ar"], multiselect=True, elem_id="batch-voices",
+                                           label="Voices for lines that name none (taken in turn)")
+                batch_styles = gr.Dropdown(list(STYLES), multiselect=True, elem_id="batch-styles",
+                                           label="Styles for lines that name none (taken in turn)")
             with gr.Row():
                 run = gr.Button("Run batch", variant="primary", elem_id="batch-run")
                 batch_stop = gr.Button("Stop", variant="stop", elem_id="batch-stop")
@@ -354,7 +368,10 @@ def build_studio(engine_factory: EngineFactory | None = None, library=None,
         do_edit.click(edit_ui, [edit_source, edit_transcript, edit_mode, edit_new, edit_factor, edit_start, edit_end,
                                 edit_seed, edit_fmt, edit_steps],
                       [edited, edit_download, edit_info, edit_before], concurrency_id="engine", api_name="edit")
-        edit_transcribe.click(studio.transcribe_recording, edit_source, edit_transcript)
+        edit_transcribe.click(studio.transcribe_recording, edit_source, edit_transcript).success(
+            lambda recording, said: "" if studio.engine_problem("dit") else studio.word_timings(recording, said),
+            [edit_source, edit_transcript], edit_timings, concurrency_id="engine")
+        edit_align.click(studio.word_timings, [edit_source, edit_transcript], edit_timings, concurrency_id="engine")
         edit_preview.click(studio.preview_edit, [edit_source, edit_transcript, edit_new], edit_plan,
                            concurrency_id="engine")
         edit_last.click(studio.last_speech, [download, text], [edit_source, edit_transcript])
@@ -368,10 +385,11 @@ def build_studio(engine_factory: EngineFactory | None = None, library=None,
         do_import.click(studio.import_voice, [import_file, import_name, import_consent, *picked],
                         [voices_info, *library_outputs])
 
-        def batch_ui(lines, file, progress=gr.Progress()):  # noqa: B008
-            yield from studio.run_batch_stream(lines, file, progress=progress)
+        def batch_ui(lines, file, voices, styles, progress=gr.Progress()):  # noqa: B008
+            yield from studio.run_batch_stream(lines, file, voices, styles, progress=progress)
 
-        batching = run.click(batch_ui, [batch_text, batch_file], [batch_info, results, archive])
+        batching = run.click(batch_ui, [batch_text, batch_file, batch_voices, batch_styles],
+                             [batch_info, results, archive])
         batch_stop.click(None, None, None, cancels=[batching])
         for event in (about.select, refresh_speeds.click):
             event(studio.speeds.markdown, None, speeds, queue=False)

@@ -471,6 +471,23 @@ class Studio:
                 + "\n".join(rows))
         return str(path), str(path), info
 
+    def word_timings(self, recording: str | None, transcript: str | None) -> str:
+        """Each word of `transcript` with its start and end in `recording` (seconds), as Markdown: the `dit`
+        engine's aligner (the speech tokenizer's CTC head, `tts.tokenizer.align.align`)."""
+        from tts.audio import load_audio
+        from tts.tokenizer.align import align
+
+        with _user_errors():
+            if not recording:
+                raise ValueError("upload or record the speech to edit first")
+            if not (transcript or "").strip():
+                raise ValueError("type what the recording says now (or press Transcribe), then ask for its timings")
+            self._check_settings("dit", ("dit",), "wav")
+            audio = load_audio(recording, max_seconds=MAX_EDIT_SECONDS)
+            timings = align(audio, transcript.strip(), self._shared("dit").aligner)
+        words = [f"**{_cell(t.word)}** {t.start:.2f}-{t.end:.2f}" for t in timings if not t.is_punctuation]
+        return "Word timings (s): " + " · ".join(words)
+
     def preview_edit(self, recording: str | None, transcript: str | None, new_transcript: str | None) -> str:
         """Which spans of `recording` a word edit would say again, as a Markdown table, before generating
         (`tts.dit.engine.preview_edit`: only the aligner runs)."""
@@ -606,25 +623,28 @@ class Studio:
 
     # -- Batch -------------------------------------------------------------------------------------------
 
-    def run_batch(self, lines: str | None, file: str | None, progress: Callable | None = None) -> tuple[str, list, str]:
+    def run_batch(self, lines: str | None, file: str | None, voices: list[str] | None = None,
+                  styles: list[str] | None = None, progress: Callable | None = None) -> tuple[str, list, str]:
         """Synthesize a manifest: ``(summary, result rows, ZIP of audio/ + metadata.jsonl + errors.jsonl)``; the
         last update of `run_batch_stream`."""
         final = None
-        for final in self.run_batch_stream(lines, file, progress=progress):
+        for final in self.run_batch_stream(lines, file, voices, styles, progress=progress):
             pass
         return final
 
-    def run_batch_stream(self, lines: str | None, file: str | None, progress: Callable | None = None,
+    def run_batch_stream(self, lines: str | None, file: str | None, voices: list[str] | None = None,
+                         styles: list[str] | None = None, progress: Callable | None = None,
                          poll_seconds: float = 0.5) -> Iterator[tuple]:
         """Synthesize a manifest, as the page shows it: ``(progress line, gr.skip(), gr.skip())`` every
-        `poll_seconds` while it runs, then ``(summary, result rows, ZIP)``.
+        `poll_seconds` while it runs, then ``(summary, result rows, ZIP)``. Lines that name no voice or style
+        take `voices` and `styles` in turn (`tts.data.manifest.LineDefaults`).
 
         The manifest runs in a worker thread; closing this generator (the page's Stop: Gradio closes a cancelled
         event's generator) stops the batch after the line being spoken, with every finished line kept whole
         (`tts.data.batch.run_batch` writes each line atomically)."""
         from tts.data.batch import ERRORS_NAME, batch_rows, run_batch, zip_folder
         from tts.data.corpus import METADATA_NAME
-        from tts.data.manifest import parse_manifest
+        from tts.data.manifest import LineDefaults, parse_manifest
 
         with _user_errors():
             folder = self._request_folder()
@@ -635,7 +655,9 @@ class Studio:
                 source.write_text(lines.strip() + "\n", encoding="utf-8")
             else:
                 raise ValueError("paste manifest lines or upload a manifest file (JSON lines or CSV)")
-            manifest = parse_manifest(source, allow_clips=False)  # never open server files named by a stranger
+            defaults = LineDefaults.from_lists(voices, styles)
+            # Never open server files named by a stranger: clip voices are refused.
+            manifest = parse_manifest(source, allow_clips=False, defaults=defaults)
             total = len(manifest.entries) + len(manifest.errors)
             if not total:
                 raise ValueError("the manifest has no lines")

@@ -138,6 +138,30 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
+def test_lines_without_a_voice_or_style_take_the_chosen_ones_in_turn(tmp_path):
+    from tts.data.manifest import LineDefaults
+
+    defaults = LineDefaults.from_lists(" flite:slt, flite:rms ,", ["happy", "sad", "calm"])
+    assert defaults == LineDefaults(("flite:slt", "flite:rms"), ("happy", "sad", "calm"))
+    lines = [{"id": "a", "text": "One."}, {"id": "b", "text": "Two.", "voice": "flite:awb"},
+             {"id": "c", "text": "Three.", "style": "angry"}, {"id": "d", "text": "Four.", "voice": ""}]
+    manifest = parse_manifest_text("\n".join(json.dumps(line) for line in lines), defaults=defaults)
+    assert [(e.id, e.voice, e.style) for e in manifest.entries] == [
+        ("a", "flite:slt", "happy"), ("b", "flite:awb", "sad"), ("c", "flite:slt", "angry"), ("d", "flite:rms", "happy")]
+    assert [e.intensity for e in manifest.entries] == [1.0, 1.0, 1.0, 1.0]
+    # Without defaults a line with no voice is a bad line; a CSV may leave the column out only with voices given.
+    assert [error.reason for error in parse_manifest_text(json.dumps(lines[0])).errors] == ["missing or empty 'voice'"]
+    csv_text = "id,text\nx,Hello there.\ny,Bye now.\n"
+    with pytest.raises(ManifestError, match="missing: voice"):
+        parse_manifest_text(csv_text, "csv")
+    manifest = parse_manifest_text(csv_text, "csv", defaults=LineDefaults(("flite:awb",)))
+    assert [(e.voice, e.style) for e in manifest.entries] == [("flite:awb", "neutral"), ("flite:awb", "neutral")]
+    for voices, styles, message in ((["flite:nobody"], [], "unknown flite voice"), (["/etc/passwd"], [], "not accepted"),
+                                    ([], ["furious"], "unknown style")):
+        with pytest.raises(ManifestError, match=message):
+            LineDefaults.from_lists(voices, styles)
+
+
 def test_text_limit_is_inclusive():
     ok = {"id": "x", "text": "a" * MAX_TEXT_CHARS, "voice": "flite:rms"}
     assert parse_manifest_text(json.dumps(ok)).entries

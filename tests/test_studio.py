@@ -695,6 +695,18 @@ def test_edit_preview_shows_the_spans_that_will_change_without_generating(dit_st
     assert loads == [1]
 
 
+def test_edit_shows_the_word_timings_of_the_transcript(dit_studio, edit_path):
+    studio, _ = dit_studio
+    shown = studio.word_timings(str(edit_path), EDIT_TEXT)
+    spans = re.findall(r"\*\*([\w']+)\*\* ([0-9.]+)-([0-9.]+)", shown)
+    assert [word.lower() for word, *_ in spans] == [w.strip(".").lower() for w in EDIT_TEXT.split()]
+    times = [(float(a), float(b)) for _, a, b in spans]
+    assert all(start <= end for start, end in times) and times[0][0] >= EDIT_LEAD - 0.1
+    assert all(a[1] <= b[0] + 0.02 for a, b in zip(times, times[1:]))  # in order
+    with pytest.raises(gr.Error, match="type what the recording says now"):
+        studio.word_timings(str(edit_path), "")
+
+
 def test_edit_takes_the_last_speak_result_and_its_words(tmp_path, edit_path):
     studio = Studio(VoiceLibrary(tmp_path / "voices"), lambda: "engine", tmp_path / "work")
     assert studio.last_speech(str(edit_path), "[happy] The cat sat [/happy] on the mat.") == (
@@ -885,6 +897,23 @@ def test_batch_runs_a_pasted_manifest_and_zips_audio_metadata_and_errors(tmp_pat
     assert summary.startswith("1 of 1 lines") and rows[0][1] == "c1"
 
 
+def test_batch_lines_without_a_voice_take_the_chosen_voices_and_styles(tmp_path):
+    from tts.data.speakers import get_speaker
+
+    if get_speaker("flite").unavailable_reason():
+        pytest.skip(get_speaker("flite").unavailable_reason())
+    studio = Studio(VoiceLibrary(tmp_path / "voices"), lambda: "engine", tmp_path / "work")
+    lines = "id,text\nv1,First line.\nv2,Second line.\nv3,Third line.\n"
+    summary, rows, _ = studio.run_batch(lines, None, ["flite:slt", "flite:rms"], ["calm"])
+    assert summary.startswith("3 of 3 lines spoken")
+    assert [(row[1], row[3], row[4]) for row in rows] == [("v1", "flite:slt", "calm"), ("v2", "flite:rms", "calm"),
+                                                          ("v3", "flite:slt", "calm")]
+    with pytest.raises(gr.Error, match="missing: voice"):
+        studio.run_batch(lines, None)
+    with pytest.raises(gr.Error, match="not accepted"):
+        studio.run_batch(lines, None, ["/etc/passwd"])
+
+
 def test_a_stopped_batch_ends_after_its_current_line_and_keeps_the_finished_ones(tmp_path):
     from tts.data.speakers import get_speaker
 
@@ -954,5 +983,10 @@ def test_about_lists_checkpoints_with_sizes_and_versions(shipped_root):
     (shipped_root / "vocoder").mkdir()
     (shipped_root / "vocoder" / "config.json").write_text("{}")
     (shipped_root / "vocoder" / "model.safetensors").write_bytes(b"\0" * 3 * 2**20)
-    assert "| `vocoder` | 3.0 MiB |" in checkpoints_markdown()
+    assert "| `vocoder` | `unlisted` | 3.0 MiB |" in checkpoints_markdown()
+    from tts.checkpoints import sha256_file, write_manifest
+
+    write_manifest(shipped_root)
+    digest = sha256_file(shipped_root / "vocoder" / "model.safetensors")[:12]
+    assert f"| `vocoder` | `{digest}` | 3.0 MiB |" in checkpoints_markdown()
     assert gr.__version__ in versions_markdown() and "timbre-studio" in versions_markdown()

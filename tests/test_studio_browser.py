@@ -284,16 +284,25 @@ def test_voice_speak_convert_batch_end_to_end(studio, clip_path, source_path, tm
             lines = [{"id": f"b{i}", "text": text, "voice": "flite:slt" if i % 2 else "flite:rms"}
                      for i, text in enumerate(["One small line.", "Another small line.", "The last one."], 1)]
             lines.append({"id": "bad", "text": "No such voice.", "voice": "flite:nobody"})
+            lines.append({"id": "b4", "text": "A line without a voice."})  # takes the voice chosen below
             page.get_by_role("tab", name="Batch").click()
+            voices = page.locator("#batch-voices input")
+            voices.click()
+            voices.fill("flite:awb")
+            page.get_by_role("option", name="flite:awb", exact=True).click()
+            expect(page.locator("#batch-voices")).to_contain_text("flite:awb")
             page.locator("#batch-text").get_by_role("textbox").fill("\n".join(json.dumps(line) for line in lines))
             page.locator("#batch-run").click()
-            _wait_for_text(page, "#batch-info", "3 of 4 lines spoken")
+            _wait_for_text(page, "#batch-info", "4 of 5 lines spoken")
             _wait_for_text(page, "#batch-results", "unknown flite voice")
             href = page.locator("#batch-zip a[href]").first.get_attribute("href")
             with zipfile.ZipFile(io.BytesIO(page.request.get(href).body())) as archive:
                 names = set(archive.namelist())
-                assert {"audio/b1.flac", "audio/b2.flac", "audio/b3.flac", "metadata.jsonl", "errors.jsonl"} <= names
-                assert len(archive.read("metadata.jsonl").decode().splitlines()) == 3
+                assert {"audio/b1.flac", "audio/b2.flac", "audio/b3.flac", "audio/b4.flac", "metadata.jsonl",
+                        "errors.jsonl"} <= names
+                metadata = [json.loads(line) for line in archive.read("metadata.jsonl").decode().splitlines()]
+                assert len(metadata) == 4
+                assert next(item for item in metadata if item["file_name"].endswith("b4.flac"))["voice_id"] == "flite:awb"
                 errors = [json.loads(line) for line in archive.read("errors.jsonl").decode().splitlines()]
                 assert [error["id"] for error in errors] == ["bad"]
                 audio, rate = sf.read(io.BytesIO(archive.read("audio/b1.flac")))
@@ -366,6 +375,8 @@ def test_edit_view_transcribes_and_says_why_dit_is_unavailable(studio, source_pa
             page.locator("#edit-transcribe").click()
             transcript = page.locator("#edit-transcript").get_by_role("textbox")
             expect(transcript).to_have_value(re.compile("stella|please|call", re.IGNORECASE))  # Whisper heard it
+            if dit.available:  # ... and the aligner placed its words
+                _wait_for_text(page, "#edit-timings", "Word timings (s):")
 
             # A speed edit shows the speed and the span instead of the new words.
             expect(page.locator("#edit-factor")).to_be_hidden()

@@ -58,6 +58,7 @@ from tts.data.manifest import (
     AUDIO_DIR,
     AUDIO_FORMAT,
     MAX_SEED,
+    LineDefaults,
     LineError,
     Manifest,
     ManifestEntry,
@@ -652,6 +653,9 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `timbre batch` (shared with ``python -m tts.data.batch``)."""
     parser.add_argument("manifest", type=Path, help="JSON-lines or CSV manifest (id, text, voice[, style, intensity, speed, seed])")
     parser.add_argument("--out", type=Path, required=True, help="output folder (audiofolder layout)")
+    parser.add_argument("--voices", help="comma-separated voices for the lines that name none, taken in turn "
+                                         "(flite:slt,pk0001); a CSV may then leave out the voice column")
+    parser.add_argument("--styles", help="comma-separated styles for the lines that name none, taken in turn")
     add_gate_arguments(parser)
     parser.add_argument("--shard-index", type=int, help="run only this shard (0-based) of --num-shards, without accelerate")
     parser.add_argument("--num-shards", type=int, help="number of shards for --shard-index")
@@ -674,7 +678,8 @@ def gate_from_args(args: argparse.Namespace) -> QualityGate | None:
 
 def run_from_args(args: argparse.Namespace) -> int:
     """Run `timbre batch` with parsed options; prints a summary, returns the exit code."""
-    manifest = parse_manifest(args.manifest)
+    defaults = LineDefaults.from_lists(args.voices, args.styles) if args.voices or args.styles else None
+    manifest = parse_manifest(args.manifest, defaults=defaults)
     if args.merge_only:
         summary = merge_outputs(args.out, manifest)
         print(f"merged {summary.items} items ({summary.audio_seconds / 3600:.2f} h), {summary.missing} missing, "

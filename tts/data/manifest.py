@@ -265,8 +265,50 @@ def _format_of(path: Path | None, text: str) -> str:
     return "jsonl" if first.startswith("{") else "csv"
 
 
-def _records(text: str, fmt: str) -> Iterable[tuple[int, Any, str | None]]:
-    """``(line number, record or None, parse error or None)`` for every non-blank line."""
+@dataclass(frozen=True)
+class LineDefaults:
+    """What a manifest line that leaves out its ``voice`` or ``style`` gets: `voices` and `styles` in turn (the
+    line's position among the manifest's lines, modulo their number), so a list of texts becomes a corpus spread
+    over chosen voices and styles. An empty tuple gives nothing (a line without a voice is then a bad line)."""
+
+    voices: tuple[str, ...] = ()
+    styles: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        """Refuse an unknown voice or style at once, not as a bad line each time it comes round."""
+        from tts.data.styles import check_style
+
+        voices = tuple(_check_voice(voice, None, allow_clips=False) for voice in self.voices)
+        try:
+            styles = tuple(check_style(style) for style in self.styles)
+        except TimbreError as error:
+            raise ManifestError(str(error)) from None
+        object.__setattr__(self, "voices", voices)
+        object.__setattr__(self, "styles", styles)
+
+    @classmethod
+    def from_lists(cls, voices: str | Iterable[str] | None, styles: str | Iterable[str] | None) -> LineDefaults:
+        """From comma-separated text (``"flite:slt,pk0001"``) or lists; blanks are dropped."""
+        def items(value) -> tuple[str, ...]:
+            parts = value.split(",") if isinstance(value, str) else (value or ())
+            return tuple(part.strip() for part in parts if part and part.strip())
+
+        return cls(items(voices), items(styles))
+
+    def fill(self, record: Any, index: int) -> Any:
+        """`record` with the fields it lacks (absent or empty) filled for line `index`; anything else unchanged."""
+        if not isinstance(record, dict):
+            return record
+        filled = dict(record)
+        for name, choices in (("voice", self.voices), ("style", self.styles)):
+            if choices and filled.get(name) in (None, ""):
+                filled[name] = choices[index % len(choices)]
+        return filled
+
+
+def _records(text: str, fmt: str, defaults: LineDefaults | None = None) -> Iterable[tuple[int, Any, str | None]]:
+    """``(line number, record or None, parse error or None)`` for every non-blank line (a CSV may leave out the
+    ``voice`` column when `defaults` gives voices)."""
     if fmt == "jsonl":
         # Lines end at "\n" only, as in an editor: str.splitlines() also splits at U+2028, U+0085 and other
         # characters that a JSON string may hold, which broke valid lines and shifted the numbers after them.
@@ -302,7 +344,8 @@ def _records(text: str, fmt: str) -> Iterable[tuple[int, Any, str | None]]:
             continue
         if header is None:
             header = [cell.strip().lower() for cell in row]
-            missing = [name for name in REQUIRED_FIELDS if name not in header]
+            given = {"voice"} if defaults is not None and defaults.voices else set()
+            missing = [name for name in REQUIRED_FIELDS if name not in header and name not in given]
             if missing:
                 raise ManifestError(f"the CSV header must name the columns {', '.join(REQUIRED_FIELDS)} (missing: {', '.join(missing)})")
             continue
@@ -325,11 +368,13 @@ def _unwritable(record: Any) -> str | None:
 
 
 def parse_manifest_text(text: str, fmt: str = "jsonl", base_dir: Path | None = None,
-                        allow_clips: bool = True) -> Manifest:
+                        allow_clips: bool = True, defaults: LineDefaults | None = None) -> Manifest:
     """Parse manifest contents in `fmt` (``jsonl``, ``csv`` or ``tsv``); see `parse_manifest`."""
     manifest = Manifest(base_dir=base_dir)
     seen: dict[str, int] = {}
-    for index, (number, record, problem) in enumerate(_records(text, fmt)):
+    for index, (number, record, problem) in enumerate(_records(text, fmt, defaults)):
+        if defaults is not None:
+            record = defaults.fill(record, index)
         if problem is None and (unwritable := _unwritable(record)):
             record, problem = None, unwritable
         record_id = record.get("id") if isinstance(record, dict) else None
@@ -351,12 +396,13 @@ def parse_manifest_text(text: str, fmt: str = "jsonl", base_dir: Path | None = N
     return manifest
 
 
-def parse_manifest(path: str | os.PathLike, allow_clips: bool = True) -> Manifest:
+def parse_manifest(path: str | os.PathLike, allow_clips: bool = True, defaults: LineDefaults | None = None) -> Manifest:
     """Read and validate a manifest file (JSON lines, or CSV/TSV with a header row).
 
     Bad lines become `Manifest.errors`; only an unreadable file or a CSV without the required columns
     raises `ManifestError`. With `allow_clips` False (a server taking manifests from strangers), lines whose
-    voice is a reference-clip path are bad lines, refused without touching the file system.
+    voice is a reference-clip path are bad lines, refused without touching the file system. `defaults` fills
+    in the voice and style of lines that leave them out (`LineDefaults`).
     """
     path = Path(path)
     try:
@@ -367,4 +413,5 @@ def parse_manifest(path: str | os.PathLike, allow_clips: bool = True) -> Manifes
         raise ManifestError(f"manifest {path} is not UTF-8 text: {error}") from None
     except OSError as error:
         raise ManifestError(f"cannot read manifest {path}: {error}") from None
-    return parse_manifest_text(text, _format_of(path, text), base_dir=path.parent, allow_clips=allow_clips)
+    return parse_manifest_text(text, _format_of(path, text), base_dir=path.parent, allow_clips=allow_clips,
+                               defaults=defaults)
