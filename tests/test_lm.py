@@ -246,6 +246,24 @@ def test_too_long_text_is_refused_with_advice():
         next(iter_speech_tokens(model, units))
 
 
+def test_the_most_units_one_generation_holds_is_the_refusal_boundary_even_at_every_units_cap():
+    from tts.lm.generate import max_target_units
+
+    model = tiny_model(4)
+    units = text_units([Word("a", ("ə",))] * 400)
+    for prompt in (None, Utterance(tuple(units[:30]), tuple([2] * 30), tuple(i % TINY.codebook_size for i in range(60)))):
+        most = max_target_units(TINY, prompt)
+        assert 0 < most < len(units)
+        next(iter_speech_tokens(model, units[:most], prompt))  # accepted
+        with pytest.raises(ValueError, match="shorter chunks"):
+            next(iter_speech_tokens(model, units[:most + 1], prompt))
+        # The worst case still fits: the prefix, then every unit running to the cap (plus its own id).
+        prefix, _ = build_stream(TINY, "neutral", 0.0, Utterance(tuple(units[:most])), prompt, end=False)
+        assert len(prefix) - 1 + most * (TINY.max_tokens_per_unit + 1) <= TINY.max_positions
+    assert max_target_units(TINY, Utterance(tuple(units[:30]), tuple([2] * 30), tuple(i % TINY.codebook_size for i in range(60)))) < \
+        max_target_units(TINY)  # a prompt leaves less room
+
+
 def test_only_a_better_validation_loss_replaces_the_best_export(tmp_path):
     from tts.lm.train import is_best
 

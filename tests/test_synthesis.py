@@ -151,6 +151,39 @@ def test_long_text_is_chunked_with_progress(engine, voices):
     assert audio.duration > 0.5
 
 
+def test_chunks_the_lm_cannot_hold_after_the_prompt_are_split_further():
+    from tts.lm.stream import text_units
+    from tts.style import Style
+    from tts.synthesis import fit_chunks, plan_chunks
+    from tts.text import prepare_text
+
+    text = ("The committee met on Tuesday morning, discussed the budget for the coming year, argued about the new "
+            "library and its opening hours, and finally agreed to meet again next week. Short one.")
+    plan = plan_chunks(text, Style("happy"), max_chars=250)
+    assert len(plan) == 1
+
+    def units(chunk: str) -> int:
+        return len(text_units(list(prepare_text(chunk).words)))
+
+    fitted = fit_chunks(plan, 60)
+    assert len(fitted) > 1 and all(units(chunk) <= 60 for chunk, _ in fitted)
+    assert " ".join(chunk for chunk, _ in fitted).split() == text.split()  # every word, in order, once
+    assert {conditioning for _, conditioning in fitted} == {plan[0][1]}
+    assert fit_chunks(plan, 10_000) == plan  # what fits is left as it is
+    with pytest.raises(TextError, match="use a shorter reference clip"):
+        fit_chunks(plan, 3)
+
+
+def test_a_long_prompt_leaves_less_room_and_its_text_is_still_said_whole(engine, voices):
+    from tts.lm.generate import max_target_units
+
+    voice = voices[0]
+    room = max_target_units(engine.lm.config, prepare_prompt(engine, voice).utterance)
+    words = " ".join(["banana"] * (room // 3))  # about 7 units a word: more than one generation holds
+    audio = synthesize(words + ".", voice, seed=1, models=engine)
+    assert audio.duration > 0.5
+
+
 def test_two_voices_at_once_do_not_mix(engine, voices):
     expected = [synthesize("Good morning.", voice, seed=11, models=engine).samples for voice in voices]
     results: dict[int, np.ndarray] = {}

@@ -42,7 +42,7 @@ import torch
 from tts.audio import SAMPLE_RATE, Audio, log_mel
 from tts.data.styles import STYLES
 from tts.errors import CheckpointError, TextError, TimbreError, VoiceError
-from tts.lm.generate import SamplingOptions, generate_speech_tokens, iter_speech_tokens
+from tts.lm.generate import SamplingOptions, generate_speech_tokens, iter_speech_tokens, max_target_units
 from tts.lm.stream import Utterance, text_units, unit_start_times, unit_token_counts
 from tts.memo import LruCache
 from tts.style import (MAX_SPEED, MIN_SPEED, EmotionSpec, EngineConditioning, Style, apply_conditioning,
@@ -373,6 +373,33 @@ def plan_chunks(text: str, style: Style, *, tags: bool = True, max_chars: int = 
     return planned
 
 
+MIN_SPLIT_CHARS = 16
+"""`fit_chunks` does not split a chunk below this many characters: a chunk that still does not fit is refused."""
+
+
+def fit_chunks(plan: list[tuple[str, EngineConditioning]], max_units: int) -> list[tuple[str, EngineConditioning]]:
+    """`plan` with every chunk whose text units exceed `max_units` split into shorter ones (at sentence, clause,
+    then word boundaries: `tts.text.split_for_synthesis`), each keeping its chunk's conditioning.
+
+    Raises:
+        TextError: a chunk that does not fit even at `MIN_SPLIT_CHARS` characters (a model holding very few units).
+    """
+    def units(text: str) -> int:
+        return len(text_units(list(prepare_text(text).words)))
+
+    fitted = []
+    for text, conditioning in plan:
+        pieces, limit = [text], len(text)
+        while any(units(piece) > max_units for piece in pieces):
+            limit = limit * 3 // 4
+            if limit < MIN_SPLIT_CHARS:
+                raise TextError(f"the model holds at most {max_units} text units after this voice's prompt, too few "
+                                f"for {text[:40]!r}: use a shorter reference clip")
+            pieces = split_for_synthesis(text, max_chars=limit)
+        fitted.extend((piece, conditioning) for piece in pieces)
+    return fitted
+
+
 def _chunk_options(options: SynthesisOptions, conditioning: EngineConditioning) -> SynthesisOptions:
     return replace(options, style=conditioning.emotion, intensity=conditioning.intensity, speed=conditioning.speed)
 
@@ -469,7 +496,8 @@ def synthesize(
         return _synthesize_base_convert(plan, voice, base, tau, options, stream, progress, models, watermark)
     if engine == "dit":
         return _synthesize_dit(plan, voice, options, stream, progress, models, watermark)
-    prepared = [prepare_text(chunk) for chunk, _ in plan]
+    for chunk, _ in plan:
+        prepare_text(chunk)  # unspeakable text is refused before the voice is cloned or a model loaded
     voice = voice if isinstance(voice, Voice) else clone_voice(voice)
     parts = models if models is not None else load_engine()
     # What this engine renders itself: the labels its refiner was trained with (the rest of a style is rendered on
@@ -479,6 +507,9 @@ def synthesize(
     for label in {conditioning.emotion for _, conditioning in plan}:
         parts.lm.config.style_id(label)  # refuse a style the model was not trained with before any work
     prompt = prepare_prompt(parts, voice)
+    # Chunks the LM cannot hold after this prompt are split further (a long prompt leaves less room).
+    plan = fit_chunks(plan, max_target_units(parts.lm.config, prompt.utterance))
+    prepared = [prepare_text(chunk) for chunk, _ in plan]
     run_seed = options.seed if options.seed is not None else secrets.randbelow(2**63)
     rate = parts.vocoder.sample_rate
 

@@ -1,4 +1,4 @@
-"""`timbre eval`, `timbre eval-stage` and `timbre bench`."""
+"""`timbre eval`, `timbre eval-stage`, `timbre eval-long` and `timbre bench`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tts.errors import TimbreError
 
 
 def register(subparsers) -> None:
-    """Add ``timbre eval``, ``timbre bench`` and ``timbre eval-stage``."""
+    """Add ``timbre eval``, ``timbre bench``, ``timbre eval-long`` and ``timbre eval-stage``."""
     evaluate = subparsers.add_parser(
         "eval",
         help="synthesize a test set and score it (WER, SIM, DNSMOS, prosody; CPU proxies)",
@@ -62,7 +62,49 @@ def register(subparsers) -> None:
     bench.add_argument("--list", action="store_true", help="list the targets and exit")
     bench.set_defaults(func=_run_bench)
 
+    long_text = subparsers.add_parser(
+        "eval-long",
+        help="say a long held-out paragraph in one call and check every sentence is said once (ASR)",
+        description="Say the held-out texts joined into a paragraph of at least --chars characters with an engine, "
+        "transcribe it whole with Whisper and judge every sentence: skipped (too few of its words heard in place) "
+        "or repeated (said again among the transcript's extra words). Writes report.json, report.md and the wav; "
+        "exit status 0 when no sentence is skipped or repeated, 1 otherwise (tts.evaluation.long_text).",
+    )
+    long_text.add_argument("--engine", default="ar", help="ar, dit or base+convert (default ar)")
+    long_text.add_argument("--chars", type=int, default=2000, help="paragraph length in characters (default 2000)")
+    long_text.add_argument("--voice", default="flite:awb",
+                           help="base voice whose clip is the prompt (default flite:awb, held out from training)")
+    long_text.add_argument("--seed", type=int, default=0, help="synthesis seed (default 0)")
+    long_text.add_argument("--verify", action="store_true", help="synthesize with verify=True (ASR-checked chunks)")
+    long_text.add_argument("--asr", default="tiny.en", help="Whisper model (default tiny.en, offline)")
+    long_text.add_argument("--out", type=Path, help="run folder (default: runs/eval/long-ENGINE-TIME)")
+    long_text.set_defaults(func=_run_long_text)
+
     _register_eval_stage(subparsers)
+
+
+def _run_long_text(args) -> int:
+    from tts.data.speakers import synthesize_voice_id
+    from tts.evaluation.long_text import DEFAULT_PROMPT_TEXT, evaluate_long_text
+    from tts.synthesis import SYNTHESIS_ENGINES, synthesize
+    from tts.voice import clone_voice
+
+    if args.engine not in SYNTHESIS_ENGINES:
+        raise TimbreError(f"unknown engine {args.engine!r}; choose one of {', '.join(SYNTHESIS_ENGINES)}")
+    if args.chars < 1:
+        raise TimbreError(f"--chars must be at least 1, got {args.chars}")
+    voice = clone_voice(synthesize_voice_id(args.voice, DEFAULT_PROMPT_TEXT).audio, DEFAULT_PROMPT_TEXT)
+    settings = {"engine": args.engine, "voice": args.voice, "seed": args.seed, "verify": args.verify,
+                "chars": args.chars}
+    report, audio = evaluate_long_text(
+        lambda text: synthesize(text, voice, engine=args.engine, seed=args.seed, verify=args.verify),
+        args.chars, args.asr, settings)
+    out = args.out or Path("runs") / "eval" / f"long-{args.engine}-{time.strftime('%Y%m%d-%H%M%S')}"
+    report.write(out)
+    audio.save(out / "paragraph.wav")
+    print(report.to_markdown().split("| # |")[0].rstrip())
+    print(f"\nrun folder: {out}")
+    return 0 if report.verdict == "PASS" else 1
 
 
 _STAGE_HELP = {

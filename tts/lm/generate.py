@@ -75,6 +75,14 @@ def _draw(logits: torch.Tensor, options: SamplingOptions, generator: torch.Gener
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
+def max_target_units(config, prompt: Utterance | None = None, style: str = "neutral", intensity: float = 0.0) -> int:
+    """The most text units one generation can say after `prompt` within the model's positions, even if every
+    unit ran to its token cap (`SpeechTokenLMConfig.max_tokens_per_unit`): longer texts must be split first."""
+    one, _ = build_stream(config, style, intensity, Utterance((min(pause_units()),)), prompt, end=False)
+    fixed = len(one) - 1  # the prefix holds the target's units once, then its speech follows unit by unit
+    return max(0, (config.max_positions - fixed) // (config.max_tokens_per_unit + 2))
+
+
 def iter_speech_tokens(
     model: SpeechTokenLM,
     target_units: Sequence[int],
@@ -98,7 +106,7 @@ def iter_speech_tokens(
         raise ValueError("nothing to say: no text units")
     zero, pauses = zero_length_units(), pause_units()
     prefix, _ = build_stream(config, style, intensity, Utterance(tuple(target_units)), prompt, end=False)
-    if len(prefix) + len(target_units) * (config.max_tokens_per_unit + 1) > config.max_positions:
+    if len(target_units) > max_target_units(config, prompt, style, intensity):
         raise ValueError(
             f"the text is too long for one generation ({len(target_units)} units with a {len(prefix)}-id prefix; "
             f"the model holds {config.max_positions} positions): split it into shorter chunks"
