@@ -107,6 +107,7 @@ def build_studio(engine_factory: EngineFactory | None = None, library=None,
                  distilled_engine_factory: EngineFactory | None = None) -> gr.Blocks:
     """Build the studio's Blocks app with its queue set (not launched; see `launch_studio`). The factories are
     those of `Studio`."""
+    from tts.data.speakers import all_voice_ids
     from tts.data.styles import STYLES
     from tts.style import CONTROL_RANGES
     from tts.synthesis import CONVERSION_ENGINES, SYNTHESIS_ENGINES
@@ -305,7 +306,7 @@ def build_studio(engine_factory: EngineFactory | None = None, library=None,
             batch_file = gr.File(label="... or a manifest file (used instead of the lines)", type="filepath",
                                  file_types=[".jsonl", ".json", ".csv", ".tsv", ".txt"], elem_id="batch-file")
             with gr.Row():
-                batch_voices = gr.Dropdown([b for b in bases if b != "ar"], multiselect=True, elem_id="batch-voices",
+                batch_voices = gr.Dropdown(all_voice_ids(), multiselect=True, elem_id="batch-voices",
                                            label="Voices for lines that name none (taken in turn)")
                 batch_styles = gr.Dropdown(list(STYLES), multiselect=True, elem_id="batch-styles",
                                            label="Styles for lines that name none (taken in turn)")

@@ -2,16 +2,19 @@
 
 Views (see docs/studio.md), one group of `Studio` methods each:
     Speak   text (with inline style tags) + a library voice or a clip -> speech, with an emotion or a mixture, its
-            intensity, prosody (pitch, pitch range, energy), speed and seed (`tts.style`); play and download.
-            Engine `ar`, `dit` (the DiT infills the words after the voice's clip), or `base+convert` (a base
-            speaker says it, the tone-color converter gives it the voice).
+            intensity, prosody (pitch, pitch range, energy), speed and seed (`tts.style`); streamed to the player
+            as it is made (`speak_stream`), or the best of several takes by the ASR check (`tts.takes`); download
+            and a picture of it. Engine `ar`, `dit` (the DiT infills the words after the voice's clip), or
+            `base+convert` (a base speaker says it, the tone-color converter gives it the voice).
     Convert a recording + a library voice or a clip -> the same speech in that voice (`tts.synthesis.convert`,
             engine `tone-color`, `distilled` (self-distilled timbre swap, `tts.synthesis.swap_timbre`) or `ar`).
     Edit    a recording + what it says -> other words (`tts.dit.engine.edit`) or another speed, throughout or in a
-            span (`tts.dit.engine.change_speed`); only the changed words are said again (engine `dit`).
+            span (`tts.dit.engine.change_speed`); only the changed words are said again (engine `dit`); word
+            timings and a preview of the spans that will change (`tts.dit.engine.preview_edit`) before it.
     Voices  make a voice from a clip (cleaned, transcribed, consented), list, play, rename, delete, export,
             import (`tts.voice_library.VoiceLibrary`).
-    Batch   a manifest (`tts.data.manifest`) -> `tts.data.batch.run_batch` -> results table and a ZIP.
+    Batch   a manifest (`tts.data.manifest`) -> `tts.data.batch.run_batch` (in a worker thread, stoppable) ->
+            results table and a ZIP.
 
 `Studio` holds the handlers as plain methods (tested without a browser), with the limits and choices they
 enforce; `app.layout.build_studio` lays them out on the page (and the About view). The `ar`, `dit` and tone-color
