@@ -77,6 +77,7 @@ from vocoder.losses import (
     generator_hinge_loss,
     mel_l1,
     multi_resolution_stft_loss,
+    phase_derivative_loss,
 )
 from vocoder.vocos import Vocos, VocosConfig, count_parameters
 
@@ -105,6 +106,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     mel_weight: float = 45.0
     stft_weight: float = 1.0
+    phase_weight: float = 0.0
+    """Weight of `vocoder.losses.phase_derivative_loss` (0: not computed)."""
     adversarial_weight: float = 1.0
     feature_weight: float = 2.0
 
@@ -156,12 +159,15 @@ class TrainOptions:
     warmup_steps: int | None = None
     init_generator: Path | None = None
     """A trained vocoder folder whose weights start a new run (fine-tuning; ignored when resuming a state)."""
+    phase_weight: float | None = None
+    """Override of the preset's `TrainConfig.phase_weight` (None: the preset's)."""
 
     def train_config(self) -> TrainConfig:
         """The preset named by ``config`` with this run's overrides."""
         if self.config not in PRESETS:
             raise TimbreError(f"unknown config {self.config!r}; choose one of {', '.join(PRESETS)}")
-        return with_overrides(PRESETS[self.config], learning_rate=self.learning_rate, warmup_steps=self.warmup_steps)
+        return with_overrides(PRESETS[self.config], learning_rate=self.learning_rate, warmup_steps=self.warmup_steps,
+                              phase_weight=self.phase_weight)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -389,6 +395,10 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
             mel_loss = mel_l1(generated, target)
             stft_loss = multi_resolution_stft_loss(generated, target)
             g_loss = preset.mel_weight * mel_loss + preset.stft_weight * stft_loss
+            if preset.phase_weight:
+                phase_loss = phase_derivative_loss(generated, target)
+                g_loss = g_loss + preset.phase_weight * phase_loss
+                losses["phase"] = float(phase_loss.detach())
             if use_gan:
                 adv, fm = 0.0, 0.0
                 for disc, real in zip((period_disc, resolution_disc), real_features):
@@ -464,7 +474,9 @@ def export(
             "train hours": round(progress.train_seconds / 3600, 3),
             "optimizer": f"AdamW lr {preset.learning_rate} betas {preset.betas}, warm-up {preset.warmup_steps}, cosine",
             "losses": (
-                f"{preset.mel_weight} x mel L1 + {preset.stft_weight} x MR-STFT; after the GAN start "
+                f"{preset.mel_weight} x mel L1 + {preset.stft_weight} x MR-STFT"
+                + (f" + {preset.phase_weight} x phase derivatives" if preset.phase_weight else "")
+                + "; after the GAN start "
                 f"+ {preset.adversarial_weight} x hinge (MPD + MRD) + {preset.feature_weight} x feature matching"
             ),
             "discriminator": config_to_dict(preset.discriminator),
@@ -492,6 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--validation-files", type=int, default=TrainOptions.validation_files)
     parser.add_argument("--learning-rate", type=float, default=None, help="override the preset's peak learning rate")
     parser.add_argument("--warmup-steps", type=int, default=None, help="override the preset's warm-up")
+    parser.add_argument("--phase-weight", type=float, default=None,
+                        help="weight of the group-delay and instantaneous-frequency loss (default: the preset's, 0)")
     parser.add_argument("--init-generator", type=Path, default=None,
                         help="start a new run from this trained vocoder folder's weights (fine-tuning)")
     return parser
@@ -505,6 +519,7 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         save_every_minutes=args.save_every_minutes, save_every_steps=args.save_every_steps,
         log_every=args.log_every, validation_files=args.validation_files, seed=args.seed,
         learning_rate=args.learning_rate, warmup_steps=args.warmup_steps, init_generator=args.init_generator,
+        phase_weight=args.phase_weight,
     )
 
 
