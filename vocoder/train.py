@@ -14,8 +14,9 @@ a CPU-only machine. ``torchrun --nproc_per_node 2 -m vocoder.train ...`` works t
   on the audio, and a random low-pass (4-11 kHz, i.e. an 8-22 kHz source, by resampling down and up) on the
   audio the INPUT mel is computed from only, so the vocoder learns to render full-band speech from band-limited
   mels. On a GPU, threads make the batches ahead (`tts.training.data_workers`; ``TIMBRE_DATA_WORKERS``).
-- Losses: studio mel L1 and multi-resolution STFT; after ``--gan-start-step`` also hinge adversarial losses of
-  a multi-period and a multi-resolution discriminator, with feature matching.
+- Losses: studio mel L1 and multi-resolution STFT; with ``--phase-weight`` also the group-delay and
+  instantaneous-frequency errors (`vocoder.losses.phase_derivative_loss`); after ``--gan-start-step`` also hinge
+  adversarial losses of a multi-period and a multi-resolution discriminator, with feature matching.
 - AdamW, linear warm-up then cosine decay, gradient clipping.
 - Length: ``--max-steps`` and optionally ``--max-minutes`` of wall-clock time for this session (data loading
   included; the final save and export come after it). The cosine decay follows whichever runs out first
