@@ -66,8 +66,8 @@ def register(subparsers) -> None:
         "eval-long",
         help="say a long held-out paragraph in one call and check every sentence is said once (ASR)",
         description="Say the held-out texts joined into a paragraph of at least --chars characters with an engine, "
-        "transcribe it whole with Whisper and judge every sentence: skipped (too few of its words heard in place) "
-        "or repeated (said again among the transcript's extra words). Writes report.json, report.md and the wav; "
+        "transcribe it whole with Whisper and judge every sentence: skipped (most of its words missing from the "
+        "transcript) or repeated (said again among the transcript's extra words). Writes report.json, report.md and the wav; "
         "exit status 0 when no sentence is skipped or repeated, 1 otherwise (tts.evaluation.long_text).",
     )
     long_text.add_argument("--engine", default="ar", help="ar, dit or base+convert (default ar)")

@@ -82,14 +82,20 @@ def plot_f0_contours(samples: dict, path: Path) -> Path:
     return _per_sample_figure(samples, draw, "F0 (Hz)", path)
 
 
-def plot_spectrograms(samples: dict, path: Path) -> Path:
-    """The studio log-mel (``tts.audio.log_mel``) of each output in `samples`."""
+def _draw_log_mel(axis, audio) -> None:
+    """The studio log-mel (``tts.audio.log_mel``) of `audio` on `axis`, seconds across, mel bands up."""
     from tts.audio import SAMPLE_RATE, STUDIO_MEL, log_mel
 
+    mel = log_mel(audio.resample(SAMPLE_RATE).samples).numpy()
+    seconds = mel.shape[1] / STUDIO_MEL.frame_rate
+    axis.imshow(mel, origin="lower", aspect="auto", extent=(0, seconds, 0, mel.shape[0]), cmap="magma")
+
+
+def plot_spectrograms(samples: dict, path: Path) -> Path:
+    """The studio log-mel (``tts.audio.log_mel``) of each output in `samples`."""
+
     def draw(axis, audio, track, prompt_track) -> None:
-        mel = log_mel(audio.resample(SAMPLE_RATE).samples).numpy()
-        seconds = mel.shape[1] / STUDIO_MEL.frame_rate
-        axis.imshow(mel, origin="lower", aspect="auto", extent=(0, seconds, 0, mel.shape[0]), cmap="magma")
+        _draw_log_mel(axis, audio)
 
     return _per_sample_figure(samples, draw, "mel band", path)
 
@@ -115,7 +121,7 @@ def plot_audio(audio, path: Path, title: str = "") -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from tts.audio import SAMPLE_RATE, STUDIO_MEL, log_mel
+    from tts.audio import SAMPLE_RATE
     from tts.errors import AudioError
     from tts.evaluation.prosody import f0_track
 
@@ -128,9 +134,7 @@ def plot_audio(audio, path: Path, title: str = "") -> Path:
     wave.set_ylim(-1, 1)
     wave.set_ylabel("waveform", fontsize=8)
     if len(clip.samples):
-        mel = log_mel(clip.samples).numpy()
-        spectrum.imshow(mel, origin="lower", aspect="auto", extent=(0, mel.shape[1] / STUDIO_MEL.frame_rate, 0,
-                                                                      mel.shape[0]), cmap="magma")
+        _draw_log_mel(spectrum, clip)
     spectrum.set_ylabel("mel band", fontsize=8)
     try:
         track = f0_track(clip, method="praat")
