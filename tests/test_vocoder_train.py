@@ -70,11 +70,12 @@ def test_small_preset_is_sized_for_two_cores():
 def test_cli_arguments_map_to_options(tmp_path):
     args = build_parser().parse_args(
         ["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--config", "tiny", "--max-steps", "7", "--batch-size", "3",
-         "--segment-seconds", "0.5", "--gan-start-step", "2", "--warmup-steps", "1"]
+         "--segment-seconds", "0.5", "--gan-start-step", "2", "--warmup-steps", "1", "--adversarial-weight", "0.2"]
     )
     options = options_from_args(args)
     assert (options.config, options.max_steps, options.batch_size, options.segment_seconds) == ("tiny", 7, 3, 0.5)
-    assert options.train_config().warmup_steps == 1
+    config = options.train_config()
+    assert (config.warmup_steps, config.adversarial_weight, config.feature_weight) == (1, 0.2, PRESETS["tiny"].feature_weight)
 
 
 def test_phase_derivative_loss_sees_phase_but_not_polarity_or_offset():

@@ -162,13 +162,18 @@ class TrainOptions:
     """A trained vocoder folder whose weights start a new run (fine-tuning; ignored when resuming a state)."""
     phase_weight: float | None = None
     """Override of the preset's `TrainConfig.phase_weight` (None: the preset's)."""
+    adversarial_weight: float | None = None
+    """Override of the preset's `TrainConfig.adversarial_weight` (None: the preset's)."""
+    feature_weight: float | None = None
+    """Override of the preset's `TrainConfig.feature_weight` (None: the preset's)."""
 
     def train_config(self) -> TrainConfig:
         """The preset named by ``config`` with this run's overrides."""
         if self.config not in PRESETS:
             raise TimbreError(f"unknown config {self.config!r}; choose one of {', '.join(PRESETS)}")
         return with_overrides(PRESETS[self.config], learning_rate=self.learning_rate, warmup_steps=self.warmup_steps,
-                              phase_weight=self.phase_weight)
+                              phase_weight=self.phase_weight, adversarial_weight=self.adversarial_weight,
+                              feature_weight=self.feature_weight)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -373,18 +378,14 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
         generated = generator(mel)
         use_gan = progress.step >= options.gan_start_step
         losses: dict[str, float] = {}
-
-        real_features: list[list[list[torch.Tensor]]] = []
+        batch = len(target)
         if use_gan:
             opt_d.zero_grad(set_to_none=True)
             both = torch.cat([target, generated.detach()])  # one forward per discriminator, as DDP wants
             d_loss = 0.0
-            batch = len(target)
             for disc in (period_disc, resolution_disc):
-                logits, features = disc(both)
+                logits, _ = disc(both)
                 d_loss = d_loss + discriminator_hinge_loss([l[:batch] for l in logits], [l[batch:] for l in logits])
-                # Feature-matching targets, reused below rather than recomputed: one discriminator update stale.
-                real_features.append([[f[:batch].detach() for f in maps] for maps in features])
             accelerator.backward(d_loss)
             accelerator.clip_grad_norm_(list(period_disc.parameters()) + list(resolution_disc.parameters()), preset.grad_clip)
             opt_d.step()
@@ -402,10 +403,13 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
                 losses["phase"] = float(phase_loss.detach())
             if use_gan:
                 adv, fm = 0.0, 0.0
-                for disc, real in zip((period_disc, resolution_disc), real_features):
-                    fake_logits, fake_features = disc(generated)
-                    adv = adv + generator_hinge_loss(fake_logits)
-                    fm = fm + feature_matching_loss(real, fake_features)
+                for disc in (period_disc, resolution_disc):
+                    # Real and generated audio through the discriminator as it is after this step's update, so
+                    # feature matching compares maps of the same network.
+                    logits, features = disc(torch.cat([target, generated]))
+                    adv = adv + generator_hinge_loss([l[batch:] for l in logits])
+                    fm = fm + feature_matching_loss([[f[:batch] for f in maps] for maps in features],
+                                                    [[f[batch:] for f in maps] for maps in features])
                 g_loss = g_loss + preset.adversarial_weight * adv + preset.feature_weight * fm
                 losses["g_adv"], losses["fm"] = float(adv.detach()), float(fm.detach())
             accelerator.backward(g_loss)
@@ -507,6 +511,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup-steps", type=int, default=None, help="override the preset's warm-up")
     parser.add_argument("--phase-weight", type=float, default=None,
                         help="weight of the group-delay and instantaneous-frequency loss (default: the preset's, 0)")
+    parser.add_argument("--adversarial-weight", type=float, default=None,
+                        help="weight of the generator's hinge losses, summed over sub-discriminators (default: the preset's, 1)")
+    parser.add_argument("--feature-weight", type=float, default=None,
+                        help="weight of the feature-matching loss (default: the preset's, 2)")
     parser.add_argument("--init-generator", type=Path, default=None,
                         help="start a new run from this trained vocoder folder's weights (fine-tuning)")
     return parser
@@ -520,7 +528,7 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         save_every_minutes=args.save_every_minutes, save_every_steps=args.save_every_steps,
         log_every=args.log_every, validation_files=args.validation_files, seed=args.seed,
         learning_rate=args.learning_rate, warmup_steps=args.warmup_steps, init_generator=args.init_generator,
-        phase_weight=args.phase_weight,
+        phase_weight=args.phase_weight, adversarial_weight=args.adversarial_weight, feature_weight=args.feature_weight,
     )
 
 
