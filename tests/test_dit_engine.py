@@ -148,3 +148,38 @@ def test_synthesize_and_edit_entry_points(engine, recording):
     _assert_kept_outside(audio.samples, result.audio.samples, (start, end), shift)  # marked inside the span only
     plain = edit(audio, " ".join(WORDS), "the cat sat on the rug", models=engine, watermark=False)
     assert not np.array_equal(plain.audio.samples, result.audio.samples)
+
+
+def test_warped_positions_stretch_each_unit_on_its_own():
+    from tts.dit.engine import _interpolate_frames, _warped_positions
+
+    assert _warped_positions([2, 3], [2, 3], first_frame=4) == [4.0, 5.0, 6.0, 7.0, 8.0]
+    slow = _warped_positions([2, 4], [4, 2])  # the first unit twice as long, the second half as long
+    assert slow[:4] == pytest.approx([-0.25, 0.25, 0.75, 1.25]) and slow[4:] == pytest.approx([2.5, 4.5])
+    mel = torch.arange(12.0).reshape(2, 6)
+    read = _interpolate_frames(mel, torch.tensor([-1.0, 0.5, 2.25, 9.0], dtype=torch.float64))
+    assert torch.allclose(read, torch.tensor([[0.0, 0.5, 2.25, 5.0], [6.0, 6.5, 8.25, 11.0]]))
+
+
+def test_speed_edit_starts_from_the_stretched_recording(engine, recording):
+    """The tiny DiT is untrained (its velocity is about zero), so what a speed edit starts from is what it ends
+    with: the recording stretched unit by unit when guided, noise when not."""
+    from tts.audio import log_mel
+    from tts.text.frontend import prepare_text
+
+    audio, _ = recording
+    text = " ".join(WORDS)
+    units, counts = engine.align(audio, list(prepare_text(text).words))
+    stretched = torch.cat([log_mel(torch.from_numpy(audio.samples))[:, sum(counts[:i]):sum(counts[:i + 1])]
+                           .repeat_interleave(2, dim=1) for i in range(len(counts))], dim=1)
+    guided = engine.change_speed(audio, text, 0.5, steps=2, guide=0.95)
+    free = engine.change_speed(audio, text, 0.5, steps=2, guide=0.0)
+
+    def mel_error(result):
+        mel = log_mel(torch.from_numpy(result.audio.samples))
+        frames = min(mel.shape[1], stretched.shape[1])
+        return float((mel[:, :frames] - stretched[:, :frames]).abs().mean())
+
+    assert mel_error(guided) < 0.5 * mel_error(free)
+    with pytest.raises(ValueError, match="guide"):
+        engine.change_speed(audio, text, 0.5, guide=1.0)

@@ -112,3 +112,42 @@ def test_dit_sampling_is_seeded_and_keeps_unmasked_frames():
     continued = sample(model, cond[:, :10], text, 24, steps=4, seed=0, method="midpoint")
     assert continued.shape == (1, 24, 100)
     assert torch.equal(continued[:, :10], cond[:, :10]) and torch.isfinite(continued).all()
+
+
+def test_guided_start_begins_on_the_flow_from_the_guide():
+    model = golden_model()
+    torch.manual_seed(2)
+    cond = torch.randn(1, 24, 100)
+    text = torch.tensor([[3, 9, 14, 2, 7, 7, 30]])
+    keep = torch.zeros(24, dtype=torch.bool)
+    keep[:6] = True
+    guide = torch.randn(1, 24, 100) * 2 - 3
+    # The velocity network sees the start (1 - t) * noise + t * guide at t = start_time, then runs to 1.
+    seen = []
+    original_forward = model.forward
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs["x"].clone(), float(kwargs["time"].reshape(-1)[0])))
+        return original_forward(*args, **kwargs)
+
+    model.forward = spy
+    try:
+        out = sample(model, cond, text, 24, edit_mask=keep, steps=4, cfg_strength=0.0, seed=5, guide_mel=guide,
+                     start_time=0.75)
+    finally:
+        del model.forward
+    noise = torch.randn(1, 24, 100, generator=torch.Generator().manual_seed(5))
+    assert seen[0][1] == pytest.approx(0.75)
+    assert torch.allclose(seen[0][0], 0.25 * noise + 0.75 * model.normalize_mel(guide), atol=1e-5)
+    assert all(0.75 <= t < 1.0 for _, t in seen) and len(seen) == 4
+    assert torch.equal(out[:, keep], cond[:, keep])
+    # Without a start time the guide is not used: the same as no guide at all.
+    plain = sample(model, cond, text, 24, edit_mask=keep, steps=4, cfg_strength=0.0, seed=5)
+    assert torch.equal(sample(model, cond, text, 24, edit_mask=keep, steps=4, cfg_strength=0.0, seed=5,
+                              guide_mel=guide), plain)
+    with pytest.raises(ValueError, match="guide_mel"):
+        sample(model, cond, text, 24, steps=2, start_time=0.5)
+    with pytest.raises(ValueError, match="guide_mel must be"):
+        sample(model, cond, text, 24, steps=2, guide_mel=guide[:, :20], start_time=0.5)
+    with pytest.raises(ValueError, match="start_time"):
+        sample(model, cond, text, 24, steps=2, guide_mel=guide, start_time=1.0)

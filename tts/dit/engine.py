@@ -54,6 +54,8 @@ MAX_EDIT_SECONDS = 60.0
 """Longest recording `edit` takes (the whole recording goes through the DiT at once)."""
 MARGIN_FRAMES = 3
 """Frames regenerated and cross-faded on each side of an edited span (32 ms)."""
+SPEED_GUIDE = 0.92
+"""Where on the flow (0 noise, 1 data) a speed edit starts from the stretched recording (`DitEngine.change_speed`)."""
 RATE_LIMITS = (0.4, 2.5)
 """A measured speaking rate (frames per predicted frame) is clamped to this range."""
 
@@ -78,21 +80,28 @@ class EditResult:
 @dataclass
 class _Layout:
     """A frame plan of an output: per frame, the unit id to generate (-1: kept), the source frame in the input
-    (-1: none) and whether the frame is kept as it is."""
+    (-1: none), whether the frame is kept as it is, and the (fractional) input frame that is its first estimate
+    (NaN: none; a speed edit's frames have one: `_warped_positions`)."""
 
     ids: list[int] = field(default_factory=list)
     source: list[int] = field(default_factory=list)
     keep: list[bool] = field(default_factory=list)
+    guide: list[float] = field(default_factory=list)
 
     def add_kept(self, start: int, end: int) -> None:
         self.ids += [-1] * (end - start)
         self.source += list(range(start, end))
         self.keep += [True] * (end - start)
+        self.guide += [float(i) for i in range(start, end)]
 
-    def add_generated(self, ids: Sequence[int], source: Sequence[int] | None = None) -> None:
+    def add_generated(self, ids: Sequence[int], source: Sequence[int] | None = None,
+                      guide: Sequence[float] | None = None) -> None:
         self.ids += list(ids)
         self.source += list(source) if source is not None else [-1] * len(ids)
         self.keep += [False] * len(ids)
+        if guide is None:
+            guide = [float(f) if f >= 0 else float("nan") for f in source] if source is not None else [float("nan")] * len(ids)
+        self.guide += [float(g) for g in guide]
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -181,12 +190,20 @@ class DitEngine:
         samples = audio.resample(self.dit.config.mel.sample_rate).samples
         return log_mel(torch.from_numpy(samples), self.dit.config.mel)
 
-    def _infill(self, cond: torch.Tensor, layout: _Layout, steps: int, cfg_strength: float, seed: int) -> torch.Tensor:
-        """``(M, T)`` mel of the layout: kept frames from `cond` ``(M, T)``, the others generated."""
+    def _infill(self, cond: torch.Tensor, layout: _Layout, steps: int, cfg_strength: float, seed: int,
+                source_mel: torch.Tensor | None = None, guide: float = 0.0) -> torch.Tensor:
+        """``(M, T)`` mel of the layout: kept frames from `cond` ``(M, T)``, the others generated.
+
+        With `guide` > 0 and every generated frame given a first estimate in `layout.guide` (positions in
+        `source_mel` ``(M, F)``), the flow starts from those estimates at time `guide` (`sample`'s SDEdit)."""
         ids = torch.tensor(layout.ids, dtype=torch.long)
         keep = torch.tensor(layout.keep, dtype=torch.bool)
+        positions = torch.tensor(layout.guide, dtype=torch.float64)
+        guided = guide > 0.0 and source_mel is not None and not bool(positions[~keep].isnan().any())
         mel = sample(self.dit, cond.T[None], ids[None], total_frames=len(layout), edit_mask=keep, steps=steps,
-                     cfg_strength=cfg_strength, seed=seed)
+                     cfg_strength=cfg_strength, seed=seed,
+                     guide_mel=_interpolate_frames(source_mel, positions).T[None] if guided else None,
+                     start_time=guide if guided else 0.0)
         return mel[0].T
 
     def speak(self, words: Sequence[Word], voice: Voice, *, speed: float = 1.0, seed: int = 0,
@@ -272,12 +289,17 @@ class DitEngine:
 
     def change_speed(self, audio: Audio, transcript: str, factor: float, *, span: tuple[float, float] | None = None,
                      seed: int = 0, steps: int = DEFAULT_STEPS, cfg_strength: float = DEFAULT_CFG,
-                     margin: int = MARGIN_FRAMES) -> EditResult:
+                     margin: int = MARGIN_FRAMES, guide: float = SPEED_GUIDE) -> EditResult:
         """`audio` (saying `transcript`) spoken `factor` times faster, in `span` (seconds) or throughout.
 
         A span is widened to the words whose sounds are centered in it and regenerated in place like an edit.
         Throughout, the whole recording is said again in its own voice, the original serving as the prompt.
+        Either way the flow starts at time `guide` from the recording's own frames stretched unit by unit to the
+        new durations (`_warped_positions`), so it re-says what was said rather than inventing it anew; 0 starts
+        from noise (a zero-shot re-reading).
         """
+        if not 0.0 <= guide < 1.0:
+            raise ValueError(f"guide must be in [0, 1), got {guide}")
         if not 0.25 <= factor <= 4.0:
             raise ValueError(f"speed factor must be in [0.25, 4], got {factor}")
         audio = self._check_recording(audio)
@@ -288,9 +310,10 @@ class DitEngine:
             mel = self._mel(audio)
             layout = _Layout()
             layout.add_kept(0, mel.shape[1])
-            layout.add_generated(expand(units.ids, voice_counts).tolist())
+            layout.add_generated(expand(units.ids, voice_counts).tolist(),
+                                 guide=_warped_positions(counts, voice_counts))
             cond = torch.cat((mel, torch.zeros(mel.shape[0], len(layout) - mel.shape[1])), dim=1)
-            out = self._infill(cond, layout, steps, cfg_strength, seed)[:, mel.shape[1]:]
+            out = self._infill(cond, layout, steps, cfg_strength, seed, mel, guide)[:, mel.shape[1]:]
             result = self.vocoder.decode(out)
             return EditResult(result, [(0.0, result.duration)], [(transcript, f"{transcript} (x{factor:g})")])
         ends = np.cumsum(counts) * self.hop_seconds
@@ -307,7 +330,7 @@ class DitEngine:
         new_counts[0], new_counts[-1] = counts[start], counts[end - 1]  # the pauses around the span are kept
         text = " ".join(w.text for w in words[first:last])
         return self._apply(audio, units, counts, [(start, end, list(units.ids[start:end]), new_counts, text,
-                                                   f"{text} (x{factor:g})")], margin, steps, cfg_strength, seed)
+                                                   f"{text} (x{factor:g})")], margin, steps, cfg_strength, seed, guide)
 
     # -- helpers --------------------------------------------------------------------------------------------
 
@@ -320,8 +343,11 @@ class DitEngine:
         return audio.resample(SAMPLE_RATE) if audio.sample_rate != SAMPLE_RATE else audio
 
     def _apply(self, audio: Audio, units: UnitSequence, counts: Sequence[int], plans: list, margin: int, steps: int,
-               cfg_strength: float, seed: int) -> EditResult:
-        """Regenerate each planned unit span ``(start, end, new ids, new frame counts, old text, new text)``."""
+               cfg_strength: float, seed: int, guide: float = 0.0) -> EditResult:
+        """Regenerate each planned unit span ``(start, end, new ids, new frame counts, old text, new text)``.
+
+        A span that keeps its units (a speed edit) has the old frames, stretched, as its first estimate; with
+        `guide` > 0 and only such spans, the flow starts from them (`_infill`)."""
         mel = self._mel(audio)
         frames = mel.shape[1]
         unit_end = np.cumsum(counts)
@@ -339,7 +365,10 @@ class DitEngine:
             layout.add_generated(old_layout[left:frame_start], range(left, frame_start))  # left margin
             words = [BOUNDARY if unit == boundary else 0 for unit in new_ids]  # sounds get at least a frame
             total = max(sum(1 for word in words if word != BOUNDARY), int(round(sum(new_counts))))
-            layout.add_generated(expand(new_ids, fit_durations(new_counts, total, words)).tolist())
+            fitted = fit_durations(new_counts, total, words)
+            same_units = list(new_ids) == list(units.ids[start:end])
+            layout.add_generated(expand(new_ids, fitted).tolist(),
+                                 guide=_warped_positions(counts[start:end], fitted, frame_start) if same_units else None)
             layout.add_generated(old_layout[frame_end:right], range(frame_end, right))  # right margin
             spans_frames.append((region_start, len(layout)))
             changes.append((old_text, new_text))
@@ -347,11 +376,31 @@ class DitEngine:
         layout.add_kept(position, frames)
         source = torch.tensor(layout.source)
         cond = torch.where((source >= 0)[None], mel[:, source.clamp(min=0)], torch.zeros(()))
-        new_mel = self._infill(cond, layout, steps, cfg_strength, seed)
+        new_mel = self._infill(cond, layout, steps, cfg_strength, seed, mel, guide)
         rendered = self.vocoder.decode(new_mel).samples
         out = _splice(audio.samples, rendered, layout, self.dit.config.mel.hop_length)
         hop = self.hop_seconds
         return EditResult(Audio(out, audio.sample_rate), [(a * hop, b * hop) for a, b in spans_frames], changes)
+
+
+def _warped_positions(counts: Sequence[int], new_counts: Sequence[int], first_frame: int = 0) -> list[float]:
+    """For each frame of units laid out with `new_counts`, the input frame (fractional) at the same relative
+    place in the same unit laid out with `counts` from `first_frame` on: each unit stretched on its own."""
+    positions, start = [], float(first_frame)
+    for old, new in zip(counts, new_counts):
+        positions += [start + (k + 0.5) * old / new - 0.5 for k in range(int(new))]
+        start += old
+    return positions
+
+
+def _interpolate_frames(mel: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """``(M, len(positions))``: `mel` ``(M, F)`` read at fractional frame `positions` (linear, clamped to the
+    first and last frame)."""
+    where = positions.clamp(0, mel.shape[1] - 1)
+    left = where.floor().long()
+    right = (left + 1).clamp(max=mel.shape[1] - 1)
+    weight = (where - left).to(mel.dtype)
+    return mel[:, left] * (1 - weight) + mel[:, right] * weight
 
 
 def _spoken_words(words: Sequence[Word]) -> list[tuple[int, str]]:
@@ -454,12 +503,13 @@ def preview_edit(audio: Audio | str | tuple, transcript: str, new_transcript: st
 def change_speed(audio: Audio | str | tuple, transcript: str, factor: float, *,
                  span: tuple[float, float] | None = None, seed: int = 0, steps: int = DEFAULT_STEPS,
                  cfg_strength: float = DEFAULT_CFG, models: DitEngine | None = None,
-                 watermark: bool = True) -> EditResult:
+                 watermark: bool = True, guide: float = SPEED_GUIDE) -> EditResult:
     """`audio` (saying `transcript`) spoken `factor` times faster (< 1: slower), throughout or in `span`
-    (seconds; widened to whole words). Arguments as in `edit`."""
+    (seconds; widened to whole words). `guide`: how much of the recording itself, stretched, the DiT starts
+    from (0: none, a new reading; `DitEngine.change_speed`). Other arguments as in `edit`."""
     parts = models if models is not None else load_dit_engine()
     result = parts.change_speed(_as_audio(audio), transcript, factor, span=span, seed=seed, steps=steps,
-                                cfg_strength=cfg_strength)
+                                cfg_strength=cfg_strength, guide=guide)
     return _marked(result, watermark)
 
 

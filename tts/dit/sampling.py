@@ -99,6 +99,8 @@ def sample(
     seed: int | None = None,
     method: Literal["euler", "midpoint"] = "euler",
     progress: Callable[[int, int], None] | None = None,
+    guide_mel: torch.Tensor | None = None,
+    start_time: float = 0.0,
 ) -> torch.Tensor:
     """Generate a mel of `total_frames` frames, keeping the conditioning audio where `edit_mask` says so.
 
@@ -121,6 +123,12 @@ def sample(
         seed: seeds a private generator for the starting noise (the global RNG is untouched); None = random.
         method: ``"euler"`` (one evaluation per step) or ``"midpoint"`` (two).
         progress: called as ``progress(step, steps)`` after every step.
+        guide_mel: ``(B, T, M)`` or ``(T, M)`` first estimate of the result (e.g. the recording time-stretched for
+            a speed edit). With `start_time` > 0 the flow starts from it rather than from pure noise: the state at
+            ``start_time`` is ``(1 - t) * noise + t * guide`` (the flow's own interpolation), and the `steps` run
+            from there to 1 (SDEdit). What the guide gets wrong the flow corrects; what it gets right (words,
+            timing) it keeps more of the closer `start_time` is to 1.
+        start_time: where on the flow the guide enters, in [0, 1); 0 ignores the guide.
 
     Returns:
         ``(B, T, M)`` mel; kept frames are exactly `cond_mel`'s.
@@ -148,6 +156,15 @@ def sample(
         )
     if method not in ("euler", "midpoint"):
         raise ValueError(f"method must be 'euler' or 'midpoint', got {method!r}")
+    if not 0.0 <= start_time < 1.0:
+        raise ValueError(f"start_time must be in [0, 1), got {start_time}")
+    if start_time > 0.0:
+        if guide_mel is None:
+            raise ValueError("start_time > 0 needs a guide_mel to start from")
+        if guide_mel.dim() == 2:
+            guide_mel = guide_mel[None]
+        if tuple(guide_mel.shape) != (batch, total_frames, mel_dim):
+            raise ValueError(f"guide_mel must be ({batch}, {total_frames}, {mel_dim}), got {tuple(guide_mel.shape)}")
 
     parameter = next(model.parameters())
     device, dtype = parameter.device, parameter.dtype
@@ -159,11 +176,15 @@ def sample(
     # Noise is drawn on the CPU from a private generator so a seed gives the same start on every device.
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     x = torch.randn(batch, total_frames, mel_dim, generator=generator).to(device, dtype)
+    times = sway_timesteps(steps, sway_sampling_coef, device=device)
+    if start_time > 0.0:
+        x = (1 - start_time) * x + start_time * model.normalize_mel(guide_mel.to(device, dtype))
+        times = start_time + (1 - start_time) * times
 
     def velocity(state: torch.Tensor, time: torch.Tensor) -> torch.Tensor:
         return guided_velocity(model, state, cond, text_ids, time.to(dtype), cfg_strength)
 
-    x = integrate(velocity, x, sway_timesteps(steps, sway_sampling_coef, device=device), method, progress)
+    x = integrate(velocity, x, times, method, progress)
     return torch.where(keep, kept, model.denormalize_mel(x))
 
 
