@@ -3,6 +3,8 @@ training recipe: a few steps with resume, export and sampling, and the warm star
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -169,3 +171,14 @@ def test_recipe_cli_and_warm_start(aligned, tmp_path):
     card = read_model_card_data(tmp_path / "cli" / "export")
     assert card["Data"]["warm start"]["tensors"] == len(copied)
     assert main(["--features", str(tmp_path / "missing.safetensors"), "--out", str(tmp_path / "x")]) == 2
+
+    # Fine-tuning: a trained DiT starts a new run whole, with its own normalisation.
+    trained = DiT.from_pretrained(tmp_path / "cli" / "export")
+    again = DiT(PRESETS["tiny"].model)
+    copied, normalisation = warm_start(again, str(tmp_path / "cli" / "export"))
+    assert copied == sorted(again.state_dict())
+    assert all(torch.equal(v, trained.state_dict()[k].float()) for k, v in again.state_dict().items())
+    assert normalisation == {"mel_mean": trained.config.mel_mean, "mel_std": trained.config.mel_std}
+    with pytest.raises(TimbreError, match="another configuration"):
+        warm_start(DiT(replace(PRESETS["tiny"].model, depth=PRESETS["tiny"].model.depth + 1)),
+                   str(tmp_path / "cli" / "export"))

@@ -191,15 +191,26 @@ def validation_losses(trainer: DiTTrainer, batches: Sequence[InfillBatch]) -> di
 
 
 def warm_start(model: DiT, refiner_path: str) -> tuple[list[str], dict]:
-    """Copy a flow refiner's blocks, time embedding, output layers and mel input columns into `model`.
+    """Copy a flow refiner's blocks, time embedding, output layers and mel input columns into `model`; or, from
+    a trained studio DiT of the same configuration (e.g. the shipped ``dit``: fine-tuning), all of it.
 
-    Returns the copied `model` keys and the refiner's normalisation ``{"mel_mean", "mel_std"}``.
+    Returns the copied `model` keys and the source's normalisation ``{"mel_mean", "mel_std"}``.
 
     Raises:
-        TimbreError: the refiner's width, depth or head layout differs from the DiT's.
+        TimbreError: the refiner's width, depth or head layout differs from the DiT's, or the DiT's configuration
+            does.
     """
+    from tts.checkpoints import CONFIG_NAME, resolve_checkpoint
     from tts.refiner.model import FlowRefiner
 
+    folder = resolve_checkpoint(refiner_path)
+    if json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8")).get("model_class") == DiT.__name__:
+        trained = DiT.from_pretrained(folder)
+        normalisation = {"mel_mean": trained.config.mel_mean, "mel_std": trained.config.mel_std}
+        if replace(trained.config, mel_mean=model.config.mel_mean, mel_std=model.config.mel_std) != model.config:
+            raise TimbreError(f"{refiner_path}: a DiT of another configuration than the {model.config.dim}-wide preset's")
+        model.load_state_dict({k: v.float() for k, v in trained.state_dict().items()})
+        return sorted(model.state_dict()), normalisation
     refiner = FlowRefiner.from_pretrained(refiner_path)
     source = refiner.state_dict()
     config = model.config
@@ -364,7 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--alignments", type=Path, help=f"alignment sidecar (default: {ALIGNMENTS_FILE} beside --features)")
     parser.add_argument("--out", type=Path, required=True, help="run folder: state/, export/, metrics.jsonl")
     parser.add_argument("--config", choices=sorted(PRESETS), default=TrainOptions.config)
-    parser.add_argument("--init-from", help="flow refiner checkpoint to warm-start from (e.g. flow_refiner)")
+    parser.add_argument("--init-from", help="flow refiner checkpoint to warm-start from (e.g. flow_refiner), or a "
+                        "trained DiT of the same preset to fine-tune (e.g. dit)")
     add_run_arguments(parser, TrainOptions)
     parser.add_argument("--batch-size", type=int, default=TrainOptions.batch_size, help="per process")
     parser.add_argument("--validation-items", type=int, default=TrainOptions.validation_items)
