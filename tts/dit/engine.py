@@ -99,8 +99,8 @@ class _Layout:
         self.ids += list(ids)
         self.source += list(source) if source is not None else [-1] * len(ids)
         self.keep += [False] * len(ids)
-        if guide is None:
-            guide = [float(f) if f >= 0 else float("nan") for f in source] if source is not None else [float("nan")] * len(ids)
+        if guide is None:  # a margin frame's first estimate is its source frame
+            guide = [f if f >= 0 else float("nan") for f in self.source[len(self.source) - len(ids):]]
         self.guide += [float(g) for g in guide]
 
     def __len__(self) -> int:
@@ -367,8 +367,8 @@ class DitEngine:
             total = max(sum(1 for word in words if word != BOUNDARY), int(round(sum(new_counts))))
             fitted = fit_durations(new_counts, total, words)
             same_units = list(new_ids) == list(units.ids[start:end])
-            layout.add_generated(expand(new_ids, fitted).tolist(),
-                                 guide=_warped_positions(counts[start:end], fitted, frame_start) if same_units else None)
+            warped = _warped_positions(counts[start:end], fitted, frame_start) if same_units else None
+            layout.add_generated(expand(new_ids, fitted).tolist(), guide=warped)
             layout.add_generated(old_layout[frame_end:right], range(frame_end, right))  # right margin
             spans_frames.append((region_start, len(layout)))
             changes.append((old_text, new_text))
