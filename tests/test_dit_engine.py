@@ -183,3 +183,22 @@ def test_speed_edit_starts_from_the_stretched_recording(engine, recording):
     assert mel_error(guided) < 0.5 * mel_error(free)
     with pytest.raises(ValueError, match="guide"):
         engine.change_speed(audio, text, 0.5, guide=1.0)
+
+
+def test_edit_context_widens_and_merges_changed_stretches(engine, recording):
+    from tts.dit.engine import _with_context
+
+    # old words 0..9; "2" replaced, "6:8" replaced by three words
+    changed = [(2, 3, 2, 3), (6, 8, 6, 9)]
+    assert _with_context(changed, 10, 0) == changed
+    assert _with_context(changed, 10, 1) == [(1, 4, 1, 4), (5, 9, 5, 10)]
+    assert _with_context(changed, 10, 2) == [(0, 10, 0, 11)]  # they meet: one stretch
+    assert _with_context([(0, 1, 0, 1)], 3, 5) == [(0, 3, 0, 3)]  # clipped at both ends
+    assert _with_context([(3, 3, 3, 4)], 3, 1) == [(2, 3, 2, 4)]  # an insertion at the end
+    audio, _ = recording
+    plain = engine.preview_edit(audio, " ".join(WORDS), "the cat sat in the mat")
+    wide = engine.preview_edit(audio, " ".join(WORDS), "the cat sat in the mat", context=1)
+    assert plain.changes == [("on", "in")] and wide.changes == [("sat on the", "sat in the")]
+    assert wide.spans[0][0] < plain.spans[0][0] and wide.spans[0][1] > plain.spans[0][1]
+    with pytest.raises(ValueError, match="context"):
+        engine.preview_edit(audio, " ".join(WORDS), "the cat sat in the mat", context=-1)

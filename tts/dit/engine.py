@@ -52,6 +52,8 @@ MAX_PROMPT_SECONDS = 8.0
 """Longer references are cut to this (the DiT attends over prompt + output)."""
 MAX_EDIT_SECONDS = 60.0
 """Longest recording `edit` takes (the whole recording goes through the DiT at once)."""
+EDIT_CONTEXT_WORDS = 0
+"""Unchanged words on each side of a changed stretch that an edit says again with it (`DitEngine.edit`)."""
 MARGIN_FRAMES = 3
 """Frames regenerated and cross-faded on each side of an edited span (32 ms)."""
 SPEED_GUIDE = 0.92
@@ -222,7 +224,8 @@ class DitEngine:
         return self.vocoder.decode(mel)
 
     def edit(self, audio: Audio, transcript: str, new_transcript: str, *, seed: int = 0,
-             steps: int = DEFAULT_STEPS, cfg_strength: float = DEFAULT_CFG, margin: int = MARGIN_FRAMES) -> EditResult:
+             steps: int = DEFAULT_STEPS, cfg_strength: float = DEFAULT_CFG, margin: int = MARGIN_FRAMES,
+             context: int = EDIT_CONTEXT_WORDS) -> EditResult:
         """Say `new_transcript` instead of `transcript` in `audio`, regenerating only the words that differ.
 
         Raises:
@@ -230,15 +233,16 @@ class DitEngine:
             AudioError: a recording longer than `MAX_EDIT_SECONDS`.
         """
         audio = self._check_recording(audio)
-        units, counts, plans = self._edit_plans(audio, transcript, new_transcript)
+        units, counts, plans = self._edit_plans(audio, transcript, new_transcript, context)
         return self._apply(audio, units, counts, plans, margin, steps, cfg_strength, seed)
 
-    def preview_edit(self, audio: Audio, transcript: str, new_transcript: str) -> EditResult:
+    def preview_edit(self, audio: Audio, transcript: str, new_transcript: str,
+                     context: int = EDIT_CONTEXT_WORDS) -> EditResult:
         """Which spans of `audio` `edit` would say again, without saying them: an `EditResult` whose audio is
         `audio` itself and whose spans are the seconds, in `audio`, of each changed stretch (the words and the
         pauses around them, before the cross-fade margins). Only the aligner runs. Raises as `edit`."""
         audio = self._check_recording(audio)
-        units, counts, plans = self._edit_plans(audio, transcript, new_transcript)
+        units, counts, plans = self._edit_plans(audio, transcript, new_transcript, context)
         unit_end = np.cumsum(counts)
         unit_start = unit_end - np.asarray(counts)
         hop = self.hop_seconds
@@ -246,8 +250,12 @@ class DitEngine:
         return EditResult(audio, [(float(unit_start[start] * hop), float(unit_end[end - 1] * hop))
                                   for start, end, *_ in plans], [(old, new) for *_, old, new in plans])
 
-    def _edit_plans(self, audio: Audio, transcript: str, new_transcript: str) -> tuple[UnitSequence, list[int], list]:
-        """The aligned units of `audio`, their frame counts, and `_apply`'s plan of each changed stretch."""
+    def _edit_plans(self, audio: Audio, transcript: str, new_transcript: str,
+                    context: int = 0) -> tuple[UnitSequence, list[int], list]:
+        """The aligned units of `audio`, their frame counts, and `_apply`'s plan of each changed stretch (with
+        `context` unchanged words on each side)."""
+        if isinstance(context, bool) or not isinstance(context, int) or context < 0:
+            raise ValueError(f"context must be a whole number of words, 0 or more, got {context!r}")
         old_words = list(prepare_text(transcript).words)
         new_words = list(prepare_text(new_transcript).words)
         units, counts = self.align(audio, old_words)
@@ -256,10 +264,9 @@ class DitEngine:
         new_frames = self.predicted_frames(new_units) * rate
         old_spoken, new_spoken = _spoken_words(old_words), _spoken_words(new_words)
         matcher = difflib.SequenceMatcher(a=[w for _, w in old_spoken], b=[w for _, w in new_spoken], autojunk=False)
+        changed = [(i1, i2, j1, j2) for tag, i1, i2, j1, j2 in matcher.get_opcodes() if tag != "equal"]
         regions = []
-        for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-            if tag == "equal":
-                continue
+        for i1, i2, j1, j2 in _with_context(changed, len(old_spoken), context):
             old_first = old_spoken[i1][0] if i1 < len(old_spoken) else len(old_words)
             old_last = old_spoken[i2 - 1][0] + 1 if i2 > i1 else old_first
             new_first = new_spoken[j1][0] if j1 < len(new_spoken) else len(new_words)
@@ -403,6 +410,22 @@ def _interpolate_frames(mel: torch.Tensor, positions: torch.Tensor) -> torch.Ten
     return mel[:, left] * (1 - weight) + mel[:, right] * weight
 
 
+def _with_context(changed: Sequence[tuple[int, int, int, int]], spoken: int,
+                  context: int) -> list[tuple[int, int, int, int]]:
+    """The changed stretches ``(i1, i2, j1, j2)`` of a word diff (old words ``i1:i2`` become new words ``j1:j2``),
+    each widened by `context` unchanged words on both sides (said again as they were), merged where they meet."""
+    merged: list[list[int]] = []
+    for i1, i2, j1, j2 in changed:
+        before = max(0, min(context, i1 - (merged[-1][1] if merged else 0)))
+        after = min(context, spoken - i2)
+        i1, j1, i2, j2 = i1 - before, j1 - before, i2 + after, j2 + after
+        if merged and i1 <= merged[-1][1]:
+            merged[-1][1], merged[-1][3] = i2, j2
+        else:
+            merged.append([i1, i2, j1, j2])
+    return [tuple(region) for region in merged]
+
+
 def _spoken_words(words: Sequence[Word]) -> list[tuple[int, str]]:
     """``(index, comparable text)`` of the words that are spoken (punctuation left out of the diff)."""
     return [(i, _WORD_CHARS.sub("", w.text.lower())) for i, w in enumerate(words) if not w.is_punctuation]
@@ -476,28 +499,30 @@ def _marked(result: EditResult, watermark: bool) -> EditResult:
 
 def edit(audio: Audio | str | tuple, transcript: str, new_transcript: str, *, seed: int = 0,
          steps: int = DEFAULT_STEPS, cfg_strength: float = DEFAULT_CFG, models: DitEngine | None = None,
-         watermark: bool = True) -> EditResult:
+         watermark: bool = True, context: int = EDIT_CONTEXT_WORDS) -> EditResult:
     """Change the words of a recording: `audio` says `transcript`; the result says `new_transcript`.
 
     Only the words that differ are regenerated (replacements, insertions, deletions, several places at once),
-    in the recording's voice and speaking rate; everything else is the input's samples. `audio` is an `Audio`,
-    a path or ``(samples, rate)``; `models` a loaded `DitEngine` (default: the shipped checkpoints); `watermark`
-    marks the regenerated spans as synthetic (the kept audio is left untouched).
+    with `context` unchanged words on each side said again with them, in the recording's voice and speaking
+    rate; everything else is the input's samples. `audio` is an `Audio`, a path or ``(samples, rate)``; `models`
+    a loaded `DitEngine` (default: the shipped checkpoints); `watermark` marks the regenerated spans as synthetic
+    (the kept audio is left untouched).
 
     Returns:
         `EditResult`: the audio, the regenerated spans (seconds, in the output) and the changed words.
     """
     parts = models if models is not None else load_dit_engine()
-    result = parts.edit(_as_audio(audio), transcript, new_transcript, seed=seed, steps=steps, cfg_strength=cfg_strength)
+    result = parts.edit(_as_audio(audio), transcript, new_transcript, seed=seed, steps=steps, cfg_strength=cfg_strength,
+                        context=context)
     return _marked(result, watermark)
 
 
 def preview_edit(audio: Audio | str | tuple, transcript: str, new_transcript: str, *,
-                 models: DitEngine | None = None) -> EditResult:
+                 models: DitEngine | None = None, context: int = EDIT_CONTEXT_WORDS) -> EditResult:
     """Which spans of the recording `edit` would say again (`DitEngine.preview_edit`), in seconds of `audio`,
     with the words each changes; quick (only the aligner runs). Arguments as in `edit`."""
     parts = models if models is not None else load_dit_engine()
-    return parts.preview_edit(_as_audio(audio), transcript, new_transcript)
+    return parts.preview_edit(_as_audio(audio), transcript, new_transcript, context)
 
 
 def change_speed(audio: Audio | str | tuple, transcript: str, factor: float, *,
