@@ -241,6 +241,9 @@ def build_studio(engine_factory: EngineFactory | None = None, library=None,
                                                  elem_id="edit-span-end")
                     edit_steps = gr.Slider(1, MAX_EDIT_STEPS, value=DEFAULT_STEPS, step=1, elem_id="edit-steps",
                                            label="Sampling steps (fewer: faster, rougher)")
+                    edit_takes = gr.Slider(1, UI_MAX_TAKES, value=1, step=1, elem_id="edit-takes",
+                                           label="Takes of a word edit (above 1: that many, seeds counting up; "
+                                                 "Whisper listens and the one saying the new text best is kept)")
                     with gr.Row():
                         edit_seed = gr.Number(value=0, precision=0, label="Seed", minimum=0, elem_id="edit-seed")
                         edit_dice = gr.Button("🎲 random seed", size="sm", elem_id="edit-dice")
@@ -367,7 +370,7 @@ def build_studio(engine_factory: EngineFactory | None = None, library=None,
                                       convert_engine, convert_tau, convert_seed, convert_fmt],
                          [converted, convert_download, convert_info], concurrency_id="engine", api_name="convert")
         do_edit.click(edit_ui, [edit_source, edit_transcript, edit_mode, edit_new, edit_factor, edit_start, edit_end,
-                                edit_seed, edit_fmt, edit_steps],
+                                edit_seed, edit_fmt, edit_steps, edit_takes],
                       [edited, edit_download, edit_info, edit_before], concurrency_id="engine", api_name="edit")
         edit_transcribe.click(studio.transcribe_recording, edit_source, edit_transcript).success(
             lambda recording, said: "" if studio.engine_problem("dit") else studio.word_timings(recording, said),

@@ -362,9 +362,7 @@ class Studio:
                 kept = best_take(text, voice, takes=takes, seed=seed, **options,
                                  on_take=lambda done, total, take: _report(progress, (done, total), "takes"))
                 audio, seed = kept.best.audio, kept.best.seed
-                takes_note = "; takes (seed: WER heard) " + ", ".join(
-                    f"{take.seed}: {take.wer:.2f}{' kept' if index == kept.best_index else ''}"
-                    for index, take in enumerate(kept.takes))
+                takes_note = f"; {_takes_summary(kept)}"
             elapsed = time.perf_counter() - started
             folder = self._request_folder()
             path = audio.save(folder / f"timbre-{seed}.{fmt}")
@@ -415,14 +413,16 @@ class Studio:
 
     def edit(self, recording: str | None, transcript: str | None, mode: str, new_transcript: str | None,
              factor: float, span_start: float | None, span_end: float | None, seed: float | None, fmt: str,
-             steps: float = DEFAULT_STEPS, progress: Callable | None = None) -> tuple[str, str, str]:
+             steps: float = DEFAULT_STEPS, takes: float = 1, progress: Callable | None = None) -> tuple[str, str, str]:
         """Change the words or the speed of a `recording` that says `transcript`, keeping everything else:
         ``(audio file to play, the same file to download, info with a table of the regenerated spans)``.
 
         `mode` is `EDIT_WORDS` (say `new_transcript` instead: only the words that differ are said again,
         `tts.dit.engine.edit`) or `EDIT_SPEED` (say it `factor` times faster, 0.5 to 2, between `span_start` and
         `span_end` seconds, widened to whole words, or throughout when both are 0 or empty;
-        `tts.dit.engine.change_speed`). `steps` are the DiT's flow sampling steps. Engine `dit`."""
+        `tts.dit.engine.change_speed`). `steps` are the DiT's flow sampling steps. `takes` above 1 (word edits)
+        makes that many edits, seeds counting up, and keeps the one Whisper hears saying the new text best
+        (`tts.takes.pick_take`). Engine `dit`."""
         from tts.audio import load_audio
         from tts.dit.engine import change_speed, edit
         from tts.style import check_control
@@ -448,6 +448,11 @@ class Studio:
             steps = int(steps)
             if not 1 <= steps <= MAX_EDIT_STEPS:
                 raise ValueError(f"sampling steps must be from 1 to {MAX_EDIT_STEPS}, got {steps}")
+            takes = _whole(takes, "takes")
+            if not 1 <= takes <= UI_MAX_TAKES:
+                raise ValueError(f"takes must be from 1 to {UI_MAX_TAKES}, got {takes}")
+            if takes > 1 and mode != EDIT_WORDS:
+                raise ValueError("takes are for word edits (Whisper checks the new words); a speed edit is made once")
             self._check_settings("dit", ("dit",), fmt)
             seed = _seed(seed)
             _report(progress, 0.0, "reading the recording")
@@ -460,7 +465,8 @@ class Studio:
             _report(progress, 0.2, "editing")
             started = time.perf_counter()
             if mode == EDIT_WORDS:
-                result = edit(audio, transcript, new_transcript, seed=seed, steps=steps, models=models)
+                result = edit(audio, transcript, new_transcript, seed=seed, steps=steps, models=models, takes=takes)
+                seed = result.takes.best.seed if result.takes is not None else seed
             else:
                 result = change_speed(audio, transcript, factor, span=span, seed=seed, steps=steps, models=models)
             elapsed = time.perf_counter() - started
@@ -468,10 +474,11 @@ class Studio:
         self.speeds.record("Edit", "dit", result.audio.duration, elapsed)
         rows = [f"| {start:.2f}-{end:.2f} | {_cell(old)} | {_cell(new)} |"
                 for (start, end), (old, new) in zip(result.spans, result.changes)]
+        takes_note = f" {_takes_summary(result.takes)}." if result.takes is not None else ""
         info = (f"{audio.duration:.2f} s recording edited to {result.audio.duration:.2f} s in {elapsed:.2f} s; "
-                f"engine dit, {steps} steps, seed {seed}. {len(rows)} span(s) said again; everything outside them "
-                "is the recording's own audio.\n\n| said again (s, in the result) | was | now |\n| --- | --- | --- |\n"
-                + "\n".join(rows))
+                f"engine dit, {steps} steps, seed {seed}.{takes_note} {len(rows)} span(s) said again; everything "
+                "outside them is the recording's own audio.\n\n| said again (s, in the result) | was | now |\n"
+                "| --- | --- | --- |\n" + "\n".join(rows))
         return str(path), str(path), info
 
     def word_timings(self, recording: str | None, transcript: str | None) -> str:
@@ -762,6 +769,14 @@ def _edit_span(start: float | str | None, end: float | str | None) -> tuple[floa
         raise ValueError(f"the span must start at 0 s or later and end after its start (both 0: the whole "
                          f"recording); got {start:g} s to {end:g} s")
     return start, end
+
+
+
+def _takes_summary(kept) -> str:
+    """One line on a `tts.takes.Takes`: each take's seed and the WER Whisper heard, and which was kept."""
+    return "takes (seed: WER heard) " + ", ".join(
+        f"{take.seed}: {take.wer:.2f}{' kept' if index == kept.best_index else ''}"
+        for index, take in enumerate(kept.takes))
 
 
 def _cell(text: str) -> str:

@@ -59,3 +59,22 @@ def test_a_word_edit_is_heard_and_the_rest_is_kept(shipped):
     after = wer(EDITED, transcribe(result.audio))
     assert after <= before + GATE_EDIT_WER_INCREASE, (before, after)
     assert similarity(result.audio, reference) >= GATE_EDIT_SIM
+
+
+def test_timbre_edit_with_takes_keeps_the_best_heard(shipped, tmp_path, capsys):
+    from tts.audio import load_audio
+    from tts.cli import main
+
+    _, _, reference = shipped
+    source = reference.save(tmp_path / "take.wav")
+    out = tmp_path / "edited.wav"
+    assert main(["edit", str(source), "--from", PROMPT[1], "--to", EDITED, "--takes", "2", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    lines = [line for line in printed.splitlines() if line.startswith("take seed ")]
+    assert [line.split(":")[0] for line in lines] == ["take seed 0", "take seed 1"]
+    werrs = [float(line.split("WER ")[1].split(",")[0]) for line in lines]
+    kept = next(i for i, line in enumerate(lines) if line.endswith("(kept)"))
+    assert werrs[kept] == min(werrs) and "'things' -> 'apples'" in printed
+    assert load_audio(out).duration > 0.5 * reference.duration
+    with pytest.raises(SystemExit, match="--takes goes with --to"):
+        main(["edit", str(source), "--from", PROMPT[1], "--speed", "0.8", "--takes", "2", "-o", str(out)])

@@ -206,9 +206,9 @@ def test_the_app_builds_with_its_views_queue_and_local_theme(library, tmp_path):
     parameters = [name for name in inspect.signature(Studio.edit).parameters if name not in ("self", "progress")]
     assert [components[i] for i in edit["inputs"]] == [
         "edit-source", "edit-transcript", "edit-mode", "edit-new-transcript", "edit-factor", "edit-span-start",
-        "edit-span-end", "edit-seed", "edit-format", "edit-steps"]
+        "edit-span-end", "edit-seed", "edit-format", "edit-steps", "edit-takes"]
     assert parameters == ["recording", "transcript", "mode", "new_transcript", "factor", "span_start", "span_end",
-                          "seed", "fmt", "steps"]
+                          "seed", "fmt", "steps", "takes"]
     assert not (tmp_path / "work").exists() or not any((tmp_path / "work").iterdir())
 
 
@@ -643,10 +643,10 @@ def dit_studio(tmp_path, tiny_dit):
 
 def _edit(studio: Studio, recording, new_text: str | None = "The dog sat on the mat.", **changes):
     settings = {"transcript": EDIT_TEXT, "mode": EDIT_WORDS, "factor": 1.0, "span_start": None, "span_end": None,
-                "seed": 3, "fmt": "wav", "steps": 2, **changes}
+                "seed": 3, "fmt": "wav", "steps": 2, "takes": 1, **changes}
     return studio.edit(None if recording is None else str(recording), settings["transcript"], settings["mode"],
                        new_text, settings["factor"], settings["span_start"], settings["span_end"], settings["seed"],
-                       settings["fmt"], steps=settings["steps"])
+                       settings["fmt"], steps=settings["steps"], takes=settings["takes"])
 
 
 def test_edit_says_other_words_and_keeps_the_rest_of_the_recording(dit_studio, tiny_dit, edit_path):
@@ -672,6 +672,26 @@ def test_edit_says_other_words_and_keeps_the_rest_of_the_recording(dit_studio, t
     _, _, info = _edit(studio, edit_path, "The black cat sat on the mat!", seed=None)
     assert "| — | black |" in info and "seed " in info
     assert loads == [1]  # loaded once, on the first edit
+
+
+def test_edit_with_takes_keeps_the_edit_whisper_hears_best(dit_studio, tiny_dit, edit_path, monkeypatch):
+    from tts.audio import load_audio
+    from tts.dit.engine import edit
+
+    studio, _ = dit_studio
+    # What Whisper "hears" in the takes of seeds 3, 4 and 5 (the tiny DiT is untrained: its words are noise).
+    heard = iter(["The cat sat on the mat.", "The dog sat on the mat.", "A dog sat on a mat."])
+    monkeypatch.setattr("tts.evaluation.asr.transcribe", lambda audio, model=None: next(heard))
+    path, _, info = _edit(studio, edit_path, "The dog sat on the mat.", takes=3)
+    assert next(heard, None) is None  # each of the three takes was listened to
+    assert "seed 4. takes (seed: WER heard) 3: 0.17, 4: 0.00 kept, 5: 0.33." in info
+    expected = edit(load_audio(edit_path), EDIT_TEXT, "The dog sat on the mat.", seed=4, steps=2, models=tiny_dit)
+    np.testing.assert_allclose(load_audio(path).samples, expected.audio.samples, atol=1 / 2**14)  # the kept take
+    assert path.endswith("timbre-edit-4.wav")
+    with pytest.raises(gr.Error, match="takes must be from 1 to 4"):
+        _edit(studio, edit_path, takes=5)
+    with pytest.raises(gr.Error, match="takes are for word edits"):
+        _edit(studio, edit_path, mode=EDIT_SPEED, factor=0.8, takes=2)
 
 
 def test_edit_preview_shows_the_spans_that_will_change_without_generating(dit_studio, tiny_dit, edit_path):

@@ -83,6 +83,9 @@ def register(subparsers) -> None:
     edit.add_argument("-o", "--output", type=Path, required=True, help="output file (wav, flac, mp3, ogg)")
     edit.add_argument("--steps", type=int, default=None, help="flow sampling steps (default 8)")
     edit.add_argument("--seed", type=int, default=0)
+    edit.add_argument("--takes", type=int, default=1,
+                      help="with --to: make this many edits (seeds counting up from --seed) and keep the one Whisper "
+                           "hears saying the new text best")
     edit.set_defaults(func=_run_edit)
 
 
@@ -118,14 +121,19 @@ def _run_edit(args: argparse.Namespace) -> int:
     span = _parse_span(args.span)
     if span is not None and args.speed is None:
         raise SystemExit("timbre edit: --span goes with --speed")
+    if args.takes != 1 and args.speed is not None:
+        raise SystemExit("timbre edit: --takes goes with --to (Whisper checks the new words); a speed edit is made once")
     audio = load_audio(args.recording)
     steps = args.steps or DEFAULT_STEPS
     start = time.perf_counter()
     if args.speed is not None:
         result = change_speed(audio, args.old, args.speed, span=span, seed=args.seed, steps=steps)
     else:
-        result = edit(audio, args.old, args.new, seed=args.seed, steps=steps)
+        result = edit(audio, args.old, args.new, seed=args.seed, steps=steps, takes=args.takes)
     path = result.audio.save(args.output)
+    for index, take in enumerate(result.takes.takes if result.takes is not None else ()):
+        kept = "  (kept)" if index == result.takes.best_index else ""
+        print(f"take seed {take.seed}: WER {take.wer:.2f}, heard {take.transcript!r}{kept}")
     for (old, new), (a, b) in zip(result.changes, result.spans):
         print(f"{a:7.2f}-{b:7.2f} s  {old!r} -> {new!r}")
     print(f"wrote {path} ({result.audio.duration:.2f} s in {time.perf_counter() - start:.2f} s)")

@@ -1,4 +1,4 @@
-"""Several takes of one text, the best kept by the ASR check: `best_take`.
+"""Several takes of one text, the best kept by the ASR check: `best_take` (speech), `pick_take` (any renderer).
 
 Each take is a whole `tts.synthesis.synthesize` run with its own seed (the run's seed, then the next ones), so
 any take can be made again alone. The offline ASR (Whisper tiny.en, `tts.evaluation.asr`) transcribes every take
@@ -76,21 +76,33 @@ def best_take(text: str, voice, *, takes: int = 3, seed: int | None = None, tags
         TimbreError: `takes` out of range, ``stream`` asked for, or a text with no words to check against.
         The errors of `synthesize` (bad text, voice, settings or checkpoints), before the first take ends.
     """
+    from tts.synthesis import synthesize
+
+    if options.get("stream"):
+        raise TimbreError("takes are compared whole: ask for takes or for a stream, not both")
+    return pick_take(lambda take_seed: synthesize(text, voice, seed=take_seed, tags=tags, **options),
+                     spoken_text(text, tags), takes=takes, seed=seed, asr_model=asr_model, on_take=on_take)
+
+
+def pick_take(render: Callable[[int], Audio], reference: str, *, takes: int = 3, seed: int | None = None,
+              asr_model: str | None = None, on_take: Callable[[int, int, Take], None] | None = None) -> Takes:
+    """`render` (a seed -> the audio of one rendition) run `takes` times with seeds `seed`, `seed + 1`, ...; the
+    rendition in which the ASR hears `reference` best is kept (`best_take` for speech; word edits use it too).
+
+    Raises:
+        TimbreError: `takes` out of range, or a reference with no words to compare on.
+    """
     from tts.evaluation.asr import DEFAULT_ASR_MODEL, transcribe
     from tts.evaluation.wer import normalize_words, wer
-    from tts.synthesis import synthesize
 
     if isinstance(takes, bool) or not isinstance(takes, int) or not 1 <= takes <= MAX_TAKES:
         raise TimbreError(f"takes must be a whole number from 1 to {MAX_TAKES}, got {takes!r}")
-    if options.get("stream"):
-        raise TimbreError("takes are compared whole: ask for takes or for a stream, not both")
-    reference = spoken_text(text, tags)
     if not normalize_words(reference):
         raise TimbreError("the text has no words the ASR check could compare takes on")
     first = secrets.randbelow(2**31) if seed is None else int(seed)
     made: list[Take] = []
     for index in range(takes):
-        audio = synthesize(text, voice, seed=first + index, tags=tags, **options)
+        audio = render(first + index)
         heard = transcribe(audio, asr_model or DEFAULT_ASR_MODEL)
         made.append(Take(first + index, audio, heard, wer(reference, heard)))
         if on_take is not None:

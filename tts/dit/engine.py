@@ -28,8 +28,8 @@ from __future__ import annotations
 import difflib
 import re
 import threading
-from dataclasses import dataclass, field
-from typing import Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
@@ -42,6 +42,9 @@ from tts.errors import AudioError, CheckpointError, TextError
 from tts.text import PHONEME_TABLE, Word
 from tts.text.frontend import prepare_text
 from tts.voice import Voice
+
+if TYPE_CHECKING:
+    from tts.takes import Takes
 
 DIT_CHECKPOINTS = {"dit": "dit", "aligner": "speech_tokenizer", "vocoder": "vocoder"}
 """Shipped checkpoint names of the `dit` engine."""
@@ -77,6 +80,8 @@ class EditResult:
     audio: Audio
     spans: list[tuple[float, float]]
     changes: list[tuple[str, str]]
+    takes: "Takes | None" = None
+    """With ``takes`` above 1 (`edit`): every take, what the ASR heard in it, and which one this is."""
 
 
 @dataclass
@@ -494,27 +499,41 @@ def _marked(result: EditResult, watermark: bool) -> EditResult:
         a, b = int(round(start * rate)), min(len(samples), int(round(end * rate)))
         if b > a:
             samples[a:b] = embed_fixed(Audio(samples[a:b], rate)).samples[: b - a]
-    return EditResult(Audio(samples, rate), result.spans, result.changes)
+    return replace(result, audio=Audio(samples, rate))
 
 
 def edit(audio: Audio | str | tuple, transcript: str, new_transcript: str, *, seed: int = 0,
          steps: int = DEFAULT_STEPS, cfg_strength: float = DEFAULT_CFG, models: DitEngine | None = None,
-         watermark: bool = True, context: int = EDIT_CONTEXT_WORDS) -> EditResult:
+         watermark: bool = True, context: int = EDIT_CONTEXT_WORDS, takes: int = 1) -> EditResult:
     """Change the words of a recording: `audio` says `transcript`; the result says `new_transcript`.
 
     Only the words that differ are regenerated (replacements, insertions, deletions, several places at once),
     with `context` unchanged words on each side said again with them, in the recording's voice and speaking
     rate; everything else is the input's samples. `audio` is an `Audio`, a path or ``(samples, rate)``; `models`
     a loaded `DitEngine` (default: the shipped checkpoints); `watermark` marks the regenerated spans as synthetic
-    (the kept audio is left untouched).
+    (the kept audio is left untouched). `takes` above 1 makes that many edits (seeds `seed`, `seed + 1`, ...) and
+    keeps the one in which Whisper hears `new_transcript` best (`tts.takes.pick_take`).
 
     Returns:
-        `EditResult`: the audio, the regenerated spans (seconds, in the output) and the changed words.
+        `EditResult`: the audio, the regenerated spans (seconds, in the output) and the changed words (and
+        with several takes, all of them).
     """
+    from tts.takes import pick_take
+
     parts = models if models is not None else load_dit_engine()
-    result = parts.edit(_as_audio(audio), transcript, new_transcript, seed=seed, steps=steps, cfg_strength=cfg_strength,
-                        context=context)
-    return _marked(result, watermark)
+    audio = _as_audio(audio)
+    made: dict[int, EditResult] = {}
+
+    def render(take_seed: int) -> Audio:
+        made[take_seed] = parts.edit(audio, transcript, new_transcript, seed=take_seed, steps=steps,
+                                     cfg_strength=cfg_strength, context=context)
+        return made[take_seed].audio
+
+    if takes == 1:
+        render(seed)
+        return _marked(made[seed], watermark)
+    kept = pick_take(render, new_transcript, takes=takes, seed=seed)
+    return _marked(replace(made[kept.best.seed], takes=kept), watermark)
 
 
 def preview_edit(audio: Audio | str | tuple, transcript: str, new_transcript: str, *,
