@@ -465,7 +465,8 @@ class Studio:
             _report(progress, 0.2, "editing")
             started = time.perf_counter()
             if mode == EDIT_WORDS:
-                result = edit(audio, transcript, new_transcript, seed=seed, steps=steps, models=models, takes=takes)
+                result = edit(audio, transcript, new_transcript, seed=seed, steps=steps, models=models, takes=takes,
+                              on_take=lambda done, total, take: _report(progress, (done, total), "takes"))
                 seed = result.takes.best.seed if result.takes is not None else seed
             else:
                 result = change_speed(audio, transcript, factor, span=span, seed=seed, steps=steps, models=models)

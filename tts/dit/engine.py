@@ -29,7 +29,7 @@ import difflib
 import re
 import threading
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
@@ -44,7 +44,7 @@ from tts.text.frontend import prepare_text
 from tts.voice import Voice
 
 if TYPE_CHECKING:
-    from tts.takes import Takes
+    from tts.takes import Take, Takes
 
 DIT_CHECKPOINTS = {"dit": "dit", "aligner": "speech_tokenizer", "vocoder": "vocoder"}
 """Shipped checkpoint names of the `dit` engine."""
@@ -504,7 +504,8 @@ def _marked(result: EditResult, watermark: bool) -> EditResult:
 
 def edit(audio: Audio | str | tuple, transcript: str, new_transcript: str, *, seed: int = 0,
          steps: int = DEFAULT_STEPS, cfg_strength: float = DEFAULT_CFG, models: DitEngine | None = None,
-         watermark: bool = True, context: int = EDIT_CONTEXT_WORDS, takes: int = 1) -> EditResult:
+         watermark: bool = True, context: int = EDIT_CONTEXT_WORDS, takes: int = 1,
+         on_take: "Callable[[int, int, Take], None] | None" = None) -> EditResult:
     """Change the words of a recording: `audio` says `transcript`; the result says `new_transcript`.
 
     Only the words that differ are regenerated (replacements, insertions, deletions, several places at once),
@@ -512,7 +513,7 @@ def edit(audio: Audio | str | tuple, transcript: str, new_transcript: str, *, se
     rate; everything else is the input's samples. `audio` is an `Audio`, a path or ``(samples, rate)``; `models`
     a loaded `DitEngine` (default: the shipped checkpoints); `watermark` marks the regenerated spans as synthetic
     (the kept audio is left untouched). `takes` above 1 makes that many edits (seeds `seed`, `seed + 1`, ...) and
-    keeps the one in which Whisper hears `new_transcript` best (`tts.takes.pick_take`).
+    keeps the one in which Whisper hears `new_transcript` best (`tts.takes.pick_take`; `on_take` is told of each).
 
     Returns:
         `EditResult`: the audio, the regenerated spans (seconds, in the output) and the changed words (and
@@ -532,7 +533,7 @@ def edit(audio: Audio | str | tuple, transcript: str, new_transcript: str, *, se
     if takes == 1:
         render(seed)
         return _marked(made[seed], watermark)
-    kept = pick_take(render, new_transcript, takes=takes, seed=seed)
+    kept = pick_take(render, new_transcript, takes=takes, seed=seed, on_take=on_take)
     return _marked(replace(made[kept.best.seed], takes=kept), watermark)
 
 
