@@ -392,9 +392,14 @@ def test_edit_view_transcribes_and_says_why_dit_is_unavailable(studio, source_pa
                 page.locator("#edit-preview").click()  # which spans will change, before generating
                 _wait_for_text(page, "#edit-plan", "1 span(s) of the")
                 expect(page.locator("#edit-plan")).to_contain_text("stay")
+                takes_box = page.locator("#edit-takes input[type=number]")
+                takes_box.fill("2")  # two takes; Whisper keeps the one that says "stay" best
+                takes_box.press("Enter")
                 page.locator("#edit-run").click()
                 _wait_for_text(page, "#edit-info", "span(s) said again")
                 expect(page.locator("#edit-info")).to_contain_text("stay")
+                expect(page.locator("#edit-info")).to_contain_text("takes (seed: WER heard) 0: ")
+                expect(page.locator("#edit-info")).to_contain_text(" kept")
                 edited, rate = _audio_from(page, "#edit")
                 assert rate == 24000 and 0.5 * duration < len(edited) / rate < 1.6 * duration
                 expect(page.locator("#edit-before audio, #edit-before time#duration").first).to_be_attached()  # A/B
