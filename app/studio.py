@@ -772,7 +772,6 @@ def _edit_span(start: float | str | None, end: float | str | None) -> tuple[floa
     return start, end
 
 
-
 def _takes_summary(kept) -> str:
     """One line on a `tts.takes.Takes`: each take's seed and the WER Whisper heard, and which was kept."""
     return "takes (seed: WER heard) " + ", ".join(
