@@ -160,3 +160,16 @@ def test_discriminators_judge_each_example_alone():
                 assert fmap.shape[0] == 3
                 torch.testing.assert_close(fmap[1:2], single)
 
+
+
+def test_discriminators_can_learn_alone_before_the_generator_hears_them(corpus, tmp_path, monkeypatch):
+    monkeypatch.setenv("TIMBRE_THREADS", "1")
+    options = TrainOptions(data=corpus, out=tmp_path / "warm", config="tiny", max_steps=4, batch_size=2,
+                           segment_seconds=0.25, gan_start_step=1, discriminator_warmup_steps=2, log_every=1,
+                           save_every_steps=4)
+    history = train(options)["history"]
+    assert ["d" in row for row in history] == [False, True, True, True]  # the discriminators learn from step 1
+    assert ["g_adv" in row for row in history] == [False, False, False, True]  # the generator hears them from 3
+    assert read_model_card_data(tmp_path / "warm" / "export")["Training"]["discriminator warm-up steps"] == 2
+    args = build_parser().parse_args(["--data", "d", "--out", "o", "--discriminator-warmup-steps", "500"])
+    assert options_from_args(args).discriminator_warmup_steps == 500

@@ -16,7 +16,10 @@ a CPU-only machine. ``torchrun --nproc_per_node 2 -m vocoder.train ...`` works t
   mels. On a GPU, threads make the batches ahead (`tts.training.data_workers`; ``TIMBRE_DATA_WORKERS``).
 - Losses: studio mel L1 and multi-resolution STFT; with ``--phase-weight`` also the group-delay and
   instantaneous-frequency errors (`vocoder.losses.phase_derivative_loss`); after ``--gan-start-step`` also hinge
-  adversarial losses of a multi-period and a multi-resolution discriminator, with feature matching.
+  adversarial losses of a multi-period and a multi-resolution discriminator, with feature matching (weights
+  ``--adversarial-weight``, ``--feature-weight``). ``--discriminator-warmup-steps`` lets the discriminators learn
+  alone first: fine-tuning a trained generator against fresh discriminators cost it SIM and PESQ here before
+  they had learned anything (docs/benchmarks.md).
 - AdamW, linear warm-up then cosine decay, gradient clipping.
 - Length: ``--max-steps`` and optionally ``--max-minutes`` of wall-clock time for this session (data loading
   included; the final save and export come after it). The cosine decay follows whichever runs out first
@@ -151,6 +154,9 @@ class TrainOptions:
     batch_size: int = 8
     segment_seconds: float = 1.0
     gan_start_step: int = 2_000
+    discriminator_warmup_steps: int = 0
+    """Steps after ``gan_start_step`` in which only the discriminators learn (the generator does not yet hear them),
+    so a generator fine-tuned from a trained one meets discriminators that already tell its output from speech."""
     save_every_minutes: float = 5.0
     save_every_steps: int | None = None
     log_every: int = 50
@@ -377,6 +383,7 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
             mel = log_mel(source)
         generated = generator(mel)
         use_gan = progress.step >= options.gan_start_step
+        generator_hears = progress.step >= options.gan_start_step + options.discriminator_warmup_steps
         losses: dict[str, float] = {}
         batch = len(target)
         if use_gan:
@@ -401,7 +408,7 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
                 phase_loss = phase_derivative_loss(generated, target)
                 g_loss = g_loss + preset.phase_weight * phase_loss
                 losses["phase"] = float(phase_loss.detach())
-            if use_gan:
+            if generator_hears:
                 adv, fm = 0.0, 0.0
                 for disc in (period_disc, resolution_disc):
                     # Real and generated audio through the discriminator as it is after this step's update, so
@@ -475,6 +482,7 @@ def export(
             "processes": processes,
             "batch size per process": options.batch_size,
             "gan start step": options.gan_start_step,
+            "discriminator warm-up steps": options.discriminator_warmup_steps,
             "initialised from": str(options.init_generator) if options.init_generator else "random",
             "train hours": round(progress.train_seconds / 3600, 3),
             "optimizer": f"AdamW lr {preset.learning_rate} betas {preset.betas}, warm-up {preset.warmup_steps}, cosine",
@@ -506,6 +514,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=TrainOptions.batch_size, help="per process")
     parser.add_argument("--segment-seconds", type=float, default=TrainOptions.segment_seconds)
     parser.add_argument("--gan-start-step", type=int, default=TrainOptions.gan_start_step)
+    parser.add_argument("--discriminator-warmup-steps", type=int, default=TrainOptions.discriminator_warmup_steps,
+                        help="after the GAN start, steps in which only the discriminators learn")
     parser.add_argument("--validation-files", type=int, default=TrainOptions.validation_files)
     parser.add_argument("--learning-rate", type=float, default=None, help="override the preset's peak learning rate")
     parser.add_argument("--warmup-steps", type=int, default=None, help="override the preset's warm-up")
@@ -525,6 +535,7 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
     return TrainOptions(
         data=args.data, out=args.out, config=args.config, max_steps=args.max_steps, max_minutes=args.max_minutes, batch_size=args.batch_size,
         segment_seconds=args.segment_seconds, gan_start_step=args.gan_start_step,
+        discriminator_warmup_steps=args.discriminator_warmup_steps,
         save_every_minutes=args.save_every_minutes, save_every_steps=args.save_every_steps,
         log_every=args.log_every, validation_files=args.validation_files, seed=args.seed,
         learning_rate=args.learning_rate, warmup_steps=args.warmup_steps, init_generator=args.init_generator,
