@@ -151,13 +151,14 @@ def test_synthesize_and_edit_entry_points(engine, recording):
 
 
 def test_warped_positions_stretch_each_unit_on_its_own():
-    from tts.dit.engine import _interpolate_frames, _warped_positions
+    from tts.audio import interpolate_frames
+    from tts.dit.engine import _warped_positions
 
     assert _warped_positions([2, 3], [2, 3], first_frame=4) == [4.0, 5.0, 6.0, 7.0, 8.0]
     slow = _warped_positions([2, 4], [4, 2])  # the first unit twice as long, the second half as long
     assert slow[:4] == pytest.approx([-0.25, 0.25, 0.75, 1.25]) and slow[4:] == pytest.approx([2.5, 4.5])
     mel = torch.arange(12.0).reshape(2, 6)
-    read = _interpolate_frames(mel, torch.tensor([-1.0, 0.5, 2.25, 9.0], dtype=torch.float64))
+    read = interpolate_frames(mel, torch.tensor([-1.0, 0.5, 2.25, 9.0], dtype=torch.float64))
     assert torch.allclose(read, torch.tensor([[0.0, 0.5, 2.25, 5.0], [6.0, 6.5, 8.25, 11.0]]))
 
 

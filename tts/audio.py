@@ -406,6 +406,17 @@ def warp_mel_bands(mel: torch.Tensor, factor: float, config: MelConfig = STUDIO_
     return lower + (upper - lower) * weight
 
 
+def interpolate_frames(mel: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """``(M, len(positions))``: `mel` ``(M, F)`` read at fractional frame `positions` (linear between frames,
+    clamped to the first and last frame). The one time-axis resampler of mels: speed changes of the `ar` engine
+    (`tts.synthesis.MelStretcher`) and the stretched first estimate of a DiT speed edit."""
+    where = positions.clamp(0, mel.shape[-1] - 1)
+    left = where.floor().long()
+    right = (left + 1).clamp(max=mel.shape[-1] - 1)
+    weight = (where - left).to(mel.dtype)
+    return mel[:, left] * (1 - weight) + mel[:, right] * weight
+
+
 def log_mel(samples: torch.Tensor | np.ndarray, config: MelConfig = STUDIO_MEL) -> torch.Tensor:
     """THE studio log-mel: ``(T,)`` -> ``(M, F)`` or ``(B, T)`` -> ``(B, M, F)``, with F = T // hop + 1.
 

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Callable, Collection, Iterator, Sequence
 import numpy as np
 import torch
 
-from tts.audio import SAMPLE_RATE, Audio, log_mel
+from tts.audio import SAMPLE_RATE, Audio, interpolate_frames, log_mel
 from tts.data.styles import STYLES
 from tts.errors import CheckpointError, TextError, TimbreError, VoiceError
 from tts.lm.generate import SamplingOptions, generate_speech_tokens, iter_speech_tokens, max_target_units
@@ -221,11 +221,7 @@ class MelStretcher:
             self.emitted += 1
         if not positions:
             return buffer[:, :0]
-        where = torch.tensor(positions, dtype=torch.float64) - self.offset
-        left = where.floor().long()
-        right = torch.clamp(left + 1, max=buffer.shape[-1] - 1)
-        weight = (where - left).to(buffer.dtype)
-        out = buffer[:, left] * (1 - weight) + buffer[:, right] * weight
+        out = interpolate_frames(buffer, torch.tensor(positions, dtype=torch.float64) - self.offset)
         keep = math.floor(self.emitted * self.speed) - self.offset  # frames before the next position are done
         if keep > 0:
             self.buffer, self.offset = buffer[:, keep:], self.offset + keep

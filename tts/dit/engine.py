@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 import torch
 
-from tts.audio import SAMPLE_RATE, Audio, log_mel
+from tts.audio import SAMPLE_RATE, Audio, interpolate_frames, log_mel
 from tts.dit.model import DiT
 from tts.dit.sampling import sample
 from tts.dit.units import BOUNDARY, UnitSequence, aligned_unit_frames, expand, fit_durations, text_units
@@ -209,7 +209,7 @@ class DitEngine:
         guided = guide > 0.0 and source_mel is not None and not bool(positions[~keep].isnan().any())
         mel = sample(self.dit, cond.T[None], ids[None], total_frames=len(layout), edit_mask=keep, steps=steps,
                      cfg_strength=cfg_strength, seed=seed,
-                     guide_mel=_interpolate_frames(source_mel, positions).T[None] if guided else None,
+                     guide_mel=interpolate_frames(source_mel, positions).T[None] if guided else None,
                      start_time=guide if guided else 0.0)
         return mel[0].T
 
@@ -403,16 +403,6 @@ def _warped_positions(counts: Sequence[int], new_counts: Sequence[int], first_fr
         positions += [start + (k + 0.5) * old / new - 0.5 for k in range(int(new))]
         start += old
     return positions
-
-
-def _interpolate_frames(mel: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """``(M, len(positions))``: `mel` ``(M, F)`` read at fractional frame `positions` (linear, clamped to the
-    first and last frame)."""
-    where = positions.clamp(0, mel.shape[1] - 1)
-    left = where.floor().long()
-    right = (left + 1).clamp(max=mel.shape[1] - 1)
-    weight = (where - left).to(mel.dtype)
-    return mel[:, left] * (1 - weight) + mel[:, right] * weight
 
 
 def _with_context(changed: Sequence[tuple[int, int, int, int]], spoken: int,
