@@ -131,6 +131,21 @@ def save_config(config: Any, folder: Path, class_name: str) -> Path:
 
 def load_config(config_class: type[ConfigT], folder: Path, class_name: str | None = None) -> ConfigT:
     """Read ``config.json`` from `folder` as `config_class`; refuse a folder of another model class."""
+    payload = _config_payload(folder)
+    stored_class = payload.get("model_class")
+    if class_name is not None and stored_class != class_name:
+        raise CheckpointError(f"{folder} holds a {stored_class!r} checkpoint, not a {class_name!r}")
+    return config_from_dict(config_class, payload["config"], where=str(folder / CONFIG_NAME))
+
+
+def stored_model_class(folder: Path) -> str | None:
+    """The model class a checkpoint folder's ``config.json`` names (checked as `load_config` checks it)."""
+    return _config_payload(folder).get("model_class")
+
+
+def _config_payload(folder: Path) -> dict:
+    """``config.json`` of `folder` as an object with a ``config`` entry, refused when missing, oversized or not
+    strict JSON."""
     path = folder / CONFIG_NAME
     if not path.is_file():
         raise CheckpointError(f"{folder}: no {CONFIG_NAME}; is this a Timbre Studio checkpoint folder?")
@@ -145,10 +160,7 @@ def load_config(config_class: type[ConfigT], folder: Path, class_name: str | Non
         raise CheckpointError(f"{path}: not valid JSON ({type(error).__name__}: {str(error)[:200]})") from error
     if not isinstance(payload, dict) or "config" not in payload:
         raise CheckpointError(f"{path}: expected an object with 'model_class' and 'config'")
-    stored_class = payload.get("model_class")
-    if class_name is not None and stored_class != class_name:
-        raise CheckpointError(f"{folder} holds a {stored_class!r} checkpoint, not a {class_name!r}")
-    return config_from_dict(config_class, payload["config"], where=str(path))
+    return payload
 
 
 def _refuse_json_constant(name: str) -> None:

@@ -200,11 +200,11 @@ def warm_start(model: DiT, refiner_path: str) -> tuple[list[str], dict]:
         TimbreError: the refiner's width, depth or head layout differs from the DiT's, or the DiT's configuration
             does.
     """
-    from tts.checkpoints import CONFIG_NAME, resolve_checkpoint
+    from tts.checkpoints import resolve_checkpoint, stored_model_class
     from tts.refiner.model import FlowRefiner
 
     folder = resolve_checkpoint(refiner_path)
-    if json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8")).get("model_class") == DiT.__name__:
+    if stored_model_class(folder) == DiT.__name__:
         trained = DiT.from_pretrained(folder)
         normalisation = {"mel_mean": trained.config.mel_mean, "mel_std": trained.config.mel_std}
         if replace(trained.config, mel_mean=model.config.mel_mean, mel_std=model.config.mel_std) != model.config:
