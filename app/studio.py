@@ -311,7 +311,7 @@ class Studio:
         from tts.audio import Audio
         from tts.style import parse_style_tags, style_from_options
         from tts.synthesis import SYNTHESIS_ENGINES, synthesize
-        from tts.takes import MAX_TAKES, best_take
+        from tts.takes import best_take
 
         with _user_errors():
             text = (text or "").strip()
@@ -321,9 +321,7 @@ class Studio:
                 raise ValueError(f"the text has {len(text):,} characters; the studio speaks at most "
                                  f"{UI_MAX_TEXT_CHARS:,} at once (use Batch or the Python API for longer texts)")
             self._check_settings(engine, SYNTHESIS_ENGINES, fmt)
-            takes = _whole(takes, "takes")
-            if not 1 <= takes <= UI_MAX_TAKES:
-                raise ValueError(f"takes must be from 1 to {min(UI_MAX_TAKES, MAX_TAKES)}, got {takes}")
+            takes = _takes_setting(takes)
             emotion = mix.strip() if mix and mix.strip() else style
             request = style_from_options(emotion, intensity=intensity, speed=speed, pitch=pitch,
                                          pitch_range=pitch_range, energy=energy)
@@ -448,9 +446,7 @@ class Studio:
             steps = int(steps)
             if not 1 <= steps <= MAX_EDIT_STEPS:
                 raise ValueError(f"sampling steps must be from 1 to {MAX_EDIT_STEPS}, got {steps}")
-            takes = _whole(takes, "takes")
-            if not 1 <= takes <= UI_MAX_TAKES:
-                raise ValueError(f"takes must be from 1 to {UI_MAX_TAKES}, got {takes}")
+            takes = _takes_setting(takes)
             if takes > 1 and mode != EDIT_WORDS:
                 raise ValueError("takes are for word edits (Whisper checks the new words); a speed edit is made once")
             self._check_settings("dit", ("dit",), fmt)
@@ -770,6 +766,16 @@ def _edit_span(start: float | str | None, end: float | str | None) -> tuple[floa
         raise ValueError(f"the span must start at 0 s or later and end after its start (both 0: the whole "
                          f"recording); got {start:g} s to {end:g} s")
     return start, end
+
+
+def _takes_setting(value: float | None) -> int:
+    """The Takes control as a whole number from 1 to the most a view makes (`UI_MAX_TAKES`)."""
+    from tts.takes import MAX_TAKES
+
+    takes = _whole(value, "takes")
+    if not 1 <= takes <= min(UI_MAX_TAKES, MAX_TAKES):
+        raise ValueError(f"takes must be from 1 to {min(UI_MAX_TAKES, MAX_TAKES)}, got {takes}")
+    return takes
 
 
 def _takes_summary(kept) -> str:
