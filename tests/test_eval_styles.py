@@ -68,8 +68,14 @@ def test_a_styled_run_scores_every_style_and_summarizes_them(testset, tmp_path):
     assert styles["accuracy"] >= 5 / 6  # flite:slt is one of the classifier's test voices
     whisper, neutral = styles["by_request"]["whisper@1"], styles["by_request"]["neutral@0"]
     assert whisper["style_level_dbfs"] < neutral["style_level_dbfs"] - 4  # a whisper is rendered 8 dB down
+    # Both items share the prompt clip, so each output is also heard against the other item's neutral output.
+    assert styles["paired_count"] == 6 and styles["paired_accuracy"] >= 5 / 6
+    for result in report.results:
+        other = "item1" if result.utt.startswith("item0") else "item0"
+        assert result.details["style"]["paired"]["neutral_items"] == [other]
+        assert result.metrics["style_paired_correct"] in (0.0, 1.0)
     markdown = (tmp_path / "run" / "report.md").read_text()
-    assert "## Styles" in markdown and "| whisper@1 | 2 |" in markdown
+    assert "## Styles" in markdown and "| whisper@1 | 2 |" in markdown and "Paired style accuracy" in markdown
     assert json.loads((tmp_path / "run" / "report.json").read_text())["summary"]["styles"]["accuracy"] == styles["accuracy"]
 
 
@@ -108,3 +114,6 @@ def test_an_engine_louder_than_the_renderings_is_calibrated_by_its_neutral_outpu
     offsets = [r.details["style"]["level_offset_db"] for r in report.results]
     assert offsets[0] == offsets[1] == offsets[2] and offsets[0] < -6
     assert report.summary["styles"]["accuracy"] == 1.0
+    # One item: no other item's neutral output to pair with, so no paired score (and no paired line).
+    assert report.summary["styles"]["paired_count"] == 0 and report.summary["styles"]["paired_accuracy"] is None
+    assert "Paired style accuracy" not in (tmp_path / "run" / "report.md").read_text()

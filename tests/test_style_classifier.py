@@ -17,10 +17,16 @@ from tts.errors import AudioError, CheckpointError
 from tts.evaluation.style_classifier import (
     StyleClassifier,
     StyleClassifierConfig,
+    StyleClip,
     accuracy_report,
     confusion_markdown,
     confusion_matrix,
     fit_classifier,
+    neutral_baselines,
+    paired_feature_names,
+    paired_features,
+    plain_feature_names,
+    plain_features,
     plan_clips,
 )
 from tts.evaluation.style_features import FEATURE_NAMES, style_features
@@ -28,6 +34,7 @@ from tts.evaluation.style_features import FEATURE_NAMES, style_features
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 D = len(FEATURE_NAMES)
+P = len(plain_feature_names())  # a plain classifier's inputs: the features that do not say who speaks
 
 
 def syllables(f0_start: float, f0_end: float, seconds: float = 2.0, level: float = 0.1, rate: float = 4.0) -> Audio:
@@ -95,21 +102,71 @@ def test_unreadable_clips_are_refused(tone):
 def test_shapes_and_probabilities(hidden_size):
     torch.manual_seed(0)
     model = StyleClassifier(StyleClassifierConfig(hidden_size=hidden_size))
-    logits = model(torch.randn(5, D))
+    logits = model(torch.randn(5, P))
     assert logits.shape == (5, len(STYLES))
-    probs = model.probabilities(np.random.default_rng(0).standard_normal((3, D)))
+    probs = model.probabilities(np.random.default_rng(0).standard_normal((3, P)))
     assert probs.shape == (3, len(STYLES)) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-6)
     prediction = model.predict_features(np.zeros(D))
     assert prediction.label in STYLES and prediction.confidence == max(prediction.probabilities.values())
 
 
+def test_classifier_inputs_hear_who_speaks_only_against_neutral_speech():
+    rng = np.random.default_rng(0)
+    clip, neutral = rng.standard_normal(D), rng.standard_normal(D)
+    assert plain_feature_names() == tuple(n for n in FEATURE_NAMES if n != "f0_median_st") and P == D - 1
+    assert np.allclose(plain_features(clip), np.delete(clip, index("f0_median_st")))
+    names = paired_feature_names()
+    inputs = paired_features(clip, neutral)
+    absolute = D - 2  # neither the F0 median (who speaks) nor the level (the engine's own) on their own
+    assert inputs.shape == (len(names),) == (absolute + D,)
+    assert not {"level_dbfs", "f0_median_st"} & set(names[:absolute])
+    assert names[absolute:] == tuple(f"delta_{n}" for n in FEATURE_NAMES)
+    assert np.allclose(inputs[absolute:], clip - neutral)
+    assert np.allclose(inputs[:absolute], np.delete(clip, [index("level_dbfs"), index("f0_median_st")]))
+    for name in ("level_dbfs", "f0_median_st"):
+        moved = clip.copy()
+        moved[index(name)] += 6.0  # the same clip louder or higher: only that difference moves
+        assert np.flatnonzero(paired_features(moved, neutral) - inputs).tolist() == [absolute + index(name)]
+    assert paired_features(np.stack([clip, clip]), np.stack([neutral, neutral])).shape == (2, absolute + D)
+    with pytest.raises(ValueError, match="two arrays"):
+        paired_features(clip, neutral[:-1])
+    with pytest.raises(ValueError, match="features"):
+        plain_features(clip[:-1])
+
+
+def test_a_paired_classifier_needs_neutral_speech():
+    torch.manual_seed(0)
+    model = StyleClassifier(StyleClassifierConfig(hidden_size=4, paired=True))
+    assert model.config.input_names == paired_feature_names()
+    assert model(torch.randn(3, len(paired_feature_names()))).shape == (3, len(STYLES))
+    assert model.predict_features(np.zeros(D), np.zeros(D)).label in STYLES
+    with pytest.raises(ValueError, match="neutral"):
+        model.predict_features(np.zeros(D))
+    with pytest.raises(ValueError, match="neutral"):
+        model.classify(Audio(np.zeros(SAMPLE_RATE, dtype=np.float32), SAMPLE_RATE))
+    with pytest.raises(ValueError, match="values for"):
+        StyleClassifierConfig(paired=True, feature_mean=(0.0,) * P)  # sized for the plain classifier's inputs
+
+
+def test_each_clip_is_paired_with_its_voices_neutral_clips_of_other_texts():
+    clips = [StyleClip("a", "one", "neutral", 0.0), StyleClip("a", "one", "happy", 1.0),
+             StyleClip("a", "two", "neutral", 0.0), StyleClip("a", "three", "neutral", 0.0),
+             StyleClip("b", "four", "neutral", 0.0), StyleClip("b", "five", "neutral", 0.0),
+             StyleClip("b", "five", "sad", 1.0)]
+    features = np.arange(len(clips), dtype=np.float64)[:, None] * np.ones((1, D))
+    baselines = neutral_baselines(clips, features)
+    assert baselines[:, 0].tolist() == [2.5, 2.5, 1.5, 1.0, 5.0, 4.0, 4.0]  # never its own text, never another voice
+    with pytest.raises(ValueError, match="no neutral clip of another text"):
+        neutral_baselines(clips[4:5], features[4:5])
+
+
 def test_save_load_is_bit_exact_and_fp16_shipping_is_stable(tmp_path):
     rng = np.random.default_rng(0)
-    config = StyleClassifierConfig(hidden_size=8, feature_mean=tuple(rng.standard_normal(D).tolist()),
-                                   feature_std=tuple((rng.random(D) + 0.5).tolist()))
+    config = StyleClassifierConfig(hidden_size=8, feature_mean=tuple(rng.standard_normal(P).tolist()),
+                                   feature_std=tuple((rng.random(P) + 0.5).tolist()))
     torch.manual_seed(1)
     model = StyleClassifier(config).eval()
-    x = torch.as_tensor(rng.standard_normal((4, D)), dtype=torch.float32)
+    x = torch.as_tensor(rng.standard_normal((4, P)), dtype=torch.float32)
     model.save_pretrained(tmp_path / "fp32")
     loaded = StyleClassifier.from_pretrained(tmp_path / "fp32")
     assert loaded.config == config  # the normalization survives exactly (JSON floats)
@@ -133,9 +190,9 @@ def test_a_checkpoint_of_other_features_is_refused(tmp_path):
 
 def test_training_separates_classes_and_is_deterministic():
     rng = np.random.default_rng(0)
-    centers = rng.standard_normal((len(STYLES), D)) * 3
+    centers = rng.standard_normal((len(STYLES), P)) * 3
     labels = np.repeat(np.arange(len(STYLES)), 20)
-    features = centers[labels] + rng.standard_normal((len(labels), D)) + 100.0  # an offset normalization removes
+    features = centers[labels] + rng.standard_normal((len(labels), P)) + 100.0  # an offset normalization removes
     config = StyleClassifierConfig(hidden_size=8)
     first = fit_classifier(features, labels, config, seed=3, steps=200)
     second = fit_classifier(features, labels, config, seed=3, steps=200)
@@ -176,3 +233,20 @@ def test_the_shipped_classifier_hears_rendered_styles(flite):
     heard = {style: classifier.classify(synthesize("flite:slt", text, style=style, intensity=1.0).audio).label
              for style in ("neutral", "whisper", "angry")}
     assert heard == {"neutral": "neutral", "whisper": "whisper", "angry": "angry"}
+
+
+def test_the_shipped_paired_classifier_hears_styles_against_the_voices_neutral_speech(flite):
+    from tts.data.voicebank import synthesize
+    from tts.evaluation.style_classifier import PAIRED_NAME, load_style_classifier
+
+    classifier = load_style_classifier(PAIRED_NAME)
+    assert classifier.config.paired
+    text = "The old lighthouse keeper painted the door a bright shade of green."
+    others = ("Please close the window before you leave for the station.",
+              "My neighbour grows tomatoes and beans in a small garden behind the house.")
+    neutral = [synthesize("flite:slt", other).audio for other in others]  # flite:slt is one of its test voices
+    heard = {style: classifier.classify(synthesize("flite:slt", text, style=style, intensity=1.0).audio,
+                                        neutral=neutral).label for style in STYLES}
+    assert {style: heard[style] for style in ("neutral", "whisper", "angry")} == {
+        "neutral": "neutral", "whisper": "whisper", "angry": "angry"}
+    assert sum(heard[style] == style for style in STYLES) >= 6, heard  # the plain one: calm and sad alike alone

@@ -44,6 +44,9 @@ def register(subparsers) -> None:
                           "(style_ref=) instead of the emotion label, e.g. pw0111")
     evaluate.add_argument("--style-classifier", default="style_classifier",
                           help="checkpoint of the style metric (default: the shipped style_classifier)")
+    evaluate.add_argument("--paired-style-classifier", default="style_classifier_paired",
+                          help="checkpoint of the style metric's paired score (default: the shipped "
+                          "style_classifier_paired; 'none' to skip it)")
     evaluate.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     evaluate.add_argument("--pairs", action="store_true", help="measure the SIM floor and ceiling of the base voices")
     evaluate.add_argument("--voices", help="with --pairs: comma-separated voice ids (default: eight base voices)")
@@ -304,7 +307,9 @@ def _run_eval(args) -> int:
     try:
         config = EvalConfig(metrics=metrics, asr_model=args.asr, sim_model=args.sim, plots=not args.no_plots,
                             styles=styles, intensities=intensities, style_ref_voice=args.style_ref_voice,
-                            style_classifier=args.style_classifier)
+                            style_classifier=args.style_classifier,
+                            paired_style_classifier=None if args.paired_style_classifier.lower() == "none"
+                            else args.paired_style_classifier)
     except ValueError as error:
         raise TimbreError(str(error)) from error
     engine_fn = resolve_engine(args.engine)

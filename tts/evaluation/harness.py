@@ -9,6 +9,9 @@ once per style and intensity (utterance ids ``UTT~happy@0.5``), the engine getti
 The classifier reads absolute level as the renderings have it (neutral at -26 dBFS); when neutral is among the
 styles (it is then asked first), each item's outputs are moved onto that scale by the item's neutral output before
 they are classified (``details["style"]["level_offset_db"]``), so an engine's own output level is not read as a style;
+after the run, the paired classifier (`EvalConfig.paired_style_classifier`) hears each output against the engine's
+neutral outputs of the *other* items spoken with the same prompt clip (``style_paired_correct``; items whose prompt
+no other item shares get no paired score);
 with `EvalConfig.style_ref_voice` the engine gets no emotion but ``style_ref=``: a held-out voice's clip of another
 text rendered in that style, and the style metric checks that the output is heard in the clip's style. The report
 then adds accuracy and prosody statistics per style and intensity, and WER and SIM against the neutral requests
@@ -115,6 +118,8 @@ class EvalConfig:
     """With `styles`: give the engine the style as a clip of this held-out voice (``style_ref=``) instead."""
     style_classifier: str = "style_classifier"
     """Checkpoint of the ``style`` metric (folder or shipped name)."""
+    paired_style_classifier: str | None = "style_classifier_paired"
+    """Checkpoint of the ``style`` metric's paired score (``style_paired_correct``); None: none."""
 
     def __post_init__(self) -> None:
         unknown = set(self.metrics) - set(METRICS)
@@ -334,7 +339,8 @@ def _score(result: UtteranceResult, item: TestItem, output: Audio, prompt: Audio
             "style_f0_range_st": named["f0_range_st"] if named["has_f0"] else None,
             "style_level_dbfs": named["level_dbfs"],
         })
-        result.details["style"] = {**prediction.to_dict(), "expected": expected, "level_offset_db": offset}
+        result.details["style"] = {**prediction.to_dict(), "expected": expected, "level_offset_db": offset,
+                                   "features": features.tolist()}
 
     timing = result.details.setdefault("metric_seconds", {})
     for name, compute in (("wer", intelligibility), ("sim", speaker_similarity), ("dnsmos", signal_quality),
@@ -343,6 +349,33 @@ def _score(result: UtteranceResult, item: TestItem, output: Audio, prompt: Audio
             start = time.perf_counter()
             attempt(name, compute)
             timing[name] = time.perf_counter() - start
+
+
+def score_paired_styles(results: list[UtteranceResult], classifier) -> None:
+    """Add ``style_paired_correct`` to the styled results: `classifier` (a paired style classifier) hears each
+    output against the mean style features of the neutral outputs of the other items that share its prompt clip
+    (the engine's own neutral speech of other texts in that voice). Results without such a partner are left
+    without the score."""
+    def item_of(result: UtteranceResult) -> str:
+        return result.utt.split("~", 1)[0]
+
+    def features(result: UtteranceResult):
+        style = result.details.get("style") or {}
+        return None if result.status == "failed" or "features" not in style else np.asarray(style["features"])
+
+    neutral = [r for r in results if r.style and r.style["expected"] == "neutral" and features(r) is not None]
+    for result in results:
+        own = features(result)
+        if own is None or not result.style:
+            continue
+        partners = [r for r in neutral if r.prompt_wav == result.prompt_wav and item_of(r) != item_of(result)]
+        if not partners:
+            continue
+        baseline = np.mean([features(r) for r in partners], axis=0)
+        prediction = classifier.predict_features(own, baseline)
+        expected = result.style["expected"]
+        result.metrics["style_paired_correct"] = float(prediction.label == expected)
+        result.details["style"]["paired"] = {**prediction.to_dict(), "neutral_items": [item_of(r) for r in partners]}
 
 
 def evaluate_item(
@@ -460,6 +493,10 @@ def evaluate(
         results.append(result)
         if progress is not None:
             progress(done, len(jobs), result)
+    if config.styles and "style" in config.metrics and config.paired_style_classifier:
+        from tts.evaluation.style_classifier import load_style_classifier
+
+        score_paired_styles(results, load_style_classifier(config.paired_style_classifier))
     report = EvalReport(
         engine=engine_name,
         testset=testset.name,

@@ -50,6 +50,9 @@ def labels_for(config: EvalConfig) -> dict[str, str]:
 _STYLE_LABELS = {
     "style_correct": "1 when the style classifier (checkpoints/style_classifier, rendered styles of held-out voices) "
                      "hears the style asked for (neutral at intensity 0), else 0: its mean is the style accuracy",
+    "style_paired_correct": "1 when the paired style classifier (checkpoints/style_classifier_paired), hearing the "
+                            "output against the engine's neutral outputs of other texts with the same prompt, hears "
+                            "the style asked for, else 0",
     "style_confidence": "the classifier's probability of the style asked for",
     "style_ref_match": "with a style clip: 1 when the output is heard in the style the classifier hears in the clip",
     "style_f0_median_st": "median F0 of voiced frames, semitones above 55 Hz (Praat pitch, style features)",
@@ -57,7 +60,7 @@ _STYLE_LABELS = {
     "style_level_dbfs": "active speech level, dBFS (style features)",
 }
 
-_STYLE_MEANS = ("style_correct", "style_ref_match", "style_confidence", "style_f0_median_st", "style_f0_range_st", "style_level_dbfs",
+_STYLE_MEANS = ("style_correct", "style_paired_correct", "style_ref_match", "style_confidence", "style_f0_median_st", "style_f0_range_st", "style_level_dbfs",
                 "f0_range_semitones", "energy_mean_db", "speaking_rate")
 """Metrics averaged per style and intensity in `style_summary` (with the run's WER and SIM)."""
 
@@ -95,8 +98,11 @@ def style_summary(results: list[UtteranceResult]) -> dict:
         for key in (wer_key, sim_key):
             if key and row.get(key) is not None and neutral.get(key) is not None:
                 row[f"{key}_minus_neutral"] = row[key] - neutral[key]
-    correct = lambda rows: _mean([r.metrics["style_correct"] for r in rows  # noqa: E731
-                                   if r.metrics.get("style_correct") is not None])
+    def correct(rows: list, key: str = "style_correct") -> float | None:
+        return _mean([r.metrics[key] for r in rows if r.metrics.get(key) is not None])
+
+    def paired(rows: list) -> float | None:
+        return correct(rows, "style_paired_correct")
     by_label = {}
     for r in scored:
         by_label.setdefault(r.style["expected"], []).append(r)
@@ -106,6 +112,10 @@ def style_summary(results: list[UtteranceResult]) -> dict:
         "style_ref_match_rate": _mean(matches),
         "accuracy_by_label": {label: correct(rows) for label, rows in by_label.items()},
         "accuracy_neutral_whisper_angry": correct([r for r in scored if r.style["expected"] in STYLE_GROUP]),
+        "paired_accuracy": paired(scored),
+        "paired_accuracy_by_label": {label: paired(rows) for label, rows in by_label.items()},
+        "paired_accuracy_neutral_whisper_angry": paired([r for r in scored if r.style["expected"] in STYLE_GROUP]),
+        "paired_count": sum(r.metrics.get("style_paired_correct") is not None for r in scored),
         "by_request": by_request,
         "neutral": neutral,
     }
@@ -233,15 +243,23 @@ def _style_markdown(styles: dict, labels: dict[str, str]) -> list[str]:
              + (f"; output heard as its style clip is heard: {_fmt(styles['style_ref_match_rate'])}"
                 if styles.get("style_ref_match_rate") is not None else "")
              + f". {labels.get('style_correct', '')}.", ""]
+    if styles.get("paired_accuracy") is not None:
+        paired = ", ".join(f"{label} {_fmt(value, 2)}" for label, value in styles["paired_accuracy_by_label"].items()
+                           if value is not None)
+        lines += [f"Paired style accuracy {_fmt(styles['paired_accuracy'])} over {styles['paired_count']} outputs "
+                  f"(by label: {paired}); neutral vs whisper vs angry "
+                  f"{_fmt(styles['paired_accuracy_neutral_whisper_angry'])}. {labels.get('style_paired_correct', '')}.",
+                  ""]
     rows = styles["by_request"]
     first = next(iter(rows.values()))
     wer_key = next((k for k in first if k.startswith("wer_") and not k.endswith("_minus_neutral")), None)
     sim_key = next((k for k in first if k.startswith("sim_") and not k.endswith("_minus_neutral")), None)
-    lines += ["| style@intensity | n | accuracy | WER | WER - neutral | SIM | SIM - neutral | F0 median st | "
-              "F0 range st | level dBFS |", "|---" * 10 + "|"]
+    lines += ["| style@intensity | n | accuracy | paired | WER | WER - neutral | SIM | SIM - neutral | F0 median st | "
+              "F0 range st | level dBFS |", "|---" * 11 + "|"]
     for name, row in rows.items():
         get = lambda key: row.get(key) if key else None  # noqa: E731
-        lines.append(f"| {name} | {row['count']} | {_fmt(row['style_correct'], 2)} | {_fmt(get(wer_key))} | "
+        lines.append(f"| {name} | {row['count']} | {_fmt(row['style_correct'], 2)} | "
+                     f"{_fmt(row['style_paired_correct'], 2)} | {_fmt(get(wer_key))} | "
                      f"{_fmt(get(wer_key and wer_key + '_minus_neutral'))} | {_fmt(get(sim_key))} | "
                      f"{_fmt(get(sim_key and sim_key + '_minus_neutral'))} | {_fmt(row['style_f0_median_st'], 2)} | "
                      f"{_fmt(row['style_f0_range_st'], 2)} | {_fmt(row['style_level_dbfs'], 1)} |")
