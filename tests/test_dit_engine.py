@@ -203,3 +203,61 @@ def test_edit_context_widens_and_merges_changed_stretches(engine, recording):
     assert wide.spans[0][0] < plain.spans[0][0] and wide.spans[0][1] > plain.spans[0][1]
     with pytest.raises(ValueError, match="context"):
         engine.preview_edit(audio, " ".join(WORDS), "the cat sat in the mat", context=-1)
+
+
+def test_a_word_edit_starts_its_new_words_from_the_guide_voice(engine, recording, monkeypatch):
+    """The new words' first estimate is the guide voice's rendering of them (after the recording's frames in the
+    source the flow reads), their pauses the recording's own frames; without a guide voice, noise."""
+    from tts.dit import engine as engine_module
+
+    audio, _ = recording
+    text, new_text = " ".join(WORDS), "the dog sat on the mat"
+    seen = []
+    infill = engine_module.DitEngine._infill
+
+    def spy(self, cond, layout, steps, cfg_strength, seed, source_mel=None, guide=0.0):
+        seen.append((layout, source_mel, guide))
+        return infill(self, cond, layout, steps, cfg_strength, seed, source_mel, guide)
+
+    monkeypatch.setattr(engine_module.DitEngine, "_infill", spy)
+    guided = engine.edit(audio, text, new_text, steps=2, guide_voice="flite:awb", guide=0.6)
+    layout, source_mel, guide = seen[-1]
+    frames = engine._mel(audio).shape[1]
+    estimate = engine._guide_estimate(new_text, "flite:awb", 0)
+    assert guide == 0.6 and source_mel.shape[1] == frames + estimate.mel.shape[1]
+    generated = [i for i, keep in enumerate(layout.keep) if not keep]
+    positions = np.array([layout.guide[i] for i in generated])
+    assert np.isfinite(positions).all()  # every generated frame has a first estimate: the flow starts from them
+    from_voice = positions >= frames
+    assert from_voice.any() and not from_voice.all()  # the new word from the guide voice, pauses and margins not
+    new_units = engine_module.text_units(list(engine_module.prepare_text(new_text).words))
+    dog_start, dog_end = new_units.word_units(1, 2)
+    dog_frames = np.cumsum(estimate.counts)
+    first, last = dog_frames[dog_start] - estimate.counts[dog_start], dog_frames[dog_end - 1]
+    assert positions[from_voice].min() >= frames + first - 1 and positions[from_voice].max() <= frames + last
+    assert guided.changes == [("cat", "dog")] and np.isfinite(guided.audio.samples).all()
+
+    plain = engine.edit(audio, text, new_text, steps=2, guide_voice=None)
+    assert seen[-1][2] == 0.0 and seen[-1][1].shape[1] == frames  # from noise
+    assert len(plain.audio) == len(guided.audio) and not np.array_equal(plain.audio.samples, guided.audio.samples)
+    with pytest.raises(ValueError, match="guide"):
+        engine.edit(audio, text, new_text, guide=1.0)
+
+
+def test_a_missing_guide_voice_falls_back_to_noise(engine, recording, monkeypatch, caplog):
+    from tts.data import speakers
+
+    audio, _ = recording
+    real = speakers.get_speaker
+
+    class Missing:
+        def voices(self):
+            return ["joe"]
+
+        def unavailable_reason(self):
+            return "piper is not installed"
+
+    monkeypatch.setattr(speakers, "get_speaker", lambda name: Missing() if name == "piper" else real(name))
+    with caplog.at_level("WARNING"):
+        result = engine.edit(audio, " ".join(WORDS), "the dog sat on the mat", steps=2, guide_voice="piper:joe")
+    assert "start from noise" in caplog.text and result.changes == [("cat", "dog")]

@@ -78,3 +78,20 @@ def test_timbre_edit_with_takes_keeps_the_best_heard(shipped, tmp_path, capsys):
     assert load_audio(out).duration > 0.5 * reference.duration
     with pytest.raises(SystemExit, match="--takes goes with --to"):
         main(["edit", str(source), "--from", PROMPT[1], "--speed", "0.8", "--takes", "2", "-o", str(out)])
+    with pytest.raises(SystemExit, match="--guide-voice goes with --to"):
+        main(["edit", str(source), "--from", PROMPT[1], "--speed", "0.8", "--guide-voice", "flite:slt", "-o", str(out)])
+    with pytest.raises(SystemExit, match="--guide-voice: unknown voice"):
+        main(["edit", str(source), "--from", PROMPT[1], "--to", EDITED, "--guide-voice", "nobody", "-o", str(out)])
+
+
+def test_a_word_edit_without_a_guide_voice_starts_from_noise(shipped, tmp_path):
+    from tts.cli import main
+
+    _, _, reference = shipped
+    source = reference.save(tmp_path / "take.wav")
+    paths = {}
+    for guide in ("none", "flite:slt"):
+        paths[guide] = tmp_path / f"{guide.replace(':', '-')}.wav"
+        assert main(["edit", str(source), "--from", PROMPT[1], "--to", EDITED, "--guide-voice", guide,
+                     "-o", str(paths[guide])]) == 0
+    assert paths["none"].read_bytes() != paths["flite:slt"].read_bytes()

@@ -86,6 +86,9 @@ def register(subparsers) -> None:
     edit.add_argument("--takes", type=int, default=1,
                       help="with --to: make this many edits (seeds counting up from --seed) and keep the one Whisper "
                            "hears saying the new text best")
+    edit.add_argument("--guide-voice", default=None, metavar="VOICE",
+                      help="with --to: the base speaker that says the new text first; the new words start from its "
+                           "rendering (default piper:joe; 'none': from noise)")
     edit.set_defaults(func=_run_edit)
 
 
@@ -116,20 +119,32 @@ def _parse_span(text: str | None) -> tuple[float, float] | None:
 
 def _run_edit(args: argparse.Namespace) -> int:
     from tts.audio import load_audio
-    from tts.dit.engine import DEFAULT_STEPS, change_speed, edit
+    from tts.dit.engine import DEFAULT_STEPS, EDIT_GUIDE_VOICE, change_speed, edit
 
     span = _parse_span(args.span)
     if span is not None and args.speed is None:
         raise SystemExit("timbre edit: --span goes with --speed")
     if args.takes != 1 and args.speed is not None:
         raise SystemExit("timbre edit: --takes goes with --to (Whisper checks the new words); a speed edit is made once")
+    if args.guide_voice is not None and args.speed is not None:
+        raise SystemExit("timbre edit: --guide-voice goes with --to (a speed edit starts from the recording itself)")
+    guide_voice = EDIT_GUIDE_VOICE if args.guide_voice is None else args.guide_voice
+    if guide_voice is not None and guide_voice.lower() == "none":
+        guide_voice = None
+    elif guide_voice is not None:
+        from tts.data.voicebank import check_voice_id
+
+        try:
+            check_voice_id(guide_voice)
+        except ValueError as error:  # TimbreError is a ValueError
+            raise SystemExit(f"timbre edit: --guide-voice: {error}") from None
     audio = load_audio(args.recording)
     steps = args.steps or DEFAULT_STEPS
     start = time.perf_counter()
     if args.speed is not None:
         result = change_speed(audio, args.old, args.speed, span=span, seed=args.seed, steps=steps)
     else:
-        result = edit(audio, args.old, args.new, seed=args.seed, steps=steps, takes=args.takes)
+        result = edit(audio, args.old, args.new, seed=args.seed, steps=steps, takes=args.takes, guide_voice=guide_voice)
     path = result.audio.save(args.output)
     for index, take in enumerate(result.takes.takes if result.takes is not None else ()):
         kept = "  (kept)" if index == result.takes.best_index else ""

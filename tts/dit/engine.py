@@ -18,7 +18,11 @@ Editing (`DitEngine.edit`): the recording is aligned with its transcript (the sp
 regenerate, from the silence before the first changed word to the silence after the last, laid out anew for the
 new words; `margin` frames on each side of a span are regenerated too (with their original units) and
 cross-faded with the original, so every sample outside the spans and their margins is the input's, exactly
-(shifted by whole frames where a span changed length).
+(shifted by whole frames where a span changed length). The new words do not start from noise: a base speaker
+(`EDIT_GUIDE_VOICE`) first says the new transcript, the aligner finds its new words, and their frames, stretched
+unit by unit to the planned durations, are the flow's first estimate from time `EDIT_GUIDE` on (SDEdit, as speed
+edits start from the recording itself): the DiT re-says clearly spoken words in the recording's voice instead of
+inventing them from nothing.
 
 Shapes: ``M`` mel bands, ``F`` frames of a recording, ``P`` prompt frames, ``T`` frames after an edit.
 """
@@ -26,10 +30,11 @@ Shapes: ``M`` mel bands, ``F`` frames of a recording, ``P`` prompt frames, ``T``
 from __future__ import annotations
 
 import difflib
+import logging
 import re
 import threading
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -46,6 +51,8 @@ from tts.voice import Voice
 if TYPE_CHECKING:
     from tts.takes import Take, Takes
 
+logger = logging.getLogger(__name__)
+
 DIT_CHECKPOINTS = {"dit": "dit", "aligner": "speech_tokenizer", "vocoder": "vocoder"}
 """Shipped checkpoint names of the `dit` engine."""
 
@@ -59,6 +66,11 @@ EDIT_CONTEXT_WORDS = 0
 """Unchanged words on each side of a changed stretch that an edit says again with it (`DitEngine.edit`)."""
 MARGIN_FRAMES = 3
 """Frames regenerated and cross-faded on each side of an edited span (32 ms)."""
+EDIT_GUIDE_VOICE = "piper:joe"
+"""Base speaker that says a word edit's new transcript first (`DitEngine.edit`); None: the new words start from
+noise."""
+EDIT_GUIDE = 0.5
+"""Where on the flow (0 noise, 1 data) a word edit's new words start from the guide voice's rendering of them."""
 SPEED_GUIDE = 0.92
 """Where on the flow (0 noise, 1 data) a speed edit starts from the stretched recording (`DitEngine.change_speed`)."""
 RATE_LIMITS = (0.4, 2.5)
@@ -82,6 +94,28 @@ class EditResult:
     changes: list[tuple[str, str]]
     takes: "Takes | None" = None
     """With ``takes`` above 1 (`edit`): every take, what the ASR heard in it, and which one this is."""
+
+
+class _Plan(NamedTuple):
+    """One stretch of a recording to say again: units ``start:end`` of the recording become `ids` laid out over
+    `counts` frames; `new_units` is the range of the new text's units said inside it (a word edit's new words;
+    None for a speed edit, which keeps its units)."""
+
+    start: int
+    end: int
+    ids: list[int]
+    counts: list[float]
+    old_text: str
+    new_text: str
+    new_units: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class _Estimate:
+    """The guide voice's rendering of a word edit's new transcript: its mel ``(M, G)`` and its units' frames."""
+
+    mel: torch.Tensor
+    counts: list[int]
 
 
 @dataclass
@@ -230,16 +264,44 @@ class DitEngine:
 
     def edit(self, audio: Audio, transcript: str, new_transcript: str, *, seed: int = 0,
              steps: int = DEFAULT_STEPS, cfg_strength: float = DEFAULT_CFG, margin: int = MARGIN_FRAMES,
-             context: int = EDIT_CONTEXT_WORDS) -> EditResult:
+             context: int = EDIT_CONTEXT_WORDS, guide_voice: str | None = EDIT_GUIDE_VOICE,
+             guide: float = EDIT_GUIDE) -> EditResult:
         """Say `new_transcript` instead of `transcript` in `audio`, regenerating only the words that differ.
+
+        `guide_voice` (a base speaker or pseudo-speaker id of `tts.data.voicebank`) says `new_transcript` first and
+        the new words start from its rendering at flow time `guide` (`_guide_estimate`); None, or a guide voice
+        whose synthesizer is not installed (logged), starts them from noise.
 
         Raises:
             TextError: an empty transcript, or no word differs (nothing to do).
             AudioError: a recording longer than `MAX_EDIT_SECONDS`.
+            ValueError: `guide` outside [0, 1).
         """
+        if not 0.0 <= guide < 1.0:
+            raise ValueError(f"guide must be in [0, 1), got {guide}")
         audio = self._check_recording(audio)
         units, counts, plans = self._edit_plans(audio, transcript, new_transcript, context)
-        return self._apply(audio, units, counts, plans, margin, steps, cfg_strength, seed)
+        estimate = self._guide_estimate(new_transcript, guide_voice, seed) if guide > 0 else None
+        return self._apply(audio, units, counts, plans, margin, steps, cfg_strength, seed,
+                           guide if estimate is not None else 0.0, estimate)
+
+    def _guide_estimate(self, new_transcript: str, voice_id: str | None, seed: int) -> _Estimate | None:
+        """`voice_id` saying `new_transcript`, aligned to the new text's units; None without a guide voice or
+        where its synthesizer is missing."""
+        if voice_id is None:
+            return None
+        from tts.data.speakers import get_speaker
+        from tts.data.voicebank import resolve_voice, synthesize
+
+        engine_name = resolve_voice(voice_id)[0]
+        reason = get_speaker(engine_name).unavailable_reason()
+        if reason:
+            logger.warning("edit: the guide voice %s is not available (%s); the new words start from noise",
+                           voice_id, reason)
+            return None
+        spoken = synthesize(voice_id, new_transcript, seed=seed).audio
+        units, counts = self.align(spoken, list(prepare_text(new_transcript).words))
+        return _Estimate(self._mel(spoken), list(counts))
 
     def preview_edit(self, audio: Audio, transcript: str, new_transcript: str,
                      context: int = EDIT_CONTEXT_WORDS) -> EditResult:
@@ -251,12 +313,12 @@ class DitEngine:
         unit_end = np.cumsum(counts)
         unit_start = unit_end - np.asarray(counts)
         hop = self.hop_seconds
-        plans = sorted(plans, key=lambda plan: plan[0])
-        return EditResult(audio, [(float(unit_start[start] * hop), float(unit_end[end - 1] * hop))
-                                  for start, end, *_ in plans], [(old, new) for *_, old, new in plans])
+        plans = sorted(plans, key=lambda plan: plan.start)
+        return EditResult(audio, [(float(unit_start[plan.start] * hop), float(unit_end[plan.end - 1] * hop))
+                                  for plan in plans], [(plan.old_text, plan.new_text) for plan in plans])
 
     def _edit_plans(self, audio: Audio, transcript: str, new_transcript: str,
-                    context: int = 0) -> tuple[UnitSequence, list[int], list]:
+                    context: int = 0) -> tuple[UnitSequence, list[int], list[_Plan]]:
         """The aligned units of `audio`, their frame counts, and `_apply`'s plan of each changed stretch (with
         `context` unchanged words on each side)."""
         if isinstance(context, bool) or not isinstance(context, int) or context < 0:
@@ -294,9 +356,9 @@ class DitEngine:
                 closing = counts[right - 1] if end > start else new_frames[min(new_end, len(new_units) - 1)]
                 new_ids = [boundary] + [new_units.ids[i] for i in inner] + [boundary]
                 new_counts = [counts[left]] + [new_frames[i] for i in inner] + [closing]
-            plans.append((left, right, new_ids, new_counts,
-                          " ".join(w.text for w in old_words[old_first:old_last]),
-                          " ".join(w.text for w in new_words[new_first:new_last])))
+            plans.append(_Plan(left, right, new_ids, new_counts,
+                               " ".join(w.text for w in old_words[old_first:old_last]),
+                               " ".join(w.text for w in new_words[new_first:new_last]), (new_start, new_end)))
         return units, counts, plans
 
     def change_speed(self, audio: Audio, transcript: str, factor: float, *, span: tuple[float, float] | None = None,
@@ -341,8 +403,9 @@ class DitEngine:
         new_counts = [c / factor for c in counts[start:end]]
         new_counts[0], new_counts[-1] = counts[start], counts[end - 1]  # the pauses around the span are kept
         text = " ".join(w.text for w in words[first:last])
-        return self._apply(audio, units, counts, [(start, end, list(units.ids[start:end]), new_counts, text,
-                                                   f"{text} (x{factor:g})")], margin, steps, cfg_strength, seed, guide)
+        return self._apply(audio, units, counts, [_Plan(start, end, list(units.ids[start:end]), new_counts, text,
+                                                        f"{text} (x{factor:g})")], margin, steps, cfg_strength, seed,
+                           guide)
 
     # -- helpers --------------------------------------------------------------------------------------------
 
@@ -354,21 +417,27 @@ class DitEngine:
             raise AudioError("the recording is shorter than 0.2 s: give the speech to edit")
         return audio.resample(SAMPLE_RATE) if audio.sample_rate != SAMPLE_RATE else audio
 
-    def _apply(self, audio: Audio, units: UnitSequence, counts: Sequence[int], plans: list, margin: int, steps: int,
-               cfg_strength: float, seed: int, guide: float = 0.0) -> EditResult:
-        """Regenerate each planned unit span ``(start, end, new ids, new frame counts, old text, new text)``.
+    def _apply(self, audio: Audio, units: UnitSequence, counts: Sequence[int], plans: list[_Plan], margin: int,
+               steps: int, cfg_strength: float, seed: int, guide: float = 0.0,
+               estimate: _Estimate | None = None) -> EditResult:
+        """Regenerate each planned unit span (`_Plan`).
 
-        A span that keeps its units (a speed edit) has the old frames, stretched, as its first estimate; with
-        `guide` > 0 and only such spans, the flow starts from them (`_infill`)."""
+        A span that keeps its units (a speed edit) has the old frames, stretched, as its first estimate; a word
+        edit's new words have the guide voice's frames of them (`estimate`), stretched, and its pauses their old
+        frames. With `guide` > 0 and a first estimate for every generated frame, the flow starts from them
+        (`_infill`)."""
         mel = self._mel(audio)
         frames = mel.shape[1]
+        source_mel = mel if estimate is None else torch.cat((mel, estimate.mel), dim=1)
+        estimate_start = None if estimate is None else np.cumsum(estimate.counts) - np.asarray(estimate.counts)
         unit_end = np.cumsum(counts)
         unit_start = unit_end - np.asarray(counts)
         old_layout = expand(units.ids, counts).tolist()
         layout = _Layout()
         boundary = PHONEME_TABLE.word_boundary_id
         spans_frames, changes, position = [], [], 0
-        for start, end, new_ids, new_counts, old_text, new_text in sorted(plans, key=lambda p: p[0]):
+        for plan in sorted(plans, key=lambda p: p.start):
+            start, end, new_ids, new_counts, old_text, new_text = plan[:6]
             frame_start, frame_end = int(unit_start[start]), int(unit_end[end - 1])
             left = max(position, frame_start - margin)
             right = min(frames, frame_end + margin)
@@ -379,7 +448,18 @@ class DitEngine:
             total = max(sum(1 for word in words if word != BOUNDARY), int(round(sum(new_counts))))
             fitted = fit_durations(new_counts, total, words)
             same_units = list(new_ids) == list(units.ids[start:end])
-            warped = _warped_positions(counts[start:end], fitted, frame_start) if same_units else None
+            if same_units:
+                warped = _warped_positions(counts[start:end], fitted, frame_start)
+            elif estimate is not None and plan.new_units is not None:
+                # The pauses around the new words from their own frames, the new words from the guide voice's.
+                first, last = plan.new_units
+                warped = _warped_positions(counts[start:start + 1], fitted[:1], frame_start)
+                if last > first:
+                    warped += [frames + position for position in _warped_positions(
+                        estimate.counts[first:last], fitted[1:-1], int(estimate_start[first]))]
+                    warped += _warped_positions(counts[end - 1:end], fitted[-1:], int(unit_start[end - 1]))
+            else:
+                warped = None
             layout.add_generated(expand(new_ids, fitted).tolist(), guide=warped)
             layout.add_generated(old_layout[frame_end:right], range(frame_end, right))  # right margin
             spans_frames.append((region_start, len(layout)))
@@ -388,7 +468,7 @@ class DitEngine:
         layout.add_kept(position, frames)
         source = torch.tensor(layout.source)
         cond = torch.where((source >= 0)[None], mel[:, source.clamp(min=0)], torch.zeros(()))
-        new_mel = self._infill(cond, layout, steps, cfg_strength, seed, mel, guide)
+        new_mel = self._infill(cond, layout, steps, cfg_strength, seed, source_mel, guide)
         rendered = self.vocoder.decode(new_mel).samples
         out = _splice(audio.samples, rendered, layout, self.dit.config.mel.hop_length)
         hop = self.hop_seconds
@@ -495,7 +575,8 @@ def _marked(result: EditResult, watermark: bool) -> EditResult:
 def edit(audio: Audio | str | tuple, transcript: str, new_transcript: str, *, seed: int = 0,
          steps: int = DEFAULT_STEPS, cfg_strength: float = DEFAULT_CFG, models: DitEngine | None = None,
          watermark: bool = True, context: int = EDIT_CONTEXT_WORDS, takes: int = 1,
-         on_take: "Callable[[int, int, Take], None] | None" = None) -> EditResult:
+         on_take: "Callable[[int, int, Take], None] | None" = None,
+         guide_voice: str | None = EDIT_GUIDE_VOICE, guide: float = EDIT_GUIDE) -> EditResult:
     """Change the words of a recording: `audio` says `transcript`; the result says `new_transcript`.
 
     Only the words that differ are regenerated (replacements, insertions, deletions, several places at once),
@@ -504,6 +585,8 @@ def edit(audio: Audio | str | tuple, transcript: str, new_transcript: str, *, se
     a loaded `DitEngine` (default: the shipped checkpoints); `watermark` marks the regenerated spans as synthetic
     (the kept audio is left untouched). `takes` above 1 makes that many edits (seeds `seed`, `seed + 1`, ...) and
     keeps the one in which Whisper hears `new_transcript` best (`tts.takes.pick_take`; `on_take` is told of each).
+    `guide_voice` says the new transcript first and the new words start from its rendering at flow time `guide`
+    (None: from noise; `DitEngine.edit`).
 
     Returns:
         `EditResult`: the audio, the regenerated spans (seconds, in the output) and the changed words (and
@@ -517,7 +600,8 @@ def edit(audio: Audio | str | tuple, transcript: str, new_transcript: str, *, se
 
     def render(take_seed: int) -> Audio:
         made[take_seed] = parts.edit(audio, transcript, new_transcript, seed=take_seed, steps=steps,
-                                     cfg_strength=cfg_strength, context=context)
+                                     cfg_strength=cfg_strength, context=context, guide_voice=guide_voice,
+                                     guide=guide)
         return made[take_seed].audio
 
     if takes == 1:
