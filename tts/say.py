@@ -119,7 +119,7 @@ def _parse_span(text: str | None) -> tuple[float, float] | None:
 
 def _run_edit(args: argparse.Namespace) -> int:
     from tts.audio import load_audio
-    from tts.dit.engine import DEFAULT_STEPS, EDIT_GUIDE_VOICE, change_speed, edit
+    from tts.dit.engine import DEFAULT_STEPS, GUIDE_VOICE, change_speed, edit
 
     span = _parse_span(args.span)
     if span is not None and args.speed is None:
@@ -128,7 +128,7 @@ def _run_edit(args: argparse.Namespace) -> int:
         raise SystemExit("timbre edit: --takes goes with --to (Whisper checks the new words); a speed edit is made once")
     if args.guide_voice is not None and args.speed is not None:
         raise SystemExit("timbre edit: --guide-voice goes with --to (a speed edit starts from the recording itself)")
-    guide_voice = EDIT_GUIDE_VOICE if args.guide_voice is None else args.guide_voice
+    guide_voice = GUIDE_VOICE if args.guide_voice is None else args.guide_voice
     if guide_voice is not None and guide_voice.lower() == "none":
         guide_voice = None
     elif guide_voice is not None:

@@ -19,10 +19,11 @@ regenerate, from the silence before the first changed word to the silence after 
 new words; `margin` frames on each side of a span are regenerated too (with their original units) and
 cross-faded with the original, so every sample outside the spans and their margins is the input's, exactly
 (shifted by whole frames where a span changed length). The new words do not start from noise: a base speaker
-(`EDIT_GUIDE_VOICE`) first says the new transcript, the aligner finds its new words, and their frames, stretched
+(`GUIDE_VOICE`) first says the new transcript, the aligner finds its new words, and their frames, stretched
 unit by unit to the planned durations, are the flow's first estimate from time `EDIT_GUIDE` on (SDEdit, as speed
 edits start from the recording itself): the DiT re-says clearly spoken words in the recording's voice instead of
-inventing them from nothing.
+inventing them from nothing. Zero-shot speech (`DitEngine.speak`) starts the same way, from the guide voice saying
+the chunk, stretched to the durations the reference's speaking rate gives (`SPEAK_GUIDE`).
 
 Shapes: ``M`` mel bands, ``F`` frames of a recording, ``P`` prompt frames, ``T`` frames after an edit.
 """
@@ -66,11 +67,13 @@ EDIT_CONTEXT_WORDS = 0
 """Unchanged words on each side of a changed stretch that an edit says again with it (`DitEngine.edit`)."""
 MARGIN_FRAMES = 3
 """Frames regenerated and cross-faded on each side of an edited span (32 ms)."""
-EDIT_GUIDE_VOICE = "piper:joe"
-"""Base speaker that says a word edit's new transcript first (`DitEngine.edit`); None: the new words start from
-noise."""
+GUIDE_VOICE = "piper:joe"
+"""Base speaker that first says what the DiT is to say (a word edit's new transcript, `DitEngine.edit`; a chunk of
+zero-shot speech, `DitEngine.speak`); None: the new speech starts from noise."""
 EDIT_GUIDE = 0.5
 """Where on the flow (0 noise, 1 data) a word edit's new words start from the guide voice's rendering of them."""
+SPEAK_GUIDE = 0.5
+"""Where on the flow zero-shot speech starts from the guide voice's rendering of the text."""
 SPEED_GUIDE = 0.92
 """Where on the flow (0 noise, 1 data) a speed edit starts from the stretched recording (`DitEngine.change_speed`)."""
 RATE_LIMITS = (0.4, 2.5)
@@ -248,23 +251,33 @@ class DitEngine:
         return mel[0].T
 
     def speak(self, words: Sequence[Word], voice: Voice, *, speed: float = 1.0, seed: int = 0,
-              steps: int = DEFAULT_STEPS, cfg_strength: float = DEFAULT_CFG) -> Audio:
-        """`words` said in `voice`: the reference is the kept prompt, the new frames follow it."""
+              steps: int = DEFAULT_STEPS, cfg_strength: float = DEFAULT_CFG,
+              guide_voice: str | None = GUIDE_VOICE, guide: float = SPEAK_GUIDE) -> Audio:
+        """`words` said in `voice`: the reference is the kept prompt, the new frames follow it. They start at flow
+        time `guide` from `guide_voice` saying the words, stretched unit by unit to the planned durations (None, or
+        a guide voice that is not installed: from noise)."""
+        if not 0.0 <= guide < 1.0:
+            raise ValueError(f"guide must be in [0, 1), got {guide}")
+        words = list(words)
         units = text_units(words)
         prompt = self._mel(voice.audio)[:, : int(MAX_PROMPT_SECONDS / self.hop_seconds)]
         predicted = self.predicted_frames(units)
         total = max(len(units), int(round(predicted.sum() * self.voice_rate(voice) / speed)))
         counts = fit_durations(predicted, total, units.words)
+        estimate = self._guide_estimate(_spoken_text(words), words, guide_voice, seed) if guide > 0 else None
+        kept = prompt.shape[1]
         layout = _Layout()
-        layout.add_kept(0, prompt.shape[1])
-        layout.add_generated(expand(units.ids, counts).tolist())
+        layout.add_kept(0, kept)
+        layout.add_generated(expand(units.ids, counts).tolist(), guide=None if estimate is None else [
+            kept + position for position in _warped_positions(estimate.counts, counts)])
         cond = torch.cat((prompt, torch.zeros(prompt.shape[0], total)), dim=1)
-        mel = self._infill(cond, layout, steps, cfg_strength, seed)[:, prompt.shape[1]:]
-        return self.vocoder.decode(mel)
+        source = None if estimate is None else torch.cat((prompt, estimate.mel), dim=1)
+        mel = self._infill(cond, layout, steps, cfg_strength, seed, source, guide if estimate is not None else 0.0)
+        return self.vocoder.decode(mel[:, kept:])
 
     def edit(self, audio: Audio, transcript: str, new_transcript: str, *, seed: int = 0,
              steps: int = DEFAULT_STEPS, cfg_strength: float = DEFAULT_CFG, margin: int = MARGIN_FRAMES,
-             context: int = EDIT_CONTEXT_WORDS, guide_voice: str | None = EDIT_GUIDE_VOICE,
+             context: int = EDIT_CONTEXT_WORDS, guide_voice: str | None = GUIDE_VOICE,
              guide: float = EDIT_GUIDE) -> EditResult:
         """Say `new_transcript` instead of `transcript` in `audio`, regenerating only the words that differ.
 
@@ -281,13 +294,14 @@ class DitEngine:
             raise ValueError(f"guide must be in [0, 1), got {guide}")
         audio = self._check_recording(audio)
         units, counts, plans = self._edit_plans(audio, transcript, new_transcript, context)
-        estimate = self._guide_estimate(new_transcript, guide_voice, seed) if guide > 0 else None
+        estimate = (self._guide_estimate(new_transcript, list(prepare_text(new_transcript).words), guide_voice, seed)
+                    if guide > 0 else None)
         return self._apply(audio, units, counts, plans, margin, steps, cfg_strength, seed,
                            guide if estimate is not None else 0.0, estimate)
 
-    def _guide_estimate(self, new_transcript: str, voice_id: str | None, seed: int) -> _Estimate | None:
-        """`voice_id` saying `new_transcript`, aligned to the new text's units; None without a guide voice or
-        where its synthesizer is missing."""
+    def _guide_estimate(self, text: str, words: Sequence[Word], voice_id: str | None, seed: int) -> _Estimate | None:
+        """`voice_id` saying `text` (whose words are `words`), aligned to their units; None without a guide voice
+        or where its synthesizer is missing."""
         if voice_id is None:
             return None
         from tts.data.speakers import get_speaker
@@ -296,11 +310,11 @@ class DitEngine:
         engine_name = resolve_voice(voice_id)[0]
         reason = get_speaker(engine_name).unavailable_reason()
         if reason:
-            logger.warning("edit: the guide voice %s is not available (%s); the new words start from noise",
+            logger.warning("dit: the guide voice %s is not available (%s); the new speech starts from noise",
                            voice_id, reason)
             return None
-        spoken = synthesize(voice_id, new_transcript, seed=seed).audio
-        units, counts = self.align(spoken, list(prepare_text(new_transcript).words))
+        spoken = synthesize(voice_id, text, seed=seed).audio
+        _, counts = self.align(spoken, words)
         return _Estimate(self._mel(spoken), list(counts))
 
     def preview_edit(self, audio: Audio, transcript: str, new_transcript: str,
@@ -506,6 +520,11 @@ def _spoken_words(words: Sequence[Word]) -> list[tuple[int, str]]:
     return [(i, _WORD_CHARS.sub("", w.text.lower())) for i, w in enumerate(words) if not w.is_punctuation]
 
 
+def _spoken_text(words: Sequence[Word]) -> str:
+    """`words` written back as a line: spaces between words, punctuation against the word before it."""
+    return "".join(w.text if w.is_punctuation or i == 0 else " " + w.text for i, w in enumerate(words))
+
+
 def _splice(original: np.ndarray, rendered: np.ndarray, layout: _Layout, hop: int) -> np.ndarray:
     """The output waveform: kept frames' samples copied from `original`, generated frames from `rendered`, and
     over each margin (a generated frame with a source) a raised-cosine cross-fade between the two."""
@@ -576,7 +595,7 @@ def edit(audio: Audio | str | tuple, transcript: str, new_transcript: str, *, se
          steps: int = DEFAULT_STEPS, cfg_strength: float = DEFAULT_CFG, models: DitEngine | None = None,
          watermark: bool = True, context: int = EDIT_CONTEXT_WORDS, takes: int = 1,
          on_take: "Callable[[int, int, Take], None] | None" = None,
-         guide_voice: str | None = EDIT_GUIDE_VOICE, guide: float = EDIT_GUIDE) -> EditResult:
+         guide_voice: str | None = GUIDE_VOICE, guide: float = EDIT_GUIDE) -> EditResult:
     """Change the words of a recording: `audio` says `transcript`; the result says `new_transcript`.
 
     Only the words that differ are regenerated (replacements, insertions, deletions, several places at once),
