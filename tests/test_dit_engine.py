@@ -205,13 +205,11 @@ def test_edit_context_widens_and_merges_changed_stretches(engine, recording):
         engine.preview_edit(audio, " ".join(WORDS), "the cat sat in the mat", context=-1)
 
 
-def test_a_word_edit_starts_its_new_words_from_the_guide_voice(engine, recording, monkeypatch):
-    """The new words' first estimate is the guide voice's rendering of them (after the recording's frames in the
-    source the flow reads), their pauses the recording's own frames; without a guide voice, noise."""
+@pytest.fixture
+def infill_calls(monkeypatch):
+    """Every `DitEngine._infill` call's (layout, source mel, guide), in order; the calls still run."""
     from tts.dit import engine as engine_module
 
-    audio, _ = recording
-    text, new_text = " ".join(WORDS), "the dog sat on the mat"
     seen = []
     infill = engine_module.DitEngine._infill
 
@@ -220,8 +218,18 @@ def test_a_word_edit_starts_its_new_words_from_the_guide_voice(engine, recording
         return infill(self, cond, layout, steps, cfg_strength, seed, source_mel, guide)
 
     monkeypatch.setattr(engine_module.DitEngine, "_infill", spy)
+    return seen
+
+
+def test_a_word_edit_starts_its_new_words_from_the_guide_voice(engine, recording, infill_calls):
+    """The new words' first estimate is the guide voice's rendering of them (after the recording's frames in the
+    source the flow reads), their pauses the recording's own frames; without a guide voice, noise."""
+    from tts.dit import engine as engine_module
+
+    audio, _ = recording
+    text, new_text = " ".join(WORDS), "the dog sat on the mat"
     guided = engine.edit(audio, text, new_text, steps=2, guide_voice="flite:awb", guide=0.6)
-    layout, source_mel, guide = seen[-1]
+    layout, source_mel, guide = infill_calls[-1]
     frames = engine._mel(audio).shape[1]
     estimate = engine._guide_estimate(new_text, list(engine_module.prepare_text(new_text).words), "flite:awb", 0)
     assert guide == 0.6 and source_mel.shape[1] == frames + estimate.mel.shape[1]
@@ -238,7 +246,7 @@ def test_a_word_edit_starts_its_new_words_from_the_guide_voice(engine, recording
     assert guided.changes == [("cat", "dog")] and np.isfinite(guided.audio.samples).all()
 
     plain = engine.edit(audio, text, new_text, steps=2, guide_voice=None)
-    assert seen[-1][2] == 0.0 and seen[-1][1].shape[1] == frames  # from noise
+    assert infill_calls[-1][2] == 0.0 and infill_calls[-1][1].shape[1] == frames  # from noise
     assert len(plain.audio) == len(guided.audio) and not np.array_equal(plain.audio.samples, guided.audio.samples)
     with pytest.raises(ValueError, match="guide"):
         engine.edit(audio, text, new_text, guide=1.0)
@@ -263,31 +271,23 @@ def test_a_missing_guide_voice_falls_back_to_noise(engine, recording, monkeypatc
     assert "starts from noise" in caplog.text and result.changes == [("cat", "dog")]
 
 
-def test_zero_shot_speech_starts_from_the_guide_voice(engine, recording, monkeypatch):
+def test_zero_shot_speech_starts_from_the_guide_voice(engine, recording, infill_calls):
     from tts.dit import engine as engine_module
     from tts.text.frontend import prepare_text
     from tts.voice import Voice
 
     audio, _ = recording
     voice = Voice(audio, " ".join(WORDS))
-    seen = []
-    infill = engine_module.DitEngine._infill
-
-    def spy(self, cond, layout, steps, cfg_strength, seed, source_mel=None, guide=0.0):
-        seen.append((layout, source_mel, guide))
-        return infill(self, cond, layout, steps, cfg_strength, seed, source_mel, guide)
-
-    monkeypatch.setattr(engine_module.DitEngine, "_infill", spy)
     words = list(prepare_text("The dog sat on the rug.").words)
     assert engine_module._spoken_text(words) == "The dog sat on the rug."
     guided = engine.speak(words, voice, steps=2, guide_voice="flite:awb", guide=0.5)
-    layout, source_mel, guide = seen[-1]
+    layout, source_mel, guide = infill_calls[-1]
     kept = sum(layout.keep)
     generated = np.array([g for g, keep in zip(layout.guide, layout.keep) if not keep])
     assert guide == 0.5 and np.isfinite(generated).all() and generated.min() >= kept - 1  # all from the guide voice
     assert source_mel.shape[1] > kept and generated.max() <= source_mel.shape[1]
     plain = engine.speak(words, voice, steps=2, guide_voice=None)
-    assert seen[-1][2] == 0.0 and seen[-1][1] is None
+    assert infill_calls[-1][2] == 0.0 and infill_calls[-1][1] is None
     assert len(plain) == len(guided) and not np.array_equal(plain.samples, guided.samples)
     with pytest.raises(ValueError, match="guide"):
         engine.speak(words, voice, guide=1.5)

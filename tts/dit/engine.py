@@ -115,7 +115,8 @@ class _Plan(NamedTuple):
 
 @dataclass(frozen=True)
 class _Estimate:
-    """The guide voice's rendering of a word edit's new transcript: its mel ``(M, G)`` and its units' frames."""
+    """The guide voice's rendering of what the DiT is to say (a word edit's new transcript, a chunk of speech): its
+    mel ``(M, G)`` and the frames of each of its units."""
 
     mel: torch.Tensor
     counts: list[int]
