@@ -117,3 +117,12 @@ def test_an_engine_louder_than_the_renderings_is_calibrated_by_its_neutral_outpu
     # One item: no other item's neutral output to pair with, so no paired score (and no paired line).
     assert report.summary["styles"]["paired_count"] == 0 and report.summary["styles"]["paired_accuracy"] is None
     assert "Paired style accuracy" not in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_a_missing_paired_classifier_costs_only_the_paired_score(testset, tmp_path, caplog):
+    config = EvalConfig(metrics=("style",), plots=False, styles=("neutral", "whisper"),
+                        paired_style_classifier=str(tmp_path / "no-such-checkpoint"))
+    with caplog.at_level("WARNING"):
+        report = evaluate(base_speaker_engine("flite:slt"), testset, tmp_path / "run", config=config)
+    assert "no paired style score" in caplog.text
+    assert report.summary["styles"]["accuracy"] is not None and report.summary["styles"]["paired_count"] == 0

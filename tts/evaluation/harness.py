@@ -494,9 +494,13 @@ def evaluate(
         if progress is not None:
             progress(done, len(jobs), result)
     if config.styles and "style" in config.metrics and config.paired_style_classifier:
+        from tts.errors import CheckpointError
         from tts.evaluation.style_classifier import load_style_classifier
 
-        score_paired_styles(results, load_style_classifier(config.paired_style_classifier))
+        try:  # a missing or refused checkpoint costs the paired score, not the run
+            score_paired_styles(results, load_style_classifier(config.paired_style_classifier))
+        except CheckpointError as error:
+            logger.warning("no paired style score: %s", error)
     report = EvalReport(
         engine=engine_name,
         testset=testset.name,
