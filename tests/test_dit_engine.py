@@ -253,7 +253,7 @@ def test_a_word_edit_starts_its_new_words_from_the_guide_voice(engine, recording
 
 
 def test_a_missing_guide_voice_falls_back_to_noise(engine, recording, monkeypatch, caplog):
-    from tts.data import speakers
+    from tts.data import speakers, voicebank
 
     audio, _ = recording
     real = speakers.get_speaker
@@ -265,7 +265,11 @@ def test_a_missing_guide_voice_falls_back_to_noise(engine, recording, monkeypatc
         def unavailable_reason(self):
             return "piper is not installed"
 
-    monkeypatch.setattr(speakers, "get_speaker", lambda name: Missing() if name == "piper" else real(name))
+    def missing_piper(name):
+        return Missing() if name == "piper" else real(name)
+
+    monkeypatch.setattr(speakers, "get_speaker", missing_piper)
+    monkeypatch.setattr(voicebank, "get_speaker", missing_piper)
     with caplog.at_level("WARNING"):
         result = engine.edit(audio, " ".join(WORDS), "the dog sat on the mat", steps=2, guide_voice="piper:joe")
     assert "starts from noise" in caplog.text and result.changes == [("cat", "dog")]

@@ -128,14 +128,15 @@ def _run_edit(args: argparse.Namespace) -> int:
         raise SystemExit("timbre edit: --takes goes with --to (Whisper checks the new words); a speed edit is made once")
     if args.guide_voice is not None and args.speed is not None:
         raise SystemExit("timbre edit: --guide-voice goes with --to (a speed edit starts from the recording itself)")
-    guide_voice = GUIDE_VOICE if args.guide_voice is None else args.guide_voice
-    if guide_voice is not None and guide_voice.lower() == "none":
+    # The default guide falls back to noise where its synthesizer is missing (logged); one asked for must run.
+    guide_voice = GUIDE_VOICE
+    if args.guide_voice is not None and args.guide_voice.lower() == "none":
         guide_voice = None
-    elif guide_voice is not None:
+    elif args.guide_voice is not None:
         from tts.data.voicebank import check_voice_id
 
         try:
-            check_voice_id(guide_voice)
+            guide_voice = check_voice_id(args.guide_voice)
         except ValueError as error:  # TimbreError is a ValueError
             raise SystemExit(f"timbre edit: --guide-voice: {error}") from None
     audio = load_audio(args.recording)

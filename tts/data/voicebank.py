@@ -373,9 +373,9 @@ class Rendering:
     parameters: dict
 
 
-def check_voice_id(voice_id: str) -> str:
-    """`voice_id` if it names a known base voice whose engine runs here, or a pseudo-speaker; else
-    `TimbreError` saying why. Cheap: nothing is loaded."""
+def voice_unavailable_reason(voice_id: str) -> str | None:
+    """Why the synthesizer that speaks `voice_id` (a base voice or a pseudo-speaker) cannot run here, as a sentence,
+    or None when it can; `TimbreError` for a voice that does not exist. Cheap: nothing is loaded."""
     if is_pseudo_id(voice_id):
         source = get_voice(voice_id).sources[0]
         engine = source.split(":")[0]
@@ -387,8 +387,15 @@ def check_voice_id(voice_id: str) -> str:
             "or a pseudo-speaker id such as 'pk0001' (see `timbre voices list`)"
         )
     reason = get_speaker(engine).unavailable_reason()
+    return None if reason is None else f"the {engine} speaker that voice {voice_id!r} needs is not available: {reason}"
+
+
+def check_voice_id(voice_id: str) -> str:
+    """`voice_id` if it names a known base voice whose engine runs here, or a pseudo-speaker; else
+    `TimbreError` saying why. Cheap: nothing is loaded."""
+    reason = voice_unavailable_reason(voice_id)
     if reason is not None:
-        raise TimbreError(f"the {engine} speaker that voice {voice_id!r} needs is not available: {reason}")
+        raise TimbreError(reason)
     return voice_id
 
 

@@ -305,14 +305,11 @@ class DitEngine:
         or where its synthesizer is missing."""
         if voice_id is None:
             return None
-        from tts.data.speakers import get_speaker
-        from tts.data.voicebank import resolve_voice, synthesize
+        from tts.data.voicebank import synthesize, voice_unavailable_reason
 
-        engine_name = resolve_voice(voice_id)[0]
-        reason = get_speaker(engine_name).unavailable_reason()
+        reason = voice_unavailable_reason(voice_id)
         if reason:
-            logger.warning("dit: the guide voice %s is not available (%s); the new speech starts from noise",
-                           voice_id, reason)
+            logger.warning("dit: %s; the new speech starts from noise", reason)
             return None
         spoken = synthesize(voice_id, text, seed=seed).audio
         _, counts = self.align(spoken, words)
