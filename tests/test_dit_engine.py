@@ -243,6 +243,7 @@ def test_a_word_edit_starts_its_new_words_from_the_guide_voice(engine, recording
     dog_frames = np.cumsum(estimate.counts)
     first, last = dog_frames[dog_start] - estimate.counts[dog_start], dog_frames[dog_end - 1]
     assert positions[from_voice].min() >= frames + first - 1 and positions[from_voice].max() <= frames + last
+    assert torch.equal(source_mel[:, frames:], estimate.mel)  # as the guide voice said them (not moved to the voice)
     assert guided.changes == [("cat", "dog")] and np.isfinite(guided.audio.samples).all()
 
     plain = engine.edit(audio, text, new_text, steps=2, guide_voice=None)
@@ -250,6 +251,43 @@ def test_a_word_edit_starts_its_new_words_from_the_guide_voice(engine, recording
     assert len(plain.audio) == len(guided.audio) and not np.array_equal(plain.audio.samples, guided.audio.samples)
     with pytest.raises(ValueError, match="guide"):
         engine.edit(audio, text, new_text, guide=1.0)
+
+
+def test_a_guide_takes_the_long_term_spectrum_of_the_voice_it_stands_in_for(monkeypatch):
+    """`_Estimate.matched`: each band's mean over the speech frames set to the voice's (a shift per band, no
+    more); the silent frames do not count."""
+    from tts.dit import engine as engine_module
+
+    generator = torch.Generator().manual_seed(0)
+    guide = torch.randn(100, 60, generator=generator) - 4.0
+    guide[:, :10] = -11.0  # silence: outside the speech frames
+    voice = torch.randn(100, 80, generator=generator) + torch.linspace(-6.0, -2.0, 100)[:, None]
+    means = engine_module._speech_band_means
+    assert torch.allclose(means(guide), guide[:, 10:].mean(dim=1, keepdim=True))
+    estimate = engine_module._Estimate(guide, [60])
+    matched = estimate.matched(voice)
+    assert torch.allclose(means(matched.mel), means(voice), atol=1e-5)
+    assert torch.allclose(matched.mel - guide, means(voice) - means(guide), atol=1e-5)
+    assert matched.counts == [60] and estimate.mel is guide  # a new estimate; the old one untouched
+    monkeypatch.setattr(engine_module, "GUIDE_MATCH", 0.5)
+    assert torch.allclose(estimate.matched(voice).mel - guide, 0.5 * (means(voice) - means(guide)), atol=1e-5)
+
+
+def test_a_guide_is_said_at_the_pitch_of_the_voice_it_stands_in_for(recording):
+    """`_to_voice_pitch`: the guide's F0 median becomes the voice's (the ratio within its limits); without an F0
+    to go to, the audio is returned as it is."""
+    from tts.dit import engine as engine_module
+
+    audio, _ = recording
+    own = engine_module._f0_median(audio)
+    assert own is not None
+    higher = engine_module._to_voice_pitch(audio, own * 1.3, seed=0)
+    assert abs(12 * np.log2(engine_module._f0_median(higher) / own) - 12 * np.log2(1.3)) < 0.7
+    assert abs(higher.duration - audio.duration) < 0.05
+    low, _ = engine_module.GUIDE_PITCH_LIMITS
+    lowest = engine_module._to_voice_pitch(audio, own * 0.1, seed=0)  # as far as the limit goes
+    assert abs(12 * np.log2(engine_module._f0_median(lowest) / own) - 12 * np.log2(low)) < 1.0
+    assert engine_module._to_voice_pitch(audio, None, seed=0) is audio
 
 
 def test_a_missing_guide_voice_falls_back_to_noise(engine, recording, monkeypatch, caplog):
@@ -290,6 +328,8 @@ def test_zero_shot_speech_starts_from_the_guide_voice(engine, recording, infill_
     generated = np.array([g for g, keep in zip(layout.guide, layout.keep) if not keep])
     assert guide == 0.5 and np.isfinite(generated).all() and generated.min() >= kept - 1  # all from the guide voice
     assert source_mel.shape[1] > kept and generated.max() <= source_mel.shape[1]
+    means = engine_module._speech_band_means  # the guide moved to the prompt's long-term spectrum
+    assert torch.allclose(means(source_mel[:, kept:]), means(source_mel[:, :kept]), atol=1e-4)
     plain = engine.speak(words, voice, steps=2, guide_voice=None)
     assert infill_calls[-1][2] == 0.0 and infill_calls[-1][1] is None
     assert len(plain) == len(guided) and not np.array_equal(plain.samples, guided.samples)

@@ -23,7 +23,10 @@ cross-faded with the original, so every sample outside the spans and their margi
 unit by unit to the planned durations, are the flow's first estimate from time `EDIT_GUIDE` on (SDEdit, as speed
 edits start from the recording itself): the DiT re-says clearly spoken words in the recording's voice instead of
 inventing them from nothing. Zero-shot speech (`DitEngine.speak`) starts the same way, from the guide voice saying
-the chunk, stretched to the durations the reference's speaking rate gives (`SPEAK_GUIDE`).
+the chunk, stretched to the durations the reference's speaking rate gives, but later on the flow (`SPEAK_GUIDE`)
+and moved toward the reference's voice first, since the DiT keeps much of the voice it starts from: said at the
+reference's F0 median with formants scaled to match (PSOLA), with the reference's long-term spectrum
+(`_guide_estimate`). (Word edits do not move their guide: measured, it cost more words than it gained voice.)
 
 Shapes: ``M`` mel bands, ``F`` frames of a recording, ``P`` prompt frames, ``T`` frames after an edit.
 """
@@ -72,8 +75,19 @@ GUIDE_VOICE = "piper:joe"
 zero-shot speech, `DitEngine.speak`); None: the new speech starts from noise."""
 EDIT_GUIDE = 0.5
 """Where on the flow (0 noise, 1 data) a word edit's new words start from the guide voice's rendering of them."""
-SPEAK_GUIDE = 0.5
-"""Where on the flow zero-shot speech starts from the guide voice's rendering of the text."""
+SPEAK_GUIDE = 0.8
+"""Where on the flow zero-shot speech starts from the guide voice's rendering of the text, moved toward the
+reference's voice (on 20 held-out items SIM 0.73 at 0.6, 0.75 at 0.8, the same at 0.95: the timbre comes from the
+moving, the DiT keeps it and adds the reference's context; WER 0.06-0.08 throughout)."""
+GUIDE_MATCH = 1.0
+"""How far zero-shot speech's guide has its long-term spectrum (each mel band's mean over its speech) moved to the
+reference's before the flow starts from it (`_Estimate.matched`): 1 all the way (vocal tract and channel), 0 not
+at all."""
+GUIDE_PITCH_LIMITS = (0.5, 2.0)
+"""Zero-shot speech's guide is first said at the reference's F0 median (PSOLA, formants scaled with it as the voice
+bank's pseudo-speakers are, `_to_voice_pitch`); the F0 ratio is kept within these."""
+SPEECH_FLOOR = 4.0
+"""Frames within this many natural-log units (35 dB) of a mel's loudest frame are its speech (`_speech_band_means`)."""
 SPEED_GUIDE = 0.92
 """Where on the flow (0 noise, 1 data) a speed edit starts from the stretched recording (`DitEngine.change_speed`)."""
 RATE_LIMITS = (0.4, 2.5)
@@ -121,6 +135,14 @@ class _Estimate:
     mel: torch.Tensor
     counts: list[int]
 
+    def matched(self, mel: torch.Tensor) -> "_Estimate":
+        """This rendering with the long-term spectrum of the voice of `mel` ``(M, F)``: its speech's mean level in
+        each band moved `GUIDE_MATCH` of the way to the voice's. The DiT keeps much of where it starts from, so a
+        guide that already has the voice's spectrum ends closer to the voice."""
+        if not GUIDE_MATCH:
+            return self
+        return replace(self, mel=self.mel + GUIDE_MATCH * (_speech_band_means(mel) - _speech_band_means(self.mel)))
+
 
 @dataclass
 class _Layout:
@@ -159,8 +181,8 @@ class DitEngine:
     dit: DiT
     aligner: torch.nn.Module
     vocoder: torch.nn.Module
-    _rates: dict = field(default_factory=dict, init=False, repr=False, compare=False)
-    _rates_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
+    _voice_measures: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _voice_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         config = self.dit.config
@@ -214,19 +236,31 @@ class DitEngine:
         return float(np.clip(rate, *RATE_LIMITS))
 
     def voice_rate(self, voice: Voice) -> float:
-        """The speaking rate of a voice's reference, measured once per voice (by its content digest)."""
-        key = voice.digest
-        with self._rates_lock:
-            if key in self._rates:
-                return self._rates[key]
-        try:
-            units, counts = self.align(voice.audio, prepare_text(voice.transcript).words)
-            rate = self.speaking_rate(units, counts)
-        except TextError:
-            rate = 1.0
-        with self._rates_lock:
-            self._rates[key] = rate
-        return rate
+        """The speaking rate of a voice's reference, measured once per voice."""
+
+        def measure() -> float:
+            try:
+                units, counts = self.align(voice.audio, prepare_text(voice.transcript).words)
+            except TextError:
+                return 1.0
+            return self.speaking_rate(units, counts)
+
+        return self._per_voice("rate", voice, measure)
+
+    def voice_f0(self, voice: Voice) -> float | None:
+        """The F0 median (Hz) of a voice's reference, measured once per voice."""
+        return self._per_voice("f0", voice, lambda: _f0_median(voice.audio))
+
+    def _per_voice(self, what: str, voice: Voice, measure: Callable[[], object]):
+        """`measure()` of `voice`, kept by its content digest so that each chunk of a text does not measure again."""
+        key = (what, voice.digest)
+        with self._voice_lock:
+            if key in self._voice_measures:
+                return self._voice_measures[key]
+        value = measure()
+        with self._voice_lock:
+            self._voice_measures[key] = value
+        return value
 
     # -- generation ---------------------------------------------------------------------------------------
 
@@ -265,7 +299,8 @@ class DitEngine:
         predicted = self.predicted_frames(units)
         total = max(len(units), int(round(predicted.sum() * self.voice_rate(voice) / speed)))
         counts = fit_durations(predicted, total, units.words)
-        estimate = self._guide_estimate(_spoken_text(words), words, guide_voice, seed) if guide > 0 else None
+        estimate = (self._guide_estimate(_spoken_text(words), words, guide_voice, seed, prompt, self.voice_f0(voice))
+                    if guide > 0 else None)
         kept = prompt.shape[1]
         layout = _Layout()
         layout.add_kept(0, kept)
@@ -300,9 +335,12 @@ class DitEngine:
         return self._apply(audio, units, counts, plans, margin, steps, cfg_strength, seed,
                            guide if estimate is not None else 0.0, estimate)
 
-    def _guide_estimate(self, text: str, words: Sequence[Word], voice_id: str | None, seed: int) -> _Estimate | None:
-        """`voice_id` saying `text` (whose words are `words`), aligned to their units; None without a guide voice
-        or where its synthesizer is missing."""
+    def _guide_estimate(self, text: str, words: Sequence[Word], voice_id: str | None, seed: int,
+                        voice_mel: torch.Tensor | None = None, voice_f0: float | None = None) -> _Estimate | None:
+        """`voice_id` saying `text` (whose words are `words`), aligned to their units; None without a guide voice or
+        where its synthesizer is missing. Given the mel `voice_mel` ``(M, F)`` of the voice it stands in for (and
+        its F0 median `voice_f0`), as close to that voice as a base speaker gets: said at its pitch
+        (`_to_voice_pitch`), with its long-term spectrum (`_Estimate.matched`)."""
         if voice_id is None:
             return None
         from tts.data.voicebank import synthesize, voice_unavailable_reason
@@ -312,8 +350,11 @@ class DitEngine:
             logger.warning("dit: %s; the new speech starts from noise", reason)
             return None
         spoken = synthesize(voice_id, text, seed=seed).audio
+        if voice_mel is not None:
+            spoken = _to_voice_pitch(spoken, voice_f0, seed)
         _, counts = self.align(spoken, words)
-        return _Estimate(self._mel(spoken), list(counts))
+        estimate = _Estimate(self._mel(spoken), list(counts))
+        return estimate if voice_mel is None else estimate.matched(voice_mel)
 
     def preview_edit(self, audio: Audio, transcript: str, new_transcript: str,
                      context: int = EDIT_CONTEXT_WORDS) -> EditResult:
@@ -485,6 +526,38 @@ class DitEngine:
         out = _splice(audio.samples, rendered, layout, self.dit.config.mel.hop_length)
         hop = self.hop_seconds
         return EditResult(Audio(out, audio.sample_rate), [(a * hop, b * hop) for a, b in spans_frames], changes)
+
+
+def _speech_band_means(mel: torch.Tensor) -> torch.Tensor:
+    """``(M, 1)``: each band's mean over the frames of `mel` ``(M, F)`` within `SPEECH_FLOOR` of its loudest."""
+    energy = mel.mean(dim=0)
+    return mel[:, energy >= energy.max() - SPEECH_FLOOR].mean(dim=1, keepdim=True)
+
+
+def _f0_median(audio: Audio) -> float | None:
+    """The median F0 (Hz) of the voiced frames of `audio` (Praat's pitch); None with fewer than 10 of them."""
+    from tts.evaluation.prosody import f0_track
+
+    try:
+        f0 = f0_track(audio, method="praat").f0
+    except AudioError:
+        return None
+    voiced = f0[np.isfinite(f0)]
+    return float(np.median(voiced)) if len(voiced) >= 10 else None
+
+
+def _to_voice_pitch(audio: Audio, f0: float | None, seed: int) -> Audio:
+    """`audio` said at the F0 median `f0` (Hz; the F0 ratio within `GUIDE_PITCH_LIMITS`), its formants scaled by
+    the ratio to the power ``1 / PITCH_EXPONENT``, the coupling of the voice bank's pseudo-speakers: one PSOLA pass
+    (`tts.data.styles.psola`). Unchanged where either F0 is unknown."""
+    from tts.data.styles import psola
+    from tts.data.voicebank import PITCH_EXPONENT
+
+    own = _f0_median(audio)
+    if not f0 or not own:
+        return audio
+    ratio = float(np.clip(f0 / own, *GUIDE_PITCH_LIMITS))
+    return psola(audio, pitch_ratio=ratio, formant_ratio=ratio ** (1.0 / PITCH_EXPONENT), seed=seed)
 
 
 def _warped_positions(counts: Sequence[int], new_counts: Sequence[int], first_frame: int = 0) -> list[float]:
