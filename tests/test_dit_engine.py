@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from tts.audio import SAMPLE_RATE, Audio
+from tts.audio import SAMPLE_RATE, Audio, speech_band_means
 from tts.checkpoints import checkpoints_dir, list_shipped
 from tts.dit.model import DiT
 from tts.dit.train import PRESETS
@@ -262,7 +262,7 @@ def test_a_guide_takes_the_long_term_spectrum_of_the_voice_it_stands_in_for(monk
     guide = torch.randn(100, 60, generator=generator) - 4.0
     guide[:, :10] = -11.0  # silence: outside the speech frames
     voice = torch.randn(100, 80, generator=generator) + torch.linspace(-6.0, -2.0, 100)[:, None]
-    means = engine_module._speech_band_means
+    means = speech_band_means
     assert torch.allclose(means(guide), guide[:, 10:].mean(dim=1, keepdim=True))
     estimate = engine_module._Estimate(guide, [60])
     matched = estimate.matched(voice)
@@ -328,7 +328,7 @@ def test_zero_shot_speech_starts_from_the_guide_voice(engine, recording, infill_
     generated = np.array([g for g, keep in zip(layout.guide, layout.keep) if not keep])
     assert guide == 0.5 and np.isfinite(generated).all() and generated.min() >= kept - 1  # all from the guide voice
     assert source_mel.shape[1] > kept and generated.max() <= source_mel.shape[1]
-    means = engine_module._speech_band_means  # the guide moved to the prompt's long-term spectrum
+    means = speech_band_means  # the guide moved to the prompt's long-term spectrum
     assert torch.allclose(means(source_mel[:, kept:]), means(source_mel[:, :kept]), atol=1e-4)
     plain = engine.speak(words, voice, steps=2, guide_voice=None)
     assert infill_calls[-1][2] == 0.0 and infill_calls[-1][1] is None

@@ -95,9 +95,38 @@ def test_prompt_is_kept_per_voice_and_tokenizer(engine, voices, monkeypatch):
     assert fresh is not first and torch.equal(fresh.mel, first.mel)
     from tts import synthesis
 
-    monkeypatch.setattr(synthesis._PROMPTS[engine.tokenizer], "size", 1)
+    monkeypatch.setattr(synthesis._PROMPTS[engine.tokenizer][engine.refiner], "size", 1)
     prepare_prompt(engine, Voice(audio=voices[1].audio, transcript="please call stella and ask her to bring these things"))
     assert prepare_prompt(engine, voices[0]) is not first  # pushed out by the other voice
+
+
+def test_the_refiners_correction_is_measured_on_the_prompt_and_added_to_its_mels(engine, voices, monkeypatch):
+    """The correction: the prompt's second half said again by the refiner from its first half, band means
+    subtracted; zeros for a prompt too short to halve; added to every mel the refiner makes for the voice."""
+    from tts import synthesis
+    from tts.audio import speech_band_means
+    from tts.refiner.sampling import generate
+
+    prompt = prepare_prompt(engine, voices[0])
+    half = len(prompt.tokens) // 2
+    assert half >= synthesis.CORRECTION_MIN_TOKENS
+    split = half * engine.refiner.config.frames_per_token
+    said = generate(engine.refiner, prompt.tokens[half:], prompt.mel[:, :split], prompt.tokens[:half],
+                    steps=synthesis.CORRECTION_STEPS, cfg_strength=synthesis.CORRECTION_CFG, seed=0)[0]
+    expected = speech_band_means(prompt.mel[:, split:]) - speech_band_means(said)
+    assert prompt.correction.shape == (prompt.mel.shape[0], 1) and prompt.correction.abs().max() > 0.01
+    assert torch.allclose(prompt.correction, expected, atol=1e-5)
+    short = synthesis._spectral_correction(engine.refiner, prompt.mel[:, :60], prompt.tokens[:20])
+    assert torch.equal(short, torch.zeros(prompt.mel.shape[0], 1))
+
+    decoded = []
+    decode = engine.vocoder.decode
+    monkeypatch.setattr(engine.vocoder, "decode", lambda mel: decoded.append(mel.clone()) or decode(mel))
+    options = synthesis.SynthesisOptions(seed=1)
+    units = synthesis.text_units(list(synthesis.prepare_text("Hello there.").words))
+    synthesis._chunk_audio(engine, prompt, units, options, 5)
+    synthesis._chunk_audio(engine, replace(prompt, correction=torch.zeros_like(prompt.correction)), units, options, 5)
+    assert torch.allclose(decoded[0] - decoded[1], prompt.correction.expand_as(decoded[0]), atol=1e-5)
 
 
 def test_synthesize_returns_audio_and_is_seeded(engine, voices):

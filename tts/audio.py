@@ -417,6 +417,19 @@ def interpolate_frames(mel: torch.Tensor, positions: torch.Tensor) -> torch.Tens
     return mel[:, left] * (1 - weight) + mel[:, right] * weight
 
 
+SPEECH_FLOOR = 4.0
+"""Frames within this many natural-log units (35 dB) of a log-mel's loudest frame are its speech
+(`speech_band_means`)."""
+
+
+def speech_band_means(mel: torch.Tensor) -> torch.Tensor:
+    """``(M, 1)``: each band's mean over the speech frames of the log-mel `mel` ``(M, F)`` (those within
+    `SPEECH_FLOOR` of its loudest): its long-term spectrum, which the vocal tract and the recording channel set and
+    the words barely move. Adding ``speech_band_means(a) - speech_band_means(b)`` to `b` gives it `a`'s."""
+    energy = mel.mean(dim=0)
+    return mel[:, energy >= energy.max() - SPEECH_FLOOR].mean(dim=1, keepdim=True)
+
+
 def log_mel(samples: torch.Tensor | np.ndarray, config: MelConfig = STUDIO_MEL) -> torch.Tensor:
     """THE studio log-mel: ``(T,)`` -> ``(M, F)`` or ``(B, T)`` -> ``(B, M, F)``, with F = T // hop + 1.
 

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
 import numpy as np
 import torch
 
-from tts.audio import SAMPLE_RATE, Audio, interpolate_frames, log_mel
+from tts.audio import SAMPLE_RATE, Audio, interpolate_frames, log_mel, speech_band_means
 from tts.dit.model import DiT
 from tts.dit.sampling import sample
 from tts.dit.units import BOUNDARY, UnitSequence, aligned_unit_frames, expand, fit_durations, text_units
@@ -86,8 +86,6 @@ at all."""
 GUIDE_PITCH_LIMITS = (0.5, 2.0)
 """Zero-shot speech's guide is first said at the reference's F0 median (PSOLA, formants scaled with it as the voice
 bank's pseudo-speakers are, `_to_voice_pitch`); the F0 ratio is kept within these."""
-SPEECH_FLOOR = 4.0
-"""Frames within this many natural-log units (35 dB) of a mel's loudest frame are its speech (`_speech_band_means`)."""
 SPEED_GUIDE = 0.92
 """Where on the flow (0 noise, 1 data) a speed edit starts from the stretched recording (`DitEngine.change_speed`)."""
 RATE_LIMITS = (0.4, 2.5)
@@ -141,7 +139,7 @@ class _Estimate:
         guide that already has the voice's spectrum ends closer to the voice."""
         if not GUIDE_MATCH:
             return self
-        return replace(self, mel=self.mel + GUIDE_MATCH * (_speech_band_means(mel) - _speech_band_means(self.mel)))
+        return replace(self, mel=self.mel + GUIDE_MATCH * (speech_band_means(mel) - speech_band_means(self.mel)))
 
 
 @dataclass
@@ -526,12 +524,6 @@ class DitEngine:
         out = _splice(audio.samples, rendered, layout, self.dit.config.mel.hop_length)
         hop = self.hop_seconds
         return EditResult(Audio(out, audio.sample_rate), [(a * hop, b * hop) for a, b in spans_frames], changes)
-
-
-def _speech_band_means(mel: torch.Tensor) -> torch.Tensor:
-    """``(M, 1)``: each band's mean over the frames of `mel` ``(M, F)`` within `SPEECH_FLOOR` of its loudest."""
-    energy = mel.mean(dim=0)
-    return mel[:, energy >= energy.max() - SPEECH_FLOOR].mean(dim=1, keepdim=True)
 
 
 def _f0_median(audio: Audio) -> float | None:
