@@ -146,7 +146,7 @@ class VoicePrompt:
 
 
 PROMPT_CACHE_SIZE = 16
-"""Voice prompts kept per tokenizer (`prepare_prompt`): a studio speaks a few voices over and over."""
+"""Voice prompts kept per tokenizer and refiner (`prepare_prompt`): a studio speaks a few voices over and over."""
 
 CORRECTION_MIN_TOKENS = 16
 """Each half of a prompt measures the refiner's spectral correction (`_spectral_correction`) only with at least this
