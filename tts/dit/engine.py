@@ -327,9 +327,9 @@ class DitEngine:
         if not 0.0 <= guide < 1.0:
             raise ValueError(f"guide must be in [0, 1), got {guide}")
         audio = self._check_recording(audio)
-        units, counts, plans = self._edit_plans(audio, transcript, new_transcript, context)
-        estimate = (self._guide_estimate(new_transcript, list(prepare_text(new_transcript).words), guide_voice, seed)
-                    if guide > 0 else None)
+        new_words = list(prepare_text(new_transcript).words)
+        units, counts, plans = self._edit_plans(audio, transcript, new_words, context)
+        estimate = self._guide_estimate(new_transcript, new_words, guide_voice, seed) if guide > 0 else None
         return self._apply(audio, units, counts, plans, margin, steps, cfg_strength, seed,
                            guide if estimate is not None else 0.0, estimate)
 
@@ -360,7 +360,7 @@ class DitEngine:
         `audio` itself and whose spans are the seconds, in `audio`, of each changed stretch (the words and the
         pauses around them, before the cross-fade margins). Only the aligner runs. Raises as `edit`."""
         audio = self._check_recording(audio)
-        units, counts, plans = self._edit_plans(audio, transcript, new_transcript, context)
+        units, counts, plans = self._edit_plans(audio, transcript, list(prepare_text(new_transcript).words), context)
         unit_end = np.cumsum(counts)
         unit_start = unit_end - np.asarray(counts)
         hop = self.hop_seconds
@@ -368,14 +368,14 @@ class DitEngine:
         return EditResult(audio, [(float(unit_start[plan.start] * hop), float(unit_end[plan.end - 1] * hop))
                                   for plan in plans], [(plan.old_text, plan.new_text) for plan in plans])
 
-    def _edit_plans(self, audio: Audio, transcript: str, new_transcript: str,
+    def _edit_plans(self, audio: Audio, transcript: str, new_words: Sequence[Word],
                     context: int = 0) -> tuple[UnitSequence, list[int], list[_Plan]]:
         """The aligned units of `audio`, their frame counts, and `_apply`'s plan of each changed stretch (with
-        `context` unchanged words on each side)."""
+        `context` unchanged words on each side) to say `new_words` (the new transcript's front-end words)."""
         if isinstance(context, bool) or not isinstance(context, int) or context < 0:
             raise ValueError(f"context must be a whole number of words, 0 or more, got {context!r}")
         old_words = list(prepare_text(transcript).words)
-        new_words = list(prepare_text(new_transcript).words)
+        new_words = list(new_words)
         units, counts = self.align(audio, old_words)
         new_units = text_units(new_words)
         rate = self.speaking_rate(units, counts)
