@@ -18,6 +18,7 @@ from app.studio import (
     DOWNLOAD_FORMATS,
     EDIT_SPEED,
     EDIT_WORDS,
+    MAX_EDIT_CONTEXT,
     MAX_EDIT_STEPS,
     UI_MAX_BATCH_LINES,
     UI_MAX_SOURCE_SECONDS,
@@ -29,7 +30,7 @@ from app.studio import (
     Studio,
 )
 from tts import __version__
-from tts.dit.engine import DEFAULT_STEPS, MAX_EDIT_SECONDS
+from tts.dit.engine import DEFAULT_STEPS, EDIT_CONTEXT_WORDS, MAX_EDIT_SECONDS
 from tts.engines import engine_status
 from tts.tone_color import DEFAULT_BASE, DEFAULT_TAU
 
@@ -241,6 +242,10 @@ def build_studio(engine_factory: EngineFactory | None = None, library=None,
                                                  elem_id="edit-span-end")
                     edit_steps = gr.Slider(1, MAX_EDIT_STEPS, value=DEFAULT_STEPS, step=1, elem_id="edit-steps",
                                            label="Sampling steps (fewer: faster, rougher)")
+                    edit_context = gr.Slider(0, MAX_EDIT_CONTEXT, value=EDIT_CONTEXT_WORDS, step=1,
+                                             elem_id="edit-context",
+                                             label="Words said again on each side of a change (more: smoother "
+                                                   "joins, less of the recording kept as it was)")
                     edit_takes = gr.Slider(1, UI_MAX_TAKES, value=1, step=1, elem_id="edit-takes",
                                            label="Takes of a word edit (above 1: that many, seeds counting up; "
                                                  "Whisper listens and the one saying the new text best is kept)")
@@ -370,13 +375,13 @@ def build_studio(engine_factory: EngineFactory | None = None, library=None,
                                       convert_engine, convert_tau, convert_seed, convert_fmt],
                          [converted, convert_download, convert_info], concurrency_id="engine", api_name="convert")
         do_edit.click(edit_ui, [edit_source, edit_transcript, edit_mode, edit_new, edit_factor, edit_start, edit_end,
-                                edit_seed, edit_fmt, edit_steps, edit_takes],
+                                edit_seed, edit_fmt, edit_steps, edit_takes, edit_context],
                       [edited, edit_download, edit_info, edit_before], concurrency_id="engine", api_name="edit")
         edit_transcribe.click(studio.transcribe_recording, edit_source, edit_transcript).success(
             lambda recording, said: "" if studio.engine_problem("dit") else studio.word_timings(recording, said),
             [edit_source, edit_transcript], edit_timings, concurrency_id="engine")
         edit_align.click(studio.word_timings, [edit_source, edit_transcript], edit_timings, concurrency_id="engine")
-        edit_preview.click(studio.preview_edit, [edit_source, edit_transcript, edit_new], edit_plan,
+        edit_preview.click(studio.preview_edit, [edit_source, edit_transcript, edit_new, edit_context], edit_plan,
                            concurrency_id="engine")
         edit_last.click(studio.last_speech, [download, text], [edit_source, edit_transcript])
         clean.click(studio.clean_clip, [new_clip, new_transcript], [pending, cleaned, cleaned_transcript, voices_info])

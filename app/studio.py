@@ -43,7 +43,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from tts.dit.engine import DEFAULT_STEPS, MAX_EDIT_SECONDS
+from tts.dit.engine import DEFAULT_STEPS, EDIT_CONTEXT_WORDS, MAX_EDIT_SECONDS
 from tts.engines import engine_status
 from tts.errors import CheckpointError, TimbreError, VoiceError
 from tts.tone_color import DEFAULT_BASE, DEFAULT_TAU
@@ -92,6 +92,8 @@ EDIT_WORDS, EDIT_SPEED = "change the words", "change the speed"
 MAX_EDIT_STEPS = 64
 """Most flow sampling steps one edit may ask for (8x the default): each step runs the DiT over the whole
 recording, so this bounds the time one request takes."""
+MAX_EDIT_CONTEXT = 3
+"""Most unchanged words on each side of a change that Edit says again with it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -411,7 +413,8 @@ class Studio:
 
     def edit(self, recording: str | None, transcript: str | None, mode: str, new_transcript: str | None,
              factor: float, span_start: float | None, span_end: float | None, seed: float | None, fmt: str,
-             steps: float = DEFAULT_STEPS, takes: float = 1, progress: Callable | None = None) -> tuple[str, str, str]:
+             steps: float = DEFAULT_STEPS, takes: float = 1, context: float = EDIT_CONTEXT_WORDS,
+             progress: Callable | None = None) -> tuple[str, str, str]:
         """Change the words or the speed of a `recording` that says `transcript`, keeping everything else:
         ``(audio file to play, the same file to download, info with a table of the regenerated spans)``.
 
@@ -420,7 +423,8 @@ class Studio:
         `span_end` seconds, widened to whole words, or throughout when both are 0 or empty;
         `tts.dit.engine.change_speed`). `steps` are the DiT's flow sampling steps. `takes` above 1 (word edits)
         makes that many edits, seeds counting up, and keeps the one Whisper hears saying the new text best
-        (`tts.takes.pick_take`). Engine `dit`."""
+        (`tts.takes.pick_take`). `context` unchanged words on each side of a changed stretch are said again with it
+        (word edits; 0 to `MAX_EDIT_CONTEXT`). Engine `dit`."""
         from tts.audio import load_audio
         from tts.dit.engine import change_speed, edit
         from tts.style import check_control
@@ -447,6 +451,7 @@ class Studio:
             if not 1 <= steps <= MAX_EDIT_STEPS:
                 raise ValueError(f"sampling steps must be from 1 to {MAX_EDIT_STEPS}, got {steps}")
             takes = _takes_setting(takes)
+            context = _context_setting(context)
             if takes > 1 and mode != EDIT_WORDS:
                 raise ValueError("takes are for word edits (Whisper checks the new words); a speed edit is made once")
             self._check_settings("dit", ("dit",), fmt)
@@ -462,7 +467,7 @@ class Studio:
             started = time.perf_counter()
             if mode == EDIT_WORDS:
                 result = edit(audio, transcript, new_transcript, seed=seed, steps=steps, models=models, takes=takes,
-                              on_take=lambda done, total, take: _report(progress, (done, total), "takes"))
+                              context=context, on_take=lambda done, total, take: _report(progress, (done, total), "takes"))
                 seed = result.takes.best.seed if result.takes is not None else seed
             else:
                 result = change_speed(audio, transcript, factor, span=span, seed=seed, steps=steps, models=models)
@@ -495,9 +500,10 @@ class Studio:
         words = [f"**{_cell(t.word)}** {t.start:.2f}-{t.end:.2f}" for t in timings if not t.is_punctuation]
         return "Word timings (s): " + " · ".join(words)
 
-    def preview_edit(self, recording: str | None, transcript: str | None, new_transcript: str | None) -> str:
-        """Which spans of `recording` a word edit would say again, as a Markdown table, before generating
-        (`tts.dit.engine.preview_edit`: only the aligner runs)."""
+    def preview_edit(self, recording: str | None, transcript: str | None, new_transcript: str | None,
+                     context: float = EDIT_CONTEXT_WORDS) -> str:
+        """Which spans of `recording` a word edit would say again (with `context` unchanged words on each side),
+        as a Markdown table, before generating (`tts.dit.engine.preview_edit`: only the aligner runs)."""
         from tts.audio import load_audio
         from tts.dit.engine import preview_edit
 
@@ -506,9 +512,11 @@ class Studio:
                 raise ValueError("upload or record the speech to edit first")
             if not (transcript or "").strip() or not (new_transcript or "").strip():
                 raise ValueError("type what the recording says now and what it should say, then preview")
+            context = _context_setting(context)
             self._check_settings("dit", ("dit",), "wav")
             audio = load_audio(recording, max_seconds=MAX_EDIT_SECONDS)
-            plan = preview_edit(audio, transcript.strip(), new_transcript.strip(), models=self._shared("dit"))
+            plan = preview_edit(audio, transcript.strip(), new_transcript.strip(), models=self._shared("dit"),
+                                context=context)
         rows = [f"| {start:.2f}-{end:.2f} | {_cell(old)} | {_cell(new)} |"
                 for (start, end), (old, new) in zip(plan.spans, plan.changes)]
         return (f"{len(rows)} span(s) of the {audio.duration:.2f} s recording will be said again; the rest stays as "
@@ -776,6 +784,16 @@ def _takes_setting(value: float | None) -> int:
     if not 1 <= takes <= min(UI_MAX_TAKES, MAX_TAKES):
         raise ValueError(f"takes must be from 1 to {min(UI_MAX_TAKES, MAX_TAKES)}, got {takes}")
     return takes
+
+
+def _context_setting(value: float | None) -> int:
+    """Edit's context control as a whole number of words from 0 to `MAX_EDIT_CONTEXT` (empty: the default)."""
+    if value is None:
+        return EDIT_CONTEXT_WORDS
+    context = _whole(value, "context words")
+    if not 0 <= context <= MAX_EDIT_CONTEXT:
+        raise ValueError(f"context words must be from 0 to {MAX_EDIT_CONTEXT}, got {context}")
+    return context
 
 
 def _takes_summary(kept) -> str:

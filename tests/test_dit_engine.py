@@ -66,7 +66,7 @@ def _assert_kept_outside(original: np.ndarray, edited: np.ndarray, span: tuple[f
 
 def test_replacing_one_word_regenerates_only_its_span(engine, recording):
     audio, spans = recording
-    result = engine.edit(audio, " ".join(WORDS), "the dog sat on the mat", steps=2, seed=0)
+    result = engine.edit(audio, " ".join(WORDS), "the dog sat on the mat", steps=2, seed=0, context=0)
     assert len(result.spans) == 1 and result.changes == [("cat", "dog")]
     (start, end), = result.spans
     shift = len(result.audio) - len(audio)
@@ -82,14 +82,14 @@ def test_replacing_one_word_regenerates_only_its_span(engine, recording):
 
 def test_insertion_deletion_and_several_spans(engine, recording):
     audio, spans = recording
-    inserted = engine.edit(audio, " ".join(WORDS), "the black cat sat on the mat", steps=2)
+    inserted = engine.edit(audio, " ".join(WORDS), "the black cat sat on the mat", steps=2, context=0)
     assert inserted.changes == [("", "black")] and len(inserted.spans) == 1
     # It goes in the pause between "the" and "cat": neither word is regenerated (bar the cross-fade margins).
     assert inserted.spans[0][0] >= spans[0][1] - 0.08 and inserted.spans[0][0] <= spans[1][0]
     _assert_kept_outside(audio.samples, inserted.audio.samples, inserted.spans[0], len(inserted.audio) - len(audio))
-    deleted = engine.edit(audio, " ".join(WORDS), "the cat sat the mat", steps=2)
+    deleted = engine.edit(audio, " ".join(WORDS), "the cat sat the mat", steps=2, context=0)
     assert deleted.changes == [("on", "")] and len(deleted.audio) < len(audio)
-    both = engine.edit(audio, " ".join(WORDS), "a cat sat on the rug", steps=2)
+    both = engine.edit(audio, " ".join(WORDS), "a cat sat on the rug", steps=2, context=0)
     assert [c for c in both.changes] == [("the", "a"), ("mat", "rug")] and len(both.spans) == 2
     (a0, a1), (b0, b1) = both.spans
     samples, edited = audio.samples, both.audio.samples
@@ -197,8 +197,8 @@ def test_edit_context_widens_and_merges_changed_stretches(engine, recording):
     assert _with_context([(0, 1, 0, 1)], 3, 5) == [(0, 3, 0, 3)]  # clipped at both ends
     assert _with_context([(3, 3, 3, 4)], 3, 1) == [(2, 3, 2, 4)]  # an insertion at the end
     audio, _ = recording
-    plain = engine.preview_edit(audio, " ".join(WORDS), "the cat sat in the mat")
-    wide = engine.preview_edit(audio, " ".join(WORDS), "the cat sat in the mat", context=1)
+    plain = engine.preview_edit(audio, " ".join(WORDS), "the cat sat in the mat", context=0)
+    wide = engine.preview_edit(audio, " ".join(WORDS), "the cat sat in the mat")  # EDIT_CONTEXT_WORDS: 1
     assert plain.changes == [("on", "in")] and wide.changes == [("sat on the", "sat in the")]
     assert wide.spans[0][0] < plain.spans[0][0] and wide.spans[0][1] > plain.spans[0][1]
     with pytest.raises(ValueError, match="context"):
@@ -222,16 +222,20 @@ def infill_calls(monkeypatch):
 
 
 def test_a_word_edit_starts_its_new_words_from_the_guide_voice(engine, recording, infill_calls):
-    """The new words' first estimate is the guide voice's rendering of them (after the recording's frames in the
-    source the flow reads), their pauses the recording's own frames; without a guide voice, noise."""
+    """The new words' first estimate is the guide voice's rendering of them, moved toward the recording's voice
+    (after the recording's frames in the source the flow reads), their pauses the recording's own frames; without
+    a guide voice, noise."""
     from tts.dit import engine as engine_module
 
     audio, _ = recording
     text, new_text = " ".join(WORDS), "the dog sat on the mat"
-    guided = engine.edit(audio, text, new_text, steps=2, guide_voice="flite:awb", guide=0.6)
+    guided = engine.edit(audio, text, new_text, steps=2, guide_voice="flite:awb", guide=0.6, context=0)
     layout, source_mel, guide = infill_calls[-1]
     frames = engine._mel(audio).shape[1]
-    estimate = engine._guide_estimate(new_text, list(engine_module.prepare_text(new_text).words), "flite:awb", 0)
+    new_words = list(engine_module.prepare_text(new_text).words)
+    estimate = engine._guide_estimate(new_text, new_words, "flite:awb", 0, engine._mel(audio),
+                                      engine_module._f0_median(audio))
+    unmoved = engine._guide_estimate(new_text, new_words, "flite:awb", 0)
     assert guide == 0.6 and source_mel.shape[1] == frames + estimate.mel.shape[1]
     generated = [i for i, keep in enumerate(layout.keep) if not keep]
     positions = np.array([layout.guide[i] for i in generated])
@@ -243,10 +247,11 @@ def test_a_word_edit_starts_its_new_words_from_the_guide_voice(engine, recording
     dog_frames = np.cumsum(estimate.counts)
     first, last = dog_frames[dog_start] - estimate.counts[dog_start], dog_frames[dog_end - 1]
     assert positions[from_voice].min() >= frames + first - 1 and positions[from_voice].max() <= frames + last
-    assert torch.equal(source_mel[:, frames:], estimate.mel)  # as the guide voice said them (not moved to the voice)
+    assert torch.equal(source_mel[:, frames:], estimate.mel)  # the guide voice moved to the recording's voice
+    assert not torch.equal(estimate.mel, unmoved.mel)
     assert guided.changes == [("cat", "dog")] and np.isfinite(guided.audio.samples).all()
 
-    plain = engine.edit(audio, text, new_text, steps=2, guide_voice=None)
+    plain = engine.edit(audio, text, new_text, steps=2, guide_voice=None, context=0)
     assert infill_calls[-1][2] == 0.0 and infill_calls[-1][1].shape[1] == frames  # from noise
     assert len(plain.audio) == len(guided.audio) and not np.array_equal(plain.audio.samples, guided.audio.samples)
     with pytest.raises(ValueError, match="guide"):
@@ -310,7 +315,7 @@ def test_a_missing_guide_voice_falls_back_to_noise(engine, recording, monkeypatc
     monkeypatch.setattr(voicebank, "get_speaker", missing_piper)
     with caplog.at_level("WARNING"):
         result = engine.edit(audio, " ".join(WORDS), "the dog sat on the mat", steps=2, guide_voice="piper:joe")
-    assert "starts from noise" in caplog.text and result.changes == [("cat", "dog")]
+    assert "starts from noise" in caplog.text and result.changes == [("the cat sat", "the dog sat")]  # context 1
 
 
 def test_zero_shot_speech_starts_from_the_guide_voice(engine, recording, infill_calls):

@@ -48,7 +48,7 @@ def test_a_word_edit_is_heard_and_the_rest_is_kept(shipped):
 
     engine, _, reference = shipped
     result = edit(reference, PROMPT[1], EDITED, models=engine, watermark=False)
-    assert result.changes == [("things", "apples")]
+    assert result.changes == [("these things with", "these apples with")]  # a word each side said again too
     (start, end), = result.spans
     rate = reference.sample_rate
     shift = len(result.audio) - len(reference)
@@ -74,12 +74,16 @@ def test_timbre_edit_with_takes_keeps_the_best_heard(shipped, tmp_path, capsys):
     assert [line.split(":")[0] for line in lines] == ["take seed 0", "take seed 1"]
     werrs = [float(line.split("WER ")[1].split(",")[0]) for line in lines]
     kept = next(i for i, line in enumerate(lines) if line.endswith("(kept)"))
-    assert werrs[kept] == min(werrs) and "'things' -> 'apples'" in printed
+    assert werrs[kept] == min(werrs) and "'these things with' -> 'these apples with'" in printed
     assert load_audio(out).duration > 0.5 * reference.duration
     with pytest.raises(SystemExit, match="--takes goes with --to"):
         main(["edit", str(source), "--from", PROMPT[1], "--speed", "0.8", "--takes", "2", "-o", str(out)])
     with pytest.raises(SystemExit, match="--guide-voice goes with --to"):
         main(["edit", str(source), "--from", PROMPT[1], "--speed", "0.8", "--guide-voice", "flite:slt", "-o", str(out)])
+    with pytest.raises(SystemExit, match="--context goes with --to"):
+        main(["edit", str(source), "--from", PROMPT[1], "--speed", "0.8", "--context", "0", "-o", str(out)])
+    with pytest.raises(SystemExit, match="--context is a number of words"):
+        main(["edit", str(source), "--from", PROMPT[1], "--to", EDITED, "--context", "-1", "-o", str(out)])
     with pytest.raises(SystemExit, match="--guide-voice: unknown voice"):
         main(["edit", str(source), "--from", PROMPT[1], "--to", EDITED, "--guide-voice", "nobody", "-o", str(out)])
 

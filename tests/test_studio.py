@@ -36,6 +36,7 @@ from app.studio import (
     Studio,
 )
 from tts.audio import SAMPLE_RATE, Audio
+from tts.dit.engine import EDIT_CONTEXT_WORDS
 from tts.errors import CheckpointError
 from tts.tone_color import DEFAULT_BASE
 from tts.voice import Voice
@@ -643,10 +644,10 @@ def dit_studio(tmp_path, tiny_dit):
 
 def _edit(studio: Studio, recording, new_text: str | None = "The dog sat on the mat.", **changes):
     settings = {"transcript": EDIT_TEXT, "mode": EDIT_WORDS, "factor": 1.0, "span_start": None, "span_end": None,
-                "seed": 3, "fmt": "wav", "steps": 2, "takes": 1, **changes}
+                "seed": 3, "fmt": "wav", "steps": 2, "takes": 1, "context": 0, **changes}
     return studio.edit(None if recording is None else str(recording), settings["transcript"], settings["mode"],
                        new_text, settings["factor"], settings["span_start"], settings["span_end"], settings["seed"],
-                       settings["fmt"], steps=settings["steps"], takes=settings["takes"])
+                       settings["fmt"], steps=settings["steps"], takes=settings["takes"], context=settings["context"])
 
 
 def test_edit_says_other_words_and_keeps_the_rest_of_the_recording(dit_studio, tiny_dit, edit_path):
@@ -657,7 +658,7 @@ def test_edit_says_other_words_and_keeps_the_rest_of_the_recording(dit_studio, t
     path, download, info = _edit(studio, edit_path, "The dog sat on the mat.")
     assert path == download and path.endswith(".wav")
     source, edited = load_audio(edit_path), load_audio(path)
-    expected = edit(source, EDIT_TEXT, "The dog sat on the mat.", seed=3, steps=2, models=tiny_dit)
+    expected = edit(source, EDIT_TEXT, "The dog sat on the mat.", seed=3, steps=2, models=tiny_dit, context=0)
     np.testing.assert_allclose(edited.samples, expected.audio.samples, atol=1 / 2**14)  # the settings went through
     assert expected.changes == [("cat", "dog")]
     (start, end), = expected.spans
@@ -685,7 +686,8 @@ def test_edit_with_takes_keeps_the_edit_whisper_hears_best(dit_studio, tiny_dit,
     path, _, info = _edit(studio, edit_path, "The dog sat on the mat.", takes=3)
     assert next(heard, None) is None  # each of the three takes was listened to
     assert "seed 4. takes (seed: WER heard) 3: 0.17, 4: 0.00 kept, 5: 0.33." in info
-    expected = edit(load_audio(edit_path), EDIT_TEXT, "The dog sat on the mat.", seed=4, steps=2, models=tiny_dit)
+    expected = edit(load_audio(edit_path), EDIT_TEXT, "The dog sat on the mat.", seed=4, steps=2, models=tiny_dit,
+                    context=0)
     np.testing.assert_allclose(load_audio(path).samples, expected.audio.samples, atol=1 / 2**14)  # the kept take
     assert path.endswith("timbre-edit-4.wav")
     with pytest.raises(gr.Error, match="takes must be from 1 to 4"):
@@ -698,8 +700,8 @@ def test_edit_preview_shows_the_spans_that_will_change_without_generating(dit_st
     from tts.audio import load_audio
 
     studio, loads = dit_studio
-    plan = studio.preview_edit(str(edit_path), EDIT_TEXT, "The dog sat on the mat.")
-    preview = tiny_dit.preview_edit(load_audio(edit_path), EDIT_TEXT, "The dog sat on the mat.")
+    plan = studio.preview_edit(str(edit_path), EDIT_TEXT, "The dog sat on the mat.", 0)
+    preview = tiny_dit.preview_edit(load_audio(edit_path), EDIT_TEXT, "The dog sat on the mat.", context=0)
     (start, end), = preview.spans
     assert preview.changes == [("cat", "dog")] and EDIT_LEAD < start < end < load_audio(edit_path).duration
     assert plan.startswith("1 span(s) of the") and f"| {start:.2f}-{end:.2f} | cat | dog |" in plan
@@ -708,10 +710,18 @@ def test_edit_preview_shows_the_spans_that_will_change_without_generating(dit_st
     _, _, info = _edit(studio, edit_path, "The dog sat on the mat.")
     out_start, out_end = map(float, re.search(r"\| ([0-9.]+)-([0-9.]+) \| cat \| dog \|", info).groups())
     assert out_start <= start + 0.01 and out_end >= end - 0.1
+    # By default (EDIT_CONTEXT_WORDS) a word each side is said again with the change; the control takes 0-3.
+    wide = studio.preview_edit(str(edit_path), EDIT_TEXT, "The dog sat on the mat.")
+    assert EDIT_CONTEXT_WORDS == 1 and "| The cat sat | The dog sat |" in wide
     with pytest.raises(gr.Error, match="says the same words"):
         studio.preview_edit(str(edit_path), EDIT_TEXT, EDIT_TEXT)
     with pytest.raises(gr.Error, match="type what the recording says now"):
         studio.preview_edit(str(edit_path), EDIT_TEXT, " ")
+    for bad in (4, -1, 1.5):
+        with pytest.raises(gr.Error, match="context words must be"):
+            studio.preview_edit(str(edit_path), EDIT_TEXT, "The dog sat on the mat.", bad)
+    with pytest.raises(gr.Error, match="context words must be"):
+        _edit(studio, edit_path, context=4)
     assert loads == [1]
 
 

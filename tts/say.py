@@ -89,6 +89,9 @@ def register(subparsers) -> None:
     edit.add_argument("--guide-voice", default=None, metavar="VOICE",
                       help="with --to: the base speaker that says the new text first; the new words start from its "
                            "rendering (default piper:joe; 'none': from noise)")
+    edit.add_argument("--context", type=int, default=None, metavar="N",
+                      help="with --to: unchanged words on each side of a change said again with it (default 1; "
+                           "0 keeps every other word as recorded)")
     edit.set_defaults(func=_run_edit)
 
 
@@ -119,7 +122,7 @@ def _parse_span(text: str | None) -> tuple[float, float] | None:
 
 def _run_edit(args: argparse.Namespace) -> int:
     from tts.audio import load_audio
-    from tts.dit.engine import DEFAULT_STEPS, GUIDE_VOICE, change_speed, edit
+    from tts.dit.engine import DEFAULT_STEPS, EDIT_CONTEXT_WORDS, GUIDE_VOICE, change_speed, edit
 
     span = _parse_span(args.span)
     if span is not None and args.speed is None:
@@ -128,6 +131,10 @@ def _run_edit(args: argparse.Namespace) -> int:
         raise SystemExit("timbre edit: --takes goes with --to (Whisper checks the new words); a speed edit is made once")
     if args.guide_voice is not None and args.speed is not None:
         raise SystemExit("timbre edit: --guide-voice goes with --to (a speed edit starts from the recording itself)")
+    if args.context is not None and args.speed is not None:
+        raise SystemExit("timbre edit: --context goes with --to (a speed edit says its span's own words again)")
+    if args.context is not None and args.context < 0:
+        raise SystemExit(f"timbre edit: --context is a number of words, 0 or more, got {args.context}")
     # The default guide falls back to noise where its synthesizer is missing (logged); one asked for must run.
     guide_voice = GUIDE_VOICE
     if args.guide_voice is not None and args.guide_voice.lower() == "none":
@@ -145,7 +152,9 @@ def _run_edit(args: argparse.Namespace) -> int:
     if args.speed is not None:
         result = change_speed(audio, args.old, args.speed, span=span, seed=args.seed, steps=steps)
     else:
-        result = edit(audio, args.old, args.new, seed=args.seed, steps=steps, takes=args.takes, guide_voice=guide_voice)
+        context = EDIT_CONTEXT_WORDS if args.context is None else args.context
+        result = edit(audio, args.old, args.new, seed=args.seed, steps=steps, takes=args.takes, guide_voice=guide_voice,
+                      context=context)
     path = result.audio.save(args.output)
     for index, take in enumerate(result.takes.takes if result.takes is not None else ()):
         kept = "  (kept)" if index == result.takes.best_index else ""
