@@ -207,9 +207,9 @@ def test_the_app_builds_with_its_views_queue_and_local_theme(library, tmp_path):
     parameters = [name for name in inspect.signature(Studio.edit).parameters if name not in ("self", "progress")]
     assert [components[i] for i in edit["inputs"]] == [
         "edit-source", "edit-transcript", "edit-mode", "edit-new-transcript", "edit-factor", "edit-span-start",
-        "edit-span-end", "edit-seed", "edit-format", "edit-steps", "edit-takes"]
+        "edit-span-end", "edit-seed", "edit-format", "edit-steps", "edit-takes", "edit-context"]
     assert parameters == ["recording", "transcript", "mode", "new_transcript", "factor", "span_start", "span_end",
-                          "seed", "fmt", "steps", "takes"]
+                          "seed", "fmt", "steps", "takes", "context"]
     assert not (tmp_path / "work").exists() or not any((tmp_path / "work").iterdir())
 
 
