@@ -467,7 +467,8 @@ class Studio:
             started = time.perf_counter()
             if mode == EDIT_WORDS:
                 result = edit(audio, transcript, new_transcript, seed=seed, steps=steps, models=models, takes=takes,
-                              context=context, on_take=lambda done, total, take: _report(progress, (done, total), "takes"))
+                              context=context,
+                              on_take=lambda done, total, take: _report(progress, (done, total), "takes"))
                 seed = result.takes.best.seed if result.takes is not None else seed
             else:
                 result = change_speed(audio, transcript, factor, span=span, seed=seed, steps=steps, models=models)

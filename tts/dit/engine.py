@@ -89,8 +89,8 @@ GUIDE_MATCH = 1.0
 speech) moved to the voice's before the flow starts from it (`_Estimate.matched`): 1 all the way (vocal tract and
 channel), 0 not at all."""
 GUIDE_PITCH_LIMITS = (0.5, 2.0)
-"""A guide is first said at its voice's F0 median (PSOLA, formants scaled with it as the voice
-bank's pseudo-speakers are, `_to_voice_pitch`); the F0 ratio is kept within these."""
+"""A guide is first said at its voice's F0 median (PSOLA, formants scaled with it as the voice bank's
+pseudo-speakers are, `_to_voice_pitch`); the F0 ratio is kept within these."""
 SPEED_GUIDE = 0.92
 """Where on the flow (0 noise, 1 data) a speed edit starts from the stretched recording (`DitEngine.change_speed`)."""
 RATE_LIMITS = (0.4, 2.5)
