@@ -214,9 +214,10 @@ def build_studio(engine_factory: EngineFactory | None = None, library=None,
             convert_info = gr.Markdown(elem_id="convert-info")
 
         with gr.Tab("Edit", id="edit"):
-            gr.Markdown("Change words in a recording, or its speed, and keep the rest: only the changed words are "
-                        "said again, in the recording's voice and pace (engine `dit`); everything else stays the "
-                        f"recording's own audio. At most {MAX_EDIT_SECONDS:.0f} s: cut a longer recording first.")
+            gr.Markdown("Change words in a recording, or its speed, and keep the rest: only the changed words (and "
+                        "the words next to them, as the context slider says) are said again, in the recording's "
+                        "voice and pace (engine `dit`); everything else stays the recording's own audio. At most "
+                        f"{MAX_EDIT_SECONDS:.0f} s: cut a longer recording first.")
             gr.Markdown(studio.engine_note("dit"), elem_id="edit-engine-note")
             with gr.Row():
                 with gr.Column(scale=3):
