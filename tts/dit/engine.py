@@ -335,10 +335,11 @@ class DitEngine:
         audio = self._check_recording(audio)
         new_words = list(prepare_text(new_transcript).words)
         units, counts, plans = self._edit_plans(audio, transcript, new_words, context)
-        estimate = (self._guide_estimate(new_transcript, new_words, guide_voice, seed, self._mel(audio),
-                                         _f0_median(audio)) if guide > 0 else None)
+        mel = self._mel(audio)
+        estimate = (self._guide_estimate(new_transcript, new_words, guide_voice, seed, mel, _f0_median(audio))
+                    if guide > 0 else None)
         return self._apply(audio, units, counts, plans, margin, steps, cfg_strength, seed,
-                           guide if estimate is not None else 0.0, estimate)
+                           guide if estimate is not None else 0.0, estimate, mel)
 
     def _guide_estimate(self, text: str, words: Sequence[Word], voice_id: str | None, seed: int,
                         voice_mel: torch.Tensor | None = None, voice_f0: float | None = None) -> _Estimate | None:
@@ -477,14 +478,14 @@ class DitEngine:
 
     def _apply(self, audio: Audio, units: UnitSequence, counts: Sequence[int], plans: list[_Plan], margin: int,
                steps: int, cfg_strength: float, seed: int, guide: float = 0.0,
-               estimate: _Estimate | None = None) -> EditResult:
+               estimate: _Estimate | None = None, mel: torch.Tensor | None = None) -> EditResult:
         """Regenerate each planned unit span (`_Plan`).
 
         A span that keeps its units (a speed edit) has the old frames, stretched, as its first estimate; a word
         edit's new words have the guide voice's frames of them (`estimate`), stretched, and its pauses their old
         frames. With `guide` > 0 and a first estimate for every generated frame, the flow starts from them
-        (`_infill`)."""
-        mel = self._mel(audio)
+        (`_infill`). `mel` is the recording's (`_mel`), where the caller has it already."""
+        mel = self._mel(audio) if mel is None else mel
         frames = mel.shape[1]
         source_mel = mel if estimate is None else torch.cat((mel, estimate.mel), dim=1)
         estimate_start = None if estimate is None else np.cumsum(estimate.counts) - np.asarray(estimate.counts)
