@@ -46,6 +46,7 @@ import numpy as np
 from tts.dit.engine import DEFAULT_STEPS, EDIT_CONTEXT_WORDS, MAX_EDIT_SECONDS
 from tts.engines import engine_status
 from tts.errors import CheckpointError, TimbreError, VoiceError
+from tts.synthesis import DEFAULT_ENGINE
 from tts.tone_color import DEFAULT_BASE, DEFAULT_TAU
 
 logger = logging.getLogger(__name__)
@@ -279,10 +280,10 @@ class Studio:
     # -- Speak -------------------------------------------------------------------------------------------
 
     def speak(self, text: str, voice_from: str, voice_name: str | None, clip: str | None, transcript: str | None,
-              style: str, intensity: float, speed: float, seed: float | None, fmt: str, engine: str = "ar",
-              base: str | None = None, tau: float = DEFAULT_TAU, mix: str | None = None, pitch: float = 0.0,
-              pitch_range: float = 1.0, energy: float = 0.0, style_ref: str | None = None, takes: float = 1,
-              progress: Callable | None = None) -> tuple[str, str, str]:
+              style: str, intensity: float, speed: float, seed: float | None, fmt: str,
+              engine: str = DEFAULT_ENGINE, base: str | None = None, tau: float = DEFAULT_TAU, mix: str | None = None,
+              pitch: float = 0.0, pitch_range: float = 1.0, energy: float = 0.0, style_ref: str | None = None,
+              takes: float = 1, progress: Callable | None = None) -> tuple[str, str, str]:
         """Say `text` in the chosen voice: ``(audio file to play, the same file to download, info line)``; the
         whole result of `speak_stream` (which see for the parameters)."""
         final = None
@@ -294,19 +295,20 @@ class Studio:
 
     def speak_stream(self, text: str, voice_from: str, voice_name: str | None, clip: str | None,
                      transcript: str | None, style: str, intensity: float, speed: float, seed: float | None, fmt: str,
-                     engine: str = "ar", base: str | None = None, tau: float = DEFAULT_TAU, mix: str | None = None,
-                     pitch: float = 0.0, pitch_range: float = 1.0, energy: float = 0.0, style_ref: str | None = None,
-                     takes: float = 1, progress: Callable | None = None) -> Iterator[SpeakUpdate]:
+                     engine: str = DEFAULT_ENGINE, base: str | None = None, tau: float = DEFAULT_TAU,
+                     mix: str | None = None, pitch: float = 0.0, pitch_range: float = 1.0, energy: float = 0.0,
+                     style_ref: str | None = None, takes: float = 1,
+                     progress: Callable | None = None) -> Iterator[SpeakUpdate]:
         """Say `text` in the chosen voice, as the page plays it: `SpeakUpdate`s, first one per piece of audio as
         soon as it exists (the page starts playing the first), then the whole result (`SpeakUpdate.file` set).
 
         `style` is an emotion label; `mix`, when not blank, replaces it with a mixture (``"happy:0.7+sad:0.3"``).
         `intensity` (0 to 2; above 1 exaggerates), `speed`, `pitch` (semitones), `pitch_range` and `energy` (dB)
         are the controls of `tts.style.Style`; inline tags in `text` change the style mid-passage
-        (`tts.style.parse_style_tags`). `engine` is ``"ar"``, ``"dit"`` (the DiT infills the text after the voice's
-        clip, at the clip's own speaking rate times `speed`) or ``"base+convert"``; with the latter, `base` (a base
-        speaker id, default `tts.tone_color.DEFAULT_BASE`) says the text and the converter (posterior temperature
-        `tau`) gives it the voice. `style_ref`, a clip, replaces the emotion and intensity with those the style
+        (`tts.style.parse_style_tags`). `engine` is ``"dit"`` (the default: the DiT infills the text after the
+        voice's clip, at the clip's own speaking rate times `speed`), ``"ar"`` (streams within a sentence) or
+        ``"base+convert"``; with the latter, `base` (a base speaker id, default `tts.tone_color.DEFAULT_BASE`) says
+        the text and the converter (posterior temperature `tau`) gives it the voice. `style_ref`, a clip, replaces the emotion and intensity with those the style
         classifier hears in it (`tts.style_reference.read_style_reference`); speed, pitch, pitch range and energy
         act on top. `takes` above 1 makes that many whole takes (seeds `seed`, `seed + 1`, ...) and keeps the one
         Whisper hears best (`tts.takes.best_take`); the kept take then comes as a single piece."""

@@ -37,6 +37,25 @@ def shipped_root(tmp_path, monkeypatch):
     return root
 
 
+@pytest.fixture
+def scripted_asr(monkeypatch):
+    """Stands in for the offline ASR (`tts.evaluation.asr.transcribe`) in `synthesize(verify=True)` tests:
+    ``scripted_asr(["heard first", "heard next", ...])`` makes it hear those transcripts in turn (the last one
+    after that) and returns the list of the `Audio` it was given, one per rendering it checked."""
+
+    def script(transcripts):
+        heard, checked = list(transcripts), []
+
+        def transcribe(audio, model=None):
+            checked.append(audio)
+            return heard[min(len(checked), len(heard)) - 1]
+
+        monkeypatch.setattr("tts.evaluation.asr.transcribe", transcribe)
+        return checked
+
+    return script
+
+
 COMPAT_DIR = __import__("pathlib").Path(__file__).resolve().parent / "data" / "compat"
 """Copy of the steering repo's compat data (published manifests, tiny golden weights and outputs)."""
 

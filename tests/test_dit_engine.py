@@ -131,6 +131,18 @@ def test_zero_shot_speech_follows_the_reference_rate(engine, recording):
     assert fast.duration == pytest.approx(normal.duration / 2, rel=0.15)
 
 
+def test_synthesize_verify_renders_a_misheard_chunk_again(engine, recording, scripted_asr):
+    from tts import synthesize
+    from tts.voice import Voice
+
+    voice = Voice(recording[0], " ".join(WORDS))
+    plain = synthesize("The mat.", voice, models=engine, seed=1, watermark=False)  # dit: the models' engine
+    checked = scripted_asr(["a hat", "the mat"])
+    verified = synthesize("The mat.", voice, engine="dit", models=engine, seed=1, watermark=False, verify=True)
+    assert len(checked) == 2 and np.array_equal(checked[0].samples, plain.samples)
+    assert np.array_equal(verified.samples, checked[1].samples) and not np.array_equal(verified.samples, plain.samples)
+
+
 def test_synthesize_and_edit_entry_points(engine, recording):
     from tts import edit, synthesize
     from tts.voice import Voice

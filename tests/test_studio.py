@@ -216,7 +216,8 @@ def test_the_app_builds_with_its_views_queue_and_local_theme(library, tmp_path):
 def test_speak_uses_the_library_voice_and_settings_and_loads_the_engine_once(library, fake, tmp_path):
     loads = []
     studio = Studio(library, lambda: loads.append(1) or "engine", tmp_path / "work")
-    audio_path, download, info = _speak(studio, style="happy", intensity=0.5, speed=1.25, seed=42, fmt="flac")
+    audio_path, download, info = _speak(studio, style="happy", intensity=0.5, speed=1.25, seed=42, fmt="flac",
+                                        engine="ar")
     assert audio_path == download and audio_path.endswith(".flac")
     samples, rate = sf.read(audio_path)
     assert rate == SAMPLE_RATE and len(samples) == SAMPLE_RATE
@@ -226,7 +227,7 @@ def test_speak_uses_the_library_voice_and_settings_and_loads_the_engine_once(lib
     assert (call["pitch"], call["pitch_range"], call["energy"], call.get("tags", True)) == (0.0, 1.0, 0.0, True)
     assert "1.00 s of audio" in info and "real-time factor" in info and "seed 42" in info
     assert f"voice Ada (consent: “{CONSENT_STATEMENT}”)" in info  # the consent is shown where the voice is used
-    _, _, again = _speak(studio, voice="bob", seed=None, fmt="mp3")
+    _, _, again = _speak(studio, voice="bob", seed=None, fmt="mp3", engine="ar")
     assert fake.calls[1]["voice"].name == "Bob" and 0 <= fake.calls[1]["seed"] < 2**31
     assert f"seed {fake.calls[1]['seed']}" in again
     assert loads == [1]  # loaded lazily, once, and shared
@@ -303,13 +304,13 @@ def test_engine_problems_are_messages_not_tracebacks(library, fake, tmp_path):
         raise CheckpointError("the 'ar' engine is unavailable: not trained yet")
 
     with pytest.raises(gr.Error, match="not trained yet"):
-        _speak(Studio(library, missing, tmp_path / "a"))
+        _speak(Studio(library, missing, tmp_path / "a"), engine="ar")
 
     def broken():
         raise RuntimeError("out of memory")
 
     with pytest.raises(gr.Error, match="unexpected RuntimeError: out of memory"):
-        _speak(Studio(library, broken, tmp_path / "b"))
+        _speak(Studio(library, broken, tmp_path / "b"), engine="ar")
 
 
 def test_two_sessions_at_once_each_get_their_own_voice(library, tmp_path, monkeypatch):
@@ -439,7 +440,7 @@ def test_speak_streams_pieces_before_the_whole_result_and_draws_it(tiny_studio):
 
     studio, _ = tiny_studio
     updates = list(studio.speak_stream("Hello there. How are you today?", VOICE_FROM_LIBRARY, "Slt", None, None,
-                                       "neutral", 1.0, 1.0, 3, "flac"))
+                                       "neutral", 1.0, 1.0, 3, "flac", "ar"))
     *pieces, final = updates
     assert len(pieces) >= 2 and all(isinstance(u.piece, bytes) and u.file is None for u in pieces)
     assert "so far, first audio after" in pieces[0].info
@@ -577,7 +578,7 @@ def test_unavailable_engines_are_listed_and_say_why(library, fake, tmp_path, shi
     from tts.synthesis import CONVERSION_ENGINES, SYNTHESIS_ENGINES
 
     studio = Studio(library, None, tmp_path / "work")  # the shipped checkpoints, of which there are none
-    assert studio.engine_choices(SYNTHESIS_ENGINES) == [("ar (unavailable)", "ar"), ("dit (unavailable)", "dit"),
+    assert studio.engine_choices(SYNTHESIS_ENGINES) == [("dit (unavailable)", "dit"), ("ar (unavailable)", "ar"),
                                                         ("base+convert (unavailable)", "base+convert")]
     assert [value for _, value in studio.engine_choices(CONVERSION_ENGINES)] == ["tone-color", "distilled", "ar"]
     assert "converter" in studio.engine_note("tone-color") and "not trained yet" in studio.engine_note("base+convert")
@@ -595,7 +596,7 @@ def test_unavailable_engines_are_listed_and_say_why(library, fake, tmp_path, shi
 
     given = Studio(library, lambda: "engine", tmp_path / "work", tone_engine_factory=lambda: "tone engine",
                    dit_engine_factory=lambda: "dit engine")
-    assert given.engine_choices(SYNTHESIS_ENGINES) == [("ar", "ar"), ("dit", "dit"), ("base+convert", "base+convert")]
+    assert given.engine_choices(SYNTHESIS_ENGINES) == [("dit", "dit"), ("ar", "ar"), ("base+convert", "base+convert")]
     assert given.engine_note("tone-color") == given.engine_note("dit") == ""
     _speak(given, engine="base+convert", base=None, tau=0.0)
     call = fake.calls[0]

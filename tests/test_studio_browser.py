@@ -188,9 +188,11 @@ def test_voice_speak_convert_batch_end_to_end(studio, clip_path, source_path, tm
             _wait_for_text(page, "#voices-table", "Renamed Voice")
             assert library.names() == ["Renamed Voice"]
 
-            # Speak with it: the player starts before the whole result exists, which is then drawn.
+            # Speak with it through `ar`: the player starts before the whole result exists, which is then drawn.
             page.get_by_role("tab", name="Speak").click()
             expect(page.locator("#speak-voice").get_by_role("combobox")).to_have_value("Renamed Voice")
+            expect(page.locator("#speak-engine").get_by_role("radio", name="dit")).to_be_checked()  # the default
+            page.locator("#speak-engine").get_by_role("radio", name="ar", exact=True).check()
             expect(page.locator("#speak-tags-help")).to_contain_text("[whisper] keep it down [/whisper]")
             page.locator("#speak-text").get_by_role("textbox").fill(SPOKEN_LONGER)
             page.locator("#speak-generate").click()

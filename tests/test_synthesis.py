@@ -149,6 +149,24 @@ def test_streaming_concatenates_to_the_whole_output(engine, voices):
     np.testing.assert_allclose(streamed, whole.samples, atol=1e-3)
 
 
+def test_the_engine_is_the_one_the_models_belong_to_else_the_default(engine):
+    from tts.synthesis import DEFAULT_ENGINE, SYNTHESIS_ENGINES, _engine_of
+
+    assert DEFAULT_ENGINE == SYNTHESIS_ENGINES[0] == "dit"  # the studio's Speak view starts on the first
+    assert _engine_of(None) == "dit" and _engine_of(engine) == "ar" and _engine_of("something else") == "dit"
+
+
+def test_verify_renders_a_misheard_chunk_again_and_keeps_the_best(engine, voices, scripted_asr):
+    plain = synthesize("Good morning.", voices[0], seed=5, models=engine, watermark=False)
+    checked = scripted_asr(["something else entirely", "good morning"])
+    verified = synthesize("Good morning.", voices[0], seed=5, models=engine, watermark=False, verify=True)
+    assert len(checked) == 2 and np.array_equal(checked[0].samples, plain.samples)
+    assert np.array_equal(verified.samples, checked[1].samples) and not np.array_equal(verified.samples, plain.samples)
+    checked = scripted_asr(["good evening", "nothing like it at all", "no"])  # never right: the closest is kept
+    kept = synthesize("Good morning.", voices[0], seed=5, models=engine, watermark=False, verify=True, max_tries=3)
+    assert len(checked) == 3 and np.array_equal(kept.samples, plain.samples)
+
+
 def test_speed_changes_the_length(engine, voices):
     sampling = dict(seed=1, models=engine)
     normal = synthesize("Counting to ten takes a while.", voices[0], speed=1.0, **sampling)

@@ -85,6 +85,15 @@ def test_base_convert_speaks_each_chunk_with_progress_and_streams_the_same(engin
     np.testing.assert_allclose(np.concatenate([p.samples for p in pieces]), whole.samples, atol=1e-5)
 
 
+def test_base_convert_verify_renders_a_misheard_chunk_again(engine, voices, scripted_asr):
+    request = dict(engine="base+convert", base="flite:slt", models=engine, seed=5, watermark=False, tau=0.3)
+    plain = synthesize("Red and blue.", voices[0], **request)
+    checked = scripted_asr(["bread and glue", "red and blue"])
+    verified = synthesize("Red and blue.", voices[0], verify=True, **request)
+    assert len(checked) == 2 and np.array_equal(checked[0].samples, plain.samples)
+    assert np.array_equal(verified.samples, checked[1].samples) and not np.array_equal(verified.samples, plain.samples)
+
+
 def test_base_convert_output_is_watermarked(engine, voices):
     from tts.watermark import detect
 

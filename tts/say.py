@@ -25,13 +25,14 @@ def register(subparsers) -> None:
     """Add ``timbre say``, ``timbre convert`` and ``timbre edit``."""
     from tts.data.styles import STYLES
 
-    from tts.synthesis import CONVERSION_ENGINES, SYNTHESIS_ENGINES
+    from tts.synthesis import CONVERSION_ENGINES, DEFAULT_ENGINE, SYNTHESIS_ENGINES
 
     parser = subparsers.add_parser("say", help="speak text in a cloned voice")
     parser.add_argument("text", help="what to say")
-    parser.add_argument("--engine", choices=SYNTHESIS_ENGINES, default="ar",
-                        help="ar: token LM -> refiner; dit: DiT infilling after the reference; base+convert: a base speaker, "
-                             "then the tone-color converter")
+    parser.add_argument("--engine", choices=SYNTHESIS_ENGINES, default=DEFAULT_ENGINE,
+                        help=f"dit: DiT infilling after the reference; ar: token LM -> refiner (streams within a "
+                             f"sentence); base+convert: a base speaker, then the tone-color converter (default "
+                             f"{DEFAULT_ENGINE})")
     parser.add_argument("--base", help="base speaker of base+convert: a voice id (piper:joe, kokoro:jf_alpha, ...) or ar")
     parser.add_argument("--tau", type=float, default=0.3, help="tone-color converter temperature (base+convert)")
     parser.add_argument("--voice", type=Path, required=True, help="reference clip (wav, flac, mp3, ...) or a .voice file")

@@ -1,4 +1,5 @@
-"""`synthesize()`: text + a voice -> speech, through the `ar` engine (the Seed-TTS path).
+"""`synthesize()`: text + a voice -> speech, through one of `SYNTHESIS_ENGINES` (default `DEFAULT_ENGINE`, the
+Seed-TTS DiT path, `tts.dit.engine`); below, the `ar` engine (the Seed-TTS token-LM path).
 
     voice = clone_voice("ref.wav")
     audio = synthesize("Hello there.", voice=voice, seed=0)
@@ -351,12 +352,22 @@ def _chunk_stream(engine: ArEngine, prompt: VoicePrompt, units: list[int], optio
         yield np.asarray(chunk, dtype=np.float32).reshape(-1)
 
 
-def _verified_chunk(engine: ArEngine, prompt: VoicePrompt, text: str, units: list[int], options: SynthesisOptions,
-                    seed: int, index: int) -> Audio:
-    """The chunk's audio; with `verify`, regenerated (new seeds) while its ASR WER is above the threshold."""
+def _engine_of(models) -> str:
+    """The synthesis engine whose loaded parts `models` are (`DEFAULT_ENGINE` for None or anything else)."""
+    from tts.dit.engine import DitEngine
+    from tts.tone_color import ToneColorEngine
+
+    kinds = ((ArEngine, "ar"), (DitEngine, "dit"), (ToneColorEngine, "base+convert"))
+    return next((name for kind, name in kinds if isinstance(models, kind)), DEFAULT_ENGINE)
+
+
+def _verified(render: Callable[[int], Audio], text: str, options: SynthesisOptions, index: int) -> Audio:
+    """A chunk's audio: `render(0)`; with `options.verify`, rendered again (`render(1)`, `render(2)`, ...: each
+    attempt seeded differently by the engine) while the offline ASR's word error rate against `text` is above
+    `options.verify_wer`, at most `options.max_tries` renderings, the best one kept. Any engine."""
     best: tuple[float, Audio] | None = None
     for attempt in range(options.max_tries if options.verify else 1):
-        audio = _chunk_audio(engine, prompt, units, options, _chunk_seed(seed, index, attempt))
+        audio = render(attempt)
         if not options.verify:
             return audio
         from tts.evaluation.asr import transcribe
@@ -371,7 +382,27 @@ def _verified_chunk(engine: ArEngine, prompt: VoicePrompt, text: str, units: lis
     return best[1]
 
 
-SYNTHESIS_ENGINES = ("ar", "dit", "base+convert")
+def _retry_seed(seed: int, attempt: int) -> int:
+    """The seed of a chunk's rendering number `attempt` (`_verified`) where the first one is seeded `seed`."""
+    return seed if attempt == 0 else (seed * 1_000_003 + attempt * 104_729) % 2**31
+
+
+def _verified_pieces(plan: list[tuple[str, EngineConditioning]],
+                     render: Callable[[str, EngineConditioning, int], Audio], run_seed: int,
+                     options: SynthesisOptions) -> Iterator[Audio]:
+    """Each planned chunk as `render(text, conditioning, seed)` says it (seed `run_seed` + its index), verified
+    (`_verified`) when `options.verify` asks for it."""
+    for index, (text, conditioning) in enumerate(plan):
+        yield _verified(lambda attempt: render(text, conditioning, _retry_seed(run_seed + index, attempt)),
+                        text, options, index)
+
+
+SYNTHESIS_ENGINES = ("dit", "ar", "base+convert")
+DEFAULT_ENGINE = "dit"
+"""What `synthesize`, `timbre say` and the studio's Speak view use where no engine is named. On the same 20
+held-out items (`heldout-en`) `dit` is heard better than `ar` (Whisper WER 0.063 against 0.241) and sounds more
+like the reference (SIM 0.753 against 0.683), at 1.6x its compute (RTF 0.65 against 0.40); `ar` streams within a
+sentence (first audio after 0.33 s), `dit` a sentence at a time. docs/benchmarks.md, "Which engine by default"."""
 CONVERSION_ENGINES = ("tone-color", "distilled", "ar")
 
 
@@ -438,7 +469,7 @@ def synthesize(
     text: str,
     voice: Voice | str | Audio | tuple,
     *,
-    engine: str = "ar",
+    engine: str | None = None,
     base: str | None = None,
     tau: float = 0.3,
     emotion: EmotionSpec | Style | None = None,
@@ -466,10 +497,12 @@ def synthesize(
             `tags`, inline style tags switch the style mid-passage: ``"[whisper] keep it down [/whisper]"``
             (syntax: `tts.style.parse_style_tags`; ``\\[`` is a literal bracket).
         voice: a `Voice`, or anything `clone_voice` takes (a path, an `Audio`, ``(samples, rate)``).
-        engine: ``"ar"`` (token LM -> flow refiner -> vocoder), ``"dit"`` (the DiT infills the words after the
-            reference, its total duration from the reference's speaking rate / `speed`; emotions are rendered
-            on its audio, its own style being the reference's; `tts.dit.engine`) or ``"base+convert"`` (a base
-            speaker says it, the tone-color converter gives it `voice`'s timbre; `tts.tone_color`).
+        engine: ``"dit"`` (the DiT infills the words after the reference, starting from a base speaker saying
+            them moved to the voice; total duration from the reference's speaking rate / `speed`; emotions are
+            rendered on its audio, its own style being the reference's; `tts.dit.engine`), ``"ar"`` (token LM ->
+            flow refiner -> vocoder; streams within a sentence) or ``"base+convert"`` (a base speaker says it,
+            the tone-color converter gives it `voice`'s timbre; `tts.tone_color`). Default: the engine `models`
+            belongs to, else `DEFAULT_ENGINE`.
         base: with ``"base+convert"``, the base speaker: a `tts.data.voicebank` voice id (``"piper:joe"``,
             ``"kokoro:jf_alpha"``, a pseudo-speaker) or ``"ar"`` (default `tts.tone_color.DEFAULT_BASE`).
         tau: with ``"base+convert"``, the converter's posterior temperature (0: deterministic).
@@ -507,6 +540,7 @@ def synthesize(
         VoiceError: an unusable reference. ValueError: bad settings (unknown emotion, a control out of its
         range). CheckpointError: the engine's checkpoints are missing or refused.
     """
+    engine = _engine_of(models) if engine is None else engine
     if engine not in SYNTHESIS_ENGINES:
         raise ValueError(f"unknown engine {engine!r} for synthesize(); available: {', '.join(SYNTHESIS_ENGINES)}")
     request = style_from_options(emotion, style=style, intensity=intensity, speed=speed, pitch=pitch,
@@ -548,8 +582,10 @@ def synthesize(
 
     def whole_chunk(index: int) -> Audio:
         chunk, conditioning = prepared[index], plan[index][1]
-        audio = _verified_chunk(parts, prompt, chunk.normalized, chunk_units(chunk),
-                                _chunk_options(options, conditioning), run_seed, index)
+        chunk_options = _chunk_options(options, conditioning)
+        audio = _verified(lambda attempt: _chunk_audio(parts, prompt, chunk_units(chunk), chunk_options,
+                                                       _chunk_seed(run_seed, index, attempt)),
+                          chunk.normalized, options, index)
         return apply_conditioning(audio, conditioning, _chunk_seed(run_seed, index, 0))
 
     if not stream:
@@ -605,7 +641,7 @@ def _synthesize_base_convert(plan: list[tuple[str, EngineConditioning]], voice, 
                              options: SynthesisOptions, stream: bool, progress, models,
                              watermark: bool) -> Audio | Iterator[Audio]:
     """`synthesize` through a base speaker and the tone-color converter (`tts.tone_color`)."""
-    from tts.tone_color import synthesize_base_convert
+    from tts.tone_color import base_convert_renderer
 
     if tau < 0:
         raise ValueError(f"tau must be >= 0, got {tau}")
@@ -615,8 +651,8 @@ def _synthesize_base_convert(plan: list[tuple[str, EngineConditioning]], voice, 
         resolve_voice(base)  # an unknown base speaker is refused before any work
     voice = voice if isinstance(voice, Voice) else clone_voice(voice)
     run_seed = options.seed if options.seed is not None else secrets.randbelow(2**31)
-    pieces = synthesize_base_convert(plan, voice, base=base, seed=run_seed, tau=tau, engine=models)
-    return _deliver(pieces, plan, run_seed, stream, progress, watermark)
+    render = base_convert_renderer(voice, base=base, tau=tau, engine=models)
+    return _deliver(_verified_pieces(plan, render, run_seed, options), plan, run_seed, stream, progress, watermark)
 
 
 def _synthesize_dit(plan: list[tuple[str, EngineConditioning]], voice, options: SynthesisOptions, stream: bool,
@@ -628,11 +664,10 @@ def _synthesize_dit(plan: list[tuple[str, EngineConditioning]], voice, options: 
     voice = voice if isinstance(voice, Voice) else clone_voice(voice)
     run_seed = options.seed if options.seed is not None else secrets.randbelow(2**31)
 
-    def pieces() -> Iterator[Audio]:
-        for index, (chunk, conditioning) in enumerate(plan):
-            yield parts.speak(prepare_text(chunk).words, voice, speed=conditioning.speed, seed=run_seed + index)
+    def render(text: str, conditioning: EngineConditioning, seed: int) -> Audio:
+        return parts.speak(prepare_text(text).words, voice, speed=conditioning.speed, seed=seed)
 
-    return _deliver(pieces(), plan, run_seed, stream, progress, watermark)
+    return _deliver(_verified_pieces(plan, render, run_seed, options), plan, run_seed, stream, progress, watermark)
 
 
 def _deliver(pieces: Iterator[Audio], plan: list[tuple[str, EngineConditioning]], run_seed: int, stream: bool,

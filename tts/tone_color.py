@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
@@ -147,16 +147,20 @@ def base_speech(text: str, base: str, voice: Voice, *, style: str, intensity: fl
     return render_base(base, text, speed=speed, style=style, intensity=intensity, seed=seed).audio
 
 
-def synthesize_base_convert(chunks: Sequence[tuple[str, "EngineConditioning"]], voice: Voice, *, base: str | None,
-                            seed: int, tau: float, engine: ToneColorEngine | None) -> Iterator[Audio]:
-    """Each chunk (text already split, with its engine conditioning) said by the base speaker and converted to
-    `voice`. The conditioning's residual is left to the caller (`tts.style.apply_conditioning`)."""
+def base_convert_renderer(voice: Voice, *, base: str | None, tau: float,
+                          engine: ToneColorEngine | None) -> Callable[[str, "EngineConditioning", int], Audio]:
+    """``render(text, conditioning, seed)``: one chunk of text (with its engine conditioning) said by the base
+    speaker `base` (default `DEFAULT_BASE`) and converted to `voice`. The conditioning's residual is left to the
+    caller (`tts.style.apply_conditioning`). Loads the engine and refuses an unusable reference at once."""
     parts = engine if engine is not None else load_tone_color_engine()
     parts.voice_tone_color(voice)  # refuse an unusable reference before any base speech is made
-    for index, (chunk, conditioning) in enumerate(chunks):
-        speech = base_speech(chunk, base or DEFAULT_BASE, voice, style=conditioning.emotion,
-                             intensity=conditioning.intensity, speed=conditioning.speed, seed=seed + index)
-        yield parts.convert(speech, voice, tau=tau, seed=seed + index)
+
+    def render(text: str, conditioning: "EngineConditioning", seed: int) -> Audio:
+        speech = base_speech(text, base or DEFAULT_BASE, voice, style=conditioning.emotion,
+                             intensity=conditioning.intensity, speed=conditioning.speed, seed=seed)
+        return parts.convert(speech, voice, tau=tau, seed=seed)
+
+    return render
 
 
 def base_convert_engine_fn(base: str | None = None):

@@ -160,7 +160,7 @@ def _render_clip(entry: ManifestEntry, speed: float, seed: int):
     digest = _clip_digest(entry.voice)
     voice = _cloned_voice(entry.voice, digest)
     text = prepare_text(entry.text)
-    audio = synthesize(entry.text, voice, style=entry.style, intensity=entry.intensity,
+    audio = synthesize(entry.text, voice, engine="ar", style=entry.style, intensity=entry.intensity,
                        speed=min(2.0, max(0.5, speed)), seed=seed % 2**63)
     output = SpeakerOutput(audio, list(text.words), None, "ar", Path(entry.voice).name, speed, text.normalized)
     parameters = {"engine_speed": speed, "style_params": None,

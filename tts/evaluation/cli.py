@@ -73,7 +73,8 @@ def register(subparsers) -> None:
         "transcript) or repeated (said again among the transcript's extra words). Writes report.json, report.md and the wav; "
         "exit status 0 when no sentence is skipped or repeated, 1 otherwise (tts.evaluation.long_text).",
     )
-    long_text.add_argument("--engine", default="ar", help="ar, dit or base+convert (default ar)")
+    long_text.add_argument("--engine", default="ar", help="ar, dit or base+convert (default ar: the engine whose "
+                           "long-text alignment this check was made for)")
     long_text.add_argument("--chars", type=int, default=2000, help="paragraph length in characters (default 2000)")
     long_text.add_argument("--voice", default="flite:awb",
                            help="base voice whose clip is the prompt (default flite:awb, held out from training)")
