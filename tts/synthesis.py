@@ -384,7 +384,7 @@ def _verified(render: Callable[[int], Audio], text: str, options: SynthesisOptio
 
 def _retry_seed(seed: int, attempt: int) -> int:
     """The seed of a chunk's rendering number `attempt` (`_verified`) where the first one is seeded `seed`."""
-    return seed if attempt == 0 else (seed * 1_000_003 + attempt * 104_729) % 2**31
+    return seed if attempt == 0 else _chunk_seed(seed, 0, attempt) % 2**31
 
 
 def _verified_pieces(plan: list[tuple[str, EngineConditioning]],
