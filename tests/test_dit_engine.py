@@ -235,8 +235,8 @@ def infill_calls(monkeypatch):
 
 def test_a_word_edit_starts_its_new_words_from_the_guide_voice(engine, recording, infill_calls):
     """The new words' first estimate is the guide voice's rendering of them, moved toward the recording's voice
-    (after the recording's frames in the source the flow reads), their pauses the recording's own frames; without
-    a guide voice, noise."""
+    (after the recording's frames in the source the flow reads), frame for frame as long as the guide says them;
+    their pauses the recording's own frames; without a guide voice, noise at the duration predictor's lengths."""
     from tts.dit import engine as engine_module
 
     audio, _ = recording
@@ -259,13 +259,17 @@ def test_a_word_edit_starts_its_new_words_from_the_guide_voice(engine, recording
     dog_frames = np.cumsum(estimate.counts)
     first, last = dog_frames[dog_start] - estimate.counts[dog_start], dog_frames[dog_end - 1]
     assert positions[from_voice].min() >= frames + first - 1 and positions[from_voice].max() <= frames + last
+    assert abs(from_voice.sum() - (last - first)) <= 2  # as long as the guide says it (a frame for a 0-frame unit)
     assert torch.equal(source_mel[:, frames:], estimate.mel)  # the guide voice moved to the recording's voice
     assert not torch.equal(estimate.mel, unmoved.mel)
     assert guided.changes == [("cat", "dog")] and np.isfinite(guided.audio.samples).all()
 
     plain = engine.edit(audio, text, new_text, steps=2, guide_voice=None, context=0)
     assert infill_calls[-1][2] == 0.0 and infill_calls[-1][1].shape[1] == frames  # from noise
-    assert len(plain.audio) == len(guided.audio) and not np.array_equal(plain.audio.samples, guided.audio.samples)
+    predicted = engine.predicted_frames(new_units)[dog_start:dog_end] * engine.speaking_rate(*engine.align(
+        audio, list(engine_module.prepare_text(text).words)))
+    hop = engine.hop_seconds * SAMPLE_RATE
+    assert abs(len(plain.audio) - len(guided.audio) - (predicted.sum() - (last - first)) * hop) <= 4 * hop
     with pytest.raises(ValueError, match="guide"):
         engine.edit(audio, text, new_text, guide=1.0)
 

@@ -19,8 +19,8 @@ regenerate, from the silence before the first changed word to the silence after 
 new words; `margin` frames on each side of a span are regenerated too (with their original units) and
 cross-faded with the original, so every sample outside the spans and their margins is the input's, exactly
 (shifted by whole frames where a span changed length). The new words do not start from noise: a base speaker
-(`GUIDE_VOICE`) first says the new transcript, the aligner finds its new words, and their frames, stretched
-unit by unit to the planned durations, are the flow's first estimate from time `EDIT_GUIDE` on (SDEdit, as speed
+(`GUIDE_VOICE`) first says the new transcript, the aligner finds its new words, and their frames, as long as
+the guide says them (`_guide_timed`), are the flow's first estimate from time `EDIT_GUIDE` on (SDEdit, as speed
 edits start from the recording itself): the DiT re-says clearly spoken words in the recording's voice instead of
 inventing them from nothing. Since the DiT keeps much of the voice it starts from, the guide is first moved toward
 the recording's voice: said at its F0 median with formants scaled to match (PSOLA), with its long-term spectrum
@@ -69,17 +69,19 @@ MAX_EDIT_SECONDS = 60.0
 """Longest recording `edit` takes (the whole recording goes through the DiT at once)."""
 EDIT_CONTEXT_WORDS = 1
 """Unchanged words on each side of a changed stretch that an edit says again with it (`DitEngine.edit`). On 40
-held-out recordings (one- and three-word edits, moved guide at 0.8) one word each side took the WER against the new
-text from 0.199 / 0.231 (none, unmoved guide at 0.5) to 0.105 / 0.203, SIM to the original 0.957 / 0.863 to 0.922 /
-0.864 (docs/benchmarks.md)."""
+held-out recordings (one- and three-word edits, moved guide at 0.8, session 12) one word each side took the WER
+against the new text from 0.199 / 0.231 (none, unmoved guide at 0.5) to 0.105 / 0.203, SIM to the original 0.957 /
+0.863 to 0.922 / 0.864 (docs/benchmarks.md)."""
 MARGIN_FRAMES = 3
 """Frames regenerated and cross-faded on each side of an edited span (32 ms)."""
 GUIDE_VOICE = "piper:joe"
 """Base speaker that first says what the DiT is to say (a word edit's new transcript, `DitEngine.edit`; a chunk of
 zero-shot speech, `DitEngine.speak`); None: the new speech starts from noise."""
-EDIT_GUIDE = 0.8
+EDIT_GUIDE = 0.9
 """Where on the flow (0 noise, 1 data) a word edit's new words start from the guide voice's rendering of them,
-moved toward the recording's voice."""
+moved toward the recording's voice and laid out as long as the guide says them (`_guide_timed`). On 40 held-out
+recordings, three-word edits: WER 0.203 at 0.8 with the duration predictor's lengths, 0.188 at 0.8 and 0.143 at
+0.9 with the guide's; SIM 0.864-0.868 throughout (docs/benchmarks.md)."""
 SPEAK_GUIDE = 0.8
 """Where on the flow zero-shot speech starts from the guide voice's rendering of the text, moved toward the
 reference's voice (on 20 held-out items SIM 0.73 at 0.6, 0.75 at 0.8, the same at 0.95: the timbre comes from the
@@ -322,8 +324,8 @@ class DitEngine:
 
         `guide_voice` (a base speaker or pseudo-speaker id of `tts.data.voicebank`) says `new_transcript` first,
         moved toward the recording's voice, and the new words start from its rendering at flow time `guide`
-        (`_guide_estimate`); None, or a guide voice whose synthesizer is not installed (logged), starts them from
-        noise.
+        (`_guide_estimate`), each as long as the guide says it (`_guide_timed`); None, or a guide voice whose
+        synthesizer is not installed (logged), starts them from noise, at the duration predictor's lengths.
 
         Raises:
             TextError: an empty transcript, or no word differs (nothing to do).
@@ -338,6 +340,8 @@ class DitEngine:
         mel = self._mel(audio)
         estimate = (self._guide_estimate(new_transcript, new_words, guide_voice, seed, mel, _f0_median(audio))
                     if guide > 0 else None)
+        if estimate is not None:
+            plans = [_guide_timed(plan, estimate) for plan in plans]
         return self._apply(audio, units, counts, plans, margin, steps, cfg_strength, seed,
                            guide if estimate is not None else 0.0, estimate, mel)
 
@@ -482,7 +486,8 @@ class DitEngine:
         """Regenerate each planned unit span (`_Plan`).
 
         A span that keeps its units (a speed edit) has the old frames, stretched, as its first estimate; a word
-        edit's new words have the guide voice's frames of them (`estimate`), stretched, and its pauses their old
+        edit's new words have the guide voice's frames of them (`estimate`), stretched to the plan's lengths
+        (none where the plan has the guide's own, `_guide_timed`), and its pauses their old
         frames. With `guide` > 0 and a first estimate for every generated frame, the flow starts from them
         (`_infill`). `mel` is the recording's (`_mel`), where the caller has it already."""
         mel = self._mel(audio) if mel is None else mel
@@ -558,6 +563,16 @@ def _to_voice_pitch(audio: Audio, f0: float | None, seed: int) -> Audio:
         return audio
     ratio = float(np.clip(f0 / own, *GUIDE_PITCH_LIMITS))
     return psola(audio, pitch_ratio=ratio, formant_ratio=ratio ** (1.0 / PITCH_EXPONENT), seed=seed)
+
+
+def _guide_timed(plan: _Plan, estimate: _Estimate) -> _Plan:
+    """A word edit's `plan` with its new units as long as the guide voice says them in `estimate` (the pauses at
+    its edges keep the recording's lengths). Fitted to the duration predictor's lengths instead (rescaled to the
+    recording's speaking rate or not), the guide's words were heard worse once placed in the recording."""
+    if plan.new_units is None or plan.new_units[1] <= plan.new_units[0]:
+        return plan
+    first, last = plan.new_units
+    return plan._replace(counts=[plan.counts[0], *estimate.counts[first:last], plan.counts[-1]])
 
 
 def _warped_positions(counts: Sequence[int], new_counts: Sequence[int], first_frame: int = 0) -> list[float]:
