@@ -487,8 +487,9 @@ class DitEngine:
 
         A span that keeps its units (a speed edit) has the old frames, stretched, as its first estimate; a word
         edit's new words have the guide voice's frames of them (`estimate`), stretched to the plan's lengths (not
-        at all where those are the guide's own, `_guide_timed`), and its pauses their old frames. With `guide` > 0 and a first estimate for every generated frame, the flow starts from them
-        (`_infill`). `mel` is the recording's (`_mel`), where the caller has it already."""
+        at all where those are the guide's own, `_guide_timed`), and its pauses their old frames. With `guide` > 0
+        and a first estimate for every generated frame, the flow starts from them (`_infill`). `mel` is the
+        recording's (`_mel`), where the caller has it already."""
         mel = self._mel(audio) if mel is None else mel
         frames = mel.shape[1]
         source_mel = mel if estimate is None else torch.cat((mel, estimate.mel), dim=1)
