@@ -591,9 +591,12 @@ def test_batch_rows_and_zip_of_a_finished_folder(tmp_path):
     assert sorted(zipfile.ZipFile(archive).namelist()) == ["audio/a.flac", "errors.jsonl", "metadata.jsonl"]
 
 
-def test_reference_clip_voices_are_cloned_with_the_ar_engine(tmp_path, monkeypatch):
+def test_reference_clip_voices_are_said_by_the_chosen_engine_and_a_new_engine_makes_them_again(tmp_path,
+                                                                                                 monkeypatch):
     from tts import synthesis
     from tts.data import manifest as manifest_module
+    from tts.dit import engine as dit_module
+    from tests.test_dit_engine import tiny_dit_engine
     from tests.test_synthesis import tiny_engine
 
     flite_reason = speaker_status().get("flite")
@@ -603,18 +606,31 @@ def test_reference_clip_voices_are_cloned_with_the_ar_engine(tmp_path, monkeypat
 
     transcript = "Please call Stella and ask her to bring these things with her."
     get_speaker("flite").synthesize(transcript, "rms").audio.save(tmp_path / "ref.wav")
-    engine = tiny_engine()
-    monkeypatch.setattr(synthesis, "load_engine", lambda **_: engine)
-    monkeypatch.setattr(manifest_module, "clip_engine_unavailable", lambda: None)
+    ar_engine, dit_engine = tiny_engine(), tiny_dit_engine()
+    monkeypatch.setattr(synthesis, "load_engine", lambda **_: ar_engine)
+    monkeypatch.setattr(dit_module, "load_dit_engine", lambda **_: dit_engine)
+    asked = []
+    monkeypatch.setattr(manifest_module, "clip_engine_unavailable", lambda engine: asked.append(engine))
     lines = [
         {"id": "c1", "text": "Good morning to you.", "voice": "ref.wav", "seed": 1},
         {"id": "c2", "text": "Where is the station?", "voice": "missing.wav"},
+        {"id": "b1", "text": "Good morning.", "voice": "flite:slt"},
     ]
     (tmp_path / "m.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\n")
-    run_batch(tmp_path / "m.jsonl", tmp_path / "out")
-    items = read_metadata(tmp_path / "out")
-    assert [item.engine for item in items] == ["ar"]
+    out = tmp_path / "out"
+    run_batch(parse_manifest(tmp_path / "m.jsonl"), out)  # the default: synthesize's, dit
+    items = read_metadata(out)
+    assert [item.engine for item in items] == ["dit", "flite"] and asked == ["dit"]
     assert items[0].voice_id == str((tmp_path / "ref.wav").resolve())
     assert items[0].extra["voice_recipe"]["kind"] == "clip" and items[0].duration > 0.1
-    errors = (tmp_path / "out" / "errors.jsonl").read_text()
+    errors = (out / "errors.jsonl").read_text()
     assert "c2" in errors and "not found" in errors
+    first = (out / "audio" / "c1.flac").read_bytes()
+    again = run_batch(parse_manifest(tmp_path / "m.jsonl"), out)
+    assert (again.already_done, again.written) == (2, 0)  # the same engine: nothing to do
+    other = run_batch(parse_manifest(tmp_path / "m.jsonl", engine="ar"), out, engine="ar")
+    assert (other.already_done, other.written) == (1, 1)  # the clip line is made again, the base voice's kept
+    assert [item.engine for item in read_metadata(out)] == ["ar", "flite"] and asked == ["dit", "dit", "ar"]
+    assert (out / "audio" / "c1.flac").read_bytes() != first
+    with pytest.raises(ValueError, match="dit, ar"):
+        run_batch(parse_manifest(tmp_path / "m.jsonl"), tmp_path / "bad", engine="base+convert")

@@ -54,10 +54,10 @@ _values = st.recursive(
 
 @pytest.fixture
 def no_clip_engine(monkeypatch):
-    """Reference-clip voices report the `ar` engine missing (hermetic and fast: no checkpoint hashing)."""
+    """Reference-clip voices report their engine missing (hermetic and fast: no checkpoint hashing)."""
     import tts.data.manifest as manifest_module
 
-    monkeypatch.setattr(manifest_module, "clip_engine_unavailable", lambda: "not in this test")
+    monkeypatch.setattr(manifest_module, "clip_engine_unavailable", lambda engine: "not in this test")
 
 
 _manifest_line = st.one_of(
@@ -148,8 +148,8 @@ def test_a_batch_writes_nothing_outside_its_output_folder(no_clip_engine, tmp_pa
     import tts.data.batch as batch_module
     from tts.data.corpus import CorpusItem
 
-    def fake_synthesis(entry, gate=None):
-        extra = {"id": entry.id, "render_digest": batch_module.render_digest(entry)}
+    def fake_synthesis(entry, gate=None, engine=None):
+        extra = {"id": entry.id, "render_digest": batch_module.render_digest(entry, engine)}
         item = CorpusItem(file_name=entry.file_name, text=entry.text, voice_id=entry.voice, duration=0.05, extra=extra)
         return item, Audio(np.zeros(1200, dtype=np.float32))
 

@@ -3,6 +3,7 @@
     timbre batch lines.jsonl --out corpus/                        # one process
     accelerate launch --multi_gpu --num_processes 2 -m tts.data.batch lines.jsonl --out corpus/
     timbre batch lines.jsonl --out corpus/ --max-wer 0.3          # quality gate (Whisper tiny.en)
+    timbre batch lines.jsonl --out corpus/ --clip-engine ar       # reference-clip voices said by `ar` (default dit)
 
 (``--multi_gpu`` is what makes ``accelerate launch`` start several processes; without a GPU they form a
 CPU group. Plain ``accelerate launch --num_processes 2`` starts one process on a CPU-only machine.)
@@ -150,8 +151,9 @@ def _cloned_voice(path: str, digest: str):
     return clone_voice(path)
 
 
-def _render_clip(entry: ManifestEntry, speed: float, seed: int):
-    """A reference-clip line through the `ar` engine, as a `tts.data.voicebank.Rendering`."""
+def _render_clip(entry: ManifestEntry, speed: float, seed: int, engine: str):
+    """A reference-clip line through `engine` (`tts.data.manifest.CLIP_ENGINES`), as a
+    `tts.data.voicebank.Rendering`."""
     from tts.data.speakers import SpeakerOutput
     from tts.data.voicebank import Rendering
     from tts.synthesis import synthesize
@@ -160,9 +162,9 @@ def _render_clip(entry: ManifestEntry, speed: float, seed: int):
     digest = _clip_digest(entry.voice)
     voice = _cloned_voice(entry.voice, digest)
     text = prepare_text(entry.text)
-    audio = synthesize(entry.text, voice, engine="ar", style=entry.style, intensity=entry.intensity,
+    audio = synthesize(entry.text, voice, engine=engine, style=entry.style, intensity=entry.intensity,
                        speed=min(2.0, max(0.5, speed)), seed=seed % 2**63)
-    output = SpeakerOutput(audio, list(text.words), None, "ar", Path(entry.voice).name, speed, text.normalized)
+    output = SpeakerOutput(audio, list(text.words), None, engine, Path(entry.voice).name, speed, text.normalized)
     parameters = {"engine_speed": speed, "style_params": None,
                   "voice_recipe": {"kind": "clip", "file": Path(entry.voice).name, "sha256": digest,
                                    "transcript": voice.transcript}}
@@ -340,25 +342,28 @@ def _remove_temp_files(folder: Path, names: set[str] | None) -> int:
     return removed
 
 
-def render_digest(entry: ManifestEntry) -> str:
-    """Short hash of everything that determines a line's audio: its request, the voice's recipe, and the
+def render_digest(entry: ManifestEntry, engine: str | None = None) -> str:
+    """Short hash of everything that determines a line's audio: its request, the voice's recipe (for a
+    reference clip: its content and the `engine` that says it, `tts.data.manifest.clip_engine`), and the
     versions of the voice bank, the styles and the batch format. A sample is reused only while it matches."""
     from tts.data.styles import STYLE_VERSION
     from tts.data.voicebank import BANK_VERSION, get_voice, is_pseudo_id
 
-    from tts.data.manifest import is_clip_voice
+    from tts.data.manifest import clip_engine, is_clip_voice
 
     recipe = get_voice(entry.voice).recipe if is_pseudo_id(entry.voice) else None
     if is_clip_voice(entry.voice):
-        recipe = {"clip sha256": _clip_digest(entry.voice)}
+        recipe = {"clip sha256": _clip_digest(entry.voice), "engine": clip_engine(engine)}
     key = [entry.request(), recipe, BANK_VERSION, STYLE_VERSION, BATCH_FORMAT_VERSION]
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _collect_done(out: Path, entries: Sequence[ManifestEntry], own_records: list[dict]) -> dict[str, dict]:
+def _collect_done(out: Path, entries: Sequence[ManifestEntry], own_records: list[dict],
+                  engine: str | None = None) -> dict[str, dict]:
     """id -> finished record for `entries`: records in any log or the merged metadata whose render digest
-    matches the entry's and whose audio exists (own log last, so its records win)."""
-    wanted = {entry.id: render_digest(entry) for entry in entries}
+    (reference clips said by `engine`) matches the entry's and whose audio exists (own log last, so its records
+    win)."""
+    wanted = {entry.id: render_digest(entry, engine) for entry in entries}
     sources: list[list[dict]] = []
     merged_records, _ = _read_log(out / METADATA_NAME)
     sources.append(merged_records)
@@ -414,23 +419,26 @@ def _speed_nudge(seed: int) -> float:
     return 0.92 + 0.16 * random.Random(seed).random()
 
 
-def synthesize_entry(entry: ManifestEntry, gate: QualityGate | None = None) -> tuple[CorpusItem, Any]:
-    """Render one entry (with the gate's retries): ``(metadata item, Audio)``.
+def synthesize_entry(entry: ManifestEntry, gate: QualityGate | None = None,
+                     engine: str | None = None) -> tuple[CorpusItem, Any]:
+    """Render one entry (with the gate's retries): ``(metadata item, Audio)``; a reference-clip voice through
+    `engine` (`tts.data.manifest.clip_engine`: ``"dit"`` or ``"ar"``, default `tts.synthesis.DEFAULT_ENGINE`).
 
     Raises:
         TimbreError: the engine refused the line or every attempt failed the gate (the message says why).
     """
-    from tts.data.manifest import is_clip_voice
+    from tts.data.manifest import clip_engine, is_clip_voice
     from tts.data.voicebank import is_pseudo_id, render
 
     gate = gate or QualityGate()
+    engine = clip_engine(engine) if is_clip_voice(entry.voice) else None
     attempts = 1 + (max(0, gate.retries) if gate.active else 0)
     reasons = []
     for attempt in range(attempts):
         seed = entry.seed if attempt == 0 else derive_seed(entry.seed, attempt)
         speed = entry.speed if attempt == 0 else min(4.0, max(0.26, entry.speed * _speed_nudge(seed)))
         if is_clip_voice(entry.voice):
-            rendering = _render_clip(entry, speed, seed)
+            rendering = _render_clip(entry, speed, seed, engine)
         else:
             rendering = render(entry.voice, entry.text, speed=speed, style=entry.style, intensity=entry.intensity, seed=seed)
         metrics, reason = gate.score(entry, rendering.output.audio) if gate.active else ({}, None)
@@ -444,7 +452,7 @@ def synthesize_entry(entry: ManifestEntry, gate: QualityGate | None = None) -> t
     extra = {
         "id": entry.id,
         "source_text": entry.text,
-        "render_digest": render_digest(entry),
+        "render_digest": render_digest(entry, engine),
         "engine_voice": None if is_pseudo_id(entry.voice) else output.voice,
         "engine_speed": params["engine_speed"],
         "style_params": params["style_params"],
@@ -508,6 +516,7 @@ def run_batch(
     merge: bool | None = None,
     progress: bool = True,
     callback: Callable[[int, int], None] | None = None,
+    engine: str | None = None,
 ) -> BatchSummary:
     """Synthesize this process's shard of `manifest` into `out_dir` (see the module docstring).
 
@@ -521,6 +530,9 @@ def run_batch(
             of several by hand.
         progress: show a tqdm progress bar with ETA.
         callback: called as ``callback(done, total)`` after each line of this shard.
+        engine: what says the lines whose voice is a reference clip (`tts.data.manifest.clip_engine`:
+            ``"dit"`` or ``"ar"``; default `tts.synthesis.DEFAULT_ENGINE`). Part of those lines' render digest:
+            a rerun with another engine makes them again.
     """
     manifest = _load_manifest(manifest)
     out = Path(out_dir)
@@ -533,7 +545,7 @@ def run_batch(
         own_records = _reconcile_log(out, own_log)
         _remove_temp_files(out / AUDIO_DIR, {Path(entry.file_name).name for entry in shard})
         _remove_temp_files(out, {own_log.name})
-    done = _collect_done(out, shard, own_records)
+    done = _collect_done(out, shard, own_records, engine)
     todo = [entry for entry in shard if entry.id not in done]
     errors_path = _rank_errors_path(out, rank)
     _write_file(errors_path, b"")  # this run's errors only
@@ -543,7 +555,7 @@ def run_batch(
     try:
         for entry in todo:
             try:
-                item, audio = synthesize_entry(entry, gate)
+                item, audio = synthesize_entry(entry, gate, engine)
             except QualityRejected as error:
                 summary.failed += 1
                 _append_line(errors_path, LineError(entry.line, entry.id, str(error), "quality").to_json())
@@ -574,10 +586,10 @@ def run_batch(
     if state is not None:
         state.wait_for_everyone()
         if state.is_main_process:
-            merge_outputs(out, manifest)
+            merge_outputs(out, manifest, engine)
         state.wait_for_everyone()
     elif merge if merge is not None else world == 1:
-        merge_outputs(out, manifest)
+        merge_outputs(out, manifest, engine)
     return summary
 
 
@@ -605,8 +617,10 @@ class MergeSummary:
         return {**asdict(self), "audio_hours": round(self.audio_seconds / 3600, 4)}
 
 
-def merge_outputs(out_dir: str | os.PathLike, manifest: str | os.PathLike | Manifest) -> MergeSummary:
-    """Merge every process's log into ``metadata.jsonl`` (manifest order) and ``errors.jsonl``.
+def merge_outputs(out_dir: str | os.PathLike, manifest: str | os.PathLike | Manifest,
+                  engine: str | None = None) -> MergeSummary:
+    """Merge every process's log into ``metadata.jsonl`` (manifest order) and ``errors.jsonl`` (reference-clip
+    lines as said by `engine`, as in `run_batch`).
 
     Only the manifest's lines are listed (records of ids it no longer has, or of older versions of a line,
     are left out; their audio files are not deleted). The per-process logs are removed afterwards. Run it
@@ -615,7 +629,7 @@ def merge_outputs(out_dir: str | os.PathLike, manifest: str | os.PathLike | Mani
     manifest = _load_manifest(manifest)
     out = Path(out_dir)
     logs = sorted(out.glob("metadata.rank*.jsonl"))
-    done = _collect_done(out, manifest.entries, [])
+    done = _collect_done(out, manifest.entries, [], engine)
     ordered = [done[entry.id] for entry in manifest.entries if entry.id in done]
     _write_lines(out / METADATA_NAME, (json.dumps(record, ensure_ascii=False, sort_keys=True) for record in ordered))
     error_logs = sorted(out.glob("errors.rank*.jsonl"))
@@ -656,6 +670,8 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--voices", help="comma-separated voices for the lines that name none, taken in turn "
                                          "(flite:slt,pk0001); a CSV may then leave out the voice column")
     parser.add_argument("--styles", help="comma-separated styles for the lines that name none, taken in turn")
+    parser.add_argument("--clip-engine", choices=("dit", "ar"), default=None,
+                        help="what says the lines whose voice is a reference clip (default: synthesize's default, dit)")
     add_gate_arguments(parser)
     parser.add_argument("--shard-index", type=int, help="run only this shard (0-based) of --num-shards, without accelerate")
     parser.add_argument("--num-shards", type=int, help="number of shards for --shard-index")
@@ -679,16 +695,16 @@ def gate_from_args(args: argparse.Namespace) -> QualityGate | None:
 def run_from_args(args: argparse.Namespace) -> int:
     """Run `timbre batch` with parsed options; prints a summary, returns the exit code."""
     defaults = LineDefaults.from_lists(args.voices, args.styles) if args.voices or args.styles else None
-    manifest = parse_manifest(args.manifest, defaults=defaults)
+    manifest = parse_manifest(args.manifest, defaults=defaults, engine=args.clip_engine)
     if args.merge_only:
-        summary = merge_outputs(args.out, manifest)
+        summary = merge_outputs(args.out, manifest, args.clip_engine)
         print(f"merged {summary.items} items ({summary.audio_seconds / 3600:.2f} h), {summary.missing} missing, "
               f"{summary.errors} errors into {args.out / METADATA_NAME}")
         return 0
     if not manifest.entries and not manifest.errors:
         raise ManifestError(f"manifest {args.manifest} has no lines")
     result = run_batch(manifest, args.out, gate=gate_from_args(args), shard_index=args.shard_index,
-                       num_shards=args.num_shards, progress=not args.no_progress)
+                       num_shards=args.num_shards, progress=not args.no_progress, engine=args.clip_engine)
     print(result.line(), file=sys.stderr)
     if (args.out / SUMMARY_NAME).is_file() and result.rank == 0:
         merged = json.loads((args.out / SUMMARY_NAME).read_text())

@@ -167,13 +167,28 @@ def _check_id(value: Any) -> str:
     return value
 
 
-@functools.lru_cache(maxsize=1)
-def clip_engine_unavailable() -> str | None:
-    """Why reference-clip voices cannot be rendered here (None when the `ar` engine is available); checked
-    once per process (it verifies the checkpoints' hashes)."""
+CLIP_ENGINES = ("dit", "ar")
+"""The engines that can say a line in a reference clip's voice (`tts.synthesis.synthesize`)."""
+
+
+def clip_engine(engine: str | None = None) -> str:
+    """`engine` checked against `CLIP_ENGINES`; None: `tts.synthesis.DEFAULT_ENGINE`."""
+    if engine is None:
+        from tts.synthesis import DEFAULT_ENGINE
+
+        engine = DEFAULT_ENGINE
+    if engine not in CLIP_ENGINES:
+        raise ValueError(f"reference-clip voices are said by one of {', '.join(CLIP_ENGINES)}, not {engine!r}")
+    return engine
+
+
+@functools.lru_cache(maxsize=4)
+def clip_engine_unavailable(engine: str) -> str | None:
+    """Why reference-clip voices cannot be rendered here with `engine` (None when it is available); checked
+    once per process and engine (it verifies the checkpoints' hashes)."""
     from tts.engines import engine_status
 
-    status = next(s for s in engine_status() if s.name == "ar")
+    status = next(s for s in engine_status() if s.name == engine)
     return None if status.available else status.reason
 
 
@@ -188,7 +203,7 @@ CLIPS_REFUSED = (
 )
 
 
-def _check_voice(voice: Any, base_dir: Path | None, allow_clips: bool = True) -> str:
+def _check_voice(voice: Any, base_dir: Path | None, allow_clips: bool = True, engine: str | None = None) -> str:
     from tts.data.voicebank import check_voice_id
 
     if not isinstance(voice, str) or not voice.strip():
@@ -207,10 +222,11 @@ def _check_voice(voice: Any, base_dir: Path | None, allow_clips: bool = True) ->
             ) from None
         if not found:
             raise ManifestError(f"voice {voice[:60]!r} looks like a reference clip, but {str(path)[:80]} was not found")
-        reason = clip_engine_unavailable()
+        engine = clip_engine(engine)
+        reason = clip_engine_unavailable(engine)
         if reason:
             raise ManifestError(
-                f"voice {voice!r} is a reference clip: cloning from a clip needs the 'ar' engine, which is "
+                f"voice {voice!r} is a reference clip: cloning from a clip needs the {engine!r} engine, which is "
                 f"unavailable ({reason}); use a base voice such as 'kokoro:jf_alpha' or a pseudo-speaker id "
                 "(see `timbre voices list`)"
             )
@@ -222,9 +238,10 @@ def _check_voice(voice: Any, base_dir: Path | None, allow_clips: bool = True) ->
 
 
 def validate_record(record: Any, line: int = 0, index: int = 0, base_dir: Path | None = None,
-                    allow_clips: bool = True) -> ManifestEntry:
+                    allow_clips: bool = True, engine: str | None = None) -> ManifestEntry:
     """A `ManifestEntry` from one parsed line, or `ManifestError` saying what is wrong with it (with
-    `allow_clips` False, a reference-clip voice is refused without looking at the file system)."""
+    `allow_clips` False, a reference-clip voice is refused without looking at the file system; otherwise it
+    needs the `clip_engine` `engine` to be available)."""
     from tts.data.speakers import check_speed
     from tts.data.styles import check_intensity, check_style
 
@@ -240,7 +257,7 @@ def validate_record(record: Any, line: int = 0, index: int = 0, base_dir: Path |
     text = text.strip()
     if len(text) > MAX_TEXT_CHARS:
         raise ManifestError(f"text has {len(text):,} characters; at most {MAX_TEXT_CHARS:,} per line (split it)")
-    voice = _check_voice(record.get("voice"), base_dir, allow_clips)
+    voice = _check_voice(record.get("voice"), base_dir, allow_clips, engine)
     style_value = record.get("style")
     style = "neutral" if style_value is None or style_value == "" else style_value
     try:
@@ -368,7 +385,8 @@ def _unwritable(record: Any) -> str | None:
 
 
 def parse_manifest_text(text: str, fmt: str = "jsonl", base_dir: Path | None = None,
-                        allow_clips: bool = True, defaults: LineDefaults | None = None) -> Manifest:
+                        allow_clips: bool = True, defaults: LineDefaults | None = None,
+                        engine: str | None = None) -> Manifest:
     """Parse manifest contents in `fmt` (``jsonl``, ``csv`` or ``tsv``); see `parse_manifest`."""
     manifest = Manifest(base_dir=base_dir)
     seen: dict[str, int] = {}
@@ -383,7 +401,7 @@ def parse_manifest_text(text: str, fmt: str = "jsonl", base_dir: Path | None = N
             manifest.errors.append(LineError(number, record_id, problem))
             continue
         try:
-            entry = validate_record(record, number, index, base_dir, allow_clips)
+            entry = validate_record(record, number, index, base_dir, allow_clips, engine)
         except ManifestError as error:
             manifest.errors.append(LineError(number, record_id, str(error)))
             continue
@@ -396,13 +414,15 @@ def parse_manifest_text(text: str, fmt: str = "jsonl", base_dir: Path | None = N
     return manifest
 
 
-def parse_manifest(path: str | os.PathLike, allow_clips: bool = True, defaults: LineDefaults | None = None) -> Manifest:
+def parse_manifest(path: str | os.PathLike, allow_clips: bool = True, defaults: LineDefaults | None = None,
+                   engine: str | None = None) -> Manifest:
     """Read and validate a manifest file (JSON lines, or CSV/TSV with a header row).
 
     Bad lines become `Manifest.errors`; only an unreadable file or a CSV without the required columns
     raises `ManifestError`. With `allow_clips` False (a server taking manifests from strangers), lines whose
-    voice is a reference-clip path are bad lines, refused without touching the file system. `defaults` fills
-    in the voice and style of lines that leave them out (`LineDefaults`).
+    voice is a reference-clip path are bad lines, refused without touching the file system; otherwise such
+    lines need `engine` (`clip_engine`: ``"dit"`` or ``"ar"``, default `tts.synthesis.DEFAULT_ENGINE`) to be
+    available. `defaults` fills in the voice and style of lines that leave them out (`LineDefaults`).
     """
     path = Path(path)
     try:
@@ -414,4 +434,4 @@ def parse_manifest(path: str | os.PathLike, allow_clips: bool = True, defaults: 
     except OSError as error:
         raise ManifestError(f"cannot read manifest {path}: {error}") from None
     return parse_manifest_text(text, _format_of(path, text), base_dir=path.parent, allow_clips=allow_clips,
-                               defaults=defaults)
+                               defaults=defaults, engine=engine)
