@@ -58,6 +58,7 @@ from tts.data.corpus import METADATA_NAME, CorpusItem, join_phoneme_string
 from tts.data.manifest import (
     AUDIO_DIR,
     AUDIO_FORMAT,
+    CLIP_ENGINES,
     MAX_SEED,
     LineDefaults,
     LineError,
@@ -670,7 +671,7 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--voices", help="comma-separated voices for the lines that name none, taken in turn "
                                          "(flite:slt,pk0001); a CSV may then leave out the voice column")
     parser.add_argument("--styles", help="comma-separated styles for the lines that name none, taken in turn")
-    parser.add_argument("--clip-engine", choices=("dit", "ar"), default=None,
+    parser.add_argument("--clip-engine", choices=CLIP_ENGINES, default=None,
                         help="what says the lines whose voice is a reference clip (default: synthesize's default, dit)")
     add_gate_arguments(parser)
     parser.add_argument("--shard-index", type=int, help="run only this shard (0-based) of --num-shards, without accelerate")
