@@ -308,10 +308,11 @@ class Studio:
         (`tts.style.parse_style_tags`). `engine` is ``"dit"`` (the default: the DiT infills the text after the
         voice's clip, at the clip's own speaking rate times `speed`), ``"ar"`` (streams within a sentence) or
         ``"base+convert"``; with the latter, `base` (a base speaker id, default `tts.tone_color.DEFAULT_BASE`) says
-        the text and the converter (posterior temperature `tau`) gives it the voice. `style_ref`, a clip, replaces the emotion and intensity with those the style
-        classifier hears in it (`tts.style_reference.read_style_reference`); speed, pitch, pitch range and energy
-        act on top. `takes` above 1 makes that many whole takes (seeds `seed`, `seed + 1`, ...) and keeps the one
-        Whisper hears best (`tts.takes.best_take`); the kept take then comes as a single piece."""
+        the text and the converter (posterior temperature `tau`) gives it the voice. `style_ref`, a clip, replaces
+        the emotion and intensity with those the style classifier hears in it
+        (`tts.style_reference.read_style_reference`); speed, pitch, pitch range and energy act on top. `takes` above
+        1 makes that many whole takes (seeds `seed`, `seed + 1`, ...) and keeps the one Whisper hears best
+        (`tts.takes.best_take`); the kept take then comes as a single piece."""
         from tts.audio import Audio
         from tts.style import parse_style_tags, style_from_options
         from tts.synthesis import SYNTHESIS_ENGINES, synthesize
