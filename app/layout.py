@@ -180,12 +180,17 @@ def build_studio(engine_factory: EngineFactory | None = None, library=None,
 
         with gr.Tab("Convert", id="convert"):
             gr.Markdown("Say a recording again in another voice: the same words, timing and intonation. "
-                        "`tone-color` changes only the timbre (OpenVoice); `ar` renders the recording's speech "
-                        f"tokens in the voice. At most {UI_MAX_SOURCE_SECONDS / 60:.0f} minutes.")
+                        "`dit` moves the recording toward the voice and has the DiT say it again in it; "
+                        "`tone-color` changes only the timbre (OpenVoice); `distilled` and `ar` render the "
+                        f"recording's speech tokens in the voice. At most {UI_MAX_SOURCE_SECONDS / 60:.0f} minutes.")
+            first_convert = studio.default_engine(CONVERSION_ENGINES)
             with gr.Row():
                 with gr.Column(scale=3):
                     source = gr.Audio(sources=["upload", "microphone"], type="filepath", elem_id="convert-source",
                                       label="Speech to convert")
+                    convert_source_text = gr.Textbox(label="What the recording says (dit; optional: Whisper "
+                                                     "transcribes it)", elem_id="convert-source-text",
+                                                     visible=first_convert == "dit")
                     convert_from = gr.Radio([VOICE_FROM_LIBRARY, VOICE_FROM_CLIP], value=VOICE_FROM_LIBRARY,
                                             label="Target voice from", elem_id="convert-voice-from")
                     convert_voice = gr.Dropdown([], label="Library voice", elem_id="convert-voice")
@@ -195,7 +200,6 @@ def build_studio(engine_factory: EngineFactory | None = None, library=None,
                                                 elem_id="convert-clip")
                         convert_transcript = gr.Textbox(label="What the clip says (optional: Whisper transcribes it)")
                 with gr.Column(scale=2):
-                    first_convert = studio.default_engine(CONVERSION_ENGINES)
                     convert_engine = gr.Radio(studio.engine_choices(CONVERSION_ENGINES), value=first_convert,
                                               label="Engine", elem_id="convert-engine")
                     convert_engine_note = gr.Markdown(studio.engine_note(first_convert), elem_id="convert-engine-note")
@@ -343,8 +347,9 @@ def build_studio(engine_factory: EngineFactory | None = None, library=None,
                                 queue=False)
         speak_engine.change(lambda engine: (gr.update(visible=engine == "base+convert"), studio.engine_note(engine)),
                             speak_engine, [base_group, speak_engine_note], queue=False)
-        convert_engine.change(lambda engine: (gr.update(visible=engine == "tone-color"), studio.engine_note(engine)),
-                              convert_engine, [convert_tau, convert_engine_note], queue=False)
+        convert_engine.change(lambda engine: (gr.update(visible=engine == "tone-color"),
+                                              gr.update(visible=engine == "dit"), studio.engine_note(engine)),
+                              convert_engine, [convert_tau, convert_source_text, convert_engine_note], queue=False)
         edit_mode.change(lambda mode: (gr.update(visible=mode == EDIT_WORDS), gr.update(visible=mode == EDIT_SPEED)),
                          edit_mode, [edit_new, edit_speed_group], queue=False)
         for button, number in ((dice, seed), (convert_dice, convert_seed), (edit_dice, edit_seed)):
@@ -373,7 +378,7 @@ def build_studio(engine_factory: EngineFactory | None = None, library=None,
                                   api_name="speak")
         speak_stop.click(None, None, None, cancels=[speaking])
         do_convert.click(convert_ui, [source, convert_from, convert_voice, convert_clip, convert_transcript,
-                                      convert_engine, convert_tau, convert_seed, convert_fmt],
+                                      convert_engine, convert_tau, convert_seed, convert_fmt, convert_source_text],
                          [converted, convert_download, convert_info], concurrency_id="engine", api_name="convert")
         do_edit.click(edit_ui, [edit_source, edit_transcript, edit_mode, edit_new, edit_factor, edit_start, edit_end,
                                 edit_seed, edit_fmt, edit_steps, edit_takes, edit_context],

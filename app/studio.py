@@ -381,12 +381,14 @@ class Studio:
 
     def convert(self, source: str | None, voice_from: str, voice_name: str | None, clip: str | None,
                 transcript: str | None, engine: str, tau: float, seed: float | None, fmt: str,
-                progress: Callable | None = None) -> tuple[str, str, str]:
+                source_text: str | None = None, progress: Callable | None = None) -> tuple[str, str, str]:
         """Say the `source` recording again in the chosen voice (same words, timing and intonation):
         ``(audio file to play, the same file to download, info line)``.
 
-        `engine` is ``"tone-color"`` (only the timbre changes; `tau` is the converter's posterior temperature)
-        or ``"ar"`` (the source's speech tokens rendered in the voice by the flow refiner)."""
+        `engine` is ``"dit"`` (the recording, moved toward the voice, said again by the DiT; `source_text` is what
+        it says, transcribed by Whisper when empty), ``"tone-color"`` (only the timbre changes; `tau` is the
+        converter's posterior temperature), ``"distilled"`` or ``"ar"`` (the source's speech tokens rendered in the
+        voice by the flow refiner, self-distilled or not)."""
         from tts.audio import load_audio
         from tts.synthesis import CONVERSION_ENGINES, convert
 
@@ -403,11 +405,12 @@ class Studio:
             models = self._shared(ENGINE_MODELS[engine])
             _report(progress, 0.2, "converting")
             started = time.perf_counter()
-            audio = convert(recording, voice, engine=engine, tau=float(tau), seed=seed, models=models)
+            audio = convert(recording, voice, engine=engine, source_text=(source_text or "").strip() or None,
+                            tau=float(tau), seed=seed, models=models)
             elapsed = time.perf_counter() - started
             path = audio.save(self._request_folder() / f"timbre-convert-{seed}.{fmt}")
         self.speeds.record("Convert", engine, audio.duration, elapsed)
-        how = f"tone-color (tau {float(tau):.2f})" if engine == "tone-color" else "ar"
+        how = f"tone-color (tau {float(tau):.2f})" if engine == "tone-color" else engine
         info = (f"{recording.duration:.2f} s recording converted to {audio.duration:.2f} s of audio in {elapsed:.2f} s "
                 f"(real-time factor {_rtf(elapsed, audio)}); engine {how}, voice {_voice_label(voice)}, seed {seed}")
         return str(path), str(path), info

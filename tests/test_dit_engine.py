@@ -246,7 +246,7 @@ def test_a_word_edit_starts_its_new_words_from_the_guide_voice(engine, recording
     frames = engine._mel(audio).shape[1]
     new_words = list(engine_module.prepare_text(new_text).words)
     estimate = engine._guide_estimate(new_text, new_words, "flite:awb", 0, engine._mel(audio),
-                                      engine_module._f0_median(audio))
+                                      engine_module._pitch(audio))
     unmoved = engine._guide_estimate(new_text, new_words, "flite:awb", 0)
     assert guide == 0.6 and source_mel.shape[1] == frames + estimate.mel.shape[1]
     generated = [i for i, keep in enumerate(layout.keep) if not keep]
@@ -295,19 +295,25 @@ def test_a_guide_takes_the_long_term_spectrum_of_the_voice_it_stands_in_for(monk
 
 
 def test_a_guide_is_said_at_the_pitch_of_the_voice_it_stands_in_for(recording):
-    """`_to_voice_pitch`: the guide's F0 median becomes the voice's (the ratio within its limits); without an F0
-    to go to, the audio is returned as it is."""
+    """`_to_voice_pitch`: the guide's F0 median becomes the voice's (the ratio within its limits), and with
+    ``spread=True`` its F0 range too; without a pitch to go to, the audio is returned as it is."""
     from tts.dit import engine as engine_module
 
     audio, _ = recording
-    own = engine_module._f0_median(audio)
-    assert own is not None
-    higher = engine_module._to_voice_pitch(audio, own * 1.3, seed=0)
-    assert abs(12 * np.log2(engine_module._f0_median(higher) / own) - 12 * np.log2(1.3)) < 0.7
+    own = engine_module._pitch(audio)
+    assert own is not None and own.spread > 0.3
+    higher = engine_module._to_voice_pitch(audio, own._replace(median=own.median * 1.3), seed=0)
+    moved = engine_module._pitch(higher)
+    assert abs(12 * np.log2(moved.median / own.median) - 12 * np.log2(1.3)) < 0.7
+    assert moved.spread == pytest.approx(own.spread, rel=0.25)  # the range left as it was
     assert abs(higher.duration - audio.duration) < 0.05
     low, _ = engine_module.GUIDE_PITCH_LIMITS
-    lowest = engine_module._to_voice_pitch(audio, own * 0.1, seed=0)  # as far as the limit goes
-    assert abs(12 * np.log2(engine_module._f0_median(lowest) / own) - 12 * np.log2(low)) < 1.0
+    lowest = engine_module._to_voice_pitch(audio, own._replace(median=own.median * 0.1), seed=0)  # to the limit
+    assert abs(12 * np.log2(engine_module._pitch(lowest).median / own.median) - 12 * np.log2(low)) < 1.0
+    wider = engine_module._pitch(engine_module._to_voice_pitch(audio, own._replace(spread=own.spread * 1.8), seed=0,
+                                                               spread=True))
+    assert wider.spread == pytest.approx(own.spread * 1.8, rel=0.25) and wider.spread > moved.spread * 1.3
+    assert abs(12 * np.log2(wider.median / own.median)) < 1.0
     assert engine_module._to_voice_pitch(audio, None, seed=0) is audio
 
 
@@ -356,3 +362,99 @@ def test_zero_shot_speech_starts_from_the_guide_voice(engine, recording, infill_
     assert len(plain) == len(guided) and not np.array_equal(plain.samples, guided.samples)
     with pytest.raises(ValueError, match="guide"):
         engine.speak(words, voice, guide=1.5)
+
+
+# -- conversion ----------------------------------------------------------------------------------------------
+
+
+def test_conversion_says_the_recording_again_from_the_moved_recording(engine, recording, flite, infill_calls):
+    """`DitEngine.convert`: the output is as long as the source, every generated frame starts from the source
+    itself (moved to the voice's long-term spectrum) at `CONVERT_GUIDE`, laid out at the source's aligned
+    frames after the voice's reference; seeded; bad input refused."""
+    from tts.dit import engine as engine_module
+    from tts.voice import Voice
+
+    audio, _ = recording
+    voice = Voice(flite.synthesize("A voice to say it in, for a little while.", "awb").audio.resample(SAMPLE_RATE),
+                  "A voice to say it in, for a little while.")
+    converted = engine.convert(audio, voice, " ".join(WORDS), steps=2)
+    (layout, source_mel, guide), = infill_calls
+    kept, frames = sum(layout.keep), engine._mel(audio).shape[1]
+    assert guide == engine_module.CONVERT_GUIDE and len(layout) - kept == frames  # the source's own length
+    assert layout.guide[kept:] == [float(kept + i) for i in range(frames)]  # frame for frame from the source
+    units, counts = engine.align(audio, engine_module.prepare_text(" ".join(WORDS)).words)
+    assert layout.ids[kept:] == engine_module.expand(units.ids, counts).tolist()
+    assert torch.allclose(speech_band_means(source_mel[:, kept:]), speech_band_means(source_mel[:, :kept]), atol=1e-4)
+    assert converted.sample_rate == SAMPLE_RATE and abs(converted.duration - audio.duration) < 0.02
+    assert np.array_equal(engine.convert(audio, voice, " ".join(WORDS), steps=2).samples, converted.samples)
+    with pytest.raises(ValueError, match="guide"):
+        engine.convert(audio, voice, " ".join(WORDS), guide=1.0)
+    with pytest.raises(AudioError, match="shorter than 0.2 s"):
+        engine.convert(Audio(audio.samples[:2400], SAMPLE_RATE), voice, "the")
+
+
+def test_a_long_conversion_goes_through_in_pieces_cut_in_pauses(engine, recording, flite, infill_calls, monkeypatch,
+                                                                scripted_asr):
+    """Past `CONVERT_PIECE_SECONDS` the DiT says the recording in pieces that end inside pauses and add up to the
+    whole; past `MAX_CONVERT_SECONDS` it is refused; without a transcript the ASR's is used."""
+    from tts.dit import engine as engine_module
+    from tts.voice import Voice
+
+    audio, spans = recording
+    voice = Voice(audio, " ".join(WORDS))
+    monkeypatch.setattr(engine_module, "CONVERT_PIECE_SECONDS", 1.0)
+    heard = scripted_asr([" ".join(WORDS)])
+    converted = engine.convert(audio, voice, steps=2)
+    assert len(heard) == 1 and heard[0].duration == pytest.approx(audio.duration, abs=0.01)  # transcribed once
+    pieces = [len(layout) - sum(layout.keep) for layout, _, _ in infill_calls]
+    frames = engine._mel(audio).shape[1]
+    assert len(pieces) >= 2 and sum(pieces) == frames
+    hop = engine.hop_seconds
+    for cut in np.cumsum(pieces)[:-1] * hop:  # every cut falls between two words (aligner error allowed)
+        assert any(end - 0.06 <= cut <= start + 0.06 for (_, end), (start, _) in zip(spans, spans[1:]))
+    assert abs(converted.duration - audio.duration) < 0.02
+    monkeypatch.setattr(engine_module, "MAX_CONVERT_SECONDS", 1.0)
+    with pytest.raises(AudioError, match="convert at most 1 s at a time"):
+        engine.convert(audio, voice, " ".join(WORDS))
+
+
+def test_piece_bounds_cut_in_the_longest_pause_within_reach():
+    from tts.dit.engine import _piece_bounds
+    from tts.dit.units import BOUNDARY, UnitSequence
+
+    # boundary, word 0 (4 units), boundary, word 1 (4 units), boundary, word 2 (4 units), boundary
+    words = [BOUNDARY] + [0] * 4 + [BOUNDARY] + [1] * 4 + [BOUNDARY] + [2] * 4 + [BOUNDARY]
+    units = UnitSequence(tuple(range(len(words))), tuple(words))
+    counts = [10] + [5] * 4 + [2] + [5] * 4 + [30] + [5] * 4 + [10]
+    assert _piece_bounds(units, counts, 1000) == [(0, 112)]  # short enough: one piece
+    assert _piece_bounds(units, counts, 80) == [(0, 67), (67, 112)]  # the 30-frame pause, not the 2-frame one
+    assert _piece_bounds(units, counts, 40) == [(0, 31), (31, 67), (67, 107), (107, 112)]
+    # none in the second half of the reach: the last one in it, else on to the next one
+    assert _piece_bounds(units, counts, 20) == [(0, 5), (5, 31), (31, 67), (67, 107), (107, 112)]
+
+
+def test_convert_entry_points_run_the_dit_conversion(engine, recording, flite, monkeypatch, tmp_path):
+    """`tts.convert` (the engine taken from the models given, or named) and `timbre convert --engine dit
+    --source-text` say the recording again through `DitEngine.convert`, watermarked unless asked not to be."""
+    import tts
+    from tts.cli import main
+    from tts.dit import engine as engine_module
+    from tts.voice import Voice
+    from tts.watermark import detect
+
+    audio, _ = recording
+    text = " ".join(WORDS)
+    voice = Voice(flite.synthesize("A voice to say it in, for a little while.", "awb").audio.resample(SAMPLE_RATE),
+                  "A voice to say it in, for a little while.")
+    direct = engine.convert(audio, voice, text, seed=2)
+    plain = tts.convert(audio, voice, source_text=text, seed=2, models=engine, watermark=False)
+    assert np.array_equal(plain.samples, direct.samples)
+    marked = tts.convert(audio, voice, engine="dit", source_text=text, seed=2, models=engine)
+    assert detect(marked).present and not np.array_equal(marked.samples, plain.samples)
+    monkeypatch.setattr(engine_module, "load_dit_engine", lambda **_: engine)
+    audio.save(tmp_path / "src.wav")
+    voice.save(tmp_path / "awb.voice")
+    assert main(["convert", str(tmp_path / "src.wav"), "--voice", str(tmp_path / "awb.voice"), "--source-text", text,
+                 "--seed", "2", "-o", str(tmp_path / "out.wav")]) == 0  # dit: the default engine
+    written = tts.load_audio(tmp_path / "out.wav")
+    assert abs(written.duration - marked.duration) < 1e-3 and detect(written).present

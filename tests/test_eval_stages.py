@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from tts.audio import Audio
+from tts.audio import Audio, load_audio
 from tts.cli import build_parser, main
 from tts.errors import TimbreError
 from tts.evaluation import stages
@@ -20,6 +20,7 @@ from tts.evaluation.stages import (
     DEFAULT_WER_KEY as WER,
     Criterion,
     conversion_criteria,
+    dit_conversion_criteria,
     distillation_criteria,
     edit_criteria,
     edited_text,
@@ -119,6 +120,18 @@ def test_conversion_criteria():
     means[WER]["output"] = 0.151
     means[f"{SIM}_to_prompt"]["output"] = 0.74
     assert set(statuses(conversion_criteria(means)).values()) == {"FAIL"}
+
+
+def test_dit_conversion_criteria_add_the_melody_to_the_conversion_ones():
+    means = {WER: {"source": 0.10, "output": 0.15}, f"{SIM}_to_prompt": {"source": 0.5, "output": 0.76},
+             f"{SIM}_gap": {"output": 0.15}, "f0_correlation": {"output": 0.8}}
+    assert verdict(dit_conversion_criteria(means)) == "PASS"
+    assert [c.name for c in dit_conversion_criteria(means)][:3] == [c.name for c in conversion_criteria(means)]
+    means["f0_correlation"]["output"] = 0.79
+    assert statuses(dit_conversion_criteria(means)) == {"SIM(output, target voice B)": "PASS",
+                                                        "SIM(output, B) minus SIM(output, source voice A)": "PASS",
+                                                        "WER, output minus source": "PASS",
+                                                        "F0-contour correlation with the source": "FAIL"}
 
 
 def test_tone_color_criteria():
@@ -398,6 +411,35 @@ def test_edit_stage_end_to_end(model_dirs, clip_cache, tmp_path):
     assert item["transcripts"]["edit1 text"] != item["text"]
     assert sorted(p.name.split("-", 2)[-1] for p in (out / "wavs").iterdir()) == sorted(
         f"{s}.wav" for s in ("original", "edit1", "edit3", "speed0.7", "speed1.3"))
+
+
+@pytest.mark.slow
+@needs_voices
+def test_dit_conversion_stage_end_to_end(model_dirs, clip_cache, tmp_path, scripted_asr):
+    """The same pairs as the conversion stage through `DitEngine.convert` (a tiny untrained DiT: the mechanics),
+    each source's transcript from the ASR as a user's would be."""
+    from tts.dit.model import DiT
+    from tts.dit.train import PRESETS as DIT_PRESETS
+
+    torch.manual_seed(0)
+    dit = DiT(DIT_PRESETS["tiny"].model)
+    dit.duration_predictor.out.bias.data.fill_(float(np.log1p(6.0)))
+    out = tmp_path / "run"
+    heard = scripted_asr(["the words it heard"])
+    code = main(["eval-stage", "dit-conversion", "--limit", "2", "--out", str(out), "--steps", "2", "--voices",
+                 f"{NARROW_BAND_VOICE},{FULL_BAND_VOICE}", "--dit", str(dit.save_pretrained(tmp_path / "dit")),
+                 "--tokenizer", model_dirs["tokenizer"], "--vocoder", model_dirs["vocoder"]])
+    report = json.loads((out / "report.json").read_text())
+    assert code == (0 if report["verdict"] == "PASS" else 1) and report["settings"]["steps"] == 2
+    assert [c["name"] for c in report["criteria"]] == ["SIM(output, target voice B)",
+                                                       "SIM(output, B) minus SIM(output, source voice A)",
+                                                       "WER, output minus source", "F0-contour correlation with the source"]
+    assert [(i["item_id"], i["voice"], i["prompt_voice"]) for i in report["items"]] == [
+        ("conversion-000", NARROW_BAND_VOICE, FULL_BAND_VOICE), ("conversion-001", FULL_BAND_VOICE, NARROW_BAND_VOICE)]
+    assert not any(item["failure"] for item in report["items"]) and heard  # transcripts from the (scripted) ASR
+    for item in report["items"]:
+        source, output = (load_audio(out / "wavs" / f"{item['item_id']}-{name}.wav") for name in ("source", "output"))
+        assert abs(output.duration - source.duration) < 0.05  # the source's timing
 
 
 @pytest.mark.slow

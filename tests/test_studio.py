@@ -114,7 +114,7 @@ def test_studio_serves_page_with_engine_status(studio_url):
         assert '"base+convert (unavailable)"' in text and '"tone-color (unavailable)"' in text
         # Convert starts on the first engine that runs here (the unavailable one says why when chosen).
         convert = next(c for c in config["components"] if c["props"].get("elem_id") == "convert-engine")
-        assert convert["props"]["value"] == "ar"
+        assert convert["props"]["value"] == "dit"
 
 
 def test_engine_status_explains_missing_checkpoints(shipped_root):
@@ -412,7 +412,8 @@ def _convert(studio: Studio, source, voice: str | None = "Slt", **changes):
     settings = {"voice_from": VOICE_FROM_LIBRARY, "clip": None, "transcript": None, "engine": "tone-color",
                 "tau": 0.3, "seed": 7, "fmt": "wav", **changes}
     return studio.convert(None if source is None else str(source), settings["voice_from"], voice, settings["clip"],
-                          settings["transcript"], settings["engine"], settings["tau"], settings["seed"], settings["fmt"])
+                          settings["transcript"], settings["engine"], settings["tau"], settings["seed"], settings["fmt"],
+                          settings.get("source_text"))
 
 
 def test_speak_with_base_convert_says_it_with_the_base_speaker_in_the_voice(tiny_studio, tiny_models):
@@ -541,7 +542,7 @@ def test_convert_with_ar_and_a_target_clip(tiny_studio, source_path, clip_path):
     ("no target", "choose a voice from the library"),
     ("unknown target", "no voice named 'Nobody'"),
     ("no target clip", "upload or record a clip"),
-    ("unknown engine", "choose an engine: tone-color, distilled, ar"),
+    ("unknown engine", "choose an engine: dit, tone-color, distilled, ar"),
     ("bad format", "download format"),
 ])
 def test_convert_reports_bad_input_as_messages(tiny_studio, source_path, tmp_path, problem, message):
@@ -580,7 +581,7 @@ def test_unavailable_engines_are_listed_and_say_why(library, fake, tmp_path, shi
     studio = Studio(library, None, tmp_path / "work")  # the shipped checkpoints, of which there are none
     assert studio.engine_choices(SYNTHESIS_ENGINES) == [("dit (unavailable)", "dit"), ("ar (unavailable)", "ar"),
                                                         ("base+convert (unavailable)", "base+convert")]
-    assert [value for _, value in studio.engine_choices(CONVERSION_ENGINES)] == ["tone-color", "distilled", "ar"]
+    assert [value for _, value in studio.engine_choices(CONVERSION_ENGINES)] == ["dit", "tone-color", "distilled", "ar"]
     assert "converter" in studio.engine_note("tone-color") and "not trained yet" in studio.engine_note("base+convert")
     with pytest.raises(gr.Error, match="'base[+]convert' engine is unavailable here: not trained yet.*converter"):
         _speak(studio, engine="base+convert")
@@ -674,6 +675,29 @@ def test_edit_says_other_words_and_keeps_the_rest_of_the_recording(dit_studio, t
     _, _, info = _edit(studio, edit_path, "The black cat sat on the mat!", seed=None)
     assert "| — | black |" in info and "seed " in info
     assert loads == [1]  # loaded once, on the first edit
+
+
+def test_convert_with_dit_says_the_recording_again_in_the_voice(dit_studio, tiny_dit, edit_path, clip_path,
+                                                                monkeypatch):
+    """Convert on `dit`: what the recording says as typed, or (left empty) as Whisper hears it, is what the DiT is
+    given; the output is the recording's length."""
+    from tts.audio import load_audio
+    from tts.synthesis import convert
+    from tts.voice import clone_voice
+
+    studio, loads = dit_studio
+    studio.library.add(clone_voice(str(clip_path), CLIP_TEXT), "Cat", consent=CONSENT_STATEMENT)
+    path, _, info = _convert(studio, edit_path, "Cat", engine="dit", seed=5, source_text=f"  {EDIT_TEXT} ")
+    source, converted = load_audio(edit_path), load_audio(path)
+    expected = convert(source, studio.library.get("Cat"), engine="dit", source_text=EDIT_TEXT, seed=5, models=tiny_dit)
+    np.testing.assert_allclose(converted.samples, expected.samples, atol=1 / 2**14)
+    assert abs(converted.duration - source.duration) < 0.02 and "engine dit, voice Cat" in info and "seed 5" in info
+    heard = []
+    monkeypatch.setattr("tts.evaluation.asr.transcribe", lambda audio, model=None: heard.append(audio) or EDIT_TEXT)
+    path, _, _ = _convert(studio, edit_path, "Cat", engine="dit", seed=5, source_text=" ")
+    assert len(heard) == 1 and abs(heard[0].duration - source.duration) < 0.01  # the recording, transcribed
+    np.testing.assert_allclose(load_audio(path).samples, expected.samples, atol=1 / 2**14)
+    assert loads == [1]
 
 
 def test_edit_with_takes_keeps_the_edit_whisper_hears_best(dit_studio, tiny_dit, edit_path, monkeypatch):

@@ -1,6 +1,6 @@
 """End to end in a real browser (Debian's headless Chromium via Playwright): make a voice from a clip, rename it,
-speak with it (engines `ar` and `base+convert`; an emotion mixture and a pitch shift), convert a recording into it,
-run a batch and download its ZIP, delete the voice; the page loads nothing from outside. The Edit view
+speak with it (engines `ar` and `base+convert`; an emotion mixture and a pitch shift), convert a recording into it
+(engines `dit`, `tone-color` and `ar`), run a batch and download its ZIP, delete the voice; the page loads nothing from outside. The Edit view
 transcribes a recording, switches between word and speed edits, and says why `dit` cannot run when it cannot.
 
 Screenshots of each view go to ``$TIMBRE_SCREENSHOTS`` (default: the test's temporary folder).
@@ -265,8 +265,18 @@ def test_voice_speak_convert_batch_end_to_end(studio, clip_path, source_path, tm
             # Convert a recording into the library voice.
             page.get_by_role("tab", name="Convert").click()
             expect(page.locator("#convert-voice").get_by_role("combobox")).to_have_value("Renamed Voice")
-            expect(page.locator("#convert-engine").get_by_role("radio", name="tone-color")).to_be_checked()
+            # The shipped dit engine first (the default): the recording said again by the DiT in the voice.
+            expect(page.locator("#convert-engine").get_by_role("radio", name="dit")).to_be_checked()
+            expect(page.locator("#convert-tau")).to_be_hidden()
             page.locator("#convert-source input[type=file]").set_input_files(str(source_path))
+            page.locator("#convert-source-text textarea").fill(SOURCE_TEXT)
+            page.locator("#convert-run").click()
+            _wait_for_text(page, "#convert-info", "engine dit, voice Renamed Voice")
+            converted, rate = _audio_from(page, "#convert")
+            assert rate == 24000 and abs(len(converted) / rate - load_audio(source_path).duration) < 0.05
+            page.locator("#convert-engine").get_by_role("radio", name="tone-color").check()
+            expect(page.locator("#convert-source-text")).to_be_hidden()
+            expect(page.locator("#convert-tau")).to_be_visible()
             page.locator("#convert-run").click()
             _wait_for_text(page, "#convert-info", "recording converted to")
             _wait_for_text(page, "#convert-info", "engine tone-color (tau 0.30), voice Renamed Voice")

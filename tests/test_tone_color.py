@@ -141,7 +141,7 @@ def test_commands_use_the_tone_color_path(engine, voices, flite, tmp_path, monke
     flite.synthesize("Bring the red box.", "awb").audio.save(tmp_path / "src.wav")
     voices[0].save(tmp_path / "slt.voice")
     assert main(["convert", str(tmp_path / "src.wav"), "--voice", str(tmp_path / "slt.voice"), "--tau", "0",
-                 "-o", str(tmp_path / "converted.wav")]) == 0
+                 "--engine", "tone-color", "-o", str(tmp_path / "converted.wav")]) == 0
     expected = convert(tmp_path / "src.wav", voices[0], models=engine, tau=0.0)
     written = tts.load_audio(tmp_path / "converted.wav")
     assert abs(written.duration - expected.duration) < 1e-3
@@ -152,7 +152,7 @@ def test_commands_use_the_tone_color_path(engine, voices, flite, tmp_path, monke
 
 def test_missing_converter_is_explained(voices, flite, shipped_root):
     with pytest.raises(CheckpointError, match="converter"):
-        convert(flite.synthesize("Hi there.", "awb").audio, voices[0])
+        convert(flite.synthesize("Hi there.", "awb").audio, voices[0], engine="tone-color")
 
 
 def test_harness_runs_base_convert_with_a_chosen_base(engine, voices, monkeypatch):

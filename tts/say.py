@@ -25,7 +25,7 @@ def register(subparsers) -> None:
     """Add ``timbre say``, ``timbre convert`` and ``timbre edit``."""
     from tts.data.styles import STYLES
 
-    from tts.synthesis import CONVERSION_ENGINES, DEFAULT_ENGINE, SYNTHESIS_ENGINES
+    from tts.synthesis import CONVERSION_ENGINES, DEFAULT_CONVERSION_ENGINE, DEFAULT_ENGINE, SYNTHESIS_ENGINES
 
     parser = subparsers.add_parser("say", help="speak text in a cloned voice")
     parser.add_argument("text", help="what to say")
@@ -65,8 +65,11 @@ def register(subparsers) -> None:
 
     convert = subparsers.add_parser("convert", help="say a recording again in another voice")
     convert.add_argument("source", type=Path, help="the recording to convert")
-    convert.add_argument("--engine", choices=CONVERSION_ENGINES, default="tone-color",
-                         help="tone-color: OpenVoice converter (only timbre changes); ar: speech tokens -> refiner")
+    convert.add_argument("--engine", choices=CONVERSION_ENGINES, default=DEFAULT_CONVERSION_ENGINE,
+                         help="dit: the recording moved toward the voice, said again by the DiT; tone-color: OpenVoice "
+                              "converter (only timbre changes); distilled / ar: speech tokens -> (self-distilled) "
+                              f"refiner (default {DEFAULT_CONVERSION_ENGINE})")
+    convert.add_argument("--source-text", help="dit: what the recording to convert says (default: transcribed offline)")
     convert.add_argument("--tau", type=float, default=0.3, help="tone-color converter temperature (0: deterministic)")
     convert.add_argument("--voice", type=Path, required=True, help="target voice: a reference clip or a .voice file")
     convert.add_argument("--transcript", help="what the target's reference clip says (default: transcribed offline)")
@@ -103,7 +106,8 @@ def _run_convert(args: argparse.Namespace) -> int:
     voice = load_voice_argument(args.voice, args.transcript)
     print(f"voice {voice.name or voice.source or args.voice} ({voice.consent_note})")
     start = time.perf_counter()
-    result = convert(load_audio(args.source), voice, engine=args.engine, tau=args.tau, seed=args.seed)
+    result = convert(load_audio(args.source), voice, engine=args.engine, source_text=args.source_text, tau=args.tau,
+                     seed=args.seed)
     path = result.save(args.output)
     print(f"wrote {path} ({result.duration:.2f} s in {time.perf_counter() - start:.2f} s)")
     return 0

@@ -1,7 +1,7 @@
 """The tone-color path (OpenVoice): any speech re-voiced with a voice's timbre, and the `base+convert` engine.
 
     from tts import convert, synthesize
-    out = convert("me_reading.wav", target=voice, tau=0.3)                         # engine "tone-color"
+    out = convert("me_reading.wav", target=voice, engine="tone-color", tau=0.3)
     out = synthesize("Hello there.", voice, engine="base+convert", base="piper:joe", emotion="happy")
 
 Data flow::
@@ -117,8 +117,8 @@ def load_tone_color_engine(**checkpoints: str) -> ToneColorEngine:
         status = next(s for s in engine_status() if s.name == "base+convert")
         if not status.available:
             raise CheckpointError(
-                f"the tone-color converter is unavailable: {status.reason}. Until it ships, convert through the "
-                "speech tokens with engine 'ar' (`timbre convert --engine ar`, convert(..., engine='ar'))"
+                f"the tone-color converter is unavailable: {status.reason}. Until it ships, convert with the DiT: "
+                "engine 'dit' (`timbre convert --engine dit`, convert(..., engine='dit'))"
             )
     key = tuple(sorted(names.items()))
     with _ENGINES_LOCK:

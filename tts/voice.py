@@ -355,7 +355,8 @@ def clone_voice(
             )
     if transcript is not None:
         return Voice(clip, transcript, name=name, source=source, transcript_source="user")
-    return Voice(clip, _recognized_transcript(clip, where), name=name, source=source, transcript_source="asr")
+    return Voice(clip, recognized_transcript(clip, f"the reference{where}"), name=name, source=source,
+                 transcript_source="asr")
 
 
 def _normalized_transcript(transcript: str) -> str:
@@ -372,7 +373,9 @@ def _normalized_transcript(transcript: str) -> str:
     return normalized
 
 
-def _recognized_transcript(clip: Audio, where: str) -> str:
+def recognized_transcript(clip: Audio, what: str = "the reference") -> str:
+    """What `clip` (`what`, as messages name it) says, by the offline ASR, normalized; `VoiceError` when the ASR
+    cannot run or hears no words."""
     from tts.evaluation import asr
     from tts.text import normalize_text
 
@@ -381,12 +384,12 @@ def _recognized_transcript(clip: Audio, where: str) -> str:
     except TimbreError as error:
         raise VoiceError(
             f"no transcript was given and speech recognition could not run: {error}. "
-            "Pass the transcript of the reference."
+            f"Pass the transcript of {what}."
         ) from error
     normalized = normalize_text(text).strip()
     if not normalized:
         raise VoiceError(
-            f"no words were recognized in the reference{where}; pass its transcript (what it says) yourself"
+            f"no words were recognized in {what}; pass its transcript (what it says) yourself"
         )
     return normalized
 

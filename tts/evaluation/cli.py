@@ -116,20 +116,22 @@ _STAGE_HELP = {
     "reconstruction": "tokens of an utterance + another utterance of the same voice as prompt -> refiner -> vocoder",
     "conversion": "tokens of voice A + a prompt of voice B -> refiner -> vocoder (SIM to B and A, WER, F0 correlation)",
     "tone-color": "voice A's clip -> tone-color converter with voice B's tone color -> vocoder (SIM gain, WER, F0 correlation)",
+    "dit-conversion": "voice A's clip (transcribed offline) said again by the dit engine in voice B's voice (SIM to B and A, "
+                      "WER, F0 correlation)",
     "edit": "held-out recordings edited by the dit engine: 1 and 3 words replaced, speed x0.7 and x1.3 (WER, SIM, kept samples)",
     "distillation": "the conversion pairs through the refiner before and after self-distillation (SIM to B and A, WER, F0 correlation)",
 }
 
 
 def _register_eval_stage(subparsers) -> None:
-    """``timbre eval-stage {vocoder,reconstruction,conversion,tone-color,edit,distillation}`` (see
+    """``timbre eval-stage {vocoder,reconstruction,conversion,tone-color,dit-conversion,edit,distillation}`` (see
     `tts.evaluation.stages`)."""
     from tts.engines import DISTILLED_REFINER
 
     stage_parser = subparsers.add_parser(
         "eval-stage",
-        help="measure one trained stage (vocoder, reconstruction, conversion, tone-color, edit, distillation) against its "
-        "done-criteria",
+        help="measure one trained stage (vocoder, reconstruction, conversion, tone-color, dit-conversion, edit, "
+        "distillation) against its done-criteria",
         description="Score a trained stage on held-out voices and texts and judge it against its issue's done-criteria: "
         "report.json, report.md (criteria with PASS/FAIL, means, every item) and wavs in a run folder. Exit status 0 "
         "when every criterion passes, 1 otherwise.",
@@ -142,7 +144,7 @@ def _register_eval_stage(subparsers) -> None:
         if stage == "tone-color":
             parser.add_argument("--converter", default="converter", help="tone-color converter folder or shipped name (default: converter)")
             options.append("converter")
-        elif stage == "edit":
+        elif stage in ("edit", "dit-conversion"):
             parser.add_argument("--dit", default="dit", help="DiT folder or shipped name (default: dit)")
             parser.add_argument("--tokenizer", default="speech_tokenizer", help="aligner (speech tokenizer) folder or shipped name")
             options += ["dit", "tokenizer"]
@@ -170,7 +172,7 @@ def _register_eval_stage(subparsers) -> None:
             parser.add_argument("--tau", type=float, default=0.3, help="converter temperature (default 0.3)")
             parser.add_argument("--seed", type=int, default=0, help="seed of the converter's noise (default 0)")
             options += ["tau", "seed"]
-        elif stage == "edit":
+        elif stage in ("edit", "dit-conversion"):
             parser.add_argument("--steps", type=int, help="DiT ODE steps (default 8)")
             parser.add_argument("--cfg-strength", type=float, help="DiT guidance (default 2)")
             parser.add_argument("--seed", type=int, default=0, help="seed of the DiT's noise (default 0)")
@@ -236,11 +238,12 @@ def _run_eval_stage(args) -> int:
 
         report = stages.evaluate_tone_color(ToneColorEngine(models["converter"], models["vocoder"]), items, config,
                                             wav_dir, progress)
-    elif args.stage == "edit":
+    elif args.stage in ("edit", "dit-conversion"):
         from tts.dit.engine import DitEngine
 
-        report = stages.evaluate_editing(DitEngine(models["dit"], models["tokenizer"], models["vocoder"]), items,
-                                         config, wav_dir, progress)
+        evaluate = stages.evaluate_editing if args.stage == "edit" else stages.evaluate_dit_conversion
+        report = evaluate(DitEngine(models["dit"], models["tokenizer"], models["vocoder"]), items, config, wav_dir,
+                          progress)
     elif args.stage == "distillation":
         report = stages.evaluate_distillation(models["tokenizer"], models["before"], models["refiner"], models["vocoder"],
                                               items, config, wav_dir, progress)
@@ -263,7 +266,7 @@ def _load_stage_models(args) -> dict:
         from converter.openvoice import ToneColorConverter
 
         models["converter"] = ToneColorConverter.from_pretrained(args.converter).float().eval()
-    elif args.stage == "edit":
+    elif args.stage in ("edit", "dit-conversion"):
         from tts.dit.model import DiT
         from tts.tokenizer.model import SpeechTokenizer
 

@@ -4,6 +4,7 @@
     timbre eval-stage reconstruction --tokenizer PATH --refiner PATH --vocoder PATH
     timbre eval-stage conversion --tokenizer PATH --refiner PATH --vocoder PATH
     timbre eval-stage tone-color --converter PATH --vocoder PATH --tau 0.3
+    timbre eval-stage dit-conversion --dit PATH --tokenizer PATH --vocoder PATH
     timbre eval-stage distillation --before flow_refiner --refiner PATH --limit 24
 
 * ``vocoder`` (copy synthesis): clip -> studio log-mel -> vocoder, beside Griffin-Lim (32 iterations) from the same
@@ -16,6 +17,9 @@
 * ``tone-color`` (the OpenVoice converter, `tts.tone_color`): the same pairs as ``conversion``, the source clip
   converted to the prompt's tone color: SIM to B against the source's own SIM to B, WER against the source's,
   F0-contour correlation with the source (style and prosody must survive).
+* ``dit-conversion`` (the `dit` engine's conversion, `tts.dit.engine.DitEngine.convert`): the same pairs, the
+  source clip (its transcript from the offline ASR) said again in the prompt's voice: SIM to B and to A, WER
+  against the source's, F0-contour correlation with the source.
 * ``distillation`` (self-distilled timbre swapping, `tts.refiner.distill`): the ``conversion`` pairs through the
   refiner before (``--before``) and after self-distillation (``--refiner``), same noise: SIM to B up, SIM to A
   down, WER and F0-contour correlation kept.
@@ -66,8 +70,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("vocoder", "reconstruction", "conversion", "tone-color", "edit", "distillation")
-PAIRED_STAGES = ("conversion", "tone-color", "distillation")
+STAGES = ("vocoder", "reconstruction", "conversion", "tone-color", "dit-conversion", "edit", "distillation")
+PAIRED_STAGES = ("conversion", "tone-color", "dit-conversion", "distillation")
 """Stages whose prompt is another speaker's voice."""
 
 FULL_BAND, NARROW_BAND, ALL = "24k", "16k", "all"
@@ -392,6 +396,16 @@ def conversion_criteria(means: Means, group: str = ALL, wer_key: str = DEFAULT_W
     ]
 
 
+def dit_conversion_criteria(means: Means, group: str = ALL, wer_key: str = DEFAULT_WER_KEY,
+                            sim_key: str = DEFAULT_SIM_KEY) -> list[Criterion]:
+    """The `dit` engine's conversion: issue #6's conversion criteria, and the source's melody kept as issue #9
+    asks of a converter."""
+    return conversion_criteria(means, group, wer_key, sim_key) + [
+        Criterion(group, "F0-contour correlation with the source", _mean(means, "f0_correlation", "output"), ">=",
+                  TONE_COLOR_MIN_F0_CORRELATION),
+    ]
+
+
 def edit_criteria(means: Means, group: str = ALL, wer_key: str = DEFAULT_WER_KEY,
                   sim_key: str = DEFAULT_SIM_KEY) -> list[Criterion]:
     """The editing done-criteria (issue #10): word edits intelligible and in the recording's voice, everything
@@ -651,19 +665,19 @@ def _evaluate_refiner(stage: str, tokenizer, refiner, vocoder, items: Sequence[S
     check_refiner_parts(tokenizer, refiner, vocoder)
     config = config.resolved()
     rules = reconstruction_criteria if stage == "reconstruction" else conversion_criteria
-    render = lambda source, prompt: _resynthesize(tokenizer, refiner, vocoder, source, prompt, config)  # noqa: E731
+    render = lambda item: _resynthesize(tokenizer, refiner, vocoder, item.source.audio, item.prompt.audio, config)  # noqa: E731
     return _evaluate_pairs(stage, {"output": render}, rules, items, config, wav_dir, progress)
 
 
-Render = Callable[[Audio, Audio], Audio]
-"""``render(source, prompt) -> output`` of a stage with prompts."""
+Render = Callable[[StageItem], Audio]
+"""``render(item) -> output`` of a stage with prompts: the item's source clip said in its prompt clip's voice."""
 
 
 def _evaluate_pairs(stage: str, renders: Mapping[str, Render], rules: Callable[..., list[Criterion]],
                     items: Sequence[StageItem], config: StageConfig, wav_dir: Path | None,
                     progress: Callable[[ItemResult], None] | None) -> "StageReport":
-    """Score each of `renders` (subject name -> ``render(source, prompt)``) on every item of a stage that has
-    prompts, and judge the means with `rules`."""
+    """Score each of `renders` (subject name -> ``render(item)``) on every item of a stage that has prompts, and
+    judge the means with `rules`."""
     source_name = "original" if stage == "reconstruction" else "source"
     to_prompt, sim_key = f"{config.sim_key}_to_prompt", config.sim_key
     started, results = time.time(), []
@@ -674,7 +688,7 @@ def _evaluate_pairs(stage: str, renders: Mapping[str, Render], rules: Callable[.
         source, prompt = item.source.audio, item.prompt.audio
         meter = _Meter(config, result)
         try:
-            outputs = {subject: _checked_output(render(source, prompt), subject) for subject, render in renders.items()}
+            outputs = {subject: _checked_output(render(item), subject) for subject, render in renders.items()}
         except Exception as error:  # noqa: BLE001 - one item failing must not lose the others
             logger.exception("%s: %s failed", item.item_id, stage)
             result.failure = f"{type(error).__name__}: {error}"
@@ -727,8 +741,28 @@ def evaluate_tone_color(engine, items: Sequence[StageItem], config: StageConfig 
                         wav_dir: Path | None = None, progress: Callable[[ItemResult], None] | None = None) -> "StageReport":
     """Voice A's clip converted to voice B's tone color (`tts.tone_color.ToneColorEngine`, ``config.tau``): does
     it sound like B, more than A did, with A's words and melody?"""
-    render = lambda source, prompt: engine.convert(source, prompt, tau=config.tau, seed=config.seed)  # noqa: E731
+    render = lambda item: engine.convert(item.source.audio, item.prompt.audio, tau=config.tau, seed=config.seed)  # noqa: E731
     return _evaluate_pairs("tone-color", {"output": render}, tone_color_criteria, items, config, wav_dir, progress)
+
+
+def evaluate_dit_conversion(engine, items: Sequence[StageItem], config: StageConfig = StageConfig(),
+                            wav_dir: Path | None = None,
+                            progress: Callable[[ItemResult], None] | None = None) -> "StageReport":
+    """Voice A's clip said again in voice B's by the `dit` engine (`tts.dit.engine.DitEngine.convert`), its
+    transcript from the offline ASR as a user's would be: does it sound like B, more than like A, with A's words
+    and melody?"""
+    from tts.dit.engine import DEFAULT_CFG, DEFAULT_STEPS
+    from tts.voice import clone_voice
+
+    steps = config.refiner_steps or DEFAULT_STEPS
+    cfg = config.cfg_strength if config.cfg_strength is not None else DEFAULT_CFG
+
+    def render(item: StageItem) -> Audio:
+        voice = clone_voice(item.prompt.audio, item.prompt.text)
+        return engine.convert(item.source.audio, voice, seed=config.seed, steps=steps, cfg_strength=cfg)
+
+    return _evaluate_pairs("dit-conversion", {"output": render}, dit_conversion_criteria, items, config, wav_dir,
+                           progress)
 
 
 def evaluate_distillation(tokenizer, before, after, vocoder, items: Sequence[StageItem],
@@ -740,8 +774,8 @@ def evaluate_distillation(tokenizer, before, after, vocoder, items: Sequence[Sta
     for refiner in (before, after):
         check_refiner_parts(tokenizer, refiner, vocoder)
     config = config.resolved()
-    renders = {name: (lambda source, prompt, refiner=refiner: _resynthesize(tokenizer, refiner, vocoder, source, prompt,
-                                                                            config))
+    renders = {name: (lambda item, refiner=refiner: _resynthesize(tokenizer, refiner, vocoder, item.source.audio,
+                                                                  item.prompt.audio, config))
                for name, refiner in (("before", before), ("after", after))}
     return _evaluate_pairs("distillation", renders, distillation_criteria, items, config, wav_dir, progress)
 
@@ -981,7 +1015,7 @@ def _report(stage: str, results: list[ItemResult], config: StageConfig,
         settings["griffin_lim_iterations"] = config.griffin_lim_iterations
     elif stage == "tone-color":
         settings.update({"tau": config.tau, "seed": config.seed})
-    elif stage == "edit":
+    elif stage in ("edit", "dit-conversion"):
         settings.update({"steps": config.refiner_steps, "cfg_strength": config.cfg_strength, "seed": config.seed})
     else:
         settings.update({"refiner_steps": config.refiner_steps, "cfg_strength": config.cfg_strength, "seed": config.seed})
