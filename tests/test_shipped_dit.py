@@ -1,9 +1,11 @@
 """Quality gates on the shipped `dit` checkpoint: a held-out voice says held-out sentences intelligibly, and a word
 edited in a held-out recording is heard, in the recording's voice, with the rest of the recording untouched.
 
-The bounds sit below what the shipped model measured (WER 0.0 on both sentences; the edit WER 0.13 against 0.20
-for the original recording, SIM 0.92; docs/benchmarks.md), so a retrained checkpoint that is worse
-fails here before it ships. They run the real models on CPU: a few seconds each.
+A recording of another held-out voice converted into the prompt's keeps its words and melody and moves toward the
+voice. The bounds sit below what the shipped model measured (WER 0.0 on both sentences; the edit WER 0.13 against
+0.20 for the original recording, SIM 0.92; the conversion WER 0.0 as the recording's, SIM to the voice 0.18 above
+the recording's, F0-contour correlation 0.98; docs/benchmarks.md), so a retrained checkpoint that is worse fails
+here before it ships. They run the real models on CPU: a few seconds each.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.test_shipped_engine import PROMPT, held_out_prompt, held_out_sentence_wers
+from tests.test_shipped_engine import PROMPT, SENTENCES, held_out_prompt, held_out_sentence_wers
 from tts.engines import engine_status
 
 pytestmark = [
@@ -25,6 +27,9 @@ EDITED = "Please call Stella and ask her to bring these apples with her from the
 GATE_MEAN_WER = 0.3
 GATE_EDIT_WER_INCREASE = 0.1
 GATE_EDIT_SIM = 0.85
+GATE_CONVERT_WER_INCREASE = 0.1
+GATE_CONVERT_SIM_GAIN = 0.1
+GATE_CONVERT_F0_CORRELATION = 0.8
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +104,35 @@ def test_a_word_edit_without_a_guide_voice_starts_from_noise(shipped, tmp_path):
         assert main(["edit", str(source), "--from", PROMPT[1], "--to", EDITED, "--guide-voice", guide,
                      "-o", str(paths[guide])]) == 0
     assert paths["none"].read_bytes() != paths["flite:slt"].read_bytes()
+
+
+def test_a_recording_converted_into_a_held_out_voice_keeps_its_words_and_melody(shipped):
+    """flite's slt saying a held-out sentence, transcribed by Whisper and said again in `PROMPT`'s voice (awb): the
+    words are heard as well as in the recording, it sounds more like awb than the recording did, and its melody
+    follows the recording's."""
+    from tts.data.speakers import synthesize_voice_id
+    from tts.evaluation.asr import transcribe
+    from tts.evaluation.prosody import f0_correlation
+    from tts.evaluation.similarity import similarity
+    from tts.evaluation.wer import wer
+    from tts.synthesis import convert
+
+    engine, voice, reference = shipped
+    text = SENTENCES[1]
+    source = synthesize_voice_id("flite:slt", text).audio
+    converted = convert(source, voice, models=engine, watermark=False)
+    assert abs(converted.duration - source.duration) < 0.05
+    before, after = wer(text, transcribe(source)), wer(text, transcribe(converted))
+    assert after <= before + GATE_CONVERT_WER_INCREASE, (before, after)
+    gain = similarity(converted, reference) - similarity(source, reference)
+    assert gain >= GATE_CONVERT_SIM_GAIN, gain
+    assert f0_correlation(source, converted) >= GATE_CONVERT_F0_CORRELATION
+
+
+def test_the_conversion_bench_target_measures_the_shipped_engine(shipped):
+    from tts.evaluation.bench import run_bench
+
+    report = run_bench(["convert:dit"], texts=[SENTENCES[0]], repeats=1, isolate=False, references=())
+    result = report.result("convert:dit")
+    assert result.status == "measured", result.reason
+    assert 0 < result.rtf < 5

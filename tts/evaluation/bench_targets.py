@@ -183,6 +183,41 @@ def _engine_target(engine: str, description: str, streams: bool) -> BenchTarget:
     )
 
 
+def _conversion_target() -> BenchTarget:
+    """`DitEngine.convert`: flite's slt saying each bench text said again in the bench voice (transcripts given, so
+    the ASR is not timed); RTF over the recording's duration."""
+
+    def load() -> _AudioInputs:
+        from tts.data.speakers import synthesize_voice_id
+        from tts.dit.engine import load_dit_engine
+        from tts.voice import clone_voice
+
+        voice_id, transcript = ENGINE_BENCH_VOICE
+        models, voice = load_dit_engine(), clone_voice(synthesize_voice_id(voice_id, transcript).audio, transcript)
+        models.convert(synthesize_voice_id("flite:slt", WARMUP_TEXT).audio, voice, WARMUP_TEXT)
+        return _AudioInputs((models, voice))
+
+    def run(state: _AudioInputs, text: str) -> float:
+        models, voice = state.model
+        clip = state.clips[text]
+        models.convert(clip, voice, text)
+        return clip.duration
+
+    def unavailable() -> str | None:
+        from tts.data.speakers import speaker_status
+        from tts.engines import engine_status
+
+        status = next(s for s in engine_status() if s.name == "dit")
+        if not status.available:
+            return status.reason
+        reason = speaker_status().get("flite")
+        return f"needs flite for its recordings and voice prompt: {reason}" if reason else None
+
+    return BenchTarget("convert:dit", "engine", "voice conversion with the dit engine: a recording said again in the "
+                       "bench voice (shipped checkpoints)", load, run, prepare=lambda state, texts: state.prepare(texts),
+                       unavailable=unavailable)
+
+
 def _load_vocoder():
     from vocoder.cli import load_vocoder
 
@@ -207,6 +242,7 @@ def bench_targets() -> list[BenchTarget]:
     targets = [_base_speaker_target(voice_id) for voice_id in BASE_SPEAKER_TARGETS]
     targets.append(_engine_target("ar", "token LM + flow refiner + vocoder", streams=True))
     targets.append(_engine_target("dit", "DiT infilling after the reference + vocoder", streams=False))
+    targets.append(_conversion_target())
     targets.append(_text_frontend_target())
     targets.append(_analysis_target("vocoder:vocos", "vocoder: shipped Vocos (clip -> studio mel -> audio)",
                                     _load_vocoder, _vocode))
