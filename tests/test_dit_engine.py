@@ -421,16 +421,21 @@ def test_a_long_conversion_goes_through_in_pieces_cut_in_pauses(engine, recordin
 def test_piece_bounds_cut_in_the_longest_pause_within_reach():
     from tts.dit.engine import _piece_bounds
     from tts.dit.units import BOUNDARY, UnitSequence
+    from tts.text import PHONEME_TABLE
 
-    # boundary, word 0 (4 units), boundary, word 1 (4 units), boundary, word 2 (4 units), boundary
-    words = [BOUNDARY] + [0] * 4 + [BOUNDARY] + [1] * 4 + [BOUNDARY] + [2] * 4 + [BOUNDARY]
-    units = UnitSequence(tuple(range(len(words))), tuple(words))
-    counts = [10] + [5] * 4 + [2] + [5] * 4 + [30] + [5] * 4 + [10]
-    assert _piece_bounds(units, counts, 1000) == [(0, 112)]  # short enough: one piece
-    assert _piece_bounds(units, counts, 80) == [(0, 67), (67, 112)]  # the 30-frame pause, not the 2-frame one
-    assert _piece_bounds(units, counts, 40) == [(0, 31), (31, 67), (67, 107), (107, 112)]
-    # none in the second half of the reach: the last one in it, else on to the next one
-    assert _piece_bounds(units, counts, 20) == [(0, 5), (5, 31), (31, 67), (67, 107), (107, 112)]
+    gap, comma, sound = PHONEME_TABLE.word_boundary_id, PHONEME_TABLE.id(","), PHONEME_TABLE.id("a")
+    # pause, word 0 (4 units), pause, word 1, pause, word 2, a comma and its pause (one stretch of 30), pause
+    ids = [gap] + [sound] * 4 + [gap] + [sound] * 4 + [gap] + [sound] * 4 + [comma, gap] + [sound] * 4 + [gap]
+    words = [BOUNDARY] + [0] * 4 + [BOUNDARY] + [1] * 4 + [BOUNDARY] + [2] * 4 + [3, BOUNDARY] + [4] * 4 + [BOUNDARY]
+    units = UnitSequence(tuple(ids), tuple(words))
+    counts = [10] + [5] * 4 + [2] + [5] * 4 + [0] + [5] * 4 + [30, 0] + [5] * 4 + [10]
+    # pauses (middle, length): (5, 10), (31, 2), (52, 0), (87, 30), (102, 0), (127, 10); 132 frames in all
+    assert _piece_bounds(units, counts, 1000) == [(0, 132)]  # short enough: one piece
+    assert _piece_bounds(units, counts, 100) == [(0, 87), (87, 132)]  # the comma's 30 frames, not a 0-frame one
+    # none in the second half of the reach: the last one in it (here between two words with no pause) ...
+    assert _piece_bounds(units, counts, 45) == [(0, 31), (31, 52), (52, 87), (87, 132)]
+    # ... else on to the next one
+    assert _piece_bounds(units, counts, 12) == [(0, 5), (5, 31), (31, 52), (52, 87), (87, 102), (102, 127), (127, 132)]
 
 
 def test_convert_entry_points_run_the_dit_conversion(engine, recording, flite, monkeypatch, tmp_path):

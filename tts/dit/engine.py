@@ -54,6 +54,7 @@ from tts.dit.units import BOUNDARY, UnitSequence, aligned_unit_frames, expand, f
 from tts.errors import AudioError, CheckpointError, TextError
 from tts.text import PHONEME_TABLE, Word
 from tts.text.frontend import prepare_text
+from tts.text.phonemes import PUNCTUATION
 from tts.voice import Voice
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ CONVERT_GUIDE = 0.8
 (`DitEngine.convert`). On 12 held-out pairs: WER +0.002 over the source, SIM to the target 0.743, F0-contour
 correlation 0.86 at 0.8; +0.035, 0.749, 0.89 at 0.7; +0.043, 0.756, 0.80 at 0.6 (docs/benchmarks.md)."""
 CONVERT_PIECE_SECONDS = 10.0
-"""A conversion goes through the DiT in pieces about this long, cut in the middle of the longest pauses."""
+"""A conversion goes through the DiT in pieces of at most about this long, cut in the middle of pauses."""
 MAX_CONVERT_SECONDS = 300.0
 """Longest recording `convert` takes."""
 SPEED_GUIDE = 0.92
@@ -656,12 +657,12 @@ def _warped_positions(counts: Sequence[int], new_counts: Sequence[int], first_fr
 
 def _piece_bounds(units: UnitSequence, counts: Sequence[int], longest: int) -> list[tuple[int, int]]:
     """``(start, end)`` frames of consecutive pieces covering the units laid out with `counts`, each at most
-    `longest` frames where the pauses allow: a piece ends in the middle of the longest word boundary in the second
-    half of its reach, else of the last one in its reach, else (a stretch with no boundary in reach) of the next
-    one."""
+    `longest` frames where the words allow: a piece ends in the middle of the longest pause (a word boundary or a
+    punctuation mark; between two words with no pause, at the boundary) in the second half of its reach, else of the
+    last one in its reach, else (one word longer than the reach) of the next one."""
+    pauses = {PHONEME_TABLE.word_boundary_id} | {PHONEME_TABLE.id(mark) for mark in PUNCTUATION}
     ends = np.cumsum(counts)
-    middles = [(int(ends[i] - counts[i] / 2), counts[i]) for i, word in enumerate(units.words)
-               if word == BOUNDARY and counts[i] > 0]
+    middles = [(int(ends[i] - counts[i] / 2), counts[i]) for i, unit in enumerate(units.ids) if unit in pauses]
     total, bounds, start = int(ends[-1]) if len(ends) else 0, [], 0
     while total - start > longest:
         reach = [(count, middle) for middle, count in middles if start + longest // 2 <= middle <= start + longest]
