@@ -605,17 +605,17 @@ class _Pitch(NamedTuple):
 
 
 def _pitch(audio: Audio) -> _Pitch | None:
-    """The F0 median and spread of the voiced frames of `audio` (Praat's pitch); None with fewer than 10 of them."""
-    from tts.evaluation.prosody import f0_track
+    """The F0 median and spread of the voiced frames of `audio`'s active span (Praat's pitch through
+    `tts.evaluation.prosody.prosody_stats`); None with too few of them."""
+    from tts.evaluation.prosody import f0_track, prosody_stats
 
     try:
-        f0 = f0_track(audio, method="praat").f0
+        stats = prosody_stats(audio, track=f0_track(audio, method="praat"))
     except AudioError:
         return None
-    voiced = f0[np.isfinite(f0) & (f0 > 0)]
-    if len(voiced) < 10:
+    if stats.f0_median_hz is None:
         return None
-    return _Pitch(float(np.median(voiced)), float(np.std(12 * np.log2(voiced))))
+    return _Pitch(stats.f0_median_hz, stats.f0_std_semitones)
 
 
 def _to_voice_pitch(audio: Audio, pitch: _Pitch | None, seed: int, spread: bool = False) -> Audio:
