@@ -403,16 +403,29 @@ class Studio:
             voice = self._voice(voice_from, voice_name, clip, transcript)
             _report(progress, 0.1, "loading the models" if self._models_loading(engine) else "converting")
             models = self._shared(ENGINE_MODELS[engine])
+            words = None
+            if engine == "dit":  # the DiT says the recording's words: as typed, else as Whisper hears them (shown)
+                words = (source_text or "").strip()
+                if not words:
+                    from tts.voice import recognized_transcript
+
+                    _report(progress, 0.15, "transcribing the recording")
+                    words, heard = recognized_transcript(recording, "the recording"), True
+                else:
+                    heard = False
             _report(progress, 0.2, "converting")
             started = time.perf_counter()
-            audio = convert(recording, voice, engine=engine, source_text=(source_text or "").strip() or None,
-                            tau=float(tau), seed=seed, models=models)
+            audio = convert(recording, voice, engine=engine, source_text=words, tau=float(tau), seed=seed,
+                            models=models)
             elapsed = time.perf_counter() - started
             path = audio.save(self._request_folder() / f"timbre-convert-{seed}.{fmt}")
         self.speeds.record("Convert", engine, audio.duration, elapsed)
         how = f"tone-color (tau {float(tau):.2f})" if engine == "tone-color" else engine
         info = (f"{recording.duration:.2f} s recording converted to {audio.duration:.2f} s of audio in {elapsed:.2f} s "
                 f"(real-time factor {_rtf(elapsed, audio)}); engine {how}, voice {_voice_label(voice)}, seed {seed}")
+        if words is not None:
+            how_known = "heard by Whisper: type them above if it misheard" if heard else "as typed"
+            info += f". Words said: “{words}” ({how_known})"
         return str(path), str(path), info
 
     # -- Edit --------------------------------------------------------------------------------------------

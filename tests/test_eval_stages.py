@@ -431,9 +431,9 @@ def test_dit_conversion_stage_end_to_end(model_dirs, clip_cache, tmp_path, scrip
                  "--tokenizer", model_dirs["tokenizer"], "--vocoder", model_dirs["vocoder"]])
     report = json.loads((out / "report.json").read_text())
     assert code == (0 if report["verdict"] == "PASS" else 1) and report["settings"]["steps"] == 2
-    assert [c["name"] for c in report["criteria"]] == ["SIM(output, target voice B)",
-                                                       "SIM(output, B) minus SIM(output, source voice A)",
-                                                       "WER, output minus source", "F0-contour correlation with the source"]
+    assert [c["name"] for c in report["criteria"]] == [
+        "SIM(output, target voice B)", "SIM(output, B) minus SIM(output, source voice A)", "WER, output minus source",
+        "F0-contour correlation with the source"]
     assert [(i["item_id"], i["voice"], i["prompt_voice"]) for i in report["items"]] == [
         ("conversion-000", NARROW_BAND_VOICE, FULL_BAND_VOICE), ("conversion-001", FULL_BAND_VOICE, NARROW_BAND_VOICE)]
     assert not any(item["failure"] for item in report["items"]) and heard  # transcripts from the (scripted) ASR

@@ -412,8 +412,8 @@ def _convert(studio: Studio, source, voice: str | None = "Slt", **changes):
     settings = {"voice_from": VOICE_FROM_LIBRARY, "clip": None, "transcript": None, "engine": "tone-color",
                 "tau": 0.3, "seed": 7, "fmt": "wav", **changes}
     return studio.convert(None if source is None else str(source), settings["voice_from"], voice, settings["clip"],
-                          settings["transcript"], settings["engine"], settings["tau"], settings["seed"], settings["fmt"],
-                          settings.get("source_text"))
+                          settings["transcript"], settings["engine"], settings["tau"], settings["seed"],
+                          settings["fmt"], settings.get("source_text"))
 
 
 def test_speak_with_base_convert_says_it_with_the_base_speaker_in_the_voice(tiny_studio, tiny_models):
@@ -692,10 +692,12 @@ def test_convert_with_dit_says_the_recording_again_in_the_voice(dit_studio, tiny
     expected = convert(source, studio.library.get("Cat"), engine="dit", source_text=EDIT_TEXT, seed=5, models=tiny_dit)
     np.testing.assert_allclose(converted.samples, expected.samples, atol=1 / 2**14)
     assert abs(converted.duration - source.duration) < 0.02 and "engine dit, voice Cat" in info and "seed 5" in info
+    assert f"Words said: “{EDIT_TEXT}” (as typed)" in info
     heard = []
     monkeypatch.setattr("tts.evaluation.asr.transcribe", lambda audio, model=None: heard.append(audio) or EDIT_TEXT)
-    path, _, _ = _convert(studio, edit_path, "Cat", engine="dit", seed=5, source_text=" ")
+    path, _, info = _convert(studio, edit_path, "Cat", engine="dit", seed=5, source_text=" ")
     assert len(heard) == 1 and abs(heard[0].duration - source.duration) < 0.01  # the recording, transcribed
+    assert f"Words said: “{EDIT_TEXT}” (heard by Whisper" in info
     np.testing.assert_allclose(load_audio(path).samples, expected.samples, atol=1 / 2**14)
     assert loads == [1]
 

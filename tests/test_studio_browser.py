@@ -1,6 +1,7 @@
 """End to end in a real browser (Debian's headless Chromium via Playwright): make a voice from a clip, rename it,
 speak with it (engines `ar` and `base+convert`; an emotion mixture and a pitch shift), convert a recording into it
-(engines `dit`, `tone-color` and `ar`), run a batch and download its ZIP, delete the voice; the page loads nothing from outside. The Edit view
+(engines `dit`, `tone-color` and `ar`), run a batch and download its ZIP, delete the voice; the page loads nothing
+from outside. The Edit view
 transcribes a recording, switches between word and speed edits, and says why `dit` cannot run when it cannot.
 
 Screenshots of each view go to ``$TIMBRE_SCREENSHOTS`` (default: the test's temporary folder).

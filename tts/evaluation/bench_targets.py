@@ -214,8 +214,8 @@ def _conversion_target() -> BenchTarget:
         return f"needs flite for its recordings and voice prompt: {reason}" if reason else None
 
     return BenchTarget("convert:dit", "engine", "voice conversion with the dit engine: a recording said again in the "
-                       "bench voice (shipped checkpoints)", load, run, prepare=lambda state, texts: state.prepare(texts),
-                       unavailable=unavailable)
+                       "bench voice (shipped checkpoints)", load, run,
+                       prepare=lambda state, texts: state.prepare(texts), unavailable=unavailable)
 
 
 def _load_vocoder():

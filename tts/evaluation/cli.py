@@ -116,8 +116,8 @@ _STAGE_HELP = {
     "reconstruction": "tokens of an utterance + another utterance of the same voice as prompt -> refiner -> vocoder",
     "conversion": "tokens of voice A + a prompt of voice B -> refiner -> vocoder (SIM to B and A, WER, F0 correlation)",
     "tone-color": "voice A's clip -> tone-color converter with voice B's tone color -> vocoder (SIM gain, WER, F0 correlation)",
-    "dit-conversion": "voice A's clip (transcribed offline) said again by the dit engine in voice B's voice (SIM to B and A, "
-                      "WER, F0 correlation)",
+    "dit-conversion": "voice A's clip (transcribed offline) said again by the dit engine in voice B's voice "
+                      "(SIM to B and A, WER, F0 correlation)",
     "edit": "held-out recordings edited by the dit engine: 1 and 3 words replaced, speed x0.7 and x1.3 (WER, SIM, kept samples)",
     "distillation": "the conversion pairs through the refiner before and after self-distillation (SIM to B and A, WER, F0 correlation)",
 }

@@ -665,7 +665,10 @@ def _evaluate_refiner(stage: str, tokenizer, refiner, vocoder, items: Sequence[S
     check_refiner_parts(tokenizer, refiner, vocoder)
     config = config.resolved()
     rules = reconstruction_criteria if stage == "reconstruction" else conversion_criteria
-    render = lambda item: _resynthesize(tokenizer, refiner, vocoder, item.source.audio, item.prompt.audio, config)  # noqa: E731
+
+    def render(item: StageItem) -> Audio:
+        return _resynthesize(tokenizer, refiner, vocoder, item.source.audio, item.prompt.audio, config)
+
     return _evaluate_pairs(stage, {"output": render}, rules, items, config, wav_dir, progress)
 
 
@@ -741,7 +744,10 @@ def evaluate_tone_color(engine, items: Sequence[StageItem], config: StageConfig 
                         wav_dir: Path | None = None, progress: Callable[[ItemResult], None] | None = None) -> "StageReport":
     """Voice A's clip converted to voice B's tone color (`tts.tone_color.ToneColorEngine`, ``config.tau``): does
     it sound like B, more than A did, with A's words and melody?"""
-    render = lambda item: engine.convert(item.source.audio, item.prompt.audio, tau=config.tau, seed=config.seed)  # noqa: E731
+
+    def render(item: StageItem) -> Audio:
+        return engine.convert(item.source.audio, item.prompt.audio, tau=config.tau, seed=config.seed)
+
     return _evaluate_pairs("tone-color", {"output": render}, tone_color_criteria, items, config, wav_dir, progress)
 
 
