@@ -2,7 +2,8 @@
 
 Fields (`MANIFEST_FIELDS`): ``id`` (a plain file name, unique case-insensitively), ``text`` (at most
 `MAX_TEXT_CHARS` characters), ``voice`` (a base voice ``ENGINE:VOICE``, a pseudo-speaker id ``pkNNNN`` /
-``pwNNNN``, or a reference clip path, cloned with the `ar` engine; it is stored resolved to an absolute path), and optionally ``style`` (default
+``pwNNNN``, or a reference clip path, cloned and said by a studio engine, `CLIP_ENGINES`; it is stored resolved to
+an absolute path), and optionally ``style`` (default
 neutral), ``intensity`` (0..1; default 1 for a style other than neutral), ``speed`` (default 1) and ``seed``
 (default: a hash of the id). A bad line becomes a `LineError` with its line number and reason; the other
 lines are unaffected. Used by `tts.data.batch` (``timbre batch``) and `tts.data.corpus_build`.
