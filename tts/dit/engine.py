@@ -103,7 +103,8 @@ these."""
 CONVERT_GUIDE = 0.8
 """Where on the flow (0 noise, 1 data) a conversion starts from the source recording moved toward the target voice
 (`DitEngine.convert`). On 12 held-out pairs: WER +0.002 over the source, SIM to the target 0.743, F0-contour
-correlation 0.86 at 0.8; +0.035, 0.749, 0.89 at 0.7; +0.043, 0.756, 0.80 at 0.6 (docs/benchmarks.md)."""
+correlation 0.86 at 0.8; +0.035, 0.749, 0.89 at 0.7; +0.043, 0.756, 0.80 at 0.6; on 24: +0.005 / 0.711 at 0.8,
++0.065 / 0.713 at 0.7 (docs/benchmarks.md)."""
 CONVERT_PIECE_SECONDS = 10.0
 """A conversion goes through the DiT in pieces of at most about this long, cut in the middle of pauses."""
 MAX_CONVERT_SECONDS = 300.0
