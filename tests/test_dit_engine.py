@@ -367,30 +367,62 @@ def test_zero_shot_speech_starts_from_the_guide_voice(engine, recording, infill_
 # -- conversion ----------------------------------------------------------------------------------------------
 
 
-def test_conversion_says_the_recording_again_from_the_moved_recording(engine, recording, flite, infill_calls):
-    """`DitEngine.convert`: the output is as long as the source, every generated frame starts from the source
-    itself (moved to the voice's long-term spectrum) at `CONVERT_GUIDE`, laid out at the source's aligned
-    frames after the voice's reference; seeded; bad input refused."""
+def test_conversion_without_a_guide_voice_starts_from_the_moved_recording(engine, recording, flite, infill_calls):
+    """`DitEngine.convert` with ``guide_voice=None``: the output is as long as the source, every generated frame
+    starts from the source itself (moved to the voice's long-term spectrum) at `CONVERT_GUIDE`, laid out at the
+    source's aligned frames after the voice's reference; seeded; bad input refused."""
     from tts.dit import engine as engine_module
     from tts.voice import Voice
 
     audio, _ = recording
     voice = Voice(flite.synthesize("A voice to say it in, for a little while.", "awb").audio.resample(SAMPLE_RATE),
                   "A voice to say it in, for a little while.")
-    converted = engine.convert(audio, voice, " ".join(WORDS), steps=2)
+    converted = engine.convert(audio, voice, " ".join(WORDS), steps=2, guide_voice=None)
     (layout, source_mel, guide), = infill_calls
     kept, frames = sum(layout.keep), engine._mel(audio).shape[1]
     assert guide == engine_module.CONVERT_GUIDE and len(layout) - kept == frames  # the source's own length
-    assert layout.guide[kept:] == [float(kept + i) for i in range(frames)]  # frame for frame from the source
+    assert np.allclose(layout.guide[kept:], [kept + i for i in range(frames)])  # frame for frame from the source
     units, counts = engine.align(audio, engine_module.prepare_text(" ".join(WORDS)).words)
     assert layout.ids[kept:] == engine_module.expand(units.ids, counts).tolist()
     assert torch.allclose(speech_band_means(source_mel[:, kept:]), speech_band_means(source_mel[:, :kept]), atol=1e-4)
     assert converted.sample_rate == SAMPLE_RATE and abs(converted.duration - audio.duration) < 0.02
-    assert np.array_equal(engine.convert(audio, voice, " ".join(WORDS), steps=2).samples, converted.samples)
+    again = engine.convert(audio, voice, " ".join(WORDS), steps=2, guide_voice=None)
+    assert np.array_equal(again.samples, converted.samples)
     with pytest.raises(ValueError, match="guide"):
         engine.convert(audio, voice, " ".join(WORDS), guide=1.0)
     with pytest.raises(AudioError, match="shorter than 0.2 s"):
         engine.convert(Audio(audio.samples[:2400], SAMPLE_RATE), voice, "the")
+
+
+def test_conversion_starts_from_the_guide_voice_singing_the_recordings_melody(engine, recording, flite,
+                                                                              infill_calls):
+    """With a guide voice, the first estimate is that voice saying the words to the recording's melody (moved to
+    the voice's F0 median), stretched unit by unit to the recording's timing; the output keeps the recording's
+    length and is seeded."""
+    from tts.dit import engine as engine_module
+    from tts.evaluation.prosody import f0_correlation
+    from tts.voice import Voice
+
+    audio, _ = recording
+    voice = Voice(flite.synthesize("A voice to say it in, for a little while.", "rms").audio.resample(SAMPLE_RATE),
+                  "A voice to say it in, for a little while.")
+    words = list(engine_module.prepare_text(" ".join(WORDS)).words)
+    units, counts = engine.align(audio, words)
+    sung, sung_counts = engine._sung_guide(audio, words, counts, voice, "flite:awb", 0)
+    assert len(sung_counts) == len(counts) and sum(sung_counts) == engine._mel(sung).shape[1]
+    own, target, pitch = engine_module._pitch(audio), engine.voice_pitch(voice), engine_module._pitch(sung)
+    assert abs(12 * np.log2(pitch.median / target.median)) < 1.0 < abs(12 * np.log2(own.median / target.median))
+    plain = flite.synthesize(" ".join(WORDS), "awb").audio  # the guide voice in its own melody
+    assert f0_correlation(audio, sung) > f0_correlation(audio, plain) + 0.2
+    converted = engine.convert(audio, voice, " ".join(WORDS), steps=2, guide_voice="flite:awb")
+    layout, source_mel, _ = infill_calls[-1]
+    kept = sum(layout.keep)
+    positions = np.array(layout.guide[kept:])
+    assert len(positions) == sum(counts) and np.all(np.diff(positions) >= 0)  # in order, from the guide's frames
+    assert source_mel.shape[1] == kept + engine._mel(sung).shape[1] and positions.max() <= source_mel.shape[1]
+    assert abs(converted.duration - audio.duration) < 0.02
+    again = engine.convert(audio, voice, " ".join(WORDS), steps=2, guide_voice="flite:awb")
+    assert np.array_equal(again.samples, converted.samples)
 
 
 def test_a_long_conversion_goes_through_in_pieces_cut_in_pauses(engine, recording, flite, infill_calls, monkeypatch,
@@ -404,7 +436,7 @@ def test_a_long_conversion_goes_through_in_pieces_cut_in_pauses(engine, recordin
     voice = Voice(audio, " ".join(WORDS))
     monkeypatch.setattr(engine_module, "CONVERT_PIECE_SECONDS", 1.0)
     heard = scripted_asr([" ".join(WORDS)])
-    converted = engine.convert(audio, voice, steps=2)
+    converted = engine.convert(audio, voice, steps=2, guide_voice=None)
     assert len(heard) == 1 and heard[0].duration == pytest.approx(audio.duration, abs=0.01)  # transcribed once
     pieces = [len(layout) - sum(layout.keep) for layout, _, _ in infill_calls]
     frames = engine._mel(audio).shape[1]

@@ -170,3 +170,20 @@ def test_voice_warp_folds_into_the_same_pass():
     shift = np.median(_pitch_semitones(warped)) - np.median(NEUTRAL_PITCH)
     assert shift == pytest.approx(12 * math.log2(0.8), abs=0.6)
     assert warped.duration == pytest.approx(VOWEL.duration, rel=0.02)
+
+
+@pytest.mark.parametrize("formant_ratio", [1.0, 1.15])
+def test_psola_sings_a_given_melody(formant_ratio):
+    """`psola(melody=(times, f0))`: the audio's own contour is replaced by the given one (here a glide from 100 to
+    200 Hz over the voiced stretch), whatever the formant scale; the duration is kept."""
+    from tts.data.styles import psola
+
+    times = np.linspace(0.25, VOWEL.duration - 0.25, 60)
+    glide = 100.0 * 2 ** ((times - times[0]) / (times[-1] - times[0]))
+    sung = psola(VOWEL, melody=(times, glide), formant_ratio=formant_ratio)
+    assert abs(sung.duration - VOWEL.duration) < 0.02
+    pitch = parselmouth.Sound(sung.samples.astype(np.float64), sung.sample_rate).to_pitch(0.01, 60, 500)
+    heard_times, heard = pitch.xs(), pitch.selected_array["frequency"]
+    voiced = (heard > 0) & (heard_times > times[0] + 0.05) & (heard_times < times[-1] - 0.05)
+    expected = np.interp(heard_times[voiced], times, glide)
+    assert voiced.sum() > 50 and np.median(np.abs(12 * np.log2(heard[voiced] / expected))) < 0.5

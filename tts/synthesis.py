@@ -415,10 +415,10 @@ sentence (first audio after 0.33 s), `dit` a sentence at a time. docs/benchmarks
 CONVERSION_ENGINES = ("dit", "tone-color", "distilled", "ar")
 DEFAULT_CONVERSION_ENGINE = "dit"
 """What `convert`, `timbre convert` and the studio's Convert view use where no engine is named. On 24 held-out
-pairs (`timbre eval-stage dit-conversion`) `dit` keeps the source's words (WER +0.005) and melody (F0-contour
-correlation 0.85) at SIM 0.71 to the target (the source's 0.56), where the `ar` engine's refiner loses the words
-(WER +1.35, SIM 0.67) and the tone-color converter trained so far is not shipped (WER +0.52, SIM 0.65 on 12).
-docs/benchmarks.md, "Voice conversion with the DiT"."""
+pairs (`timbre eval-stage dit-conversion`) `dit` keeps the source's words (WER +0.025) and melody (F0-contour
+correlation 0.83) at SIM 0.74 to the target (the source's 0.56; 0.55 to the source), where the `ar` engine's
+refiner loses the words (WER +1.35, SIM 0.67) and the tone-color converter trained so far is not shipped (WER
++0.52, SIM 0.65 on 12). docs/benchmarks.md, "Voice conversion with the DiT"."""
 
 
 def plan_chunks(text: str, style: Style, *, tags: bool = True, max_chars: int = 250,

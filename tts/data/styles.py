@@ -187,11 +187,14 @@ def psola(
     final_rise: float = 0.0,
     duration_factor: float = 1.0,
     seed: int = 0,
+    melody: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Audio:
     """One PSOLA resynthesis that scales formants, F0 (mean, range, final rise) and duration.
 
     F0 becomes ``median * pitch_ratio * (f0 / median) ** pitch_range``, plus `final_rise` semitones ramped
-    in over the last `FINAL_RISE_SECONDS` of voicing. Formants scale by `formant_ratio` (the signal is
+    in over the last `FINAL_RISE_SECONDS` of voicing; or, given `melody` (``(times, f0)``: seconds of `audio`,
+    ascending, and Hz), that contour instead of the audio's own (the other pitch settings are then not used).
+    Formants scale by `formant_ratio` (the signal is
     resampled so that it plays `formant_ratio` times higher, then PSOLA restores its duration and sets
     the new F0, as Praat's "Change gender" does). `duration_factor` > 1 makes it longer. Praat's
     overlap-add draws random numbers (for unvoiced stretches when durations change): it runs with Praat's
@@ -211,7 +214,12 @@ def psola(
     )
     tier = call(manipulation, "Extract pitch tier")
     count = int(call(tier, "Get number of points"))
-    if count:
+    if melody is not None:
+        new_tier = call("Create PitchTier", "melody", sound.xmin, sound.xmax)
+        for time, value in zip(*melody):  # the resampled signal runs formant_ratio times faster
+            call(new_tier, "Add point", float(time) / formant_ratio, float(value))
+        call([manipulation, new_tier], "Replace pitch tier")
+    elif count:
         times = np.array([call(tier, "Get time from index", i + 1) for i in range(count)])
         f0 = np.array([call(tier, "Get value at index", i + 1) for i in range(count)]) / formant_ratio
         median = float(np.median(f0))

@@ -29,8 +29,9 @@ the recording's voice: said at its F0 median with formants scaled to match (PSOL
 that the guide's coarticulation carries the new words into their neighbours. Zero-shot speech
 (`DitEngine.speak`) starts the same way, from the guide voice saying the chunk moved toward the reference's voice,
 stretched to the durations the reference's speaking rate gives (`SPEAK_GUIDE`). Voice conversion
-(`DitEngine.convert`) starts from the recording itself, moved toward the voice (its pitch, pitch range and
-spectrum), at the recording's own aligned timing (`CONVERT_GUIDE`), and the DiT says it again in the voice.
+(`DitEngine.convert`) starts from the guide voice saying the recording's words to the recording's melody (moved to
+the voice's pitch), laid out at the recording's own aligned timing (`CONVERT_GUIDE`), and the DiT says it again in
+the voice: words, timing and melody from the recording, and nothing of its vocal tract.
 
 Shapes: ``M`` mel bands, ``F`` frames of a recording, ``P`` prompt frames, ``T`` frames after an edit.
 """
@@ -101,10 +102,10 @@ PITCH_SPREAD_LIMITS = (0.5, 2.0)
 """Where a guide also takes its voice's pitch range (a conversion), the ratio of the two F0 spreads is kept within
 these."""
 CONVERT_GUIDE = 0.8
-"""Where on the flow (0 noise, 1 data) a conversion starts from the source recording moved toward the target voice
-(`DitEngine.convert`). On 12 held-out pairs: WER +0.002 over the source, SIM to the target 0.743, F0-contour
-correlation 0.86 at 0.8; +0.035, 0.749, 0.89 at 0.7; +0.043, 0.756, 0.80 at 0.6; on 24: +0.005 / 0.711 at 0.8,
-+0.065 / 0.713 at 0.7 (docs/benchmarks.md)."""
+"""Where on the flow (0 noise, 1 data) a conversion starts from the guide voice singing the source's melody at its
+timing (`DitEngine.convert`). On 24 held-out pairs: WER +0.025 over the source, SIM to the target 0.743 and to
+the source 0.549, F0-contour correlation 0.83 at 0.8; +0.020, 0.745, 0.554, 0.82 at 0.7. Started from the source
+itself instead (no guide voice): +0.005, 0.711, 0.634, 0.85 (docs/benchmarks.md)."""
 CONVERT_PIECE_SECONDS = 10.0
 """A conversion goes through the DiT in pieces of at most about this long, cut in the middle of pauses."""
 MAX_CONVERT_SECONDS = 300.0
@@ -487,16 +488,21 @@ class DitEngine:
                            guide)
 
     def convert(self, source: Audio, voice: Voice, transcript: str | None = None, *, seed: int = 0,
-                steps: int = DEFAULT_STEPS, cfg_strength: float = DEFAULT_CFG, guide: float = CONVERT_GUIDE) -> Audio:
+                steps: int = DEFAULT_STEPS, cfg_strength: float = DEFAULT_CFG, guide: float = CONVERT_GUIDE,
+                guide_voice: str | None = GUIDE_VOICE) -> Audio:
         """`source` (saying `transcript`; None: transcribed by the offline ASR) said again in `voice`: the same words
         at the same times, the same melody.
 
-        The source is aligned with its transcript; moved toward the voice (its F0 median and range, formants
-        scaled with the pitch, `_to_voice_pitch`, and the voice's long-term spectrum, `_Estimate.matched`) it is
-        the flow's start at time `guide`, and the DiT, prompted by the voice's reference and given the source's
-        units at their aligned frames, says it again in the voice (SDEdit, as zero-shot speech starts from a guide
-        voice). Long recordings go through in pieces of about `CONVERT_PIECE_SECONDS`, cut in the middle of their
-        longest pauses (`_piece_bounds`), and are rendered by the vocoder in one pass.
+        The source is aligned with its transcript. `guide_voice` says the transcript to the source's melody (moved
+        to the voice's F0 median and range, `_sung_guide`) with formants scaled toward the voice; laid out unit by
+        unit at the source's timing and given the voice's long-term spectrum (`_Estimate.matched`), that is the
+        flow's start at time `guide`, and the DiT, prompted by the voice's reference and given the source's units at
+        their aligned frames, says it again in the voice (SDEdit, as zero-shot speech starts from a guide voice).
+        So the source's words, timing and melody are kept, and its vocal tract is not where the DiT starts. With no
+        guide voice (None, or its synthesizer missing) the start is the source itself, moved toward the voice
+        (`_to_voice_pitch` with the pitch range). Long recordings go through in pieces of about
+        `CONVERT_PIECE_SECONDS`, cut in the middle of pauses (`_piece_bounds`), and are rendered by the vocoder in
+        one pass.
 
         Raises:
             AudioError: a recording shorter than 0.2 s or longer than `MAX_CONVERT_SECONDS`.
@@ -511,22 +517,68 @@ class DitEngine:
             from tts.voice import recognized_transcript
 
             transcript = recognized_transcript(source, "the source recording")
-        units, counts = self.align(source, prepare_text(transcript).words)
+        words = list(prepare_text(transcript).words)
+        units, counts = self.align(source, words)
         frame_ids = expand(units.ids, counts).tolist()
         prompt = self._mel(voice.audio)[:, : int(MAX_PROMPT_SECONDS / self.hop_seconds)]
-        moved = self._mel(_to_voice_pitch(source, self.voice_pitch(voice), seed, spread=True))
-        moved = interpolate_frames(moved, torch.arange(len(frame_ids), dtype=torch.float64))  # PSOLA kept the length
-        estimate = _Estimate(moved, list(counts)).matched(prompt)
+        sung = self._sung_guide(source, words, counts, voice, guide_voice, seed) if guide_voice is not None else None
+        if sung is not None:
+            estimate = _Estimate(self._mel(sung[0]), sung[1]).matched(prompt)
+        else:
+            moved = self._mel(_to_voice_pitch(source, self.voice_pitch(voice), seed, spread=True))
+            moved = interpolate_frames(moved, torch.arange(len(frame_ids), dtype=torch.float64))  # PSOLA kept the length
+            estimate = _Estimate(moved, list(counts)).matched(prompt)
+        positions = _warped_positions(estimate.counts, counts)
         kept = prompt.shape[1]
+        first = torch.cat((prompt, estimate.mel), dim=1)
         pieces = []
         for start, end in _piece_bounds(units, counts, int(CONVERT_PIECE_SECONDS / self.hop_seconds)):
             layout = _Layout()
             layout.add_kept(0, kept)
-            layout.add_generated(frame_ids[start:end], guide=[float(kept + i) for i in range(end - start)])
+            layout.add_generated(frame_ids[start:end], guide=[kept + p for p in positions[start:end]])
             cond = torch.cat((prompt, torch.zeros(prompt.shape[0], end - start)), dim=1)
-            first = torch.cat((prompt, estimate.mel[:, start:end]), dim=1)
             pieces.append(self._infill(cond, layout, steps, cfg_strength, seed, first, guide)[:, kept:])
         return self.vocoder.decode(torch.cat(pieces, dim=1))
+
+    def _sung_guide(self, source: Audio, words: Sequence[Word], counts: Sequence[int], voice: Voice,
+                    guide_voice: str, seed: int) -> tuple[Audio, list[int]] | None:
+        """`guide_voice` saying `words` to the melody of `source` (whose units are `counts` frames long), and the
+        frames of each of its units: each voiced frame of the source's F0, moved to the voice's F0 median and
+        range, is placed at the same relative place of the same unit in the guide's own timing, and the guide is
+        said to that contour with formants scaled toward the voice (one PSOLA pass, `tts.data.styles.psola`).
+        None without the guide's synthesizer or a pitch to work from."""
+        from tts.data.styles import psola
+        from tts.data.voicebank import PITCH_EXPONENT, synthesize, voice_unavailable_reason
+        from tts.evaluation.prosody import f0_track
+
+        target, own = self.voice_pitch(voice), _pitch(source)
+        reason = voice_unavailable_reason(guide_voice)
+        if reason or target is None or own is None:
+            if reason:
+                logger.warning("dit: %s; the conversion starts from the recording itself", reason)
+            return None
+        spoken = synthesize(guide_voice, _spoken_text(words), seed=seed).audio
+        _, guide_counts = self.align(spoken, words)
+        spoken_pitch = _pitch(spoken)
+        if spoken_pitch is None:
+            return None
+        track = f0_track(source, method="praat")
+        voiced = np.flatnonzero(np.isfinite(track.f0))
+        frames = voiced * track.hop_seconds / self.hop_seconds  # source F0 frames on the DiT's frame grid
+        ends = np.cumsum(counts)
+        unit = np.minimum(np.searchsorted(ends, frames, side="right"), len(counts) - 1)
+        share = (frames - (ends[unit] - np.asarray(counts)[unit])) / np.maximum(np.asarray(counts)[unit], 1)
+        guide_ends = np.cumsum(guide_counts)
+        guide_lengths = np.asarray(guide_counts)[unit]
+        at = (guide_ends[unit] - guide_lengths + np.clip(share, 0.0, 1.0) * guide_lengths) * self.hop_seconds
+        scale = float(np.clip(target.spread / max(own.spread, 1e-3), *PITCH_SPREAD_LIMITS))
+        f0 = target.median * (track.f0[voiced] / own.median) ** scale
+        keep = guide_lengths > 0
+        order = np.argsort(at[keep], kind="stable")
+        ratio = float(np.clip(target.median / spoken_pitch.median, *GUIDE_PITCH_LIMITS))
+        sung = psola(spoken, formant_ratio=ratio ** (1.0 / PITCH_EXPONENT), seed=seed,
+                     melody=(at[keep][order], f0[keep][order]))
+        return sung, list(guide_counts)
 
     # -- helpers --------------------------------------------------------------------------------------------
 
