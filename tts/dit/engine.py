@@ -526,7 +526,8 @@ class DitEngine:
             estimate = _Estimate(self._mel(sung[0]), sung[1]).matched(prompt)
         else:
             moved = self._mel(_to_voice_pitch(source, self.voice_pitch(voice), seed, spread=True))
-            moved = interpolate_frames(moved, torch.arange(len(frame_ids), dtype=torch.float64))  # PSOLA kept the length
+            # PSOLA kept the length: read it frame for frame
+            moved = interpolate_frames(moved, torch.arange(len(frame_ids), dtype=torch.float64))
             estimate = _Estimate(moved, list(counts)).matched(prompt)
         positions = _warped_positions(estimate.counts, counts)
         kept = prompt.shape[1]
