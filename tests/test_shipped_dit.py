@@ -3,8 +3,8 @@ edited in a held-out recording is heard, in the recording's voice, with the rest
 
 A recording of another held-out voice converted into the prompt's keeps its words and melody and moves toward the
 voice. The bounds sit below what the shipped model measured (WER 0.0 on both sentences; the edit WER 0.13 against
-0.20 for the original recording, SIM 0.92; the conversion WER 0.0 as the recording's, SIM to the voice 0.18 above
-the recording's, F0-contour correlation 0.98; docs/benchmarks.md), so a retrained checkpoint that is worse fails
+0.20 for the original recording, SIM 0.92; the conversion WER 0.0 as the recording's, SIM to the voice 0.21 above
+the recording's, F0-contour correlation 0.95; docs/benchmarks.md), so a retrained checkpoint that is worse fails
 here before it ships. They run the real models on CPU: a few seconds each.
 """
 
