@@ -180,7 +180,8 @@ def build_studio(engine_factory: EngineFactory | None = None, library=None,
 
         with gr.Tab("Convert", id="convert"):
             gr.Markdown("Say a recording again in another voice: the same words, timing and intonation. "
-                        "`dit` moves the recording toward the voice and has the DiT say it again in it; "
+                        "`dit` has a base speaker say the recording's words to its melody, then the DiT say that "
+                        "again in the voice; "
                         "`tone-color` changes only the timbre (OpenVoice); `distilled` and `ar` render the "
                         f"recording's speech tokens in the voice. At most {UI_MAX_SOURCE_SECONDS / 60:.0f} minutes.")
             first_convert = studio.default_engine(CONVERSION_ENGINES)

@@ -66,7 +66,8 @@ def register(subparsers) -> None:
     convert = subparsers.add_parser("convert", help="say a recording again in another voice")
     convert.add_argument("source", type=Path, help="the recording to convert")
     convert.add_argument("--engine", choices=CONVERSION_ENGINES, default=DEFAULT_CONVERSION_ENGINE,
-                         help="dit: the recording moved toward the voice, said again by the DiT; tone-color: OpenVoice "
+                         help="dit: the recording's words and melody said by a base speaker, then again by the DiT in "
+                              "the voice; tone-color: OpenVoice "
                               "converter (only timbre changes); distilled / ar: speech tokens -> (self-distilled) "
                               f"refiner (default {DEFAULT_CONVERSION_ENGINE})")
     convert.add_argument("--source-text", help="dit: what the recording to convert says (default: transcribed offline)")

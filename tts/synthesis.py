@@ -732,9 +732,10 @@ def convert(
 ) -> Audio:
     """`source` speech said again in `target`'s voice: same words, timing and intonation.
 
-    Engines: ``"dit"`` (the source, moved toward the target's pitch and spectrum, said again by the DiT prompted
-    with the target's reference, `tts.dit.engine.DitEngine.convert`; it needs what the source says: `source_text`,
-    or transcribed offline when None), ``"tone-color"`` (OpenVoice: only the timbre changes; `tts.tone_color`,
+    Engines: ``"dit"`` (a base speaker says the source's words to the source's melody in the target's pitch, at
+    the source's timing, and the DiT prompted with the target's reference says that again in the target's voice,
+    `tts.dit.engine.DitEngine.convert`; it needs what the source says: `source_text`, or transcribed offline when
+    None), ``"tone-color"`` (OpenVoice: only the timbre changes; `tts.tone_color`,
     `tau` its posterior temperature), ``"distilled"`` (Seed-TTS timbre swap: the source's speech tokens rendered in
     the target's timbre by the self-distilled flow refiner, which learned to take the timbre from the prompt and
     not from the tokens; `refiner_steps` and `cfg_strength` its sampling; also `swap_timbre`) or ``"ar"`` (the same
