@@ -98,6 +98,8 @@ channel), 0 not at all."""
 GUIDE_PITCH_LIMITS = (0.5, 2.0)
 """A guide is first said at its voice's F0 median (PSOLA, formants scaled with it as the voice bank's
 pseudo-speakers are, `_to_voice_pitch`); the F0 ratio is kept within these."""
+MELODY_LIMIT = 12.0
+"""A conversion's guide sings the recording's melody at most this many semitones from its median (`_sung_guide`)."""
 PITCH_SPREAD_LIMITS = (0.5, 2.0)
 """Where a guide also takes its voice's pitch range (a conversion), the ratio of the two F0 spreads is kept within
 these."""
@@ -573,7 +575,9 @@ class DitEngine:
         guide_lengths = np.asarray(guide_counts)[unit]
         at = (guide_ends[unit] - guide_lengths + np.clip(share, 0.0, 1.0) * guide_lengths) * self.hop_seconds
         scale = float(np.clip(target.spread / max(own.spread, 1e-3), *PITCH_SPREAD_LIMITS))
-        f0 = target.median * (track.f0[voiced] / own.median) ** scale
+        # Semitones from the source's median, an octave at most each way (a pitch tracker's octave errors), scaled.
+        semitones = np.clip(12 * np.log2(track.f0[voiced] / own.median), -MELODY_LIMIT, MELODY_LIMIT)
+        f0 = target.median * 2 ** (semitones * scale / 12)
         keep = guide_lengths > 0
         order = np.argsort(at[keep], kind="stable")
         ratio = float(np.clip(target.median / spoken_pitch.median, *GUIDE_PITCH_LIMITS))
