@@ -386,9 +386,9 @@ class Studio:
         ``(audio file to play, the same file to download, info line)``.
 
         `engine` is ``"dit"`` (a base speaker says the recording's words to its melody in the voice's pitch, and the
-        DiT says that again in the voice; `source_text` is what it says, transcribed by Whisper when empty), ``"tone-color"`` (only the timbre changes; `tau` is the
-        converter's posterior temperature), ``"distilled"`` or ``"ar"`` (the source's speech tokens rendered in the
-        voice by the flow refiner, self-distilled or not)."""
+        DiT says that again in the voice; `source_text` is what it says, transcribed by Whisper when empty),
+        ``"tone-color"`` (only the timbre changes; `tau` is the converter's posterior temperature), ``"distilled"``
+        or ``"ar"`` (the source's speech tokens rendered in the voice by the flow refiner, self-distilled or not)."""
         from tts.audio import load_audio
         from tts.synthesis import CONVERSION_ENGINES, convert
 
