@@ -59,6 +59,7 @@ from tts.text.phonemes import PUNCTUATION
 from tts.voice import Voice
 
 if TYPE_CHECKING:
+    from tts.evaluation.prosody import F0Track
     from tts.takes import Take, Takes
 
 logger = logging.getLogger(__name__)
@@ -554,7 +555,8 @@ class DitEngine:
         from tts.data.voicebank import PITCH_EXPONENT, synthesize, voice_unavailable_reason
         from tts.evaluation.prosody import f0_track
 
-        target, own = self.voice_pitch(voice), _pitch(source)
+        track = f0_track(source, method="praat")
+        target, own = self.voice_pitch(voice), _pitch(source, track)
         reason = voice_unavailable_reason(guide_voice)
         if reason or target is None or own is None:
             if reason:
@@ -565,7 +567,6 @@ class DitEngine:
         spoken_pitch = _pitch(spoken)
         if spoken_pitch is None:
             return None
-        track = f0_track(source, method="praat")
         voiced = np.flatnonzero(np.isfinite(track.f0))
         frames = voiced * track.hop_seconds / self.hop_seconds  # source F0 frames on the DiT's frame grid
         ends = np.cumsum(counts)
@@ -662,13 +663,13 @@ class _Pitch(NamedTuple):
     spread: float
 
 
-def _pitch(audio: Audio) -> _Pitch | None:
-    """The F0 median and spread of the voiced frames of `audio`'s active span (Praat's pitch through
-    `tts.evaluation.prosody.prosody_stats`); None with too few of them."""
+def _pitch(audio: Audio, track: "F0Track | None" = None) -> _Pitch | None:
+    """The F0 median and spread of the voiced frames of `audio`'s active span (Praat's pitch, or its F0 `track`
+    where the caller has it, through `tts.evaluation.prosody.prosody_stats`); None with too few of them."""
     from tts.evaluation.prosody import f0_track, prosody_stats
 
     try:
-        stats = prosody_stats(audio, track=f0_track(audio, method="praat"))
+        stats = prosody_stats(audio, track=f0_track(audio, method="praat") if track is None else track)
     except AudioError:
         return None
     if stats.f0_median_hz is None:
