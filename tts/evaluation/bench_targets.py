@@ -144,19 +144,38 @@ def _engine_loader(engine: str):
     return load_engine()
 
 
+def _bench_voice():
+    """`ENGINE_BENCH_VOICE` rendered and cloned."""
+    from tts.data.speakers import synthesize_voice_id
+    from tts.voice import clone_voice
+
+    voice_id, transcript = ENGINE_BENCH_VOICE
+    return clone_voice(synthesize_voice_id(voice_id, transcript).audio, transcript)
+
+
+def _studio_engine_unavailable(engine: str, needs_flite_for: str) -> str | None:
+    """Why a target on the studio engine `engine` cannot run here: its checkpoints, or flite (which renders
+    `needs_flite_for`)."""
+    from tts.data.speakers import speaker_status
+    from tts.engines import engine_status
+
+    status = next(s for s in engine_status() if s.name == engine)
+    if not status.available:
+        return status.reason
+    reason = speaker_status().get("flite")
+    return f"needs flite for {needs_flite_for}: {reason}" if reason else None
+
+
 class _EngineState:
     """A studio engine's shipped models and the bench voice, warmed up by one short text (part of the timed
     load, as a user's first request pays it)."""
 
     def __init__(self, engine: str) -> None:
-        from tts.data.speakers import synthesize_voice_id
         from tts.synthesis import synthesize
-        from tts.voice import clone_voice
 
-        voice_id, transcript = ENGINE_BENCH_VOICE
         self.name = engine
         self.models = _engine_loader(engine)
-        self.voice = clone_voice(synthesize_voice_id(voice_id, transcript).audio, transcript)
+        self.voice = _bench_voice()
         self.synthesize = synthesize
         self.say(WARMUP_TEXT)
 
@@ -165,21 +184,11 @@ class _EngineState:
 
 
 def _engine_target(engine: str, description: str, streams: bool) -> BenchTarget:
-    def unavailable() -> str | None:
-        from tts.data.speakers import speaker_status
-        from tts.engines import engine_status
-
-        status = next(s for s in engine_status() if s.name == engine)
-        if not status.available:
-            return status.reason
-        reason = speaker_status().get("flite")
-        return f"needs flite for its voice prompt: {reason}" if reason else None
-
     return BenchTarget(
         f"engine:{engine}", "engine", f"studio engine {engine}: {description} (shipped checkpoints)",
         lambda: _EngineState(engine), lambda state, text: state.say(text),
         stream=(lambda state, text: state.say(text, stream=True)) if streams else None,
-        unavailable=unavailable,
+        unavailable=lambda: _studio_engine_unavailable(engine, "its voice prompt"),
     )
 
 
@@ -190,10 +199,8 @@ def _conversion_target() -> BenchTarget:
     def load() -> _AudioInputs:
         from tts.data.speakers import synthesize_voice_id
         from tts.dit.engine import load_dit_engine
-        from tts.voice import clone_voice
 
-        voice_id, transcript = ENGINE_BENCH_VOICE
-        models, voice = load_dit_engine(), clone_voice(synthesize_voice_id(voice_id, transcript).audio, transcript)
+        models, voice = load_dit_engine(), _bench_voice()
         models.convert(synthesize_voice_id("flite:slt", WARMUP_TEXT).audio, voice, WARMUP_TEXT)
         return _AudioInputs((models, voice))
 
@@ -203,19 +210,10 @@ def _conversion_target() -> BenchTarget:
         models.convert(clip, voice, text)
         return clip.duration
 
-    def unavailable() -> str | None:
-        from tts.data.speakers import speaker_status
-        from tts.engines import engine_status
-
-        status = next(s for s in engine_status() if s.name == "dit")
-        if not status.available:
-            return status.reason
-        reason = speaker_status().get("flite")
-        return f"needs flite for its recordings and voice prompt: {reason}" if reason else None
-
     return BenchTarget("convert:dit", "engine", "voice conversion with the dit engine: a recording said again in the "
                        "bench voice (shipped checkpoints)", load, run,
-                       prepare=lambda state, texts: state.prepare(texts), unavailable=unavailable)
+                       prepare=lambda state, texts: state.prepare(texts),
+                       unavailable=lambda: _studio_engine_unavailable("dit", "its recordings and voice prompt"))
 
 
 def _load_vocoder():
