@@ -6,6 +6,7 @@ clip) or raises; every metric is the real one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -150,3 +151,23 @@ def test_a_metric_subset_and_no_plots(broken_set, tmp_path):
 def test_unknown_metric_is_refused():
     with pytest.raises(ValueError, match="unknown metric"):
         EvalConfig(metrics=("wer", "utmos"))
+
+
+def test_items_in_a_voice_the_engine_speaks_with_are_left_out(broken_set, tmp_path):
+    testset, engine_fn = broken_set
+    voices = {"ok": "piper:joe", "raises": "flite:awb"}
+    items = [dataclasses.replace(item, prompt_voice=voices.get(item.utt)) for item in testset.items]
+    heard_set = dataclasses.replace(testset, items=items)
+
+    def speaking_engine(target_text: str, prompt_audio: Audio, prompt_text: str) -> Audio:
+        return engine_fn(target_text, prompt_audio, prompt_text)
+
+    speaking_engine.heard_voices = ("piper:joe",)
+    result = evaluate(speaking_engine, heard_set, tmp_path, limit=5, config=EvalConfig(metrics=("wer",), plots=False))
+    assert [r.utt for r in result.results] == ["missing", "silent-prompt", "short-prompt", "raises"]
+    assert [entry["utt"] for entry in result.left_out] == ["ok"]
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["left_out"][0]["prompt_voice"] == "piper:joe"
+    assert "Left out: 1 item(s)" in (tmp_path / "report.md").read_text()
+    plain = evaluate(engine_fn, heard_set, tmp_path / "plain", limit=1, config=EvalConfig(metrics=("wer",), plots=False))
+    assert [r.utt for r in plain.results] == ["ok"] and plain.left_out == []

@@ -242,6 +242,21 @@ def test_band_limiting_removes_everything_above_8k():
     assert stages.high_band_fraction(limited) < 1e-6  # 0.25 for the white noise itself
 
 
+def test_items_in_a_voice_the_engine_speaks_with_are_left_out():
+    def clip(voice: str) -> stages.HeldoutClip:
+        return stages.HeldoutClip(voice, "Some words.", Audio(np.zeros(240, dtype=np.float32)), stages.FULL_BAND, 0.0)
+
+    items = [stages.StageItem("a", clip("flite:awb"), clip("piper:joe")),
+             stages.StageItem("b", clip("piper:joe@16k"), clip("flite:awb")),
+             stages.StageItem("c", clip("pw0009"), clip("kokoro:jm_kumo"))]
+    kept, left = stages._left_out(items, ("piper:joe",), "prompt")
+    assert [i.item_id for i in kept] == ["b", "c"] and [(e["item_id"], e["voice"]) for e in left] == [("a", "piper:joe")]
+    assert "piper:joe" in left[0]["why"]
+    kept, left = stages._left_out(items, ("piper:joe", "flite:rms"), "source")  # pw0009 is a warp of flite:rms
+    assert [i.item_id for i in kept] == ["a"] and [e["voice"] for e in left] == ["piper:joe", "pw0009"]
+    assert stages._left_out(items, (), "source") == (items, [])
+
+
 # ---------------------------------------------------------------------------------------------------------
 # End to end on tiny random models
 
@@ -437,6 +452,7 @@ def test_dit_conversion_stage_end_to_end(model_dirs, clip_cache, tmp_path, scrip
     assert [(i["item_id"], i["voice"], i["prompt_voice"]) for i in report["items"]] == [
         ("conversion-000", NARROW_BAND_VOICE, FULL_BAND_VOICE), ("conversion-001", FULL_BAND_VOICE, NARROW_BAND_VOICE)]
     assert not any(item["failure"] for item in report["items"]) and heard  # transcripts from the (scripted) ASR
+    assert report["left_out"] == []  # neither voice is the guide voice
     for item in report["items"]:
         source, output = (load_audio(out / "wavs" / f"{item['item_id']}-{name}.wav") for name in ("source", "output"))
         assert abs(output.duration - source.duration) < 0.05  # the source's timing

@@ -13,6 +13,7 @@ from tts.evaluation.testsets import (
     TestItem,
     build_testset,
     builtin_set_dir,
+    heard_by,
     load_testset,
     overlaps_heldout,
     parse_meta,
@@ -116,3 +117,23 @@ def test_limit():
 def test_training_exclusions_cover_the_heldout_speakers():
     assert set(HELDOUT_VOICES) < set(testsets.TRAINING_EXCLUDED_VOICES)
     assert "flite:slt" in testsets.TRAINING_EXCLUDED_VOICES  # the same person as festival's slt voice
+
+
+def test_a_voice_is_heard_through_its_person_and_the_pseudo_speakers_made_of_it():
+    assert heard_by("piper:joe", ["piper:joe"]) and not heard_by("flite:awb", ["piper:joe"])
+    # festival's and flite's slt are one recorded person
+    assert heard_by("flite:slt", ["festival:cmu_us_slt_arctic_hts"])
+    assert heard_by("festival:cmu_us_slt_arctic_hts", ["flite:slt"])
+    assert heard_by("pw0009", ["flite:rms"])  # a warp of flite:rms
+    assert heard_by("pk0150", ["kokoro:jm_kumo"]) and heard_by("pk0150", ["kokoro:jf_nezumi"])  # a blend of both
+    assert not heard_by("pk0150", ["piper:joe"]) and not heard_by("piper:joe", [])
+
+
+def test_built_in_sets_name_each_prompt_voice(tmp_path):
+    testset = build_testset("smoke", cache_dir=tmp_path,
+                            synthesize=lambda voice, text: Audio(np.full(24_000, 0.1, dtype=np.float32)))
+    assert [item.prompt_voice for item in testset.items] == ["flite:awb"] * 3
+    assert parse_meta("a|p|x.wav|t\n").items[0].prompt_voice is None  # a plain meta file does not say
+    (testset.source.parent / testsets.VOICES_FILE).write_text("[1, 2]")
+    with pytest.raises(TimbreError, match="utterance id -> voice id"):
+        read_meta(testset.source)

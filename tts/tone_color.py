@@ -175,4 +175,5 @@ def base_convert_engine_fn(base: str | None = None):
         return synthesize(target_text, clone_voice(prompt_audio, prompt_text), engine="base+convert", base=base,
                           emotion=style, style_ref=style_ref, seed=0, models=engine)
 
+    engine_fn.heard_voices = (base or DEFAULT_BASE,)
     return engine_fn

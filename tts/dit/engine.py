@@ -43,7 +43,7 @@ import logging
 import re
 import threading
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Callable, ClassVar, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -208,6 +208,10 @@ class DitEngine:
     vocoder: torch.nn.Module
     _voice_measures: dict = field(default_factory=dict, init=False, repr=False, compare=False)
     _voice_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
+
+    heard_voices: ClassVar[tuple[str, ...]] = (GUIDE_VOICE,)
+    """The voice it speaks with itself (the default guide voice): not held out from it, so evaluations leave out
+    items in it (`tts.evaluation.testsets.heard_by`)."""
 
     def __post_init__(self) -> None:
         config = self.dit.config
@@ -900,6 +904,7 @@ def dit_engine_fn(models: DitEngine | None = None, steps: int = DEFAULT_STEPS):
         return synthesize(target_text, clone_voice(prompt_audio, prompt_text), engine="dit", emotion=style,
                           style_ref=style_ref, seed=0, models=parts)
 
+    engine_fn.heard_voices = parts.heard_voices
     return engine_fn
 
 

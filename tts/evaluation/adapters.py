@@ -58,6 +58,13 @@ def register_engine(name: str, build: Callable[[], EngineFn]) -> None:
     _adapters[name] = EngineAdapter(name, build)
 
 
+def heard_voices(engine) -> tuple[str, ...]:
+    """The voice ids an engine (or its harness function) speaks with itself, e.g. the `dit` engine's guide voice or
+    a base speaker: its ``heard_voices`` attribute, none without one. Items in those voices are not held out from
+    it (`tts.evaluation.testsets.heard_by`)."""
+    return tuple(getattr(engine, "heard_voices", ()))
+
+
 def accepts_style(engine_fn: Callable) -> bool:
     """Whether `engine_fn` takes the ``style=`` keyword (and ``style_ref=``) of styled evaluation runs."""
     import inspect
@@ -90,6 +97,7 @@ def base_speaker_engine(voice_id: str) -> EngineFn:
                                  intensity=conditioning.intensity)
         return apply_conditioning(spoken.audio, conditioning)
 
+    engine_fn.heard_voices = (voice_id,)
     return engine_fn
 
 

@@ -36,7 +36,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -44,7 +44,7 @@ from tts.audio import Audio, load_audio
 from tts.data.styles import NEUTRAL_LEVEL_DBFS
 from tts.evaluation import asr as asr_module
 from tts.evaluation import similarity as sim_module
-from tts.evaluation.adapters import EngineFn
+from tts.evaluation.adapters import EngineFn, heard_voices
 from tts.evaluation.testsets import TestItem, TestSet
 from tts.evaluation.wer import UNINTELLIGIBLE_WER, wer_details
 
@@ -433,6 +433,8 @@ class EvalReport:
     wall_seconds: float
 
     machine: dict = field(default_factory=dict)
+    left_out: list[dict] = field(default_factory=list)
+    """Items not evaluated because their prompt is in a voice the engine speaks with itself (`left_out_items`)."""
 
     def to_dict(self) -> dict:
         return {
@@ -445,8 +447,19 @@ class EvalReport:
             "labels": self.labels,
             "summary": self.summary,
             "parse_errors": self.parse_errors,
+            "left_out": self.left_out,
             "utterances": [result.to_dict() for result in self.results],
         }
+
+
+def left_out_items(items: list[TestItem], heard: Sequence[str]) -> tuple[list[TestItem], list[dict]]:
+    """`items` without those whose prompt voice (where the set names it) is made of a voice in `heard`, the voices
+    the engine speaks with itself (`tts.evaluation.adapters.heard_voices`), and a record of each left out."""
+    from tts.evaluation.testsets import split_heard
+
+    kept, left = split_heard(items, lambda item: item.prompt_voice, heard)
+    why = f"the engine speaks with {', '.join(heard)} itself"
+    return kept, [{"utt": item.utt, "prompt_voice": item.prompt_voice, "why": why} for item in left]
 
 
 def evaluate(
@@ -481,7 +494,7 @@ def evaluate(
     out_dir = Path(out_dir)
     wav_dir = out_dir / "wavs"
     wav_dir.mkdir(parents=True, exist_ok=True)
-    items = testset.limit(limit).items
+    items, left_out = left_out_items(testset.limit(limit).items, heard_voices(engine_fn))
     prompts = _PromptCache(config)
     keep: dict = {}
     results = []
@@ -513,6 +526,7 @@ def evaluate(
         started=started,
         wall_seconds=time.perf_counter() - clock,
         machine=machine_info(),
+        left_out=left_out,
     )
     write_report(report, plot_samples=keep if config.plots else None)
     return report

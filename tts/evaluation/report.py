@@ -206,6 +206,10 @@ def render_markdown(report: EvalReport, plot_files: list[str]) -> str:
     lines.append(f"| `rtf` | {_fmt(summary.get('rtf'))} | {labels['rtf']} |")
     if "styles" in summary:
         lines += ["", *_style_markdown(summary["styles"], labels)]
+    if report.left_out:
+        voices = ", ".join(sorted({entry["prompt_voice"] for entry in report.left_out}))
+        lines += ["", f"Left out: {len(report.left_out)} item(s) whose prompt is in a voice the engine speaks with "
+                  f"itself ({voices}), so not held out from it."]
     problems = [r for r in report.results if r.status != "ok"]
     if problems or report.parse_errors:
         lines += ["", "## Failures and flags", ""]

@@ -56,12 +56,13 @@ from tts.audio import STUDIO_MEL, Audio, load_audio, log_mel
 from tts.errors import AudioError, CheckpointError, TimbreError
 from tts.evaluation import asr as asr_module
 from tts.evaluation import similarity as sim_module
+from tts.evaluation.adapters import heard_voices
 from tts.evaluation.testsets import (
-    HELDOUT_SAME_SPEAKER_VOICES,
     TRAINING_EXCLUDED_VOICES,
     _voice_slug,
     heldout_prompt_texts,
     heldout_texts,
+    person_of,
 )
 from tts.files import atomic_write_text, cache_root
 
@@ -279,8 +280,7 @@ def plan_items(stage: str, limit: int = DEFAULT_LIMIT, voices: Sequence[str] | N
 
 def _speaker(spec: str) -> str:
     """The person behind a voice spec: band limiting and another synthesizer of the same recordings do not count."""
-    voice_id = spec.strip().removesuffix(BAND_LIMIT_SUFFIX)
-    return next((held for held, twins in HELDOUT_SAME_SPEAKER_VOICES.items() if voice_id in twins), voice_id)
+    return person_of(spec.strip().removesuffix(BAND_LIMIT_SUFFIX))
 
 
 @dataclass(frozen=True)
@@ -678,9 +678,9 @@ Render = Callable[[StageItem], Audio]
 
 def _evaluate_pairs(stage: str, renders: Mapping[str, Render], rules: Callable[..., list[Criterion]],
                     items: Sequence[StageItem], config: StageConfig, wav_dir: Path | None,
-                    progress: Callable[[ItemResult], None] | None) -> "StageReport":
+                    progress: Callable[[ItemResult], None] | None, left_out: Sequence[dict] = ()) -> "StageReport":
     """Score each of `renders` (subject name -> ``render(item)``) on every item of a stage that has prompts, and
-    judge the means with `rules`."""
+    judge the means with `rules` (`left_out`: the items' records that `_left_out` set aside)."""
     source_name = "original" if stage == "reconstruction" else "source"
     to_prompt, sim_key = f"{config.sim_key}_to_prompt", config.sim_key
     started, results = time.time(), []
@@ -713,7 +713,22 @@ def _evaluate_pairs(stage: str, renders: Mapping[str, Render], rules: Callable[.
         if progress is not None:
             progress(result)
     criteria_fn = lambda means, group: rules(means, group, config.wer_key, config.sim_key)  # noqa: E731
-    return _report(stage, results, config, criteria_fn, (ALL,), started)
+    return _report(stage, results, config, criteria_fn, (ALL,), started, left_out)
+
+
+def _left_out(items: Sequence[StageItem], heard: Sequence[str], role: str) -> tuple[list[StageItem], list[dict]]:
+    """`items` without those whose `role` clip (``"source"`` or ``"prompt"``) is in a voice made of one in
+    `heard` (`tts.evaluation.adapters.heard_voices`: the voices the engine speaks with itself), and a record of
+    each left out."""
+    from tts.evaluation.testsets import split_heard
+
+    def voice_of(item: StageItem) -> str | None:
+        clip = getattr(item, role)
+        return None if clip is None else clip.voice.removesuffix(BAND_LIMIT_SUFFIX)
+
+    kept, left = split_heard(items, voice_of, heard)
+    why = f"its {role} is in a voice the engine speaks with itself ({', '.join(heard)})"
+    return kept, [{"item_id": item.item_id, "voice": voice_of(item), "why": why} for item in left]
 
 
 def _gap(sim_a: float | None, sim_b: float | None) -> float:
@@ -767,8 +782,9 @@ def evaluate_dit_conversion(engine, items: Sequence[StageItem], config: StageCon
         voice = clone_voice(item.prompt.audio, item.prompt.text)
         return engine.convert(item.source.audio, voice, seed=config.seed, steps=steps, cfg_strength=cfg)
 
+    items, left_out = _left_out(items, heard_voices(engine), "prompt")
     return _evaluate_pairs("dit-conversion", {"output": render}, dit_conversion_criteria, items, config, wav_dir,
-                           progress)
+                           progress, left_out)
 
 
 def evaluate_distillation(tokenizer, before, after, vocoder, items: Sequence[StageItem],
@@ -837,7 +853,11 @@ def evaluate_editing(engine, items: Sequence[StageItem], config: StageConfig = S
     steps = config.refiner_steps or DEFAULT_STEPS
     cfg = config.cfg_strength if config.cfg_strength is not None else 2.0
     started, results = time.time(), []
-    for number, item in enumerate(items):
+    kept, left_out = _left_out(items, heard_voices(engine), "source")
+    kept_ids = {item.item_id for item in kept}
+    for number, item in enumerate(items):  # numbered before leaving any out: each item keeps its new words
+        if item.item_id not in kept_ids:
+            continue
         result = _new_result(item)
         original, text = item.source.audio, item.source.text
         meter = _Meter(config, result)
@@ -879,7 +899,7 @@ def evaluate_editing(engine, items: Sequence[StageItem], config: StageConfig = S
         if progress is not None:
             progress(result)
     criteria_fn = lambda means, group: edit_criteria(means, group, config.wer_key, config.sim_key)  # noqa: E731
-    return _report("edit", results, config, criteria_fn, (ALL,), started)
+    return _report("edit", results, config, criteria_fn, (ALL,), started, left_out)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -936,6 +956,8 @@ class StageReport:
     wall_seconds: float
     models: dict[str, str] = field(default_factory=dict)
     command: str = ""
+    left_out: list[dict] = field(default_factory=list)
+    """Items not evaluated: in a voice the engine speaks with itself (`_left_out`)."""
 
     @property
     def verdict(self) -> str:
@@ -946,7 +968,7 @@ class StageReport:
             "stage": self.stage, "verdict": self.verdict, "command": self.command, "models": self.models,
             "settings": self.settings, "started": self.started, "wall_seconds": self.wall_seconds,
             "criteria": [c.to_dict() for c in self.criteria], "groups": self.groups, "labels": self.labels,
-            "items": [r.to_dict() for r in self.results],
+            "items": [r.to_dict() for r in self.results], "left_out": self.left_out,
         }
 
     def to_markdown(self) -> str:
@@ -960,6 +982,8 @@ class StageReport:
             f"- items: {len(self.results)} ({sizes}), "
             f"{len(failed)} failed; started {self.started}, {self.wall_seconds:.0f} s",
             f"- settings: {', '.join(f'{k} {v}' for k, v in self.settings.items())}",
+            *([f"- left out: {len(self.left_out)} ({', '.join(e['item_id'] for e in self.left_out)}): "
+               f"{self.left_out[0]['why']}, so not held out from it"] if self.left_out else []),
             "",
             f"**Verdict: {self.verdict}** ({passed} of {len(self.criteria)} criteria pass). All numbers are CPU proxies "
             "(Whisper tiny.en, Resemblyzer, DNSMOS): compare them with each other, not with published figures.",
@@ -1008,7 +1032,8 @@ def _cell(text: str, width: int = 200) -> str:
 
 
 def _report(stage: str, results: list[ItemResult], config: StageConfig,
-            criteria_fn: Callable[[Means, str], list[Criterion]], judged_groups: Sequence[str], started: float) -> StageReport:
+            criteria_fn: Callable[[Means, str], list[Criterion]], judged_groups: Sequence[str], started: float,
+            left_out: Sequence[dict] = ()) -> StageReport:
     groups = {}
     for group in (ALL, FULL_BAND, NARROW_BAND):
         members = [r for r in results if group == ALL or r.group == group]
@@ -1026,7 +1051,8 @@ def _report(stage: str, results: list[ItemResult], config: StageConfig,
     else:
         settings.update({"refiner_steps": config.refiner_steps, "cfg_strength": config.cfg_strength, "seed": config.seed})
     return StageReport(stage, results, groups, criteria, settings, _labels(stage, config),
-                       time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)), time.time() - started)
+                       time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)), time.time() - started,
+                       left_out=list(left_out))
 
 
 # ---------------------------------------------------------------------------------------------------------

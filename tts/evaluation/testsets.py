@@ -25,17 +25,19 @@ import json
 import logging
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Sequence, TypeVar
 
 from tts.audio import Audio
 from tts.errors import TimbreError
 from tts.files import cache_root
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 HELDOUT_VOICES: tuple[str, ...] = (
     "kokoro:jm_kumo",
@@ -53,6 +55,45 @@ TRAINING_EXCLUDED_VOICES: tuple[str, ...] = HELDOUT_VOICES + tuple(
     voice for twins in HELDOUT_SAME_SPEAKER_VOICES.values() for voice in twins
 )
 """What corpus builders must leave out so that every held-out prompt speaker is unseen in training."""
+
+VOICES_FILE = "voices.json"
+"""Beside a meta file: ``{utt: voice id}``, the voice of each item's prompt, where the set knows it (the built-in
+sets write it); evaluations use it to leave out items in a voice the engine has heard (`heard_by`)."""
+
+
+def person_of(voice_id: str) -> str:
+    """The person behind base voice `voice_id`: another synthesizer of a held-out voice's recordings counts as that
+    held-out voice (`HELDOUT_SAME_SPEAKER_VOICES`)."""
+    return next((held for held, twins in HELDOUT_SAME_SPEAKER_VOICES.items() if voice_id in twins), voice_id)
+
+
+def speakers_behind(voice_id: str) -> frozenset[str]:
+    """The people (`person_of`) whose voices `voice_id` is made of: a base voice's own, a pseudo-speaker's sources."""
+    from tts.data.voicebank import get_voice, is_pseudo_id
+
+    sources = get_voice(voice_id).sources if is_pseudo_id(voice_id) else (voice_id,)
+    return frozenset(person_of(source) for source in sources)
+
+
+def heard_by(voice_id: str, heard: Iterable[str]) -> bool:
+    """Whether `voice_id` is made of a voice in `heard`, the voices an engine speaks with itself (e.g. the `dit`
+    engine's guide voice): such a voice is not held out from that engine, so its SIM would measure the engine's
+    own voice, and evaluations leave its items out."""
+    behind = speakers_behind(voice_id)
+    return any(behind & speakers_behind(voice) for voice in heard)
+
+
+def split_heard(items: Iterable[T], voice_of: Callable[[T], str | None], heard: Sequence[str]) -> tuple[list[T], list[T]]:
+    """``(kept, left out)``: `items` whose voice (`voice_of`, None where unknown) is made of a voice in `heard`
+    (`heard_by`) are left out, since a SIM to them would measure the engine's own voice, not cloning."""
+    kept: list[T] = []
+    left: list[T] = []
+    for item in items:
+        voice = voice_of(item) if heard else None
+        (left if voice and heard_by(voice, heard) else kept).append(item)
+    if left:
+        logger.info("left out %d item(s) in a voice the engine speaks with itself (%s)", len(left), ", ".join(heard))
+    return kept, left
 
 META_FIELDS = ("utt", "prompt_text", "prompt_wav", "target_text")
 SET_VERSION = 1
@@ -124,6 +165,8 @@ class TestItem:
     target_text: str
     reference_wav: Path | None = None
     """Ground truth of the target, for paired metrics (optional fifth field)."""
+    prompt_voice: str | None = None
+    """The prompt's voice id, where the set says it (`VOICES_FILE`)."""
 
     def meta_line(self, root: Path | None = None) -> str:
         """This item as a meta line; paths under `root` are written relative to it."""
@@ -215,6 +258,15 @@ def read_meta(path: str | os.PathLike, name: str | None = None) -> TestSet:
         raise TimbreError(f"{path}: no such test-set meta file")
     testset = parse_meta(path.read_text(encoding="utf-8"), root=path.parent, name=name or path.stem)
     testset.source = path
+    voices_path = path.parent / VOICES_FILE
+    if voices_path.is_file():
+        try:
+            voices = json.loads(voices_path.read_text(encoding="utf-8"))
+        except ValueError as error:
+            raise TimbreError(f"{voices_path}: not a JSON object of utterance id -> voice id ({error})") from None
+        if not isinstance(voices, dict):
+            raise TimbreError(f"{voices_path}: not a JSON object of utterance id -> voice id")
+        testset.items = [replace(item, prompt_voice=voices.get(item.utt)) for item in testset.items]
     return testset
 
 
@@ -314,7 +366,7 @@ def build_testset(
         if progress is not None:
             progress(done + 1, len(prompts))
     items = [TestItem(p.utt, prompt_texts[p.prompt_index], paths[(p.voice, p.prompt_index)], p.target_text) for p in plan]
-    (folder / "voices.json").write_text(
+    (folder / VOICES_FILE).write_text(
         json.dumps({item.utt: p.voice for item, p in zip(items, plan)}, indent=1), encoding="utf-8"
     )
     write_meta(items, meta_path)
