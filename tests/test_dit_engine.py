@@ -294,6 +294,33 @@ def test_a_guide_takes_the_long_term_spectrum_of_the_voice_it_stands_in_for(monk
     assert torch.allclose(estimate.matched(voice).mel - guide, 0.5 * (means(voice) - means(guide)), atol=1e-5)
 
 
+def test_with_the_voices_units_each_unit_of_a_guide_takes_the_voices_own_spectrum_of_it(monkeypatch):
+    """`_Estimate.matched` with the unit of each of the voice's frames: a unit the voice says often moves most of
+    the way to the voice's spectrum of that unit (weight n / (n + prior)), one it never says by the long-term shift;
+    band-flat differences survive the band smoothing, and no frame ids means the long-term shift only."""
+    from tts.dit import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "PHONE_MATCH_SMOOTH", 1)
+    monkeypatch.setattr(engine_module, "PHONE_MATCH_PRIOR", 10.0)
+    guide = torch.full((100, 60), -4.0)  # units 7 (30 frames), 8 (30 frames): the same spectrum
+    voice = torch.full((100, 90), -5.0)
+    voice[:, 40:] = -3.0  # the voice says unit 7 (frames 0..39) at -5 and unit 9 (50 frames) at -3
+    voice_ids = torch.tensor([7] * 40 + [9] * 50)
+    estimate = engine_module._Estimate(guide, [30, 30], [7, 8])
+    long_term = float(speech_band_means(voice).mean() - speech_band_means(guide).mean())
+    moved = estimate.matched(voice, voice_ids).mel - guide
+    weight = 40 / (40 + 10.0)
+    assert torch.allclose(moved[:, :30], torch.tensor(long_term + weight * (-1.0 - long_term)), atol=1e-5)
+    assert torch.allclose(moved[:, 30:], torch.tensor(long_term), atol=1e-5)  # unit 8: not in the voice
+    assert torch.allclose(estimate.matched(voice).mel - guide, torch.tensor(long_term), atol=1e-5)
+    monkeypatch.setattr(engine_module, "PHONE_MATCH_PRIOR", None)
+    assert torch.allclose(estimate.matched(voice, voice_ids).mel - guide, torch.tensor(long_term), atol=1e-5)
+    monkeypatch.setattr(engine_module, "PHONE_MATCH_PRIOR", 10.0)
+    monkeypatch.setattr(engine_module, "PHONE_MATCH_SMOOTH", 5)  # in time: no jump at the unit boundary
+    steps = (estimate.matched(voice, voice_ids).mel - guide)[0].diff().abs()
+    assert float(steps.max()) < 0.25 * abs(weight * (-1.0 - long_term))
+
+
 def test_a_guide_is_said_at_the_pitch_of_the_voice_it_stands_in_for(recording):
     """`_to_voice_pitch`: the guide's F0 median becomes the voice's (the ratio within its limits), and with
     ``spread=True`` its F0 range too; without a pitch to go to, the audio is returned as it is."""
@@ -340,7 +367,7 @@ def test_a_missing_guide_voice_falls_back_to_noise(engine, recording, monkeypatc
     assert "starts from noise" in caplog.text and result.changes == [("the cat sat", "the dog sat")]  # context 1
 
 
-def test_zero_shot_speech_starts_from_the_guide_voice(engine, recording, infill_calls):
+def test_zero_shot_speech_starts_from_the_guide_voice(engine, recording, infill_calls, monkeypatch):
     from tts.dit import engine as engine_module
     from tts.text.frontend import prepare_text
     from tts.voice import Voice
@@ -349,6 +376,9 @@ def test_zero_shot_speech_starts_from_the_guide_voice(engine, recording, infill_
     voice = Voice(audio, " ".join(WORDS))
     words = list(prepare_text("The dog sat on the rug.").words)
     assert engine_module._spoken_text(words) == "The dog sat on the rug."
+    engine.speak(words, voice, steps=2, guide_voice="flite:awb", guide=0.5)
+    unit_by_unit = infill_calls[-1][1]
+    monkeypatch.setattr(engine_module, "PHONE_MATCH_PRIOR", None)
     guided = engine.speak(words, voice, steps=2, guide_voice="flite:awb", guide=0.5)
     layout, source_mel, guide = infill_calls[-1]
     kept = sum(layout.keep)
@@ -357,6 +387,9 @@ def test_zero_shot_speech_starts_from_the_guide_voice(engine, recording, infill_
     assert source_mel.shape[1] > kept and generated.max() <= source_mel.shape[1]
     means = speech_band_means  # the guide moved to the prompt's long-term spectrum
     assert torch.allclose(means(source_mel[:, kept:]), means(source_mel[:, :kept]), atol=1e-4)
+    # by default, unit by unit to the voice's own spectrum of each (the reference's units from the aligner)
+    assert unit_by_unit.shape == source_mel.shape and torch.equal(unit_by_unit[:, :kept], source_mel[:, :kept])
+    assert not torch.allclose(unit_by_unit[:, kept:], source_mel[:, kept:], atol=1e-2)
     plain = engine.speak(words, voice, steps=2, guide_voice=None)
     assert infill_calls[-1][2] == 0.0 and infill_calls[-1][1] is None
     assert len(plain) == len(guided) and not np.array_equal(plain.samples, guided.samples)
@@ -367,12 +400,16 @@ def test_zero_shot_speech_starts_from_the_guide_voice(engine, recording, infill_
 # -- conversion ----------------------------------------------------------------------------------------------
 
 
-def test_conversion_without_a_guide_voice_starts_from_the_moved_recording(engine, recording, flite, infill_calls):
+def test_conversion_without_a_guide_voice_starts_from_the_moved_recording(engine, recording, flite, infill_calls,
+                                                                          monkeypatch):
     """`DitEngine.convert` with ``guide_voice=None``: the output is as long as the source, every generated frame
-    starts from the source itself (moved to the voice's long-term spectrum) at `CONVERT_GUIDE`, laid out at the
-    source's aligned frames after the voice's reference; seeded; bad input refused."""
+    starts from the source itself (moved to the voice's long-term spectrum, with unit-by-unit matching off) at
+    `CONVERT_GUIDE`, laid out at the source's aligned frames after the voice's reference; seeded; bad input
+    refused."""
     from tts.dit import engine as engine_module
     from tts.voice import Voice
+
+    monkeypatch.setattr(engine_module, "PHONE_MATCH_PRIOR", None)
 
     audio, _ = recording
     voice = Voice(flite.synthesize("A voice to say it in, for a little while.", "awb").audio.resample(SAMPLE_RATE),

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Callable, ClassVar, NamedTuple, Sequence
 import numpy as np
 import torch
 
-from tts.audio import SAMPLE_RATE, Audio, interpolate_frames, log_mel, speech_band_means
+from tts.audio import SAMPLE_RATE, SPEECH_FLOOR, Audio, interpolate_frames, log_mel, speech_band_means
 from tts.dit.model import DiT
 from tts.dit.sampling import sample
 from tts.dit.units import BOUNDARY, UnitSequence, aligned_unit_frames, expand, fit_durations, text_units
@@ -96,6 +96,15 @@ GUIDE_MATCH = 1.0
 """How far a guide (zero-shot speech's, a word edit's) has its long-term spectrum (each mel band's mean over its
 speech) moved to the voice's before the flow starts from it (`_Estimate.matched`): 1 all the way (vocal tract and
 channel), 0 not at all."""
+PHONE_MATCH_PRIOR: float | None = 10.0
+"""With the units of the voice's reference known (zero-shot speech and conversion), a guide's frames of each unit
+move to the voice's own spectrum of that unit (`_Estimate.matched`); a unit the reference says over n speech frames
+gets weight n / (n + this), the rest of the way the long-term spectrum's. None: the long-term spectrum only. (Word
+edits keep the long-term spectrum: unit by unit their SIM rose, 0.917 -> 0.925, but their WER did not fall.)"""
+PHONE_MATCH_BANDS = 5
+"""The per-unit spectrum differences are smoothed over this many mel bands (the envelope, not the harmonics)."""
+PHONE_MATCH_SMOOTH = 5
+"""... and over this many frames in time, so that the moves do not jump at unit boundaries."""
 GUIDE_PITCH_LIMITS = (0.5, 2.0)
 """A guide is first said at its voice's F0 median (PSOLA, formants scaled with it as the voice bank's
 pseudo-speakers are, `_to_voice_pitch`); the F0 ratio is kept within these."""
@@ -155,18 +164,59 @@ class _Plan(NamedTuple):
 @dataclass(frozen=True)
 class _Estimate:
     """The guide voice's rendering of what the DiT is to say (a word edit's new transcript, a chunk of speech): its
-    mel ``(M, G)`` and the frames of each of its units."""
+    mel ``(M, G)``, the frames of each of its units, and (where known) the units' ids."""
 
     mel: torch.Tensor
     counts: list[int]
+    ids: Sequence[int] | None = None
 
-    def matched(self, mel: torch.Tensor) -> "_Estimate":
-        """This rendering with the long-term spectrum of the voice of `mel` ``(M, F)``: its speech's mean level in
-        each band moved `GUIDE_MATCH` of the way to the voice's. The DiT keeps much of where it starts from, so a
-        guide that already has the voice's spectrum ends closer to the voice."""
+    def matched(self, mel: torch.Tensor, frame_ids: torch.Tensor | None = None) -> "_Estimate":
+        """This rendering with the spectrum of the voice of `mel` ``(M, F)``: its speech's mean level in each band
+        moved `GUIDE_MATCH` of the way to the voice's (the long-term spectrum). The DiT keeps much of where it starts
+        from, so a guide that already has the voice's spectrum ends closer to the voice. Given the unit id of each
+        of `mel`'s frames (`frame_ids` ``(F,)``, from the aligner) and with `PHONE_MATCH_PRIOR` set, each unit's
+        frames move by that unit's own difference instead, as far as the voice says it (`_phone_shift`)."""
         if not GUIDE_MATCH:
             return self
-        return replace(self, mel=self.mel + GUIDE_MATCH * (speech_band_means(mel) - speech_band_means(self.mel)))
+        shift = speech_band_means(mel) - speech_band_means(self.mel)
+        if frame_ids is not None and self.ids is not None and PHONE_MATCH_PRIOR is not None:
+            shift = _phone_shift(mel, frame_ids, self.mel, expand(self.ids, self.counts), shift)
+        return replace(self, mel=self.mel + GUIDE_MATCH * shift)
+
+
+def _phone_shift(voice: torch.Tensor, voice_ids: torch.Tensor, guide: torch.Tensor, guide_ids: torch.Tensor,
+                 shift: torch.Tensor) -> torch.Tensor:
+    """``(M, G)``: for each frame of `guide` ``(M, G)`` (units `guide_ids` ``(G,)``), the difference between the
+    voice's (`voice` ``(M, F)``, units `voice_ids` ``(F,)``) mean spectrum of that unit and the guide's, over their
+    speech frames, smoothed across neighbouring bands (the unit's envelope, not one pitch's harmonics); shrunk
+    toward the long-term `shift` ``(M, 1)`` by how often the voice says the unit (`PHONE_MATCH_PRIOR` frames count
+    as much as the long-term shift), then smoothed over `PHONE_MATCH_SMOOTH` frames in time."""
+    frames = min(voice.shape[1], len(voice_ids))
+    voice, voice_ids = voice[:, :frames], voice_ids[:frames]
+    if len(guide_ids) != guide.shape[1]:  # PSOLA may leave a guide a frame longer or shorter than its alignment
+        guide_ids = torch.nn.functional.pad(guide_ids[: guide.shape[1]], (0, max(0, guide.shape[1] - len(guide_ids))),
+                                            value=int(guide_ids[-1]))
+    voice_speech = voice.mean(dim=0) >= voice.mean(dim=0).max() - SPEECH_FLOOR
+    guide_speech = guide.mean(dim=0) >= guide.mean(dim=0).max() - SPEECH_FLOOR
+    out = shift.expand(-1, guide.shape[1]).clone()
+    for unit in torch.unique(guide_ids).tolist():
+        in_voice, in_guide = (voice_ids == unit) & voice_speech, (guide_ids == unit) & guide_speech
+        count = int(in_voice.sum())
+        if not count or not bool(in_guide.any()):
+            continue
+        difference = voice[:, in_voice].mean(dim=1, keepdim=True) - guide[:, in_guide].mean(dim=1, keepdim=True)
+        difference = _smooth(difference.T, PHONE_MATCH_BANDS).T
+        weight = count / (count + PHONE_MATCH_PRIOR)
+        out[:, guide_ids == unit] = shift + weight * (difference - shift)
+    return _smooth(out, PHONE_MATCH_SMOOTH)
+
+
+def _smooth(rows: torch.Tensor, width: int) -> torch.Tensor:
+    """Each row of `rows` ``(R, N)`` averaged over a window of `width` along N (edges repeated)."""
+    if width <= 1:
+        return rows
+    padded = torch.nn.functional.pad(rows[None], (width // 2, width - 1 - width // 2), mode="replicate")[0]
+    return padded.unfold(1, width, 1).mean(dim=-1)
 
 
 @dataclass
@@ -264,17 +314,27 @@ class DitEngine:
         rate = actual / predicted if predicted > 0 else 1.0
         return float(np.clip(rate, *RATE_LIMITS))
 
+    def voice_units(self, voice: Voice) -> tuple[UnitSequence, list[int]] | None:
+        """A voice's reference aligned with its transcript (units and their frames), once per voice; None where the
+        transcript has nothing to say."""
+
+        def measure() -> tuple[UnitSequence, list[int]] | None:
+            try:
+                return self.align(voice.audio, prepare_text(voice.transcript).words)
+            except TextError:
+                return None
+
+        return self._per_voice("units", voice, measure)
+
     def voice_rate(self, voice: Voice) -> float:
         """The speaking rate of a voice's reference, measured once per voice."""
+        aligned = self.voice_units(voice)
+        return 1.0 if aligned is None else self._per_voice("rate", voice, lambda: self.speaking_rate(*aligned))
 
-        def measure() -> float:
-            try:
-                units, counts = self.align(voice.audio, prepare_text(voice.transcript).words)
-            except TextError:
-                return 1.0
-            return self.speaking_rate(units, counts)
-
-        return self._per_voice("rate", voice, measure)
+    def _voice_frame_ids(self, voice: Voice) -> torch.Tensor | None:
+        """The unit id of each frame of a voice's reference (`voice_units`), or None."""
+        aligned = self.voice_units(voice)
+        return None if aligned is None else expand(aligned[0].ids, aligned[1])
 
     def voice_pitch(self, voice: Voice) -> _Pitch | None:
         """The F0 median and spread of a voice's reference, measured once per voice."""
@@ -328,8 +388,8 @@ class DitEngine:
         predicted = self.predicted_frames(units)
         total = max(len(units), int(round(predicted.sum() * self.voice_rate(voice) / speed)))
         counts = fit_durations(predicted, total, units.words)
-        estimate = (self._guide_estimate(_spoken_text(words), words, guide_voice, seed, prompt, self.voice_pitch(voice))
-                    if guide > 0 else None)
+        estimate = (self._guide_estimate(_spoken_text(words), words, guide_voice, seed, prompt, self.voice_pitch(voice),
+                                         self._voice_frame_ids(voice)) if guide > 0 else None)
         kept = prompt.shape[1]
         layout = _Layout()
         layout.add_kept(0, kept)
@@ -370,11 +430,12 @@ class DitEngine:
                            guide if estimate is not None else 0.0, estimate, mel)
 
     def _guide_estimate(self, text: str, words: Sequence[Word], voice_id: str | None, seed: int,
-                        voice_mel: torch.Tensor | None = None, voice_pitch: _Pitch | None = None) -> _Estimate | None:
+                        voice_mel: torch.Tensor | None = None, voice_pitch: _Pitch | None = None,
+                        voice_ids: torch.Tensor | None = None) -> _Estimate | None:
         """`voice_id` saying `text` (whose words are `words`), aligned to their units; None without a guide voice or
         where its synthesizer is missing. Given the mel `voice_mel` ``(M, F)`` of the voice it stands in for (and
-        its pitch `voice_pitch`), as close to that voice as a base speaker gets: said at its F0 median
-        (`_to_voice_pitch`), with its long-term spectrum (`_Estimate.matched`)."""
+        its pitch `voice_pitch`, the unit of each of its frames `voice_ids`), as close to that voice as a base
+        speaker gets: said at its F0 median (`_to_voice_pitch`), with its spectrum (`_Estimate.matched`)."""
         if voice_id is None:
             return None
         from tts.data.voicebank import synthesize, voice_unavailable_reason
@@ -386,9 +447,9 @@ class DitEngine:
         spoken = synthesize(voice_id, text, seed=seed).audio
         if voice_mel is not None:
             spoken = _to_voice_pitch(spoken, voice_pitch, seed)
-        _, counts = self.align(spoken, words)
-        estimate = _Estimate(self._mel(spoken), list(counts))
-        return estimate if voice_mel is None else estimate.matched(voice_mel)
+        units, counts = self.align(spoken, words)
+        estimate = _Estimate(self._mel(spoken), list(counts), units.ids)
+        return estimate if voice_mel is None else estimate.matched(voice_mel, voice_ids)
 
     def preview_edit(self, audio: Audio, transcript: str, new_transcript: str,
                      context: int = EDIT_CONTEXT_WORDS) -> EditResult:
@@ -529,13 +590,14 @@ class DitEngine:
         frame_ids = expand(units.ids, counts).tolist()
         prompt = self._mel(voice.audio)[:, : int(MAX_PROMPT_SECONDS / self.hop_seconds)]
         sung = self._sung_guide(source, words, counts, voice, guide_voice, seed) if guide_voice is not None else None
+        voice_ids = self._voice_frame_ids(voice)
         if sung is not None:
-            estimate = _Estimate(self._mel(sung[0]), sung[1]).matched(prompt)
+            estimate = _Estimate(self._mel(sung[0]), sung[1], units.ids).matched(prompt, voice_ids)
         else:
             moved = self._mel(_to_voice_pitch(source, self.voice_pitch(voice), seed, spread=True))
             # PSOLA kept the length: read it frame for frame
             moved = interpolate_frames(moved, torch.arange(len(frame_ids), dtype=torch.float64))
-            estimate = _Estimate(moved, list(counts)).matched(prompt)
+            estimate = _Estimate(moved, list(counts), units.ids).matched(prompt, voice_ids)
         positions = _warped_positions(estimate.counts, counts)
         kept = prompt.shape[1]
         first = torch.cat((prompt, estimate.mel), dim=1)
