@@ -494,6 +494,13 @@ class StageConfig:
         cfg = defaults.cfg_strength if self.cfg_strength is None else self.cfg_strength
         return StageConfig(self.asr_model, self.sim_model, self.seed, steps, cfg, self.griffin_lim_iterations, self.tau)
 
+    def dit_settings(self) -> tuple[int, float]:
+        """The ODE steps and guidance for the `dit` engine: this config's, else the engine's defaults."""
+        from tts.dit.engine import DEFAULT_CFG, DEFAULT_STEPS
+
+        return (self.refiner_steps or DEFAULT_STEPS,
+                DEFAULT_CFG if self.cfg_strength is None else self.cfg_strength)
+
 
 @dataclass
 class ItemResult:
@@ -772,11 +779,9 @@ def evaluate_dit_conversion(engine, items: Sequence[StageItem], config: StageCon
     """Voice A's clip said again in voice B's by the `dit` engine (`tts.dit.engine.DitEngine.convert`), its
     transcript from the offline ASR as a user's would be: does it sound like B, more than like A, with A's words
     and melody?"""
-    from tts.dit.engine import DEFAULT_CFG, DEFAULT_STEPS
     from tts.voice import clone_voice
 
-    steps = config.refiner_steps or DEFAULT_STEPS
-    cfg = config.cfg_strength if config.cfg_strength is not None else DEFAULT_CFG
+    steps, cfg = config.dit_settings()
 
     def render(item: StageItem) -> Audio:
         voice = clone_voice(item.prompt.audio, item.prompt.text)
@@ -848,10 +853,7 @@ def evaluate_editing(engine, items: Sequence[StageItem], config: StageConfig = S
     """Each held-out recording edited by the `dit` engine (`tts.dit.engine.DitEngine`): one word replaced, three
     words replaced, and the whole recording said at each of `SPEED_FACTORS`; WER against the new text, SIM to the
     original, and whether the samples outside the regenerated spans are the original's."""
-    from tts.dit.engine import DEFAULT_STEPS
-
-    steps = config.refiner_steps or DEFAULT_STEPS
-    cfg = config.cfg_strength if config.cfg_strength is not None else 2.0
+    steps, cfg = config.dit_settings()
     started, results = time.time(), []
     kept, left_out = _left_out(items, heard_voices(engine), "source")
     kept_ids = {item.item_id for item in kept}
