@@ -106,7 +106,7 @@ def test_infill_examples_give_text_only_where_frames_are_generated(aligned):
     sampler = InfillSampler(corpus, range(6), recipe, np.random.default_rng(0))
     for layout in ("prompt", "span", "edit"):
         for index in range(6):
-            mel, text, generate = sampler.example(index, layout)
+            mel, text, generate = sampler.example(index, layout)[:3]
             assert mel.shape[0] == text.shape[0] == generate.shape[0]
             assert bool((text[~generate] == -1).all()) and bool((text[generate] >= 0).all())
             if layout == "prompt":  # a prompt from another clip of the voice, then the whole crop generated
@@ -182,3 +182,135 @@ def test_recipe_cli_and_warm_start(aligned, tmp_path):
     with pytest.raises(TimbreError, match="another configuration"):
         warm_start(DiT(replace(PRESETS["tiny"].model, depth=PRESETS["tiny"].model.depth + 1)),
                    str(tmp_path / "cli" / "export"))
+
+
+# -- guide starts --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def guides(aligned, flite):
+    """The tone corpus's guide starts, in two shards, made by a tiny-DiT engine with the shipped aligner (flite's
+    rms and kal16 as the guide voices: the rms items must get kal16)."""
+    from tests.test_dit_engine import tiny_dit_engine
+    from tts.dit.guides import extract_guides
+
+    engine = tiny_dit_engine()
+    paths = [extract_guides(aligned / "features.safetensors", aligned / "alignments.safetensors", engine,
+                            aligned / f"guides{k}.safetensors", ("flite:rms", "flite:kal16"), (k, 2))
+             for k in range(2)]
+    return paths
+
+
+def test_guide_starts_are_the_engines_starts_laid_out_at_each_items_timing(aligned, guides, monkeypatch):
+    """Every item (each voice has other utterances) gets a guide of its own frame count, said by a guide voice
+    that is not its own, moved toward its voice (nearer its spectrum than the same guide left unmoved); another
+    cache's items, a bad shard and a junk file are refused."""
+    from tests.test_dit_engine import tiny_dit_engine
+    from tts.audio import speech_band_means
+    from tts.dit import engine as engine_module
+    from tts.dit.guides import GuideStarts, extract_guides
+
+    corpus = AlignedCorpus(aligned / "features.safetensors", aligned / "alignments.safetensors")
+    names = [item.file_name for item in corpus.cache.items]
+    starts = GuideStarts(guides, names)
+    monkeypatch.setattr(engine_module, "GUIDE_MATCH", 0.0)  # the same guides, their spectrum not moved
+    unmoved = GuideStarts([extract_guides(aligned / "features.safetensors", aligned / "alignments.safetensors",
+                                          tiny_dit_engine(), aligned / "unmoved.safetensors",
+                                          ("flite:rms", "flite:kal16"))], names)
+    assert len(starts) == len(unmoved) == 6 and all(position in starts for position in range(6))
+    for position, item in enumerate(corpus.cache.items):
+        mel = starts.mel(position, 0, item.frames)
+        assert mel.shape == (100, item.frames) and torch.isfinite(mel).all()
+        assert starts.guide_voices[position] in (("flite:kal16",) if item.voice_id == "flite:rms"
+                                                 else ("flite:rms", "flite:kal16"))
+        own = speech_band_means(corpus.cache.mel(position, 0, item.frames))
+        moved_off = float((speech_band_means(mel) - own).abs().mean())
+        unmoved_off = float((speech_band_means(unmoved.mel(position, 0, item.frames)) - own).abs().mean())
+        assert moved_off < unmoved_off
+    assert starts.mel(2, 10, 30).shape == (100, 20)
+    with pytest.raises(TimbreError, match="another feature cache"):
+        GuideStarts(guides, list(reversed(names)))
+    (aligned / "junk.safetensors").write_bytes(b"junk")
+    with pytest.raises(TimbreError, match="make the guides"):
+        GuideStarts([aligned / "junk.safetensors"], names)
+    with pytest.raises(TimbreError, match="shard"):
+        extract_guides(aligned / "features.safetensors", aligned / "alignments.safetensors", None,
+                       aligned / "x.safetensors", shard=(2, 2))
+
+
+def test_guided_examples_start_from_the_guide_on_generated_frames_only(aligned, guides):
+    from tts.dit.guides import GuideStarts
+
+    corpus = AlignedCorpus(aligned / "features.safetensors", aligned / "alignments.safetensors")
+    starts = GuideStarts(guides, [item.file_name for item in corpus.cache.items])
+    recipe = InfillRecipe(max_frames=60, prompt_frames=(20, 30), guided_share=1.0)
+    sampler = InfillSampler(corpus, range(6), recipe, np.random.default_rng(0), starts)
+    for layout, time in zip(("prompt", "span", "edit"), recipe.guide_times):
+        for index in range(6):
+            example = sampler.example(index, layout)
+            assert example.start is not None and example.start_time == time
+            kept = ~example.generate
+            assert torch.equal(example.start[kept], example.mel[kept])
+            assert not torch.allclose(example.start[example.generate], example.mel[example.generate])
+    batch = sampler.batch(4)
+    assert batch.start.shape == batch.mel.shape and {round(t, 4) for t in batch.start_time.tolist()} <= {0.8, 0.9}
+    plain = InfillSampler(corpus, range(6), replace(recipe, guided_share=0.0), np.random.default_rng(0), starts)
+    assert plain.example(0, "span").start is None and float(plain.batch(3).start_time.abs().sum()) == 0.0
+    assert InfillSampler(corpus, range(6), recipe, np.random.default_rng(0)).batch(2).start is None
+
+
+def test_a_guided_row_runs_the_flow_from_its_guide_start(aligned, guides, monkeypatch):
+    """`DiTTrainer.forward`: a row that starts from its guide at t0 is at ``x0 + s (x1 - x0)`` with
+    ``x0 = (1 - t0) noise + t0 guide``, told the time ``t0 + (1 - t0) s``, and its target velocity is
+    ``(x1 - x0) / (1 - t0)``; a row at t0 = 0 is the plain path, loss for loss."""
+    from tts.dit.guides import GuideStarts
+    from tts.dit.train import DiTTrainer
+
+    corpus = AlignedCorpus(aligned / "features.safetensors", aligned / "alignments.safetensors")
+    starts = GuideStarts(guides, [item.file_name for item in corpus.cache.items])
+    recipe = InfillRecipe(max_frames=60, prompt_frames=(20, 30), guided_share=1.0)
+    batch = InfillSampler(corpus, range(6), recipe, np.random.default_rng(0), starts).collate(
+        [0, 1, 2], ["span", "edit", "prompt"])
+    torch.manual_seed(0)
+    trainer = DiTTrainer(PRESETS["tiny"]).eval()
+    unguided = replace(batch, start=None, start_time=None)
+    plain = trainer(unguided, generator=torch.Generator().manual_seed(3), drops=(False, False))
+    at_zero = trainer(replace(batch, start_time=torch.zeros(3)), generator=torch.Generator().manual_seed(3),
+                      drops=(False, False))
+    assert torch.allclose(plain["flow"], at_zero["flow"])
+    seen = {}
+    model_forward = trainer.model.forward
+
+    def spy(xt, cond, text, time, **kwargs):
+        seen.update(xt=xt, time=time)
+        return model_forward(xt, cond, text, time, **kwargs)
+
+    monkeypatch.setattr(trainer.model, "forward", spy)
+    trainer(batch, generator=torch.Generator().manual_seed(3), drops=(False, False))
+    generator = torch.Generator().manual_seed(3)
+    x1 = trainer.model.normalize_mel(batch.mel)
+    noise = torch.randn(x1.shape, generator=generator)
+    s = torch.rand(3, generator=generator)
+    t0 = batch.start_time[:, None, None]
+    x0 = (1 - t0) * noise + t0 * trainer.model.normalize_mel(batch.start)
+    assert torch.allclose(seen["time"], batch.start_time + (1 - batch.start_time) * s)
+    assert torch.allclose(seen["xt"], x0 + s[:, None, None] * (x1 - x0), atol=1e-6)
+    # a perfect guide is the plain path at the later time
+    perfect = replace(batch, start=batch.mel)
+    trainer(perfect, generator=torch.Generator().manual_seed(3), drops=(False, False))
+    later = seen["time"][:, None, None]
+    assert torch.allclose(seen["xt"], (1 - later) * noise + later * x1, atol=1e-5)
+
+
+def test_training_from_guide_starts_through_the_cli(aligned, guides, tmp_path):
+    code = main(["--features", str(aligned / "features.safetensors"), "--out", str(tmp_path / "run"), "--config",
+                 "tiny", "--max-steps", "2", "--batch-size", "3", "--validation-items", "2",
+                 "--guides", *map(str, guides), "--guided-share", "0.7", "--warmup-steps", "1"])
+    assert code == 0
+    card = read_model_card_data(tmp_path / "run" / "export")
+    assert ", warm-up 1," in card["Training"]["optimizer"]
+    assert card["Data"]["guide starts"]["items"] == 6 and card["Data"]["guide starts"]["share"] == 0.7
+    assert "start from it" in card["Training"]["objective"]
+    assert main(["--features", str(aligned / "features.safetensors"), "--out", str(tmp_path / "bad"), "--config",
+                 "tiny", "--max-steps", "1", "--guides", *map(str, guides), "--guided-share", "0"]) == 2
+    assert main(["guides", "--features", str(aligned / "features.safetensors"), "--shard", "x"]) == 2

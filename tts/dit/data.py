@@ -31,7 +31,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -40,6 +40,9 @@ from tts.audio import load_audio
 from tts.errors import AudioError, TextError, TimbreError
 from tts.files import atomic_write_bytes, read_tensor_file
 from tts.refiner.data import FeatureCache
+
+if TYPE_CHECKING:
+    from tts.dit.guides import GuideStarts
 
 logger = logging.getLogger(__name__)
 
@@ -154,9 +157,11 @@ class InfillBatch:
     mask: torch.Tensor  # (B, T) bool: real frames
     units: torch.Tensor  # (B, U) whole items' unit ids, -1 padding (duration predictor)
     unit_frames: torch.Tensor  # (B, U) their frame counts
+    start: torch.Tensor | None = None  # (B, T, M) guide starts (log-mel; the mel itself on kept frames)
+    start_time: torch.Tensor | None = None  # (B,) flow time each row starts from its guide at; 0: from noise
 
     def to(self, device: torch.device | str) -> "InfillBatch":
-        return InfillBatch(**{key: value.to(device) for key, value in vars(self).items()})
+        return InfillBatch(**{key: None if value is None else value.to(device) for key, value in vars(self).items()})
 
 
 @dataclass(frozen=True)
@@ -168,16 +173,22 @@ class InfillRecipe:
     layout_weights: tuple[float, float, float] = (0.4, 0.3, 0.3)
     span_fraction: tuple[float, float] = (0.7, 1.0)
     edit_fraction: tuple[float, float] = (0.05, 0.3)
+    guided_share: float = 0.0
+    """With guide starts (`tts.dit.guides`), the share of examples whose generated frames start from their guide
+    as the engine's do, rather than from noise."""
+    guide_times: tuple[float, float, float] = (0.8, 0.8, 0.9)
+    """The flow time a guided example starts at, per layout (prompt, span, edit): the engine's speech and
+    conversion start at 0.8, its word edits at 0.9."""
 
 
 class InfillSampler:
     """Random infilling batches from an `AlignedCorpus` (`indices`: the items to draw from)."""
 
     def __init__(self, corpus: AlignedCorpus, indices: Sequence[int], recipe: InfillRecipe,
-                 rng: np.random.Generator) -> None:
+                 rng: np.random.Generator, guides: "GuideStarts | None" = None) -> None:
         if not indices:
             raise TimbreError("no aligned items to train on")
-        self.corpus, self.indices, self.recipe, self.rng = corpus, list(indices), recipe, rng
+        self.corpus, self.indices, self.recipe, self.rng, self.guides = corpus, list(indices), recipe, rng, guides
         self.by_voice: dict[str, list[int]] = {}
         for index in self.indices:
             self.by_voice.setdefault(corpus.cache.items[index].voice_id, []).append(index)
@@ -191,45 +202,59 @@ class InfillSampler:
     def collate(self, indices: Sequence[int], layouts: Sequence[str]) -> InfillBatch:
         """The batch of these items in these layouts (crops drawn with this sampler's generator)."""
         examples = [self.example(index, layout) for index, layout in zip(indices, layouts)]
-        width = max(mel.shape[0] for mel, _, _ in examples)
-        batch, bands = len(examples), examples[0][0].shape[1]
+        width = max(example.mel.shape[0] for example in examples)
+        batch, bands = len(examples), examples[0].mel.shape[1]
         mel = torch.zeros(batch, width, bands)
         text = torch.full((batch, width), -1, dtype=torch.long)
         generate = torch.zeros(batch, width, dtype=torch.bool)
         mask = torch.zeros(batch, width, dtype=torch.bool)
-        for row, (m, t, g) in enumerate(examples):
-            frames = m.shape[0]
-            mel[row, :frames], text[row, :frames], generate[row, :frames], mask[row, :frames] = m, t, g, True
+        start = torch.zeros(batch, width, bands) if self.guides is not None else None
+        start_time = torch.zeros(batch) if self.guides is not None else None
+        for row, example in enumerate(examples):
+            frames = example.mel.shape[0]
+            mel[row, :frames], text[row, :frames], generate[row, :frames], mask[row, :frames] = example[:3] + (True,)
+            if start is not None and start_time is not None:
+                start[row, :frames] = example.mel if example.start is None else example.start
+                start_time[row] = example.start_time
         unit_width = max(len(self.corpus.units(i)[0]) for i in indices)
         units = torch.full((batch, unit_width), -1, dtype=torch.long)
         unit_frames = torch.zeros(batch, unit_width, dtype=torch.long)
         for row, index in enumerate(indices):
             ids, counts = self.corpus.units(index)
             units[row, : len(ids)], unit_frames[row, : len(ids)] = ids, counts
-        return InfillBatch(mel, text, generate, mask, units, unit_frames)
+        return InfillBatch(mel, text, generate, mask, units, unit_frames, start, start_time)
 
-    def _crop(self, index: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _crop(self, index: int, length: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         frames = self.corpus.cache.items[index].frames
         length = min(length, frames)
         start = int(self.rng.integers(0, frames - length + 1))
         mel = self.corpus.cache.mel(index, start, start + length).T  # (L, M)
-        return mel, self.corpus.frame_units(index)[start : start + length]
+        return mel, self.corpus.frame_units(index)[start : start + length], start
 
-    def example(self, index: int, layout: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(mel (T, M), text (T,), generate (T,))`` of one example."""
+    def _guided(self, index: int) -> bool:
+        """Whether this example of item `index` starts from its guide (drawn only where it has one)."""
+        share = self.recipe.guided_share
+        return self.guides is not None and share > 0 and index in self.guides and bool(self.rng.random() < share)
+
+    def example(self, index: int, layout: str) -> "Example":
+        """One example: its mel, text and frames to generate, and (guided) the start and its flow time."""
         recipe = self.recipe
+        guided = self._guided(index)
         if layout == "prompt":
             others = [i for i in self.by_voice[self.corpus.cache.items[index].voice_id] if i != index]
             if others:
                 low, high = recipe.prompt_frames
-                prompt, _ = self._crop(int(self.rng.choice(others)), int(self.rng.integers(low, high + 1)))
-                target, units = self._crop(index, recipe.max_frames)
+                prompt, _, _ = self._crop(int(self.rng.choice(others)), int(self.rng.integers(low, high + 1)))
+                target, units, first = self._crop(index, recipe.max_frames)
                 mel = torch.cat((prompt, target))
                 generate = torch.cat((torch.zeros(len(prompt), dtype=torch.bool), torch.ones(len(target), dtype=torch.bool)))
                 text = torch.cat((torch.full((len(prompt),), -1, dtype=torch.long), units))
-                return mel, text, generate
+                if not guided:
+                    return Example(mel, text, generate)
+                start = torch.cat((prompt, self.guides.mel(index, first, first + len(target)).T))
+                return Example(mel, text, generate, start, recipe.guide_times[0])
             layout = "span"  # a voice with one utterance: no other clip to prompt with
-        mel, units = self._crop(index, recipe.max_frames)
+        mel, units, first = self._crop(index, recipe.max_frames)
         frames = len(mel)
         low, high = recipe.span_fraction if layout == "span" else recipe.edit_fraction
         span = max(1, min(frames, int(round(frames * self.rng.uniform(low, high)))))
@@ -237,4 +262,19 @@ class InfillSampler:
         generate = torch.zeros(frames, dtype=torch.bool)
         generate[start : start + span] = True
         text = torch.where(generate, units, torch.full_like(units, -1))
-        return mel, text, generate
+        if not guided:
+            return Example(mel, text, generate)
+        guide = self.guides.mel(index, first, first + frames).T
+        return Example(mel, text, generate, torch.where(generate[:, None], guide, mel),
+                       recipe.guide_times[LAYOUTS.index(layout)])
+
+
+class Example(NamedTuple):
+    """One training example: ``mel`` ``(T, M)``, ``text`` ``(T,)``, ``generate`` ``(T,)``, and for a guided one its
+    ``start`` ``(T, M)`` (the guide on generated frames) and the flow time ``start_time`` it starts at."""
+
+    mel: torch.Tensor
+    text: torch.Tensor
+    generate: torch.Tensor
+    start: torch.Tensor | None = None
+    start_time: float = 0.0

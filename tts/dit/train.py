@@ -126,6 +126,11 @@ class TrainOptions:
     validation_items: int = 16
     seed: int = 0
     learning_rate: float | None = None
+    warmup_steps: int | None = None
+    guides: tuple[Path, ...] = ()
+    """Guide-start sidecars (`tts.dit.guides`, ``python -m tts.dit.train guides``); none: every example from noise."""
+    guided_share: float = 0.5
+    """With `guides`: the share of training examples (of items that have a guide) that start from it."""
 
     @property
     def alignments_path(self) -> Path:
@@ -156,7 +161,18 @@ class DiTTrainer(nn.Module):
         x1 = model.normalize_mel(batch.mel)
         noise = torch.randn(x1.shape, generator=generator).to(device)
         time = torch.rand(x1.shape[0], generator=generator).to(device)
-        xt = (1 - time[:, None, None]) * noise + time[:, None, None] * x1
+        if batch.start is None or batch.start_time is None:
+            xt = (1 - time[:, None, None]) * noise + time[:, None, None] * x1
+            target = x1 - noise
+        else:
+            # A guided row starts at its start time t0 from (1 - t0) noise + t0 guide, as the engine's flow does,
+            # and goes straight to the data from there (velocity MSE as on the plain path at those times: what
+            # the guide gets wrong weighs 1 / (1 - t0) times more); t0 = 0 is the plain path from noise.
+            t0 = batch.start_time.to(x1.dtype)[:, None, None]
+            x0 = (1 - t0) * noise + t0 * model.normalize_mel(batch.start)
+            xt = x0 + time[:, None, None] * (x1 - x0)
+            target = (x1 - x0) / (1 - t0)
+            time = t0[:, 0, 0] + (1 - t0[:, 0, 0]) * time
         keep = (batch.mask & ~batch.generate)[..., None]
         cond = torch.where(keep, x1, torch.zeros_like(x1))
         if drops is None:
@@ -167,7 +183,7 @@ class DiTTrainer(nn.Module):
             drop_audio, drop_text = drops
         velocity = model(xt, cond, batch.text, time, mask=batch.mask, drop_audio_cond=drop_audio, drop_text=drop_text)
         weight = batch.generate[..., None].to(x1.dtype)
-        flow = ((velocity - (x1 - noise)).square() * weight).sum() / (weight.sum() * x1.shape[-1]).clamp(min=1)
+        flow = ((velocity - target).square() * weight).sum() / (weight.sum() * x1.shape[-1]).clamp(min=1)
         real = batch.units >= 0
         predicted = model.duration_predictor(batch.units)
         duration = ((predicted - torch.log1p(batch.unit_frames.to(predicted.dtype))).square() * real).sum() / real.sum().clamp(min=1)
@@ -260,6 +276,14 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
     val_idx = [corpus.usable[i] for i in val_pos]
 
     preset = preset_for(options)
+    guides = None
+    if options.guides:
+        from tts.dit.guides import GuideStarts
+
+        if not 0.0 < options.guided_share <= 1.0:
+            raise TimbreError(f"--guided-share must be in (0, 1], got {options.guided_share}")
+        guides = GuideStarts(options.guides, [item.file_name for item in corpus.cache.items])
+        preset = replace(preset, recipe=replace(preset.recipe, guided_share=options.guided_share))
     normalisation = {"mel_mean": round(corpus.cache.mel_mean, 4), "mel_std": round(corpus.cache.mel_std, 4)}
     torch.manual_seed(options.seed)
     warm: list[str] = []
@@ -286,9 +310,11 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
         "validation items": len(val_idx),
         "examples": asdict(preset.recipe),
         "warm start": {"from": options.init_from, "tensors": len(warm)} if options.init_from else None,
+        "guide starts": ({"files": [str(Path(path).resolve()) for path in options.guides], "items": len(guides),
+                          "share": options.guided_share} if guides is not None else None),
     }
     next_batch, close_batches = batch_source(
-        lambda rng: partial(InfillSampler(corpus, train_idx, preset.recipe, rng).batch, options.batch_size),
+        lambda rng: partial(InfillSampler(corpus, train_idx, preset.recipe, rng, guides).batch, options.batch_size),
         (options.seed, accelerator.process_index, progress.step), data_workers(accelerator),
     )
     validation_batches = []
@@ -328,8 +354,9 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
 
 
 def preset_for(options: TrainOptions) -> TrainConfig:
-    """The run's preset, with the options' overrides (learning rate)."""
-    return with_overrides(PRESETS[options.config], learning_rate=options.learning_rate)
+    """The run's preset, with the options' overrides (learning rate, warm-up)."""
+    return with_overrides(PRESETS[options.config], learning_rate=options.learning_rate,
+                          warmup_steps=options.warmup_steps)
 
 
 def export(model: DiT, folder: Path, options: TrainOptions, preset: TrainConfig, recipe: dict, progress: Progress,
@@ -355,7 +382,9 @@ def export(model: DiT, folder: Path, options: TrainOptions, preset: TrainConfig,
             "optimizer": f"AdamW lr {preset.learning_rate} betas {preset.betas}, warm-up {preset.warmup_steps}, cosine",
             "objective": ("rectified flow, velocity MSE on generated frames, t uniform; guidance dropout audio "
                           f"{preset.audio_drop}, audio+text {preset.cond_drop}; + {preset.duration_weight} x "
-                          "duration MSE of log(1 + frames)"),
+                          "duration MSE of log(1 + frames)"
+                          + (f"; {preset.recipe.guided_share:.0%} of the examples with a guide start from it at t0 "
+                             f"{preset.recipe.guide_times} (prompt, span, edit)" if recipe.get("guide starts") else "")),
             "last logged": last[0] if last else {},
         },
         "Metrics": validation,
@@ -381,6 +410,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=TrainOptions.batch_size, help="per process")
     parser.add_argument("--validation-items", type=int, default=TrainOptions.validation_items)
     parser.add_argument("--learning-rate", type=float, help="peak learning rate instead of the preset's")
+    parser.add_argument("--warmup-steps", type=int, help="warm-up steps instead of the preset's (short to fine-tune)")
+    parser.add_argument("--guides", type=Path, nargs="+", default=(),
+                        help="guide-start sidecars (python -m tts.dit.train guides): train from the engine's starts too")
+    parser.add_argument("--guided-share", type=float, default=TrainOptions.guided_share,
+                        help="share of the examples with a guide that start from it")
     return parser
 
 
@@ -392,6 +426,39 @@ def build_extract_parser() -> argparse.ArgumentParser:
     parser.add_argument("--aligner", default="speech_tokenizer", help="speech tokenizer with a CTC head (folder or shipped name)")
     parser.add_argument("--out", type=Path, help=f"default: {ALIGNMENTS_FILE} beside --features")
     return parser
+
+
+def build_guides_parser() -> argparse.ArgumentParser:
+    """Arguments of ``python -m tts.dit.train guides``."""
+    from tts.dit.guides import GUIDES_FILE, TRAINING_GUIDE_VOICES
+
+    parser = argparse.ArgumentParser(prog="python -m tts.dit.train guides",
+                                     description="Make the engine's guide start of each aligned item (tts.dit.guides).")
+    parser.add_argument("--features", type=Path, required=True, help="refiner feature cache of the corpus")
+    parser.add_argument("--alignments", type=Path, help=f"alignment sidecar (default: {ALIGNMENTS_FILE} beside --features)")
+    parser.add_argument("--out", type=Path, help=f"default: {GUIDES_FILE} beside --features")
+    parser.add_argument("--shard", default="0/1", help="K/N: the items at positions K modulo N (one process each)")
+    parser.add_argument("--limit", type=int, help="at most this many items of the shard")
+    parser.add_argument("--voices", nargs="+", default=list(TRAINING_GUIDE_VOICES), help="guide voices (training voices)")
+    parser.add_argument("--dit", default="dit", help="the DiT whose engine makes the starts (its aligner and mel)")
+    return parser
+
+
+def _guides_command(argv: Sequence[str]) -> int:
+    from tts.dit.engine import load_dit_engine
+    from tts.dit.guides import GUIDES_FILE, extract_guides
+
+    args = build_guides_parser().parse_args(argv)
+    try:
+        index, count = (int(part) for part in args.shard.split("/"))
+    except ValueError:
+        raise TimbreError(f"--shard must be K/N (e.g. 0/2), got {args.shard!r}") from None
+    out = args.out or args.features.with_name(GUIDES_FILE)
+    alignments = args.alignments or args.features.with_name(ALIGNMENTS_FILE)
+    path = extract_guides(args.features, alignments, load_dit_engine(dit=args.dit), out, args.voices,
+                          (index, count), args.limit)
+    print(json.dumps({"guides": str(path)}))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -407,6 +474,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             path = extract_alignments(args.features, SpeechTokenizer.from_pretrained(args.aligner), out, args.aligner)
             print(json.dumps({"alignments": str(path)}))
             return 0
+        if argv[:1] == ["guides"]:
+            return _guides_command(argv[1:])
         args = build_parser().parse_args(argv)
         summary = train(TrainOptions(
             features=args.features, out=args.out, alignments=args.alignments, config=args.config,
@@ -414,6 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             batch_size=args.batch_size, save_every_minutes=args.save_every_minutes,
             save_every_steps=args.save_every_steps, log_every=args.log_every,
             validation_items=args.validation_items, seed=args.seed, learning_rate=args.learning_rate,
+            warmup_steps=args.warmup_steps, guides=tuple(args.guides), guided_share=args.guided_share,
         ))
     except TimbreError as error:
         print(f"tts.dit.train: error: {error}", file=sys.stderr)
