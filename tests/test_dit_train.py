@@ -262,7 +262,8 @@ def test_guided_examples_start_from_the_guide_on_generated_frames_only(aligned, 
 def test_a_guided_row_runs_the_flow_from_its_guide_start(aligned, guides, monkeypatch):
     """`DiTTrainer.forward`: a row that starts from its guide at t0 is at ``x0 + s (x1 - x0)`` with
     ``x0 = (1 - t0) noise + t0 guide``, told the time ``t0 + (1 - t0) s``, and its target velocity is
-    ``(x1 - x0) / (1 - t0)``; a row at t0 = 0 is the plain path, loss for loss."""
+    ``(x1 - x0) / (1 - t0)``, its error weighted by ``(1 - t0)^2``; a row at t0 = 0 is the plain path, loss for
+    loss."""
     from tts.dit.guides import GuideStarts
     from tts.dit.train import DiTTrainer
 
@@ -300,6 +301,12 @@ def test_a_guided_row_runs_the_flow_from_its_guide_start(aligned, guides, monkey
     trainer(perfect, generator=torch.Generator().manual_seed(3), drops=(False, False))
     later = seen["time"][:, None, None]
     assert torch.allclose(seen["xt"], (1 - later) * noise + later * x1, atol=1e-5)
+    # a guided row's error counts as the error of where it ends: (1 - t0) x the velocity's
+    monkeypatch.setattr(trainer.model, "forward", lambda xt, *args, **kwargs: torch.zeros_like(xt))
+    still = trainer(batch, generator=torch.Generator().manual_seed(3), drops=(False, False))["flow"]
+    generated = batch.generate[..., None].float()
+    expected = ((x1 - x0).square() * generated).sum() / (generated.sum() * x1.shape[-1])
+    assert torch.allclose(still, expected, rtol=1e-4)
 
 
 def test_training_from_guide_starts_through_the_cli(aligned, guides, tmp_path):
