@@ -236,6 +236,9 @@ def test_guide_starts_are_the_engines_starts_laid_out_at_each_items_timing(align
     with pytest.raises(TimbreError, match="shard"):
         extract_guides(aligned / "features.safetensors", aligned / "alignments.safetensors", None,
                        aligned / "x.safetensors", shard=(2, 2))
+    with pytest.raises(TimbreError, match="held out"):
+        extract_guides(aligned / "features.safetensors", aligned / "alignments.safetensors", None,
+                       aligned / "x.safetensors", voices=("flite:rms", "piper:joe"))
 
 
 def test_guided_examples_start_from_the_guide_on_generated_frames_only(aligned, guides):

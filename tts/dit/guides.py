@@ -51,19 +51,22 @@ def extract_guides(features: str | os.PathLike, alignments: str | os.PathLike, e
     utterance, or whose guide cannot be made, get none (logged). Returns `out`.
 
     Raises:
-        TimbreError: a bad shard, no guide voice installed, or no guide made at all.
+        TimbreError: a bad shard, a held-out guide voice, no guide voice installed, or no guide made at all.
     """
     from tts.data.corpus import read_metadata
     from tts.data.voicebank import voice_unavailable_reason
     from tts.dit.data import AlignedCorpus
     from tts.dit.engine import MAX_PROMPT_SECONDS, _warped_positions
     from tts.audio import interpolate_frames, load_audio
-    from tts.evaluation.testsets import speakers_behind
+    from tts.evaluation.testsets import TRAINING_EXCLUDED_VOICES, speakers_behind
     from tts.voice import Voice
 
     index, count = shard
     if count < 1 or not 0 <= index < count:
         raise TimbreError(f"shard must be k of n with 0 <= k < n, got {index} of {count}")
+    held_out = [voice for voice in voices if speakers_behind(voice) & set(TRAINING_EXCLUDED_VOICES)]
+    if held_out:
+        raise TimbreError(f"{', '.join(held_out)}: held out for evaluation; guides are said by training voices")
     installed = [voice for voice in voices if voice_unavailable_reason(voice) is None]
     if not installed:
         raise TimbreError(f"none of the guide voices {', '.join(voices)} is installed (`make voices`)")
@@ -93,7 +96,9 @@ def extract_guides(features: str | os.PathLike, alignments: str | os.PathLike, e
                 voices_of[others[0]] = (voice, engine._mel(voice.audio)[:, :prompt_frames])
             voice, prompt = voices_of[others[0]]
             behind = speakers_behind(item.voice_id)
-            candidates = [v for v in installed if not speakers_behind(v) & behind] or installed
+            candidates = [v for v in installed if not speakers_behind(v) & behind]
+            if not candidates:
+                raise TextError("every guide voice is the item's own")
             guide_voice = candidates[position % len(candidates)]
             words = record.words()
             estimate = engine._guide_estimate(record.text, words, guide_voice, position, prompt,
