@@ -358,6 +358,11 @@ class DitEngine:
         samples = audio.resample(self.dit.config.mel.sample_rate).samples
         return log_mel(torch.from_numpy(samples), self.dit.config.mel)
 
+    def prompt_mel(self, voice: Voice) -> torch.Tensor:
+        """``(M, P)`` the kept prompt of speech and conversion in `voice`: its reference's mel, at most
+        `MAX_PROMPT_SECONDS`; also what a guide is moved toward."""
+        return self._mel(voice.audio)[:, : int(MAX_PROMPT_SECONDS / self.hop_seconds)]
+
     def _infill(self, cond: torch.Tensor, layout: _Layout, steps: int, cfg_strength: float, seed: int,
                 source_mel: torch.Tensor | None = None, guide: float = 0.0) -> torch.Tensor:
         """``(M, T)`` mel of the layout: kept frames from `cond` ``(M, T)``, the others generated.
@@ -384,7 +389,7 @@ class DitEngine:
             raise ValueError(f"guide must be in [0, 1), got {guide}")
         words = list(words)
         units = text_units(words)
-        prompt = self._mel(voice.audio)[:, : int(MAX_PROMPT_SECONDS / self.hop_seconds)]
+        prompt = self.prompt_mel(voice)
         predicted = self.predicted_frames(units)
         total = max(len(units), int(round(predicted.sum() * self.voice_rate(voice) / speed)))
         counts = fit_durations(predicted, total, units.words)
@@ -588,7 +593,7 @@ class DitEngine:
         words = list(prepare_text(transcript).words)
         units, counts = self.align(source, words)
         frame_ids = expand(units.ids, counts).tolist()
-        prompt = self._mel(voice.audio)[:, : int(MAX_PROMPT_SECONDS / self.hop_seconds)]
+        prompt = self.prompt_mel(voice)
         sung = self._sung_guide(source, words, counts, voice, guide_voice, seed) if guide_voice is not None else None
         voice_ids = self._voice_frame_ids(voice)
         if sung is not None:

@@ -56,7 +56,7 @@ def extract_guides(features: str | os.PathLike, alignments: str | os.PathLike, e
     from tts.data.corpus import read_metadata
     from tts.data.voicebank import voice_unavailable_reason
     from tts.dit.data import AlignedCorpus
-    from tts.dit.engine import MAX_PROMPT_SECONDS, _warped_positions
+    from tts.dit.engine import _warped_positions
     from tts.audio import interpolate_frames, load_audio
     from tts.evaluation.testsets import TRAINING_EXCLUDED_VOICES, speakers_behind
     from tts.voice import Voice
@@ -77,7 +77,6 @@ def extract_guides(features: str | os.PathLike, alignments: str | os.PathLike, e
     for position in corpus.usable:
         by_voice.setdefault(items[position].voice_id, []).append(position)
     chosen = [position for n, position in enumerate(corpus.usable) if n % count == index][:limit]
-    prompt_frames = int(MAX_PROMPT_SECONDS / engine.hop_seconds)
     voices_of: dict[int, tuple[Voice, torch.Tensor]] = {}
     mels: list[torch.Tensor] = []
     frames = [0] * len(items)
@@ -93,7 +92,7 @@ def extract_guides(features: str | os.PathLike, alignments: str | os.PathLike, e
             if others[0] not in voices_of:  # the reference: the voice's first other utterance
                 reference = metadata[items[others[0]].file_name]
                 voice = Voice(load_audio(reference.audio_path(corpus.cache.corpus)), reference.text)
-                voices_of[others[0]] = (voice, engine._mel(voice.audio)[:, :prompt_frames])
+                voices_of[others[0]] = (voice, engine.prompt_mel(voice))
             voice, prompt = voices_of[others[0]]
             behind = speakers_behind(item.voice_id)
             candidates = [v for v in installed if not speakers_behind(v) & behind]
