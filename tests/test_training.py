@@ -244,3 +244,10 @@ def test_split_validation_by_voice_keeps_every_voice_in_training():
     assert split_validation(6, 4, 0, 10, ["a"] * 6) == (list(range(6)), [])  # six items: nothing to spare
     with pytest.raises(ValueError):
         split_validation(3, 1, 0, 10, ["a", "b"])
+
+
+def test_run_bounds_of_concatenated_runs():
+    from tts.files import run_bounds
+
+    assert run_bounds([2, 0, 3]) == [(0, 2), (2, 2), (2, 5)]
+    assert run_bounds(torch.tensor([1, 4])) == [(0, 1), (1, 5)] and run_bounds([]) == []

@@ -64,6 +64,16 @@ def read_tensor_file(path: str | os.PathLike, file_format: str, version: int, re
     return tensors, metadata
 
 
+def run_bounds(lengths) -> list[tuple[int, int]]:
+    """``(start, end)`` of each run in a data file's concatenated tensor that holds runs of `lengths` (a list, an
+    array or a 1-D tensor) one after the other, in order."""
+    bounds, start = [], 0
+    for length in (lengths.tolist() if hasattr(lengths, "tolist") else lengths):
+        bounds.append((start, start + int(length)))
+        start += int(length)
+    return bounds
+
+
 def cache_root() -> Path:
     """The studio's cache folder: ``$TIMBRE_CACHE`` or ``~/.cache/timbre`` (test sets, corpora, models' assets)."""
     configured = os.environ.get("TIMBRE_CACHE")

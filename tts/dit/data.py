@@ -38,7 +38,7 @@ import torch
 
 from tts.audio import load_audio
 from tts.errors import AudioError, TextError, TimbreError
-from tts.files import atomic_write_bytes, read_tensor_file
+from tts.files import atomic_write_bytes, read_tensor_file, run_bounds
 from tts.refiner.data import FeatureCache
 
 if TYPE_CHECKING:
@@ -130,12 +130,11 @@ class AlignedCorpus:
         if names != [item.file_name for item in self.cache.items]:
             raise TimbreError(f"{path} was written for another feature cache than {features}; extract it again")
         self.aligner = meta.get("aligner", "")
-        lengths = tensors["unit_lengths"].tolist()
-        offsets = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(int).tolist()
+        bounds = run_bounds(tensors["unit_lengths"])
         units, frames = tensors["units"].long(), tensors["unit_frames"].long()
-        self._units = [units[o : o + n] for o, n in zip(offsets, lengths)]
-        self._frames = [frames[o : o + n] for o, n in zip(offsets, lengths)]
-        self.usable = [i for i, n in enumerate(lengths) if n > 0 and int(self._frames[i].sum()) == self.cache.items[i].frames]
+        self._units = [units[a:b] for a, b in bounds]
+        self._frames = [frames[a:b] for a, b in bounds]
+        self.usable = [i for i, (a, b) in enumerate(bounds) if b > a and int(self._frames[i].sum()) == self.cache.items[i].frames]
 
     def units(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Item `index`'s unit ids ``(U,)`` and frames per unit ``(U,)``."""

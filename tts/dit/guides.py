@@ -26,11 +26,10 @@ import os
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
 import torch
 
 from tts.errors import AudioError, TextError, TimbreError
-from tts.files import atomic_write_bytes, read_tensor_file
+from tts.files import atomic_write_bytes, read_tensor_file, run_bounds
 
 logger = logging.getLogger(__name__)
 
@@ -139,12 +138,10 @@ class GuideStarts:
                                              "make the guides with `python -m tts.dit.train guides`")
             if json.loads(meta["items"]) != list(file_names):
                 raise TimbreError(f"{path} was written for another feature cache; make the guides again")
-            lengths = tensors["frames"].tolist()
             said_by = json.loads(meta["guide_voices"])
-            offsets = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(int).tolist()
-            for position, (offset, length) in enumerate(zip(offsets, lengths)):
-                if length:
-                    self._mels[position] = tensors["mel"][:, offset : offset + length]
+            for position, (start, end) in enumerate(run_bounds(tensors["frames"])):
+                if end > start:
+                    self._mels[position] = tensors["mel"][:, start:end]
                     self.guide_voices[position] = said_by[position]
 
     def __contains__(self, position: int) -> bool:

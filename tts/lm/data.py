@@ -30,7 +30,7 @@ import torch
 
 from tts.data.corpus import read_metadata
 from tts.errors import TextError, TimbreError
-from tts.files import atomic_write_bytes, read_tensor_file
+from tts.files import atomic_write_bytes, read_tensor_file, run_bounds
 from tts.lm.stream import Utterance, build_stream, text_units, unit_start_times, unit_token_counts
 from tts.refiner.data import FeatureCache
 
@@ -133,12 +133,11 @@ def read_units(path: str | os.PathLike) -> tuple[list[UnitItem], dict]:
     """The items of a unit file and its metadata; refuses other files and versions."""
     tensors, meta = read_tensor_file(path, UNITS_FORMAT, UNITS_VERSION, "run `extract-units` again")
     styles, voices = json.loads(meta["styles"]), json.loads(meta["voices"])
-    offsets = np.concatenate(([0], np.cumsum(tensors["unit_lengths"].numpy())))
     units, counts = tensors["units"].tolist(), tensors["counts"].tolist()
     items = [
         UnitItem(int(tensors["cache_index"][i]), tuple(units[a:b]), tuple(counts[a:b]), styles[i],
                  float(tensors["intensity"][i]), voices[i])
-        for i, (a, b) in enumerate(zip(offsets[:-1], offsets[1:]))
+        for i, (a, b) in enumerate(run_bounds(tensors["unit_lengths"]))
     ]
     return items, meta
 

@@ -45,7 +45,7 @@ from tts.audio import MelConfig, load_audio, log_mel
 from tts.checkpoints import config_from_dict, config_to_dict
 from tts.data.corpus import read_metadata
 from tts.errors import AudioError, TimbreError
-from tts.files import atomic_write_bytes
+from tts.files import atomic_write_bytes, run_bounds
 from tts.training import Augmentation, augment_waveform
 
 logger = logging.getLogger(__name__)
@@ -210,11 +210,10 @@ class FeatureCache:
         mel_lengths = self._handle.get_tensor("mel_lengths").tolist()
         token_lengths = self._handle.get_tensor("token_lengths").tolist()
         self._tokens = self._handle.get_tensor("tokens")
-        mel_offsets = np.concatenate(([0], np.cumsum(mel_lengths)[:-1])).tolist()
-        token_offsets = np.concatenate(([0], np.cumsum(token_lengths)[:-1])).tolist()
         self.items = [
-            CacheItem(r["file_name"], r["voice_id"], int(mo), int(f), int(to), int(n))
-            for r, mo, f, to, n in zip(records, mel_offsets, mel_lengths, token_offsets, token_lengths)
+            CacheItem(r["file_name"], r["voice_id"], mel_start, mel_end - mel_start, token_start, token_end - token_start)
+            for r, (mel_start, mel_end), (token_start, token_end)
+            in zip(records, run_bounds(mel_lengths), run_bounds(token_lengths))
         ]
 
     def __len__(self) -> int:

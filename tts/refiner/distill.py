@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from tts.errors import TimbreError
-from tts.files import atomic_write_bytes, atomic_write_text, read_tensor_file
+from tts.files import atomic_write_bytes, atomic_write_text, read_tensor_file, run_bounds
 from tts.refiner.data import FeatureCache
 
 logger = logging.getLogger(__name__)
@@ -244,14 +244,12 @@ def load_pairs(folder: str | Path, cache: FeatureCache) -> dict[int, torch.Tenso
         tensors, meta = read_tensor_file(path, PAIRS_FORMAT, PAIRS_VERSION,
                                          "delete it and run `python -m tts.refiner.distill` again")
         names = json.loads(meta["file_names"])
-        offsets = np.concatenate(([0], np.cumsum(tensors["token_lengths"].numpy()))).tolist()
-        for k, (index, name) in enumerate(zip(tensors["items"].tolist(), names)):
+        for index, name, (start, end) in zip(tensors["items"].tolist(), names, run_bounds(tensors["token_lengths"])):
             item = cache.items[index] if 0 <= index < len(cache) else None
-            count = offsets[k + 1] - offsets[k]
-            if item is None or item.file_name != name or item.num_tokens != count:
+            if item is None or item.file_name != name or item.num_tokens != end - start:
                 raise TimbreError(f"{path}: utterance {name!r} is not item {index} of {cache.path}; "
                                   "the pairs were made from another feature cache")
-            pairs[index] = tensors["tokens"][offsets[k] : offsets[k + 1]].long()
+            pairs[index] = tensors["tokens"][start:end].long()
     if not pairs:
         raise TimbreError(f"{folder}: no pairs yet; run `python -m tts.refiner.distill` first")
     return pairs
