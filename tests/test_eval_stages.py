@@ -185,6 +185,36 @@ def test_edit_criteria_and_edited_texts():
         edited_text("Two words", 1, 2, 0)
 
 
+def test_stage_edits_replace_one_then_three_consecutive_words_of_every_heldout_text():
+    """Both kinds of new words, as the engine's own word diff sees them (the text front end's spoken words):
+    exactly one stretch of 1, then 3, words replaced by as many new ones."""
+    import difflib
+
+    from tts.dit.engine import _spoken_words
+    from tts.evaluation.testsets import heldout_texts
+    from tts.text import prepare_text
+
+    def spoken(text):
+        return [w for _, w in _spoken_words(prepare_text(text).words)]
+
+    for number, text in enumerate(heldout_texts()):
+        for words in stages.EDIT_WORD_SETS:
+            edits = stages.stage_edits(text, number, words)
+            assert [subject[-1] for subject, _ in edits] == ["1", "3"]
+            for (subject, new_text), count in zip(edits, (1, 3)):
+                old, new = spoken(text), spoken(new_text)
+                changed = [op for op in difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes()
+                           if op[0] != "equal"]
+                if words == "plausible":  # numbers are written out by the front end, so only the authored edits are exact
+                    assert [(tag, i2 - i1, j2 - j1) for tag, i1, i2, j1, j2 in changed] == [("replace", count, count)], \
+                        (subject, text, new_text)
+                else:
+                    assert changed, (subject, text, new_text)
+    assert [s for s, _ in stages.stage_edits(heldout_texts()[0], 0, "nonsense")] == ["nonsense1", "nonsense3"]
+    with pytest.raises(ValueError, match="plausible"):
+        stages.stage_edits(heldout_texts()[0], 0, "silly")
+
+
 def test_criteria_use_the_keys_of_the_chosen_models():
     means = {"wer_whisper_large_v3": {"source": 0.0, "output": 0.0}}
     criteria = conversion_criteria(means, wer_key="wer_whisper_large_v3", sim_key="sim_wavlm_base_plus_sv")
@@ -429,12 +459,13 @@ def test_edit_stage_end_to_end(model_dirs, clip_cache, tmp_path):
     # An untrained DiT's output may have no speech for the speaker encoder; every edit itself must have run.
     assert not item["failure"] and not [e for e in item["errors"] if not e.startswith("sim_")], item["errors"]
     metrics = item["metrics"]
-    assert metrics["kept_exact"] == {"edit1": 1.0, "edit3": 1.0}  # the mechanics hold whatever the model says
+    # the mechanics hold whatever the model says
+    assert metrics["kept_exact"] == {"edit1": 1.0, "edit3": 1.0, "nonsense1": 1.0, "nonsense3": 1.0}
     assert _finite(metrics[WER]["original"]) and _finite(metrics[WER]["edit1"])
     assert metrics["duration_ratio"]["speed0.7"] > metrics["duration_ratio"]["speed1.3"]
-    assert item["transcripts"]["edit1 text"] != item["text"]
+    assert item["transcripts"]["edit1 text"] == "Turn right at the bakery." != item["transcripts"]["nonsense1 text"]
     assert sorted(p.name.split("-", 2)[-1] for p in (out / "wavs").iterdir()) == sorted(
-        f"{s}.wav" for s in ("original", "edit1", "edit3", "speed0.7", "speed1.3"))
+        f"{s}.wav" for s in ("original", "edit1", "edit3", "nonsense1", "nonsense3", "speed0.7", "speed1.3"))
 
 
 @pytest.mark.slow
@@ -504,6 +535,8 @@ def test_cli_refuses_training_voices_and_parses(capsys):
     assert (args.stage, args.limit, args.cfg_strength, args.tokenizer, args.refiner, args.vocoder) == (
         "conversion", 3, 1.5, "speech_tokenizer", "flow_refiner", "vocoder")
     assert main(["eval-stage"]) == 2
+    assert main(["eval-stage", "edit", "--limit", "1", "--edit-words", "plausible,silly", "--dit", "/nonexistent"]) == 2
+    assert "--edit-words: silly; choose from plausible, nonsense" in capsys.readouterr().err
 
 
 def test_ar_engine_is_registered_for_the_harness(monkeypatch):

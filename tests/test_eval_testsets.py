@@ -80,6 +80,7 @@ def test_overlaps_heldout_ignores_case_and_punctuation():
     assert overlaps_heldout("Intro words. " + target + " More words after.")
     assert not overlaps_heldout("A sentence that nobody held out.")
     assert not overlaps_heldout("Turn left at the")  # part of a held-out text is not the text
+    assert overlaps_heldout("Well. Turn right near our bakery!")  # the edit stage's new texts are held out too
 
 
 def test_heldout_plan_uses_only_heldout_voices_evenly():

@@ -127,6 +127,7 @@ def _register_eval_stage(subparsers) -> None:
     """``timbre eval-stage {vocoder,reconstruction,conversion,tone-color,dit-conversion,edit,distillation}`` (see
     `tts.evaluation.stages`)."""
     from tts.engines import DISTILLED_REFINER
+    from tts.evaluation.stages import EDIT_WORD_SETS
 
     stage_parser = subparsers.add_parser(
         "eval-stage",
@@ -177,6 +178,11 @@ def _register_eval_stage(subparsers) -> None:
             parser.add_argument("--cfg-strength", type=float, help="DiT guidance (default 2)")
             parser.add_argument("--seed", type=int, default=0, help="seed of the DiT's noise (default 0)")
             options += ["steps", "cfg_strength", "seed"]
+            if stage == "edit":
+                parser.add_argument("--edit-words", default=",".join(EDIT_WORD_SETS),
+                                    help="which new words to put in, comma-separated: plausible (an editor's change, "
+                                    "judged by the criteria), nonsense (a stress test) (default: both)")
+                options.append("edit_words")
         else:
             parser.add_argument("--steps", type=int, help="refiner ODE steps (default: synthesize()'s)")
             parser.add_argument("--cfg-strength", type=float, help="refiner guidance (default: synthesize()'s)")
@@ -201,6 +207,19 @@ def _stage_command(args) -> str:
     return " ".join(shlex.quote(word) for word in words)
 
 
+def _edit_words(args) -> tuple[str, ...]:
+    """``--edit-words`` as a tuple of `EDIT_WORD_SETS` names; an unknown one is refused."""
+    from tts.evaluation.stages import EDIT_WORD_SETS
+
+    if getattr(args, "edit_words", None) is None:
+        return EDIT_WORD_SETS
+    words = tuple(dict.fromkeys(w.strip() for w in args.edit_words.split(",") if w.strip()))
+    unknown = [w for w in words if w not in EDIT_WORD_SETS]
+    if unknown or not words:
+        raise TimbreError(f"--edit-words: {', '.join(unknown) or 'nothing given'}; choose from {', '.join(EDIT_WORD_SETS)}")
+    return words
+
+
 def _run_eval_stage(args) -> int:
     from tts.evaluation import stages
 
@@ -217,7 +236,7 @@ def _run_eval_stage(args) -> int:
     config = stages.StageConfig(asr_model=args.asr, sim_model=args.sim, seed=getattr(args, "seed", 0),
                                 refiner_steps=getattr(args, "steps", None), cfg_strength=getattr(args, "cfg_strength", None),
                                 griffin_lim_iterations=getattr(args, "griffin_lim_iterations", None) or stages.GRIFFIN_LIM_ITERATIONS,
-                                tau=getattr(args, "tau", 0.3))
+                                tau=getattr(args, "tau", 0.3), edit_words=_edit_words(args))
     models = _load_stage_models(args)
     out = args.out or Path("runs") / "eval" / f"stage-{args.stage}-{time.strftime('%Y%m%d-%H%M%S')}"
     print(f"rendering {len(plan)} held-out items (cached after the first run) ...", file=sys.stderr)

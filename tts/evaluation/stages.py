@@ -45,7 +45,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
@@ -60,6 +60,7 @@ from tts.evaluation.adapters import heard_voices
 from tts.evaluation.testsets import (
     TRAINING_EXCLUDED_VOICES,
     _voice_slug,
+    heldout_edits,
     heldout_prompt_texts,
     heldout_texts,
     person_of,
@@ -125,7 +126,13 @@ SPEED_MAX_WER_INCREASE = 0.02
 SPEED_FACTORS = (0.7, 1.3)
 EDIT_REPLACEMENTS = ("garden", "yellow", "morning", "window", "silver", "river", "candle", "market", "pocket",
                      "winter", "doctor", "basket")
-"""Words put in place of the held-out texts' words by the edit stage (common, easy to hear, none in the texts)."""
+"""Words put in place of the held-out texts' words by the edit stage's nonsense edits (common, easy to hear, none
+in the texts)."""
+EDIT_WORD_SETS = ("plausible", "nonsense")
+"""The edit stage's two kinds of new words: ``plausible``, an editor's change that reads as English there
+(`heldout_edits`; subjects ``edit1``/``edit3``, what issue #10's criteria judge), and ``nonsense``, words that make
+no sense there (`EDIT_REPLACEMENTS`; subjects ``nonsense1``/``nonsense3``, a stress test: Whisper tiny's language
+model rewrites some of them even from a clean TTS voice saying the whole text)."""
 TONE_COLOR_MIN_F0_CORRELATION = 0.8
 DISTILLATION_MIN_SIM_GAIN = 0.05
 """SIM(output, target) after self-distillation minus before, on the same pairs (issue #11)."""
@@ -476,6 +483,8 @@ class StageConfig:
     griffin_lim_iterations: int = GRIFFIN_LIM_ITERATIONS
     tau: float = 0.3
     """The tone-color converter's posterior temperature."""
+    edit_words: tuple[str, ...] = EDIT_WORD_SETS
+    """Which of `EDIT_WORD_SETS` the edit stage puts in."""
 
     @property
     def wer_key(self) -> str:
@@ -492,7 +501,7 @@ class StageConfig:
         defaults = SynthesisOptions()
         steps = defaults.refiner_steps if self.refiner_steps is None else self.refiner_steps
         cfg = defaults.cfg_strength if self.cfg_strength is None else self.cfg_strength
-        return StageConfig(self.asr_model, self.sim_model, self.seed, steps, cfg, self.griffin_lim_iterations, self.tau)
+        return replace(self, refiner_steps=steps, cfg_strength=cfg)
 
     def dit_settings(self) -> tuple[int, float]:
         """The ODE steps and guidance for the `dit` engine: this config's, else the engine's defaults."""
@@ -824,6 +833,17 @@ def edited_text(text: str, first: int, count: int, replacement_index: int) -> tu
     return " ".join(tokens), " ".join(old), " ".join(new)
 
 
+def stage_edits(text: str, number: int, words: str) -> list[tuple[str, str]]:
+    """The word edits the edit stage makes of held-out text `text` (item `number`) with `words`, one of
+    `EDIT_WORD_SETS`: ``(subject, new text)`` with one word replaced, then three."""
+    if words not in EDIT_WORD_SETS:
+        raise ValueError(f"unknown edit words {words!r}; choose from {', '.join(EDIT_WORD_SETS)}")
+    if words == "plausible":
+        return [(f"edit{count}", new_text) for count, new_text in zip((1, 3), heldout_edits()[text])]
+    return [(f"nonsense{count}", edited_text(text, _edit_position(text, count), count, number * 4)[0])
+            for count in (1, 3)]
+
+
 def _edit_position(text: str, count: int) -> int:
     """Where to edit `count` words of `text`: the middle of the sentence, on words of at least 3 letters where
     there are such."""
@@ -851,8 +871,9 @@ def _kept_exact(original: Audio, edited: Audio, spans: Sequence[tuple[float, flo
 def evaluate_editing(engine, items: Sequence[StageItem], config: StageConfig = StageConfig(),
                      wav_dir: Path | None = None, progress: Callable[[ItemResult], None] | None = None) -> "StageReport":
     """Each held-out recording edited by the `dit` engine (`tts.dit.engine.DitEngine`): one word replaced, three
-    words replaced, and the whole recording said at each of `SPEED_FACTORS`; WER against the new text, SIM to the
-    original, and whether the samples outside the regenerated spans are the original's."""
+    words replaced (with each kind of new words of ``config.edit_words``, `stage_edits`), and the whole recording
+    said at each of `SPEED_FACTORS`; WER against the new text, SIM to the original, and whether the samples outside
+    the regenerated spans are the original's."""
     steps, cfg = config.dit_settings()
     started, results = time.time(), []
     kept, left_out = _left_out(items, heard_voices(engine), "source")
@@ -865,10 +886,9 @@ def evaluate_editing(engine, items: Sequence[StageItem], config: StageConfig = S
         meter = _Meter(config, result)
         meter.wer("original", original, text)
         outputs = {"original": original}
-        for count in (1, 3):
-            subject = f"edit{count}"
+        edits = [edit for words in config.edit_words for edit in stage_edits(text, number, words)]
+        for subject, new_text in edits:
             try:
-                new_text, old_words, new_words = edited_text(text, _edit_position(text, count), count, number * 4)
                 edit = engine.edit(original, text, new_text, seed=config.seed, steps=steps, cfg_strength=cfg)
                 edited = _checked_output(edit.audio, f"{subject} output")
             except Exception as error:  # noqa: BLE001 - one edit failing must not lose the others

@@ -122,6 +122,21 @@ def heldout_prompt_texts() -> tuple[str, ...]:
     return texts
 
 
+@lru_cache(maxsize=1)
+def heldout_edits() -> dict[str, tuple[str, str]]:
+    """Held-out text -> ``(one word replaced, three consecutive words replaced)``, new words that read as English
+    there (``data/heldout_edits.txt``), for every text of `heldout_texts`."""
+    edits = {}
+    for line in _read_lines("heldout_edits.txt"):
+        fields = line.split("\t")
+        if len(fields) != 3:
+            raise RuntimeError(f"heldout_edits.txt: expected 3 tab-separated fields, got {len(fields)}: {line!r}")
+        edits[fields[0]] = (fields[1], fields[2])
+    if list(edits) != list(heldout_texts()):
+        raise RuntimeError("heldout_edits.txt must edit every text of heldout_texts.txt, in its order")
+    return edits
+
+
 def __getattr__(name: str):
     # HELDOUT_TEXTS reads a package data file, so it is built on first access, not at import.
     if name == "HELDOUT_TEXTS":
@@ -137,11 +152,13 @@ def _plain(text: str) -> str:
 
 @lru_cache(maxsize=1)
 def _heldout_plain() -> tuple[str, ...]:
-    return tuple(_plain(text) for text in (*heldout_texts(), *heldout_prompt_texts()))
+    edits = (text for pair in heldout_edits().values() for text in pair)
+    return tuple(_plain(text) for text in (*heldout_texts(), *heldout_prompt_texts(), *edits))
 
 
 def overlaps_heldout(text: str) -> bool:
-    """True when `text` contains a held-out target or prompt text (case and punctuation ignored).
+    """True when `text` contains a held-out target or prompt text, or an edit of a target (`heldout_edits`), case
+    and punctuation ignored.
 
     Corpus builders drop such texts so that no training data contains the evaluation sentences.
     """
