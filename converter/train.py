@@ -50,6 +50,9 @@ from tts.audio import SAMPLE_RATE, STUDIO_MEL, load_audio, log_mel
 from tts.checkpoints import config_to_dict
 from tts.errors import TimbreError
 from tts.training import (
+    EXPORT_DIR,
+    METRICS_FILE,
+    STATE_DIR,
     Budget,
     Progress,
     TrainLog,
@@ -67,9 +70,6 @@ from tts.training import (
 
 logger = logging.getLogger(__name__)
 
-STATE_DIR = "state"
-EXPORT_DIR = "export"
-METRICS_FILE = "metrics.jsonl"
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import IO
 
 from tts.files import atomic_write_text
+from tts.training import EXPORT_DIR, METRICS_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -191,7 +192,7 @@ class Plan:
 
     def paths(self) -> dict[str, Path]:
         return {
-            "tokenizer_export": self.tokenizer_export or self.out / "tokenizer" / "export",
+            "tokenizer_export": self.tokenizer_export or self.out / "tokenizer" / EXPORT_DIR,
             "features": self.out / FEATURES_FILE,
             "units": self.out / UNITS_FILE,
         }
@@ -226,12 +227,12 @@ class Plan:
                     *steps, *budget]
         elif stage == "distill_pairs":
             argv = [py, "-m", "tts.refiner.distill", "--features", str(paths["features"]),
-                    "--out", str(self.out / "distill_pairs"), "--refiner", str(self.out / "refiner" / "export"),
+                    "--out", str(self.out / "distill_pairs"), "--refiner", str(self.out / "refiner" / EXPORT_DIR),
                     "--tokenizer", str(paths["tokenizer_export"]), *budget]
         elif stage == "distill":
             argv = [py, "-m", "tts.refiner.train", "--corpus", corpus, "--features", str(paths["features"]),
                     "--out", str(self.out / "distill"), "--config", self.configs["refiner"],
-                    "--init-from", str(self.out / "refiner" / "export"), "--distill-pairs",
+                    "--init-from", str(self.out / "refiner" / EXPORT_DIR), "--distill-pairs",
                     str(self.out / "distill_pairs"), *DISTILL_ARGS, *steps, *budget]
         elif stage == "dit_align":
             argv = [py, "-m", "tts.dit.train", "extract", "--features", str(paths["features"]),
@@ -297,7 +298,7 @@ class _Running:
 
 def last_metrics(run_folder: Path) -> dict | None:
     """The last logged training record (not a save or validation event) of a recipe's ``metrics.jsonl``."""
-    path = run_folder / "metrics.jsonl"
+    path = run_folder / METRICS_FILE
     if not path.is_file():
         return None
     for line in reversed(path.read_text(encoding="utf-8").splitlines()):

@@ -13,6 +13,7 @@
   and their emission (metrics file, log line, callback).
 - `save_state` / `resumable_state`: an accelerate state folder replaced atomically, so a run killed at any
   moment resumes from its last complete save.
+- `STATE_DIR`, `EXPORT_DIR`, `METRICS_FILE`: the layout of every recipe's run folder.
 """
 
 from __future__ import annotations
@@ -36,6 +37,13 @@ from tts.audio import SAMPLE_RATE, resample
 from tts.errors import TimbreError
 
 logger = logging.getLogger(__name__)
+
+STATE_DIR = "state"
+"""A run folder's resumable state (`save_state`)."""
+EXPORT_DIR = "export"
+"""A run folder's trained model, as a checkpoint folder the studio loads."""
+METRICS_FILE = "metrics.jsonl"
+"""A run folder's log: one JSON line per logged step (`append_metrics`)."""
 
 
 class ScheduleConfig(Protocol):

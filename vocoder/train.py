@@ -55,6 +55,9 @@ from tts.checkpoints import config_to_dict
 from tts.device import select_device
 from tts.errors import AudioError, TimbreError
 from tts.training import (
+    EXPORT_DIR,
+    METRICS_FILE,
+    STATE_DIR,
     Augmentation,
     Budget,
     Progress,
@@ -88,9 +91,6 @@ from vocoder.vocos import Vocos, VocosConfig, count_parameters
 logger = logging.getLogger(__name__)
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3")
-STATE_DIR = "state"
-EXPORT_DIR = "export"
-METRICS_FILE = "metrics.jsonl"
 VALIDATION_SECONDS = 10.0
 """Each validation clip is scored on at most this many seconds."""
 

@@ -45,6 +45,9 @@ from tts.dit.model import DiT, DiTConfig
 from tts.dit.units import NUM_UNITS
 from tts.errors import TimbreError
 from tts.training import (
+    EXPORT_DIR,
+    METRICS_FILE,
+    STATE_DIR,
     Budget,
     Progress,
     TrainLog,
@@ -62,9 +65,6 @@ from tts.training import (
 
 logger = logging.getLogger(__name__)
 
-STATE_DIR = "state"
-EXPORT_DIR = "export"
-METRICS_FILE = "metrics.jsonl"
 ALIGNMENTS_FILE = "alignments.safetensors"
 
 

@@ -41,6 +41,9 @@ from tts.lm.data import IGNORE_INDEX, StreamBatch, StreamSampler, extract_units,
 from tts.lm.model import SpeechTokenLM, SpeechTokenLMConfig, count_parameters
 from tts.refiner.data import FeatureCache
 from tts.training import (
+    EXPORT_DIR,
+    METRICS_FILE,
+    STATE_DIR,
     Budget,
     Progress,
     TrainLog,
@@ -55,11 +58,8 @@ from tts.training import (
 
 logger = logging.getLogger(__name__)
 
-STATE_DIR = "state"
-EXPORT_DIR = "export"
 LAST_EXPORT_DIR = "export_last"
 BEST_FILE = "best_validation.json"
-METRICS_FILE = "metrics.jsonl"
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,9 @@ from tts.refiner.data import (
 )
 from tts.refiner.model import FlowRefiner, FlowRefinerConfig, count_parameters
 from tts.training import (
+    EXPORT_DIR,
+    METRICS_FILE,
+    STATE_DIR,
     Budget,
     Progress,
     TrainLog,
@@ -83,9 +86,6 @@ from tts.training import (
 
 logger = logging.getLogger(__name__)
 
-STATE_DIR = "state"
-EXPORT_DIR = "export"
-METRICS_FILE = "metrics.jsonl"
 FEATURES_FILE = "features.safetensors"
 VALIDATION_TIMES = (0.1, 0.3, 0.5, 0.7, 0.9)
 """Flow times at which the validation loss is measured (fixed, so runs compare)."""

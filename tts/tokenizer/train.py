@@ -71,10 +71,13 @@ from tts.tokenizer.align import ctc_targets, min_ctc_frames
 from tts.tokenizer.metrics import evaluate_tokenizer, heldout_phoneme_error_rates, heldout_summary
 from tts.tokenizer.model import CTC_BLANK_ID, SpeechTokenizer, SpeechTokenizerConfig
 from tts.training import (
-    add_run_arguments,
+    EXPORT_DIR,
+    METRICS_FILE,
+    STATE_DIR,
     Augmentation,
     Budget,
     TrainLog,
+    add_run_arguments,
     append_metrics,
     augment_waveform,
     band_warp_factors,
@@ -90,9 +93,6 @@ from tts.training import (
 
 logger = logging.getLogger(__name__)
 
-STATE_DIR = "state"
-EXPORT_DIR = "export"
-METRICS_FILE = "metrics.jsonl"
 RUN_INFO = "run.json"
 """Written into the state folder: the preset and model config, checked before a resume loads any weights."""
 
