@@ -65,6 +65,7 @@ from tts.training import (
     save_state,
     split_validation,
     train_steps,
+    training_card,
     with_overrides,
 )
 
@@ -420,18 +421,11 @@ def export(converter: ToneColorConverter, folder: Path, options: TrainOptions, r
         },
         "Config": config_to_dict(converter.config),
         "Data": recipe,
-        "Training": {
-            "steps": progress.step,
-            "max steps": options.max_steps,
-            "max minutes": options.max_minutes,
-            "batch size per process": options.batch_size,
-            "train hours": round(progress.train_seconds / 3600, 3),
-            "optimizer": f"AdamW lr {preset.learning_rate} betas {preset.betas}, warm-up {preset.warmup_steps}, cosine",
+        "Training": training_card(progress, options, preset, last, {
             "objective": (f"{preset.mel_weight} x mel L1 (reconstruction) + {preset.kl_weight} x KL(posterior -> "
                           "flow -> phoneme content prior, monotonic alignment)"),
             "prior": asdict(preset.prior),
-            "last logged": last[0] if last else {},
-        },
+        }),
         "Metrics": validation,
     }
     return converter.save_pretrained(folder, model_card=card, dtype=torch.float16)

@@ -351,6 +351,23 @@ def train_steps(
             last_save = time.monotonic()
 
 
+def training_card(progress: "Progress", options: Any, preset: Any, last: Sequence[dict],
+                  details: dict | None = None) -> dict:
+    """The "Training" section of a recipe's model card: steps and the run's limits (`options`), batch size, hours
+    trained, the optimizer (`preset`), then the recipe's own `details`, then the last logged record (`last`: the
+    metrics file's records, newest first)."""
+    return {
+        "steps": progress.step,
+        "max steps": options.max_steps,
+        "max minutes": options.max_minutes,
+        "batch size per process": options.batch_size,
+        "train hours": round(progress.train_seconds / 3600, 3),
+        "optimizer": f"AdamW lr {preset.learning_rate} betas {preset.betas}, warm-up {preset.warmup_steps}, cosine",
+        **(details or {}),
+        "last logged": last[0] if last else {},
+    }
+
+
 def append_metrics(path: Path, record: dict) -> None:
     """Append one JSON line to a run's metrics file (created with its folder when missing)."""
     path.parent.mkdir(parents=True, exist_ok=True)

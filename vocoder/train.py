@@ -71,6 +71,7 @@ from tts.training import (
     save_due,
     save_state,
     split_validation,
+    training_card,
     with_overrides,
 )
 from vocoder.discriminators import (
@@ -475,17 +476,11 @@ def export(
         },
         "Config": config_to_dict(generator.config),
         "Data": recipe,
-        "Training": {
-            "steps": progress.step,
-            "max steps": options.max_steps,
-            "max minutes": options.max_minutes,
+        "Training": training_card(progress, options, preset, last, {
             "processes": processes,
-            "batch size per process": options.batch_size,
             "gan start step": options.gan_start_step,
             "discriminator warm-up steps": options.discriminator_warmup_steps,
             "initialised from": str(options.init_generator) if options.init_generator else "random",
-            "train hours": round(progress.train_seconds / 3600, 3),
-            "optimizer": f"AdamW lr {preset.learning_rate} betas {preset.betas}, warm-up {preset.warmup_steps}, cosine",
             "losses": (
                 f"{preset.mel_weight} x mel L1 + {preset.stft_weight} x MR-STFT"
                 + (f" + {preset.phase_weight} x phase derivatives" if preset.phase_weight else "")
@@ -493,8 +488,7 @@ def export(
                 f"+ {preset.adversarial_weight} x hinge (MPD + MRD) + {preset.feature_weight} x feature matching"
             ),
             "discriminator": config_to_dict(preset.discriminator),
-            "last logged": last[0] if last else {},
-        },
+        }),
         "Validation": {"step": progress.step, **validation},
     }
     return generator.save_pretrained(folder, model_card=card, dtype=torch.float16)

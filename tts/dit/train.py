@@ -60,6 +60,7 @@ from tts.training import (
     save_state,
     split_validation,
     train_steps,
+    training_card,
     with_overrides,
 )
 
@@ -376,20 +377,13 @@ def export(model: DiT, folder: Path, options: TrainOptions, preset: TrainConfig,
         },
         "Config": config_to_dict(model.config),
         "Data": recipe,
-        "Training": {
-            "steps": progress.step,
-            "max steps": options.max_steps,
-            "max minutes": options.max_minutes,
-            "batch size per process": options.batch_size,
-            "train hours": round(progress.train_seconds / 3600, 3),
-            "optimizer": f"AdamW lr {preset.learning_rate} betas {preset.betas}, warm-up {preset.warmup_steps}, cosine",
+        "Training": training_card(progress, options, preset, last, {
             "objective": ("rectified flow, velocity MSE on generated frames, t uniform; guidance dropout audio "
                           f"{preset.audio_drop}, audio+text {preset.cond_drop}; + {preset.duration_weight} x "
                           "duration MSE of log(1 + frames)"
                           + (f"; {preset.recipe.guided_share:.0%} of the examples with a guide start from it at t0 "
                              f"{preset.recipe.guide_times} (prompt, span, edit)" if recipe.get("guide starts") else "")),
-            "last logged": last[0] if last else {},
-        },
+        }),
         "Metrics": validation,
     }
     return model.save_pretrained(folder, model_card=card, dtype=torch.float16)

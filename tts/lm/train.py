@@ -54,6 +54,7 @@ from tts.training import (
     save_state,
     split_validation,
     train_steps,
+    training_card,
 )
 
 logger = logging.getLogger(__name__)
@@ -259,15 +260,7 @@ def export(model: SpeechTokenLM, folder: Path, options: TrainOptions, recipe: di
         },
         "Config": config_to_dict(model.config),
         "Data": recipe,
-        "Training": {
-            "steps": progress.step,
-            "max steps": options.max_steps,
-            "max minutes": options.max_minutes,
-            "batch size per process": options.batch_size,
-            "train hours": round(progress.train_seconds / 3600, 3),
-            "optimizer": f"AdamW lr {preset.learning_rate} betas {preset.betas}, warm-up {preset.warmup_steps}, cosine",
-            "last logged": last[0] if last else {},
-        },
+        "Training": training_card(progress, options, preset, last),
         "Metrics": validation,
     }
     return model.save_pretrained(folder, model_card=card, dtype=torch.float16)

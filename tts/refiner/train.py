@@ -81,6 +81,7 @@ from tts.training import (
     save_state,
     split_validation,
     train_steps,
+    training_card,
     with_overrides,
 )
 
@@ -504,21 +505,14 @@ def export(
         },
         "Config": config_to_dict(config),
         "Data": recipe,
-        "Training": {
-            "steps": progress.step,
-            "max steps": options.max_steps,
-            "max minutes": options.max_minutes,
-            "batch size per process": options.batch_size,
+        "Training": training_card(progress, options, preset, last, {
             "prompt augmentation": options.prompt_augmentation,
-            "train hours": round(progress.train_seconds / 3600, 3),
-            "optimizer": f"AdamW lr {preset.learning_rate} betas {preset.betas}, warm-up {preset.warmup_steps}, cosine",
             "objective": f"rectified flow, velocity MSE on target frames, t {preset.time_sampling}",
             "guidance dropout": (
                 f"all {preset.drop_all_probability}, prompt {preset.drop_prompt_probability}, speaker "
                 f"{preset.drop_speaker_probability}, tokens {preset.drop_tokens_probability}"
             ),
-            "last logged": last[0] if last else {},
-        },
+        }),
         "Metrics": validation,
     }
     return model.save_pretrained(folder, model_card=card, dtype=torch.float16)
