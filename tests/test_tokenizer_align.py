@@ -207,6 +207,59 @@ def test_shipped_tokenizer_finds_known_word_boundaries():
     assert np.median(errors) < 0.05 and errors.max() < 0.2
 
 
+def _festival_word_spans(voice: str, text: str, folder) -> tuple[Audio, list[tuple[str, float, float]]]:
+    """`voice` of festival saying `text`, and each word's span from festival's own segment timings: a word ends
+    where its relation says, and starts where the word before it ends, or after the pause in between."""
+    import subprocess
+
+    from tts.audio import load_audio
+
+    script = folder / "say.scm"
+    script.write_text(f'(voice_{voice})\n(set! u (utt.synth (eval (list \'Utterance \'Text "{text}"))))\n'
+                      f'(utt.save.wave u "{folder}/say.wav" \'riff)\n(utt.save.segs u "{folder}/say.segs")\n'
+                      f'(utt.save.words u "{folder}/say.words")\n')
+    subprocess.run(["festival", "-b", str(script)], check=True, timeout=120, capture_output=True)
+
+    def rows(name):
+        return [(float(line.split()[0]), line.split()[2]) for line in (folder / name).read_text().splitlines()
+                if len(line.split()) == 3]
+
+    segments = rows("say.segs")
+    pauses = [(segments[i - 1][0] if i else 0.0, end) for i, (end, name) in enumerate(segments) if name == "pau"]
+    spans, previous = [], 0.0
+    for end, word in rows("say.words"):
+        start = next((pause_end for pause_start, pause_end in pauses if abs(pause_start - previous) < 1e-6), previous)
+        spans.append((word.lower(), start, end))
+        previous = end
+    return load_audio(folder / "say.wav"), spans
+
+
+@pytest.mark.slow
+def test_shipped_aligner_matches_festival_timings_of_a_held_out_voice(tmp_path):
+    """Natural sentences of a voice no model was trained on (festival's slt HTS voice), against the segment timings
+    festival itself used: the shipped aligner's word boundaries within tens of milliseconds (median 19 ms on 36
+    held-out texts, docs/benchmarks.md)."""
+    import shutil
+
+    from tts.checkpoints import checkpoints_dir
+    from tts.tokenizer.cli import DEFAULT_CHECKPOINT, load_tokenizer
+
+    if not (checkpoints_dir() / DEFAULT_CHECKPOINT).is_dir():
+        pytest.skip("the speech tokenizer is not shipped yet")
+    if shutil.which("festival") is None:
+        pytest.skip("festival is not installed (make installs it)")
+    model = load_tokenizer()
+    errors = []
+    for text in ("Nobody answered the door", "Watch out for the ice on the front steps",
+                 "When the storm passed the children ran outside to splash in the puddles"):
+        audio, spans = _festival_word_spans("cmu_us_slt_arctic_hts", text, tmp_path)
+        timings = [t for t in align(audio, text, model) if not t.is_punctuation]
+        assert [t.word.lower() for t in timings] == [word for word, _, _ in spans]
+        errors += [abs(t.start - start) for t, (_, start, _) in zip(timings, spans)]
+        errors += [abs(t.end - end) for t, (_, _, end) in zip(timings, spans)]
+    assert np.median(errors) < 0.035 and np.percentile(errors, 90) < 0.08 and max(errors) < 0.15, errors
+
+
 def test_no_phoneme_is_placed_in_silence():
     log_probs, energy = constructed_clip()
     # The model wrongly fires "h" in the leading silence (frame 3) and a little at its true place.
