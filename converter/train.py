@@ -72,7 +72,6 @@ from tts.training import (
 logger = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class PriorConfig:
     """The content prior (training only): phoneme embeddings through a small transformer."""
