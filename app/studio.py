@@ -43,7 +43,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from tts.dit.engine import DEFAULT_STEPS, EDIT_CONTEXT_WORDS, MAX_EDIT_SECONDS
+from tts.dit.engine import EDIT_CONTEXT_WORDS, GUIDED_STEPS, MAX_EDIT_SECONDS
 from tts.engines import engine_status
 from tts.errors import CheckpointError, TimbreError, VoiceError
 from tts.synthesis import DEFAULT_ENGINE
@@ -91,8 +91,8 @@ EDIT_WORDS, EDIT_SPEED = "change the words", "change the speed"
 """What Edit changes in a recording."""
 
 MAX_EDIT_STEPS = 64
-"""Most flow sampling steps one edit may ask for (8x the default): each step runs the DiT over the whole
-recording, so this bounds the time one request takes."""
+"""Most flow sampling steps one edit may ask for (the default is `tts.dit.engine.GUIDED_STEPS`): each step runs
+the DiT over the whole recording, so this bounds the time one request takes."""
 MAX_EDIT_CONTEXT = 3
 """Most unchanged words on each side of a change that Edit says again with it."""
 
@@ -432,7 +432,7 @@ class Studio:
 
     def edit(self, recording: str | None, transcript: str | None, mode: str, new_transcript: str | None,
              factor: float, span_start: float | None, span_end: float | None, seed: float | None, fmt: str,
-             steps: float = DEFAULT_STEPS, takes: float = 1, context: float = EDIT_CONTEXT_WORDS,
+             steps: float = GUIDED_STEPS, takes: float = 1, context: float = EDIT_CONTEXT_WORDS,
              progress: Callable | None = None) -> tuple[str, str, str]:
         """Change the words or the speed of a `recording` that says `transcript`, keeping everything else:
         ``(audio file to play, the same file to download, info with a table of the regenerated spans)``.

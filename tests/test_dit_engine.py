@@ -344,6 +344,30 @@ def test_a_guide_is_said_at_the_pitch_of_the_voice_it_stands_in_for(recording):
     assert engine_module._to_voice_pitch(audio, None, seed=0) is audio
 
 
+def test_a_guided_start_takes_one_unguided_step_and_noise_eight_guided_ones(engine, recording, monkeypatch):
+    """Steps and guidance left unset follow where the flow starts: `GUIDED_STEPS` / `GUIDED_CFG` from a guide voice's
+    first estimate, `DEFAULT_STEPS` / `DEFAULT_CFG` from noise; values given are used as they are."""
+    from tts.dit import engine as engine_module
+
+    seen = []
+    real = engine_module.sample
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs["steps"], kwargs["cfg_strength"], kwargs["start_time"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine_module, "sample", spy)
+    audio, _ = recording
+    text, new_text = " ".join(WORDS), "the dog sat on the mat"
+    engine.edit(audio, text, new_text, guide_voice="flite:awb", context=0)
+    engine.edit(audio, text, new_text, guide_voice=None, context=0)
+    engine.edit(audio, text, new_text, guide_voice="flite:awb", context=0, steps=3, cfg_strength=1.5)
+    assert seen == [(engine_module.GUIDED_STEPS, engine_module.GUIDED_CFG, engine_module.EDIT_GUIDE),
+                    (engine_module.DEFAULT_STEPS, engine_module.DEFAULT_CFG, 0.0),
+                    (3, 1.5, engine_module.EDIT_GUIDE)]
+    assert engine_module.GUIDED_STEPS < engine_module.DEFAULT_STEPS
+
+
 def test_a_missing_guide_voice_falls_back_to_noise(engine, recording, monkeypatch, caplog):
     from tts.data import speakers, voicebank
 

@@ -57,15 +57,6 @@ def statuses(criteria: list[Criterion]) -> dict[str, str]:
     return {c.name: c.status for c in criteria}
 
 
-def test_the_dit_stages_take_the_engines_defaults_unless_told():
-    """`StageConfig.dit_settings`: the `dit` engine's own steps and guidance where the stage names none; a
-    guidance of 0 (none) is kept, not taken for unset."""
-    from tts.dit.engine import DEFAULT_CFG, DEFAULT_STEPS
-
-    assert stages.StageConfig().dit_settings() == (DEFAULT_STEPS, DEFAULT_CFG)
-    assert stages.StageConfig(refiner_steps=4, cfg_strength=0.0).dit_settings() == (4, 0.0)
-
-
 def test_vocoder_criteria_pass_and_each_one_fails_alone():
     passing = vocoder_criteria(good_vocoder_means(), "16k")
     assert all(c.group == "16k" for c in passing) and len(passing) == 5

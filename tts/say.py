@@ -86,7 +86,8 @@ def register(subparsers) -> None:
     change.add_argument("--speed", type=float, help="say it this many times faster (0.7: slower), keeping the words")
     edit.add_argument("--span", help="with --speed: only between these seconds, as START:END (default: throughout)")
     edit.add_argument("-o", "--output", type=Path, required=True, help="output file (wav, flac, mp3, ogg)")
-    edit.add_argument("--steps", type=int, default=None, help="flow sampling steps (default 8)")
+    edit.add_argument("--steps", type=int, default=None,
+                      help="flow sampling steps (default: 1 from the guide voice, 8 from noise)")
     edit.add_argument("--seed", type=int, default=0)
     edit.add_argument("--takes", type=int, default=1,
                       help="with --to: make this many edits (seeds counting up from --seed) and keep the one Whisper "
@@ -128,7 +129,7 @@ def _parse_span(text: str | None) -> tuple[float, float] | None:
 
 def _run_edit(args: argparse.Namespace) -> int:
     from tts.audio import load_audio
-    from tts.dit.engine import DEFAULT_STEPS, EDIT_CONTEXT_WORDS, GUIDE_VOICE, change_speed, edit
+    from tts.dit.engine import EDIT_CONTEXT_WORDS, GUIDE_VOICE, change_speed, edit
 
     span = _parse_span(args.span)
     if span is not None and args.speed is None:
@@ -153,13 +154,12 @@ def _run_edit(args: argparse.Namespace) -> int:
         except ValueError as error:  # TimbreError is a ValueError
             raise SystemExit(f"timbre edit: --guide-voice: {error}") from None
     audio = load_audio(args.recording)
-    steps = args.steps or DEFAULT_STEPS
     start = time.perf_counter()
     if args.speed is not None:
-        result = change_speed(audio, args.old, args.speed, span=span, seed=args.seed, steps=steps)
+        result = change_speed(audio, args.old, args.speed, span=span, seed=args.seed, steps=args.steps)
     else:
         context = EDIT_CONTEXT_WORDS if args.context is None else args.context
-        result = edit(audio, args.old, args.new, seed=args.seed, steps=steps, takes=args.takes, guide_voice=guide_voice,
+        result = edit(audio, args.old, args.new, seed=args.seed, steps=args.steps, takes=args.takes, guide_voice=guide_voice,
                       context=context)
     path = result.audio.save(args.output)
     for index, take in enumerate(result.takes.takes if result.takes is not None else ()):

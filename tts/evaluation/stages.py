@@ -477,9 +477,10 @@ class StageConfig:
     seed: int = 0
     """Seeds the refiner's starting noise."""
     refiner_steps: int | None = None
-    """ODE steps; None: `synthesize()`'s default."""
+    """ODE steps; None: `synthesize()`'s default (the refiner's), the engine's own for where its flow starts (the
+    `dit` stages)."""
     cfg_strength: float | None = None
-    """Classifier-free guidance; None: `synthesize()`'s default."""
+    """Classifier-free guidance; None as for `refiner_steps`."""
     griffin_lim_iterations: int = GRIFFIN_LIM_ITERATIONS
     tau: float = 0.3
     """The tone-color converter's posterior temperature."""
@@ -502,13 +503,6 @@ class StageConfig:
         steps = defaults.refiner_steps if self.refiner_steps is None else self.refiner_steps
         cfg = defaults.cfg_strength if self.cfg_strength is None else self.cfg_strength
         return replace(self, refiner_steps=steps, cfg_strength=cfg)
-
-    def dit_settings(self) -> tuple[int, float]:
-        """The ODE steps and guidance for the `dit` engine: this config's, else the engine's defaults."""
-        from tts.dit.engine import DEFAULT_CFG, DEFAULT_STEPS
-
-        return (self.refiner_steps or DEFAULT_STEPS,
-                DEFAULT_CFG if self.cfg_strength is None else self.cfg_strength)
 
 
 @dataclass
@@ -790,7 +784,7 @@ def evaluate_dit_conversion(engine, items: Sequence[StageItem], config: StageCon
     and melody?"""
     from tts.voice import clone_voice
 
-    steps, cfg = config.dit_settings()
+    steps, cfg = config.refiner_steps, config.cfg_strength  # None: the engine's own for where its flow starts
 
     def render(item: StageItem) -> Audio:
         voice = clone_voice(item.prompt.audio, item.prompt.text)
@@ -874,7 +868,7 @@ def evaluate_editing(engine, items: Sequence[StageItem], config: StageConfig = S
     words replaced (with each kind of new words of ``config.edit_words``, `stage_edits`), and the whole recording
     said at each of `SPEED_FACTORS`; WER against the new text, SIM to the original, and whether the samples outside
     the regenerated spans are the original's."""
-    steps, cfg = config.dit_settings()
+    steps, cfg = config.refiner_steps, config.cfg_strength  # None: the engine's own for where its flow starts
     started, results = time.time(), []
     kept, left_out = _left_out(items, heard_voices(engine), "source")
     kept_ids = {item.item_id for item in kept}
