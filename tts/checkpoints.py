@@ -30,6 +30,7 @@ import torch
 
 from tts.errors import CheckpointError
 from tts.files import atomic_write_bytes, atomic_write_text
+from tts.memo import LruCache
 
 logger = logging.getLogger(__name__)
 
@@ -171,13 +172,26 @@ def _refuse_json_constant(name: str) -> None:
 # Files: atomic writes, hashes, the manifest of shipped checkpoints
 
 
+_HASHES = LruCache(256)
+"""Hashes of files by their identity (`sha256_file`): every call that loads an engine checks the shipped files
+against the manifest, and reading 60 MB each time cost ~0.17 s a `synthesize()` call."""
+
+
 def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """Hex sha256 of a file, read in 1 MiB blocks; remembered while the file keeps its inode, size and change
+    times (any write changes its ctime, which no user call can set back)."""
+    path = Path(path).resolve()
+    stat = path.stat()
+
+    def digest_file() -> str:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+
+    return _HASHES.get_or_make((str(path), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns),
+                               digest_file)
 
 
 def _shipped_files(root: Path) -> list[Path]:
