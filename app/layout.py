@@ -30,7 +30,7 @@ from app.studio import (
     Studio,
 )
 from tts import __version__
-from tts.dit.engine import EDIT_CONTEXT_WORDS, GUIDED_STEPS, MAX_EDIT_SECONDS
+from tts.dit.engine import EDIT_CONTEXT_WORDS, MAX_EDIT_SECONDS
 from tts.engines import engine_status
 from tts.tone_color import DEFAULT_BASE, DEFAULT_TAU
 
@@ -246,8 +246,9 @@ def build_studio(engine_factory: EngineFactory | None = None, library=None,
                             edit_start = gr.Number(0, label="Only from (s)", minimum=0, elem_id="edit-span-start")
                             edit_end = gr.Number(0, label="to (s; both 0: all of it)", minimum=0,
                                                  elem_id="edit-span-end")
-                    edit_steps = gr.Slider(1, MAX_EDIT_STEPS, value=GUIDED_STEPS, step=1, elem_id="edit-steps",
-                                           label="Sampling steps (the flow starts from a guide: 1 is the default; more: slower)")
+                    edit_steps = gr.Slider(0, MAX_EDIT_STEPS, value=0, step=1, elem_id="edit-steps",
+                                           label="Sampling steps (0: automatic, one from the guide voice, eight from "
+                                                 "noise; more: slower)")
                     edit_context = gr.Slider(0, MAX_EDIT_CONTEXT, value=EDIT_CONTEXT_WORDS, step=1,
                                              elem_id="edit-context",
                                              label="Words said again on each side of a change (more: smoother "

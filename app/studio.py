@@ -43,7 +43,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from tts.dit.engine import EDIT_CONTEXT_WORDS, GUIDED_STEPS, MAX_EDIT_SECONDS
+from tts.dit.engine import EDIT_CONTEXT_WORDS, MAX_EDIT_SECONDS
 from tts.engines import engine_status
 from tts.errors import CheckpointError, TimbreError, VoiceError
 from tts.synthesis import DEFAULT_ENGINE
@@ -91,8 +91,10 @@ EDIT_WORDS, EDIT_SPEED = "change the words", "change the speed"
 """What Edit changes in a recording."""
 
 MAX_EDIT_STEPS = 64
-"""Most flow sampling steps one edit may ask for (the default is `tts.dit.engine.GUIDED_STEPS`): each step runs
-the DiT over the whole recording, so this bounds the time one request takes."""
+"""Most flow sampling steps one edit may ask for: each step runs the DiT over the whole recording, so this bounds
+the time one request takes. 0 (the default) lets the engine choose: one step where the flow starts from the guide
+voice or the recording (`tts.dit.engine.GUIDED_STEPS`), eight where it starts from noise (no guide voice
+installed)."""
 MAX_EDIT_CONTEXT = 3
 """Most unchanged words on each side of a change that Edit says again with it."""
 
@@ -432,7 +434,7 @@ class Studio:
 
     def edit(self, recording: str | None, transcript: str | None, mode: str, new_transcript: str | None,
              factor: float, span_start: float | None, span_end: float | None, seed: float | None, fmt: str,
-             steps: float = GUIDED_STEPS, takes: float = 1, context: float = EDIT_CONTEXT_WORDS,
+             steps: float = 0, takes: float = 1, context: float = EDIT_CONTEXT_WORDS,
              progress: Callable | None = None) -> tuple[str, str, str]:
         """Change the words or the speed of a `recording` that says `transcript`, keeping everything else:
         ``(audio file to play, the same file to download, info with a table of the regenerated spans)``.
@@ -440,9 +442,9 @@ class Studio:
         `mode` is `EDIT_WORDS` (say `new_transcript` instead: only the words that differ are said again,
         `tts.dit.engine.edit`) or `EDIT_SPEED` (say it `factor` times faster, 0.5 to 2, between `span_start` and
         `span_end` seconds, widened to whole words, or throughout when both are 0 or empty;
-        `tts.dit.engine.change_speed`). `steps` are the DiT's flow sampling steps. `takes` above 1 (word edits)
-        makes that many edits, seeds counting up, and keeps the one Whisper hears saying the new text best
-        (`tts.takes.pick_take`). `context` unchanged words on each side of a changed stretch are said again with it
+        `tts.dit.engine.change_speed`). `steps` are the DiT's flow sampling steps (0: the engine's choice,
+        `MAX_EDIT_STEPS`). `takes` above 1 (word edits) makes that many edits, seeds counting up, and keeps the one
+        Whisper hears saying the new text best (`tts.takes.pick_take`). `context` unchanged words on each side of a changed stretch are said again with it
         (word edits; 0 to `MAX_EDIT_CONTEXT`). Engine `dit`."""
         from tts.audio import load_audio
         from tts.dit.engine import change_speed, edit
@@ -467,8 +469,8 @@ class Studio:
             else:
                 raise ValueError(f"choose what to change: {EDIT_WORDS} or {EDIT_SPEED}")
             steps = int(steps)
-            if not 1 <= steps <= MAX_EDIT_STEPS:
-                raise ValueError(f"sampling steps must be from 1 to {MAX_EDIT_STEPS}, got {steps}")
+            if not 0 <= steps <= MAX_EDIT_STEPS:
+                raise ValueError(f"sampling steps must be from 0 (automatic) to {MAX_EDIT_STEPS}, got {steps}")
             takes = _takes_setting(takes)
             context = _context_setting(context)
             if takes > 1 and mode != EDIT_WORDS:
@@ -485,12 +487,13 @@ class Studio:
             _report(progress, 0.2, "editing")
             started = time.perf_counter()
             if mode == EDIT_WORDS:
-                result = edit(audio, transcript, new_transcript, seed=seed, steps=steps, models=models, takes=takes,
-                              context=context,
+                result = edit(audio, transcript, new_transcript, seed=seed, steps=steps or None, models=models,
+                              takes=takes, context=context,
                               on_take=lambda done, total, take: _report(progress, (done, total), "takes"))
                 seed = result.takes.best.seed if result.takes is not None else seed
             else:
-                result = change_speed(audio, transcript, factor, span=span, seed=seed, steps=steps, models=models)
+                result = change_speed(audio, transcript, factor, span=span, seed=seed, steps=steps or None,
+                                      models=models)
             elapsed = time.perf_counter() - started
             path = result.audio.save(self._request_folder() / f"timbre-edit-{seed}.{fmt}")
         self.speeds.record("Edit", "dit", result.audio.duration, elapsed)
@@ -498,7 +501,8 @@ class Studio:
                 for (start, end), (old, new) in zip(result.spans, result.changes)]
         takes_note = f" {_takes_summary(result.takes)}." if result.takes is not None else ""
         info = (f"{audio.duration:.2f} s recording edited to {result.audio.duration:.2f} s in {elapsed:.2f} s; "
-                f"engine dit, {steps} steps, seed {seed}.{takes_note} {len(rows)} span(s) said again; everything "
+                f"engine dit, {f'{steps} steps' if steps else 'steps automatic'}, seed {seed}.{takes_note} "
+                f"{len(rows)} span(s) said again; everything "
                 "outside them is the recording's own audio.\n\n| said again (s, in the result) | was | now |\n"
                 "| --- | --- | --- |\n" + "\n".join(rows))
         return str(path), str(path), info

@@ -674,6 +674,10 @@ def test_edit_says_other_words_and_keeps_the_rest_of_the_recording(dit_studio, t
     assert f"| {start:.2f}-{end:.2f} | cat | dog |" in info
     _, _, info = _edit(studio, edit_path, "The black cat sat on the mat!", seed=None)
     assert "| — | black |" in info and "seed " in info
+    path, _, info = _edit(studio, edit_path, "The dog sat on the mat.", steps=0)  # the slider's default
+    automatic = edit(source, EDIT_TEXT, "The dog sat on the mat.", seed=3, models=tiny_dit, context=0)
+    np.testing.assert_allclose(load_audio(path).samples, automatic.audio.samples, atol=1 / 2**14)
+    assert "engine dit, steps automatic, seed 3." in info
     assert loads == [1]  # loaded once, on the first edit
 
 
@@ -808,6 +812,7 @@ def test_edit_changes_the_speed_and_speak_shares_the_dit_engine(dit_studio, edit
     ("span past the end", "the span starts at 9 s, after the end of the"),
     ("no word in the span", "no word is spoken between 0.00 s and 0.10 s"),
     ("unknown change", "choose what to change"),
+    ("too many steps", r"sampling steps must be from 0 \(automatic\) to 64, got 65"),
     ("bad format", "download format"),
 ])
 def test_edit_reports_bad_input_as_messages(dit_studio, edit_path, tmp_path, problem, message):
@@ -839,6 +844,8 @@ def test_edit_reports_bad_input_as_messages(dit_studio, edit_path, tmp_path, pro
         changes = {**speed, "span_start": 0.0, "span_end": 0.1}  # inside the leading silence
     elif problem == "unknown change":
         changes = {"mode": "change the voice"}
+    elif problem == "too many steps":
+        changes = {"steps": 65}
     else:
         changes = {"fmt": "exe"}
     with pytest.raises(gr.Error, match=message):
