@@ -148,6 +148,21 @@ def test_prosody_stats_of_a_glide():
     assert stats.speaking_rate > 0
 
 
+def test_frame_levels_are_librosas_rms_framing():
+    """`frame_energy_db` is plain numpy (librosa's feature module is slow to import) framed as
+    `librosa.feature.rms` frames (centered, zero-padded): the same levels, frame for frame, at any length."""
+    import librosa
+
+    rng = np.random.default_rng(0)
+    for length in (prosody.FRAME_LENGTH, prosody.FRAME_LENGTH + 1, 16_000, 23_457):
+        samples = (rng.standard_normal(length) * 0.1).astype(np.float32)
+        samples[: length // 3] *= 0.01  # a quiet stretch, so levels differ from frame to frame
+        reference = librosa.feature.rms(y=samples, frame_length=prosody.FRAME_LENGTH,
+                                        hop_length=prosody.HOP_LENGTH)[0]
+        levels = prosody.frame_energy_db(Audio(samples, prosody.PROSODY_SAMPLE_RATE))
+        np.testing.assert_allclose(levels, 20 * np.log10(np.maximum(reference, 1e-8)), atol=1e-4)
+
+
 def test_f0_correlation_of_a_contour_with_itself(speech):
     assert prosody.f0_correlation(speech, speech) == pytest.approx(1.0, abs=1e-6)
     assert prosody.f0_correlation(speech, speech, align="time") == pytest.approx(1.0, abs=1e-6)
