@@ -810,21 +810,18 @@ def evaluate_distillation(tokenizer, before, after, vocoder, items: Sequence[Sta
     return _evaluate_pairs("distillation", renders, distillation_criteria, items, config, wav_dir, progress)
 
 
-def edited_text(text: str, first: int, count: int, replacement_index: int) -> tuple[str, str, str]:
+def edited_text(text: str, first: int, count: int, replacement_index: int) -> str:
     """`text` with its words ``first .. first + count - 1`` replaced by `EDIT_REPLACEMENTS` (from
-    `replacement_index` on), punctuation kept: ``(new text, old words, new words)``."""
+    `replacement_index` on), punctuation kept."""
     tokens = text.split()
     if not 0 <= first or first + count > len(tokens):
         raise ValueError(f"words {first}..{first + count - 1} are not all in {text!r}")
-    old, new = [], []
     for offset in range(count):
         token = tokens[first + offset]
         core = token.strip(".,;:!?\"'")
         word = EDIT_REPLACEMENTS[(replacement_index + offset) % len(EDIT_REPLACEMENTS)]
-        old.append(core)
-        new.append(word)
         tokens[first + offset] = token.replace(core, word, 1) if core else word
-    return " ".join(tokens), " ".join(old), " ".join(new)
+    return " ".join(tokens)
 
 
 def stage_edits(text: str, number: int, words: str) -> list[tuple[str, str]]:
@@ -834,7 +831,7 @@ def stage_edits(text: str, number: int, words: str) -> list[tuple[str, str]]:
         raise ValueError(f"unknown edit words {words!r}; choose from {', '.join(EDIT_WORD_SETS)}")
     if words == "plausible":
         return [(f"edit{count}", new_text) for count, new_text in zip((1, 3), heldout_edits()[text])]
-    return [(f"nonsense{count}", edited_text(text, _edit_position(text, count), count, number * 4)[0])
+    return [(f"nonsense{count}", edited_text(text, _edit_position(text, count), count, number * 4))
             for count in (1, 3)]
 
 
