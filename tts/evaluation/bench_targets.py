@@ -239,7 +239,8 @@ def bench_targets() -> list[BenchTarget]:
     """The built-in targets."""
     targets = [_base_speaker_target(voice_id) for voice_id in BASE_SPEAKER_TARGETS]
     targets.append(_engine_target("ar", "token LM + flow refiner + vocoder", streams=True))
-    targets.append(_engine_target("dit", "DiT infilling after the reference + vocoder", streams=False))
+    targets.append(_engine_target("dit", "DiT infilling after the reference + vocoder (streams by sentence)",
+                                  streams=True))
     targets.append(_conversion_target())
     targets.append(_text_frontend_target())
     targets.append(_analysis_target("vocoder:vocos", "vocoder: shipped Vocos (clip -> studio mel -> audio)",
