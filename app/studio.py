@@ -444,8 +444,8 @@ class Studio:
         `span_end` seconds, widened to whole words, or throughout when both are 0 or empty;
         `tts.dit.engine.change_speed`). `steps` are the DiT's flow sampling steps (0: the engine's choice,
         `MAX_EDIT_STEPS`). `takes` above 1 (word edits) makes that many edits, seeds counting up, and keeps the one
-        Whisper hears saying the new text best (`tts.takes.pick_take`). `context` unchanged words on each side of a changed stretch are said again with it
-        (word edits; 0 to `MAX_EDIT_CONTEXT`). Engine `dit`."""
+        Whisper hears saying the new text best (`tts.takes.pick_take`). `context` unchanged words on each side of a
+        changed stretch are said again with it (word edits; 0 to `MAX_EDIT_CONTEXT`). Engine `dit`."""
         from tts.audio import load_audio
         from tts.dit.engine import change_speed, edit
         from tts.style import check_control

@@ -159,8 +159,8 @@ def _run_edit(args: argparse.Namespace) -> int:
         result = change_speed(audio, args.old, args.speed, span=span, seed=args.seed, steps=args.steps)
     else:
         context = EDIT_CONTEXT_WORDS if args.context is None else args.context
-        result = edit(audio, args.old, args.new, seed=args.seed, steps=args.steps, takes=args.takes, guide_voice=guide_voice,
-                      context=context)
+        result = edit(audio, args.old, args.new, seed=args.seed, steps=args.steps, takes=args.takes,
+                      guide_voice=guide_voice, context=context)
     path = result.audio.save(args.output)
     for index, take in enumerate(result.takes.takes if result.takes is not None else ()):
         kept = "  (kept)" if index == result.takes.best_index else ""

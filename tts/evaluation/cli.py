@@ -175,7 +175,8 @@ def _register_eval_stage(subparsers) -> None:
             options += ["tau", "seed"]
         elif stage in ("edit", "dit-conversion"):
             parser.add_argument("--steps", type=int, help="DiT ODE steps (default: 1 from a guide, 8 from noise)")
-            parser.add_argument("--cfg-strength", type=float, help="DiT guidance (default: 0 from a guide, 2 from noise)")
+            parser.add_argument("--cfg-strength", type=float,
+                                help="DiT guidance (default: 0 from a guide, 2 from noise)")
             parser.add_argument("--seed", type=int, default=0, help="seed of the DiT's noise (default 0)")
             options += ["steps", "cfg_strength", "seed"]
             if stage == "edit":
