@@ -129,6 +129,14 @@ def test_zero_shot_speech_follows_the_reference_rate(engine, recording):
     fast = engine.speak(words, voice, speed=2.0, steps=2)
     assert normal.sample_rate == SAMPLE_RATE and np.isfinite(normal.samples).all()
     assert fast.duration == pytest.approx(normal.duration / 2, rel=0.15)
+    # Each sentence comes out as loud as the reference's speech, whatever the model made.
+    from tts.data.styles import LEVEL_GATE_DB
+    from tts.preprocess import active_rms_dbfs
+
+    quieter = Voice(Audio(audio.samples * 0.25, audio.sample_rate), voice.transcript)
+    assert engine.voice_level(quieter) == pytest.approx(engine.voice_level(voice) - 12.04, abs=0.05)
+    for voice_, said in ((voice, normal), (quieter, engine.speak(words, quieter, steps=2))):
+        assert active_rms_dbfs(said, gate_db=-LEVEL_GATE_DB) == pytest.approx(engine.voice_level(voice_), abs=0.3)
 
 
 def test_synthesize_verify_renders_a_misheard_chunk_again(engine, recording, scripted_asr):

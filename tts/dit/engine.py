@@ -345,6 +345,14 @@ class DitEngine:
         aligned = self.voice_units(voice)
         return None if aligned is None else expand(aligned[0].ids, aligned[1])
 
+    def voice_level(self, voice: Voice) -> float:
+        """The active speech level (dBFS) of a voice's reference, measured once per voice as `set_level` measures
+        (`tts.data.styles.set_level`); `clone_voice` has put references at -20 dBFS."""
+        from tts.data.styles import LEVEL_GATE_DB
+        from tts.preprocess import active_rms_dbfs
+
+        return self._per_voice("level", voice, lambda: active_rms_dbfs(voice.audio, gate_db=-LEVEL_GATE_DB))
+
     def voice_pitch(self, voice: Voice) -> _Pitch | None:
         """The F0 median and spread of a voice's reference, measured once per voice."""
         return self._per_voice("pitch", voice, lambda: _pitch(voice.audio))
@@ -399,7 +407,9 @@ class DitEngine:
               guide_voice: str | None = GUIDE_VOICE, guide: float = SPEAK_GUIDE) -> Audio:
         """`words` said in `voice`: the reference is the kept prompt, the new frames follow it. They start at flow
         time `guide` from `guide_voice` saying the words, stretched unit by unit to the planned durations (None, or
-        a guide voice that is not installed: from noise)."""
+        a guide voice that is not installed: from noise). The result is at the reference's active speech level
+        (`voice_level`), so every sentence of a voice is as loud as its reference and as the others; a style's
+        level then moves from there (`tts.style.apply_conditioning`)."""
         if not 0.0 <= guide < 1.0:
             raise ValueError(f"guide must be in [0, 1), got {guide}")
         words = list(words)
@@ -418,7 +428,9 @@ class DitEngine:
         cond = torch.cat((prompt, torch.zeros(prompt.shape[0], total)), dim=1)
         source = None if estimate is None else torch.cat((prompt, estimate.mel), dim=1)
         mel = self._infill(cond, layout, steps, cfg_strength, seed, source, guide if estimate is not None else 0.0)
-        return self.vocoder.decode(mel[:, kept:])
+        from tts.data.styles import set_level
+
+        return set_level(self.vocoder.decode(mel[:, kept:]), self.voice_level(voice))
 
     def edit(self, audio: Audio, transcript: str, new_transcript: str, *, seed: int = 0,
              steps: int | None = None, cfg_strength: float | None = None, margin: int = MARGIN_FRAMES,
