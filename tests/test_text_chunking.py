@@ -9,7 +9,7 @@ import pytest
 
 from tts.errors import TextError
 from tts.text import MAX_TEXT_CHARS, chunk_text, prepare_text, split_for_synthesis
-from tts.text.chunking import split_sentences
+from tts.text.chunking import split_head, split_sentences
 
 
 def _check_chunks(text: str, chunks: list[str], max_chars: int) -> None:
@@ -141,3 +141,50 @@ if given is not None:
     @given(st.text(max_size=400), st.integers(min_value=1, max_value=80))
     def test_chunk_text_never_loses_words(text: str, max_chars: int) -> None:
         _check_chunks(text, chunk_text(text, max_chars), max_chars)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# split_head: the short first piece of a stream
+
+
+@pytest.mark.parametrize(("text", "head"), [
+    ("Hello there. How are you today? Fine, thanks!", "Hello there."),  # the first sentence, where it fits
+    ("When the storm passed, the children ran outside to splash in the puddles.", "When the storm passed,"),
+    ("Elena ordered soup, a salad, and a glass of orange juice for lunch.", "Elena ordered soup, a salad,"),
+    ("Why did the lights go out in the middle of the concert?", "Why did the lights go out"),  # a phrase start
+    ("Doctor Patel will see you in about fifteen minutes.", "Doctor Patel will see you"),  # not between "in about"
+    ("The train from Chicago arrived seventeen minutes late because of the snow.",
+     "The train from Chicago arrived seventeen minutes late"),  # "The train" alone is too short: up to 1.5 x
+    ("After three long years of careful saving, Thomas bought the small blue boat.",
+     "After three long years of careful saving,"),  # a clause end just over the bound
+    ("Grandmother's enormous copper kettle whistled loudly yesterday morning again.",
+     "Grandmother's enormous copper kettle"),  # no break at all: the most words that fit
+])
+def test_split_head_cuts_at_the_first_natural_break(text: str, head: str) -> None:
+    cut_head, rest = split_head(text, 40)
+    assert cut_head == head
+    assert (cut_head + " " + rest).split() == text.split()
+
+
+@pytest.mark.parametrize("text", [
+    "Turn left at the bakery.",  # fits
+    "A ticket to the museum costs twelve dollars for adults.",  # the rest would be two words
+    "Supercalifragilisticexpialidociousness-and-then-some is long.",  # no head of two words fits
+    "",
+])
+def test_split_head_keeps_what_it_should_not_cut(text: str) -> None:
+    assert split_head(text, 40) == (" ".join(text.split()), "")
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_split_head_never_loses_or_cuts_a_word(seed: int) -> None:
+    text = _random_text(seed, 300)
+    head, rest = split_head(text, 40)
+    assert (head + " " + rest).split() == text.split()
+    assert head and (not rest or len(head.split()) >= 2 and len(rest.split()) >= 3)
+    assert len(head) <= 60 or len(head.split()) <= 1 or not rest
+
+
+def test_split_head_refuses_a_bad_bound() -> None:
+    with pytest.raises(TextError, match="max_chars"):
+        split_head("Some words here.", 0)

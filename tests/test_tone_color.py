@@ -85,6 +85,20 @@ def test_base_convert_speaks_each_chunk_with_progress_and_streams_the_same(engin
     np.testing.assert_allclose(np.concatenate([p.samples for p in pieces]), whole.samples, atol=1e-5)
 
 
+def test_a_stream_says_a_short_first_piece_on_its_own(engine, voices):
+    """Streamed, the first chunk is cut at its first clause (`STREAM_FIRST_CHARS`): the first piece is what the
+    head alone would give, the next the rest, seeded as the second chunk."""
+    from tts.synthesis import STREAM_FIRST_CHARS
+
+    head, rest = "When the storm passed,", "the children ran outside to splash in the puddles."
+    assert len(head) <= STREAM_FIRST_CHARS < len(head + " " + rest)
+    request = dict(engine="base+convert", base="flite:slt", models=engine, watermark=False)
+    pieces = list(synthesize(f"{head} {rest}", voices[0], seed=5, stream=True, **request))
+    assert len(pieces) == 3 and not pieces[1].samples.any()  # head, pause, rest
+    np.testing.assert_array_equal(pieces[0].samples, synthesize(head, voices[0], seed=5, **request).samples)
+    np.testing.assert_array_equal(pieces[2].samples, synthesize(rest, voices[0], seed=6, **request).samples)
+
+
 def test_base_convert_verify_renders_a_misheard_chunk_again(engine, voices, scripted_asr):
     request = dict(engine="base+convert", base="flite:slt", models=engine, seed=5, watermark=False, tau=0.3)
     plain = synthesize("Red and blue.", voices[0], **request)

@@ -65,6 +65,11 @@ AR_CHECKPOINTS = {"tokenizer": "speech_tokenizer", "lm": "token_lm", "refiner": 
 SENTENCE_PAUSE_SECONDS = 0.12
 """Silence put between two chunks of a long text (each chunk already ends with the pause the LM gave it)."""
 
+STREAM_FIRST_CHARS = 40
+"""With ``stream=True``, engines that render a chunk at a time (``dit``, ``base+convert``) speak first at most
+this many characters of the text (its first sentence, clause or phrase: `tts.text.chunking.split_head`), so the
+first audio comes after a short piece (docs/benchmarks.md, "A short first piece when streaming")."""
+
 DEFAULT_VERIFY_WER = 0.25
 """`verify=True` regenerates a chunk whose ASR word error rate is above this."""
 
@@ -408,10 +413,11 @@ def _verified_pieces(plan: list[tuple[str, EngineConditioning]],
 
 SYNTHESIS_ENGINES = ("dit", "ar", "base+convert")
 DEFAULT_ENGINE = "dit"
-"""What `synthesize`, `timbre say` and the studio's Speak view use where no engine is named. On the same 20
-held-out items (`heldout-en`) `dit` is heard better than `ar` (Whisper WER 0.063 against 0.241) and sounds more
-like the reference (SIM 0.753 against 0.683), at 1.6x its compute (RTF 0.65 against 0.40); `ar` streams within a
-sentence (first audio after 0.33 s), `dit` a sentence at a time. docs/benchmarks.md, "Which engine by default"."""
+"""What `synthesize`, `timbre say` and the studio's Speak view use where no engine is named. On the same held-out
+items (`heldout-en`) `dit` is heard better than `ar` (Whisper WER 0.05 against 0.24) and sounds more like the
+reference (SIM 0.77 against 0.68, both at their own level) at a quarter of its compute (RTF 0.09 against 0.40, one
+thread); both stream (first audio after 0.27 s for `dit`, its first clause said on its own, 0.33 s for `ar`).
+docs/benchmarks.md, "Which engine by default" and "A short first piece when streaming"."""
 CONVERSION_ENGINES = ("dit", "tone-color", "distilled", "ar")
 DEFAULT_CONVERSION_ENGINE = "dit"
 """What `convert`, `timbre convert` and the studio's Convert view use where no engine is named. On 24 held-out
@@ -476,6 +482,18 @@ def fit_chunks(plan: list[tuple[str, EngineConditioning]], max_units: int) -> li
     return fitted
 
 
+def head_first(plan: list[tuple[str, EngineConditioning]],
+               max_chars: int = STREAM_FIRST_CHARS) -> list[tuple[str, EngineConditioning]]:
+    """`plan` with its first chunk cut into a head of at most `max_chars` characters and the rest
+    (`tts.text.chunking.split_head`; both keep the chunk's conditioning); unchanged where it does not cut."""
+    from tts.text.chunking import split_head
+
+    head, rest = split_head(plan[0][0], max_chars)
+    if not rest:
+        return plan
+    return [(head, plan[0][1]), (rest, plan[0][1])] + plan[1:]
+
+
 def _chunk_options(options: SynthesisOptions, conditioning: EngineConditioning) -> SynthesisOptions:
     return replace(options, style=conditioning.emotion, intensity=conditioning.intensity, speed=conditioning.speed)
 
@@ -535,7 +553,8 @@ def synthesize(
             `pitch`, `pitch_range` and `energy`, when given, act on top. Not with `emotion`/`style`.
         tags: read inline style tags in `text` (False: brackets are ordinary text).
         seed: makes the result reproducible (None: a fresh random seed).
-        stream: return a generator of `Audio` chunks, each yielded as soon as it exists.
+        stream: return a generator of `Audio` chunks, each yielded as soon as it exists (``dit`` and
+            ``base+convert`` say a short first piece on its own first: `STREAM_FIRST_CHARS`).
         sampling: the LM's sampling settings (`tts.lm.generate.SamplingOptions`).
         verify: transcribe each chunk with the offline ASR and regenerate it (up to `max_tries`) when its word
             error rate is above `DEFAULT_VERIFY_WER`; with `stream`, chunks are then yielded whole.
@@ -571,6 +590,8 @@ def synthesize(
         request = read_style_reference(style_ref, intensity=intensity, speed=speed, pitch=pitch,
                                        pitch_range=pitch_range, energy=energy).style
     plan = plan_chunks(text, request, tags=tags, max_chars=options.max_chunk_chars, labels=() if engine == "dit" else STYLES)
+    if stream:  # both engines below render a chunk at a time: a short first one is heard sooner
+        plan = head_first(plan)
     if engine == "base+convert":
         return _synthesize_base_convert(plan, voice, base, tau, options, stream, progress, models, watermark)
     if engine == "dit":

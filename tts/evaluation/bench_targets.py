@@ -239,7 +239,7 @@ def bench_targets() -> list[BenchTarget]:
     """The built-in targets."""
     targets = [_base_speaker_target(voice_id) for voice_id in BASE_SPEAKER_TARGETS]
     targets.append(_engine_target("ar", "token LM + flow refiner + vocoder", streams=True))
-    targets.append(_engine_target("dit", "DiT infilling after the reference + vocoder (streams by sentence)",
+    targets.append(_engine_target("dit", "DiT infilling after the reference + vocoder (streams a short first piece, then by chunk)",
                                   streams=True))
     targets.append(_conversion_target())
     targets.append(_text_frontend_target())

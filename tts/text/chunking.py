@@ -130,3 +130,57 @@ def chunk_text(text: str, max_chars: int = 250) -> list[str]:
     for sentence in _sentences(text):
         pieces.extend([sentence] if _length(sentence) <= max_chars else _split_long(sentence, max_chars))
     return [" ".join(chunk) for chunk in _pack(pieces, max_chars)]
+
+
+# Words a phrase often starts with: a cut before one splits a clause where a speaker could pause.
+_PHRASE_STARTS = frozenset(
+    "and but or nor so yet as because since while when whenever where which who whom whose that if unless though "
+    "although until before after for to in on at with without from into onto by about over under through during "
+    "against between across behind beside near around inside outside".split()
+)
+
+
+def split_head(text: str, max_chars: int, min_rest_words: int = 3) -> tuple[str, str]:
+    """`text` cut into a short head of about `max_chars` characters (to be spoken first, soon) and the rest.
+
+    The head is the first sentence where it fits; else the most of the first sentence's clauses (, ; : dashes)
+    that fit; else its words up to a phrase's start (a word such as "and", "when", "with" that does not follow
+    another such word) that keeps the head between half of `max_chars` and `max_chars` (the last such); else
+    up to the first clause end or phrase start within 1.5 times `max_chars`; else up to the last phrase start
+    before; else the most of its words that fit. ``(text, "")`` where the text fits, where no head of two
+    words or more is found, or where the rest would be shorter than `min_rest_words` words. Words are never
+    cut: ``(head + " " + rest).split() == text.split()``.
+    """
+    if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1:
+        raise TextError(f"max_chars must be a positive whole number of characters, not {max_chars!r}.")
+    words = text.split()
+    sentences = _sentences(text)
+    if _length(words) <= max_chars or not sentences:
+        return " ".join(words), ""
+    first = sentences[0]
+    cut = len(first) if _length(first) <= max_chars else _head_cut(first, max_chars)
+    if cut < 2 or len(words) - cut < min_rest_words:
+        return " ".join(words), ""
+    return " ".join(words[:cut]), " ".join(words[cut:])
+
+
+def _head_cut(sentence: list[str], max_chars: int) -> int:
+    """How many words of an over-long `sentence` `split_head` takes as the head (0: none)."""
+    nexts = sentence[1:] + [None]
+
+    def starts_phrase(i: int) -> bool:
+        return sentence[i].lower().strip("\"'(\u2018\u201c") in _PHRASE_STARTS
+
+    def length(cut: int) -> int:
+        return _length(sentence[:cut])
+
+    clauses = [i + 1 for i, (w, n) in enumerate(zip(sentence, nexts)) if _ends_clause(w, n) and i + 1 < len(sentence)]
+    phrases = [i for i in range(2, len(sentence)) if starts_phrase(i) and not starts_phrase(i - 1)]
+    over = sorted(cut for cut in clauses + phrases if max_chars < length(cut) <= 1.5 * max_chars)
+    for choice in ([cut for cut in clauses if length(cut) <= max_chars],
+                   [cut for cut in phrases if max_chars / 2 <= length(cut) <= max_chars],
+                   over[:1],
+                   [cut for cut in phrases if length(cut) < max_chars / 2]):
+        if choice:
+            return choice[-1]
+    return max((cut for cut in range(1, len(sentence)) if length(cut) <= max_chars), default=0)
