@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import logging
-import math
 import os
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -459,13 +458,3 @@ def log_mel(samples: torch.Tensor | np.ndarray, config: MelConfig = STUDIO_MEL) 
     mel = torch.matmul(filters, spec)
     mel = torch.log(torch.clamp(mel, min=config.log_floor))
     return mel.squeeze(0) if squeeze else mel
-
-
-def frames_to_seconds(num_frames: int, config: MelConfig = STUDIO_MEL) -> float:
-    """Duration covered by `num_frames` mel frames."""
-    return num_frames * config.hop_length / config.sample_rate
-
-
-def seconds_to_frames(seconds: float, config: MelConfig = STUDIO_MEL) -> int:
-    """Mel frames for `seconds` of audio (rounded up)."""
-    return int(math.ceil(seconds * config.frame_rate))

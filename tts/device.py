@@ -1,4 +1,4 @@
-"""The one place that chooses the device, dtype and CPU threads. Default: CPU, float32."""
+"""The one place that chooses the device and CPU threads. Default: CPU."""
 
 from __future__ import annotations
 
@@ -26,18 +26,6 @@ def select_device(preference: str | None = None) -> torch.device:
     if choice.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device '{choice}' was asked for but CUDA is not available; use 'cpu' or 'auto'")
     return torch.device(choice)
-
-
-def select_dtype(device: torch.device, preference: str | None = None) -> torch.dtype:
-    """float32 unless ``float16``/``bfloat16`` is asked for (reduced precision only off the CPU)."""
-    name = (preference or os.environ.get("TIMBRE_DTYPE") or "float32").lower()
-    dtypes = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-    if name not in dtypes:
-        raise ValueError(f"unknown dtype '{name}'; choose one of {', '.join(dtypes)}")
-    if device.type == "cpu" and name == "float16":
-        logger.warning("float16 is slow or unsupported on CPU; using float32")
-        return torch.float32
-    return dtypes[name]
 
 
 def configure_threads(num_threads: int | None = None) -> int:
