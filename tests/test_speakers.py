@@ -332,9 +332,9 @@ def test_piper_is_deterministic_across_threads():
         np.testing.assert_array_equal(samples, reference)
 
 
-def _piper_in_a_seeded_session(speaker, text: str, speed: float) -> np.ndarray:
+def _piper_in_a_seeded_session(speaker, text: str, speed: float, seed: int = 0) -> np.ndarray:
     """What Piper said before one session served every call: a fresh session of the unmodified model, seeded
-    0, for the call (its sentences continuing the draws), through piper's own ``PiperVoice``."""
+    `seed`, for the call (its sentences continuing the draws), through piper's own ``PiperVoice``."""
     import onnxruntime
     from piper import PiperVoice
     from piper.config import SynthesisConfig
@@ -344,7 +344,7 @@ def _piper_in_a_seeded_session(speaker, text: str, speed: float) -> np.ndarray:
     model_bytes, config = speaker._load()
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
-    onnxruntime.set_seed(0)
+    onnxruntime.set_seed(seed)
     voice = PiperVoice(session=onnxruntime.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"]),
                        config=config)
     synthesis = SynthesisConfig(length_scale=config.length_scale / speed)
@@ -354,19 +354,22 @@ def _piper_in_a_seeded_session(speaker, text: str, speed: float) -> np.ndarray:
 
 def test_piper_one_session_says_what_a_seeded_session_said(monkeypatch):
     """The shared session's noise inputs get the draws a seeded session's random nodes made, sentence after
-    sentence, also when a run needs more draws than were held (the buffers grow)."""
+    sentence, also when a run needs more draws than were held (the buffers grow); a call's `noise_seed` says it
+    as a session seeded so did, and differently from seed 0."""
     _require("piper")
     from tts.data.piper import PiperSpeaker, _SeededSession
     from tts.text import prepare_text
 
     speaker = PiperSpeaker()
-    monkeypatch.setattr(_SeededSession, "FIRST_DRAWS", 4096)
-    monkeypatch.setattr(_SeededSession, "FREE_DRAWS", 1024)
-    for text, speed in (("Hello there. How are you today? Fine, thanks!", 1.0), (SENTENCE, 0.5)):
+    monkeypatch.setattr(_SeededSession, "FIRST_DRAWS", 1024)
+    for text, speed, seed in (("Hello there. How are you today? Fine, thanks!", 1.0, None), (SENTENCE, 0.5, None),
+                              (SENTENCE, 1.0, 7)):
         prepared = prepare_text(text)
-        said = speaker._render(prepared.normalized, list(prepared.words), "joe", speed)[0]
-        np.testing.assert_array_equal(said, _piper_in_a_seeded_session(speaker, text, speed))
-    assert speaker._session()._draws[1].size > 4096  # grown from the first buffer
+        said = speaker._render(prepared.normalized, list(prepared.words), "joe", speed, seed)[0]
+        np.testing.assert_array_equal(said, _piper_in_a_seeded_session(speaker, text, speed, seed or 0))
+    assert speaker._session()._draws.get(0)[1].size > 1024  # grown from the first draws
+    default, other = _speak("piper:joe").audio.samples, speaker.synthesize(SENTENCE, "joe", noise_seed=7).audio.samples
+    assert len(default) != len(other) or not np.array_equal(default, other)
 
 
 def test_piper_speaks_the_studio_phonemes():

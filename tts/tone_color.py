@@ -144,7 +144,7 @@ def base_speech(text: str, base: str, voice: Voice, *, style: str, intensity: fl
                           watermark=False, tags=False)
     from tts.data.voicebank import synthesize as render_base
 
-    return render_base(base, text, speed=speed, style=style, intensity=intensity, seed=seed).audio
+    return render_base(base, text, speed=speed, style=style, intensity=intensity, seed=seed, noise_seed=seed).audio
 
 
 def base_convert_renderer(voice: Voice, *, base: str | None, tau: float,

@@ -363,7 +363,8 @@ class KokoroSpeaker(BaseSpeaker):
         units = word_units(words, vocab)
         return [chunk_tokens(chunk, vocab[" "]) for chunk in split_units(units, self.config.max_tokens)]
 
-    def _render(self, text: str, words: list[Word], voice: StyleLike, speed: float) -> tuple[np.ndarray, int, None]:
+    def _render(self, text: str, words: list[Word], voice: StyleLike, speed: float,
+                noise_seed: int | None = None) -> tuple[np.ndarray, int, None]:
         vocab = self._tables()[0]
         session = self._model()
         table = self.style_table(voice)

@@ -12,7 +12,9 @@ call seeded `PiperRunConfig.seed`: every call drew its noise from the start of t
 sentence after the first continuing them). A session costs 0.1-0.2 s to build, so one session now serves
 every call: its random nodes are replaced by inputs (`noise_inputs_graph`) fed the draws onnxruntime makes
 (`onnxruntime_normal_draws`, once per seed; `_SeededSession`), so the same text, voice, speed and seed give
-the very samples a seeded session gave, 0.1-0.2 s sooner a call.
+the very samples a seeded session gave, 0.1-0.2 s sooner a call. The seed is a call's `noise_seed` (the `dit`
+engine's guide passes its own seed, so its takes differ in how the guide says the words), else
+`PiperRunConfig.seed`.
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ class PiperRunConfig:
     """How we run the Piper voice (the voice's own constants live in its ``.onnx.json``)."""
 
     seed: int = 0
-    """Seed of the VITS noise; the same seed, text and speed give the same samples."""
+    """Seed of the VITS noise where a call gives none (``noise_seed``); the same seed, text and speed give the
+    same samples."""
     noise_scale: float | None = None
     """Latent noise; None keeps the voice's own (0.667 for joe)."""
     noise_w_scale: float | None = None
@@ -131,7 +134,7 @@ class PiperSpeaker(BaseSpeaker):
         return self._model_bytes, self._voice_config
 
     def _session(self) -> "_SeededSession":
-        """The one session of this voice, fed `config.seed`'s noise on every call (built on first use)."""
+        """The one session of this voice (built on first use); each call is fed its seed's noise."""
         if self._shared_session is None:
             model_bytes, _ = self._load()
             with self._lock:
@@ -147,7 +150,7 @@ class PiperSpeaker(BaseSpeaker):
                     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
                     session = onnxruntime.InferenceSession(graph, sess_options=options,
                                                            providers=["CPUExecutionProvider"])
-                    self._shared_session = _SeededSession(session, indices, self.config.seed)
+                    self._shared_session = _SeededSession(session, indices)
         return self._shared_session
 
     def sentence_phonemes(self, words: Sequence[Word]) -> list[list[str]]:
@@ -169,12 +172,14 @@ class PiperSpeaker(BaseSpeaker):
                 sentences.append([])
         return [sentence for sentence in sentences if any(c != " " and c in id_map for c in sentence)]
 
-    def _render(self, text: str, words: list[Word], voice: str, speed: float) -> tuple[np.ndarray, int, None]:
+    def _render(self, text: str, words: list[Word], voice: str, speed: float,
+                noise_seed: int | None = None) -> tuple[np.ndarray, int, None]:
         from piper import PiperVoice
         from piper.config import SynthesisConfig
 
         _, voice_config = self._load()
-        engine = PiperVoice(session=self._session().call(), config=voice_config)
+        seed = self.config.seed if noise_seed is None else noise_seed
+        engine = PiperVoice(session=self._session().call(seed), config=voice_config)
         synthesis = SynthesisConfig(
             length_scale=voice_config.length_scale / speed,
             noise_scale=self.config.noise_scale,
@@ -249,48 +254,52 @@ def onnxruntime_normal_draws(seed: int, count: int) -> np.ndarray:
 
 class _SeededSession:
     """An onnxruntime session of `noise_inputs_graph`'s model whose noise inputs get the draws that its random
-    nodes would make in a fresh session seeded `seed` (`calls` gives one call's view). Thread-safe."""
+    nodes would make in a fresh session seeded `seed` (`call` gives one call's view). Thread-safe."""
 
-    FIRST_DRAWS = 1 << 20
-    """Draws held per random node at first (a minute of joe's latent); doubled when a run may need more."""
-    FREE_DRAWS = 1 << 18
-    """A run is fed at least this many draws per node (15 s of joe's latent); more only where it needed more."""
+    FIRST_DRAWS = 1 << 18
+    """Draws made per random node for a seed at first (15 s of joe's latent); doubled when a run may need more."""
     MOST_DRAWS = 1 << 26
+    SEEDS_KEPT = 8
+    """The draws of this many seeds stay made (the most recent ones)."""
 
-    def __init__(self, session: "onnxruntime.InferenceSession", indices: Sequence[int], seed: int) -> None:
-        self.session, self._seeds = session, [seed + index for index in indices]
-        self._draws = [np.zeros(0, np.float32) for _ in indices]
+    def __init__(self, session: "onnxruntime.InferenceSession", indices: Sequence[int]) -> None:
+        from tts.memo import LruCache
+
+        self.session, self.indices = session, list(indices)
+        self._draws = LruCache(self.SEEDS_KEPT)
         self._lock = threading.Lock()
 
-    def draws(self, count: int) -> list[np.ndarray]:
-        """At least `count` draws of each random node, from its first."""
+    def draws(self, seed: int, count: int) -> list[np.ndarray]:
+        """At least `count` draws of each random node in a session seeded `seed`, from its first."""
         with self._lock:
-            for k, seed in enumerate(self._seeds):
-                if self._draws[k].size < count:
-                    self._draws[k] = onnxruntime_normal_draws(seed, max(count, 2 * self._draws[k].size,
-                                                                            self.FIRST_DRAWS))
-            return list(self._draws)
+            made = self._draws.get(seed) or [np.zeros(0, np.float32) for _ in self.indices]
+            if any(draws.size < count for draws in made):
+                size = max(count, 2 * made[0].size, self.FIRST_DRAWS)
+                made = [onnxruntime_normal_draws(seed + index, size) for index in self.indices]
+            self._draws.put(seed, made)
+            return made
 
-    def call(self) -> "_SeededCall":
-        """A view for one `synthesize` call: ``run`` as an ``InferenceSession``'s (what ``PiperVoice`` calls),
-        its first run fed each node's first draws and every later run the draws after the earlier runs'."""
-        return _SeededCall(self)
+    def call(self, seed: int) -> "_SeededCall":
+        """A view for one `synthesize` call with noise seeded `seed`: ``run`` as an ``InferenceSession``'s (what
+        ``PiperVoice`` calls), its first run fed each node's first draws and every later run the draws after the
+        earlier runs'."""
+        return _SeededCall(self, seed)
 
 
 class _SeededCall:
     """One call's runs of a `_SeededSession` (see `_SeededSession.call`)."""
 
-    def __init__(self, seeded: _SeededSession) -> None:
-        self.seeded = seeded
-        self._used = [0] * len(seeded._seeds)
+    def __init__(self, seeded: _SeededSession, seed: int) -> None:
+        self.seeded, self.seed = seeded, seed
+        self._used = [0] * len(seeded.indices)
 
     def run(self, output_names, feeds: dict) -> list:
         from onnxruntime.capi.onnxruntime_pybind11_state import Fail
 
-        count = max(self._used, default=0) + self.seeded.FREE_DRAWS
+        count = max(self._used, default=0) + self.seeded.FIRST_DRAWS
         while True:
             noise = {NOISE_INPUT.format(k): draws[used:]
-                     for k, (draws, used) in enumerate(zip(self.seeded.draws(count), self._used))}
+                     for k, (draws, used) in enumerate(zip(self.seeded.draws(self.seed, count), self._used))}
             try:
                 outputs = self.seeded.session.run(None, {**feeds, **noise})
                 break

@@ -109,8 +109,9 @@ class BaseSpeaker(abc.ABC):
         """None when the engine can run here, else what is missing and how to install it."""
         return None
 
-    def synthesize(self, text: str, voice: str, speed: float = 1.0) -> SpeakerOutput:
-        """Speak `text` in `voice` at `speed` (1.0 normal, 2.0 twice as fast).
+    def synthesize(self, text: str, voice: str, speed: float = 1.0, noise_seed: int | None = None) -> SpeakerOutput:
+        """Speak `text` in `voice` at `speed` (1.0 normal, 2.0 twice as fast); `noise_seed` seeds the engine's
+        own sampling noise (Piper's VITS noise; None: its configured seed; engines without noise ignore it).
 
         Raises:
             TextError: empty text, or text with nothing speakable.
@@ -126,7 +127,7 @@ class BaseSpeaker(abc.ABC):
 
         prepared = prepare_text(text)  # validates, normalizes, phonemizes; TextError if nothing to say
         normalized, words = prepared.normalized, list(prepared.words)
-        samples, sample_rate, durations = self._render(normalized, words, voice, speed)
+        samples, sample_rate, durations = self._render(normalized, words, voice, speed, noise_seed)
         audio = finish_audio(samples, sample_rate)
         if durations is not None:
             durations = [float(d) for d in durations]
@@ -142,7 +143,7 @@ class BaseSpeaker(abc.ABC):
 
     @abc.abstractmethod
     def _render(
-        self, text: str, words: list[Word], voice: str, speed: float
+        self, text: str, words: list[Word], voice: str, speed: float, noise_seed: int | None = None
     ) -> tuple[np.ndarray, int, Sequence[float] | None]:
         """Synthesize checked input: ``(samples (T,), sample_rate, per-phoneme durations or None)``."""
 

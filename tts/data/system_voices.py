@@ -37,7 +37,8 @@ class FliteSpeaker(BaseSpeaker):
     def unavailable_reason(self) -> str | None:
         return missing_binary("flite", "flite")
 
-    def _render(self, text: str, words: list[Word], voice: str, speed: float) -> tuple[np.ndarray, int, None]:
+    def _render(self, text: str, words: list[Word], voice: str, speed: float,
+                noise_seed: int | None = None) -> tuple[np.ndarray, int, None]:
         with tempfile.TemporaryDirectory(prefix="timbre-flite-") as folder:
             text_path, wav_path = Path(folder) / "text.txt", Path(folder) / "speech.wav"
             text_path.write_text(ascii_text(text), encoding="ascii")
@@ -75,7 +76,8 @@ class FestivalSpeaker(BaseSpeaker):
             return f"(begin (voice_{voice}) (set! hts_engine_params (append hts_engine_params (list {rate}))))"
         return f"(begin (voice_{voice}) (Parameter.set 'Duration_Stretch {1.0 / speed:.6f}))"
 
-    def _render(self, text: str, words: list[Word], voice: str, speed: float) -> tuple[np.ndarray, int, None]:
+    def _render(self, text: str, words: list[Word], voice: str, speed: float,
+                noise_seed: int | None = None) -> tuple[np.ndarray, int, None]:
         with tempfile.TemporaryDirectory(prefix="timbre-festival-") as folder:
             text_path, wav_path = Path(folder) / "text.txt", Path(folder) / "speech.wav"
             text_path.write_text(ascii_text(text), encoding="ascii")
@@ -110,7 +112,8 @@ class EspeakSpeaker(BaseSpeaker):
     def unavailable_reason(self) -> str | None:
         return missing_binary("espeak-ng", "espeak-ng")
 
-    def _render(self, text: str, words: list[Word], voice: str, speed: float) -> tuple[np.ndarray, int, None]:
+    def _render(self, text: str, words: list[Word], voice: str, speed: float,
+                noise_seed: int | None = None) -> tuple[np.ndarray, int, None]:
         rate = max(self.MIN_RATE, round(self.NORMAL_RATE * speed))
         with tempfile.TemporaryDirectory(prefix="timbre-espeak-") as folder:
             text_path, wav_path = Path(folder) / "text.txt", Path(folder) / "speech.wav"

@@ -420,7 +420,8 @@ def resolve_voice(voice_id: str) -> tuple[str, Any, dict | None, PseudoSpeaker |
 
 
 def render(
-    voice_id: str, text: str, speed: float = 1.0, style: str = "neutral", intensity: float = 0.0, seed: int = 0
+    voice_id: str, text: str, speed: float = 1.0, style: str = "neutral", intensity: float = 0.0, seed: int = 0,
+    noise_seed: int | None = None,
 ) -> Rendering:
     """Speak `text` with `voice_id` in `style` at `intensity`; see `synthesize`."""
     style = check_style(style)
@@ -435,7 +436,7 @@ def render(
             f"speed {speed} with the {style} style's rate x{params.rate:.2f} gives {engine_speed:.2f}, outside (0.25, 4]"
         ) from None
     engine, engine_voice, warp, speaker = resolve_voice(voice_id)
-    base = get_speaker(engine).synthesize(text, engine_voice, speed=engine_speed)
+    base = get_speaker(engine).synthesize(text, engine_voice, speed=engine_speed, noise_seed=noise_seed)
     warp_args = {"pitch_ratio": warp["pitch_ratio"], "pitch_range": warp["pitch_range"],
                  "formant_ratio": warp["formant_ratio"]} if warp else {}
     audio = apply_style(base.audio, params, seed=int(seed), **warp_args)
@@ -447,6 +448,7 @@ def render(
         "style_params": params.to_dict(),
         "engine_speed": round(engine_speed, 4),
         "seed": int(seed),
+        **({"noise_seed": int(noise_seed)} if noise_seed is not None else {}),
         "voice_recipe": speaker.recipe if speaker else None,
         "versions": {"voicebank": BANK_VERSION, "styles": STYLE_VERSION},
     }
@@ -454,7 +456,8 @@ def render(
 
 
 def synthesize(
-    voice_id: str, text: str, speed: float = 1.0, style: str = "neutral", intensity: float = 0.0, seed: int = 0
+    voice_id: str, text: str, speed: float = 1.0, style: str = "neutral", intensity: float = 0.0, seed: int = 0,
+    noise_seed: int | None = None,
 ) -> SpeakerOutput:
     """Speak `text` with a base voice (``"kokoro:jf_alpha"``) or a pseudo-speaker (``"pk0042"``).
 
@@ -466,6 +469,8 @@ def synthesize(
         intensity: 0 (neutral) to 1 (the full style).
         seed: seeds the random parts (the whisper noise, Praat's overlap-add); the same inputs and seed
             give the same audio.
+        noise_seed: seeds the base engine's own sampling noise (Piper's VITS noise: how it says the words);
+            None: the engine's configured seed, as every rendering of the bank, its corpora and test sets.
 
     Returns:
         24 kHz speech at the style's level; ``engine`` is the base engine that spoke, ``voice`` the
@@ -475,4 +480,5 @@ def synthesize(
         TimbreError: unknown voice or style, intensity outside [0, 1], speed out of range, engine missing.
         TextError: nothing to say.
     """
-    return render(voice_id, text, speed=speed, style=style, intensity=intensity, seed=seed).output
+    return render(voice_id, text, speed=speed, style=style, intensity=intensity, seed=seed,
+                  noise_seed=noise_seed).output

@@ -476,7 +476,7 @@ class DitEngine:
         if reason:
             logger.warning("dit: %s; the new speech starts from noise", reason)
             return None
-        spoken = synthesize(voice_id, text, seed=seed).audio
+        spoken = synthesize(voice_id, text, seed=seed, noise_seed=seed).audio
         if voice_mel is not None:
             spoken = _to_voice_pitch(spoken, voice_pitch, seed)
         units, counts = self.align(spoken, words)
@@ -660,7 +660,7 @@ class DitEngine:
             if reason:
                 logger.warning("dit: %s; the conversion starts from the recording itself", reason)
             return None
-        spoken = synthesize(guide_voice, _spoken_text(words), seed=seed).audio
+        spoken = synthesize(guide_voice, _spoken_text(words), seed=seed, noise_seed=seed).audio
         _, guide_counts = self.align(spoken, words)
         spoken_pitch = _pitch(spoken)
         if spoken_pitch is None:
