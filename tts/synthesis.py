@@ -66,9 +66,9 @@ SENTENCE_PAUSE_SECONDS = 0.12
 """Silence put between two chunks of a long text (each chunk already ends with the pause the LM gave it)."""
 
 STREAM_FIRST_CHARS = 40
-"""With ``stream=True``, engines that render a chunk at a time (``dit``, ``base+convert``) speak first at most
-this many characters of the text (its first sentence, clause or phrase: `tts.text.chunking.split_head`), so the
-first audio comes after a short piece (docs/benchmarks.md, "A short first piece when streaming")."""
+"""With ``stream=True``, engines that render a chunk at a time (``dit``, ``base+convert``) speak first about this
+many characters of the text (its first sentence, clause or phrase, at most 1.5 times this:
+`tts.text.chunking.split_head`), so the first audio comes after a short piece (docs/benchmarks.md, "A short first piece when streaming")."""
 
 DEFAULT_VERIFY_WER = 0.25
 """`verify=True` regenerates a chunk whose ASR word error rate is above this."""
@@ -484,7 +484,7 @@ def fit_chunks(plan: list[tuple[str, EngineConditioning]], max_units: int) -> li
 
 def head_first(plan: list[tuple[str, EngineConditioning]],
                max_chars: int = STREAM_FIRST_CHARS) -> list[tuple[str, EngineConditioning]]:
-    """`plan` with its first chunk cut into a head of at most `max_chars` characters and the rest
+    """`plan` with its first chunk cut into a head of about `max_chars` characters and the rest
     (`tts.text.chunking.split_head`; both keep the chunk's conditioning); unchanged where it does not cut."""
     from tts.text.chunking import split_head
 

@@ -147,8 +147,9 @@ def split_head(text: str, max_chars: int, min_rest_words: int = 3) -> tuple[str,
     that fit; else its words up to a phrase's start (a word such as "and", "when", "with" that does not follow
     another such word) that keeps the head between half of `max_chars` and `max_chars` (the last such); else
     up to the first clause end or phrase start within 1.5 times `max_chars`; else up to the last phrase start
-    before; else the most of its words that fit. ``(text, "")`` where the text fits, where no head of two
-    words or more is found, or where the rest would be shorter than `min_rest_words` words. Words are never
+    before; else the most of its words that fit. ``(text, "")`` where the text fits, where no head is found
+    (a part of a sentence takes two words or more), or where the rest would be shorter than `min_rest_words`
+    words. Words are never
     cut: ``(head + " " + rest).split() == text.split()``.
     """
     if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1:
@@ -159,7 +160,7 @@ def split_head(text: str, max_chars: int, min_rest_words: int = 3) -> tuple[str,
         return " ".join(words), ""
     first = sentences[0]
     cut = len(first) if _length(first) <= max_chars else _head_cut(first, max_chars)
-    if cut < 2 or len(words) - cut < min_rest_words:
+    if cut < (1 if cut == len(first) else 2) or len(words) - cut < min_rest_words:
         return " ".join(words), ""
     return " ".join(words[:cut]), " ".join(words[cut:])
 
@@ -174,7 +175,8 @@ def _head_cut(sentence: list[str], max_chars: int) -> int:
     def length(cut: int) -> int:
         return _length(sentence[:cut])
 
-    clauses = [i + 1 for i, (w, n) in enumerate(zip(sentence, nexts)) if _ends_clause(w, n) and i + 1 < len(sentence)]
+    clauses = [i + 1 for i, (w, n) in enumerate(zip(sentence, nexts))
+               if _ends_clause(w, n) and 2 <= i + 1 < len(sentence)]  # a head of two words or more
     phrases = [i for i in range(2, len(sentence)) if starts_phrase(i) and not starts_phrase(i - 1)]
     over = sorted(cut for cut in clauses + phrases if max_chars < length(cut) <= 1.5 * max_chars)
     for choice in ([cut for cut in clauses if length(cut) <= max_chars],
@@ -183,4 +185,4 @@ def _head_cut(sentence: list[str], max_chars: int) -> int:
                    [cut for cut in phrases if length(cut) < max_chars / 2]):
         if choice:
             return choice[-1]
-    return max((cut for cut in range(1, len(sentence)) if length(cut) <= max_chars), default=0)
+    return max((cut for cut in range(2, len(sentence)) if length(cut) <= max_chars), default=0)
