@@ -71,7 +71,9 @@ from tts.files import atomic_open
 
 logger = logging.getLogger(__name__)
 
-BATCH_FORMAT_VERSION = 1
+BATCH_FORMAT_VERSION = 2
+"""2: a line's seed also seeds its base speaker's own noise (Piper's), so lines rendered by version 1 are made
+again."""
 
 ERRORS_NAME = "errors.jsonl"
 SUMMARY_NAME = "summary.json"
@@ -441,7 +443,8 @@ def synthesize_entry(entry: ManifestEntry, gate: QualityGate | None = None,
         if is_clip_voice(entry.voice):
             rendering = _render_clip(entry, speed, seed, engine)
         else:
-            rendering = render(entry.voice, entry.text, speed=speed, style=entry.style, intensity=entry.intensity, seed=seed)
+            rendering = render(entry.voice, entry.text, speed=speed, style=entry.style, intensity=entry.intensity,
+                               seed=seed, noise_seed=seed)
         metrics, reason = gate.score(entry, rendering.output.audio) if gate.active else ({}, None)
         if reason is None:
             break

@@ -178,7 +178,8 @@ class PiperSpeaker(BaseSpeaker):
         from piper.config import SynthesisConfig
 
         _, voice_config = self._load()
-        seed = self.config.seed if noise_seed is None else noise_seed
+        # onnxruntime seeds are 64-bit and a node adds its index; its generator keeps 32 bits of them anyway.
+        seed = (self.config.seed if noise_seed is None else noise_seed) % 2**31
         engine = PiperVoice(session=self._session().call(seed), config=voice_config)
         synthesis = SynthesisConfig(
             length_scale=voice_config.length_scale / speed,
