@@ -98,3 +98,30 @@ def test_the_shipped_refiner_renders_whisper_and_angry_itself(shipped):
         assert conditioning.emotion == label and not conditioning.has_residual
         audio = synthesize(SENTENCES[0], voice, emotion=label, seed=0, models=engine, watermark=False)
         assert classifier.classify(audio).label == label
+
+
+def test_refiner_stream_equals_its_whole_output_and_the_bench_times_it(shipped):
+    """`refine_token_stream` (what `ar` streams and `timbre bench`'s ``refiner:flow`` times) gives the samples of
+    `refine_tokens` (within the vocoder's streaming tolerance), on the reference clip's own tokens; the bench target
+    measures an RTF and a time to first audio."""
+    import torch
+
+    from tts.audio import log_mel
+    from tts.evaluation.bench import run_bench
+    from tts.synthesis import SynthesisOptions, prepare_prompt, refine_token_stream, refine_tokens
+
+    engine, voice, reference = shipped
+    prompt = prepare_prompt(engine, voice)
+    mel = log_mel(torch.from_numpy(reference.resample(engine.tokenizer.config.mel.sample_rate).samples))
+    with torch.inference_mode():
+        ids, lengths = engine.tokenizer.encode(mel[None])
+    tokens = ids[0, : int(lengths[0])].long()
+    whole = refine_tokens(engine, prompt, tokens, SynthesisOptions(), seed=3).samples
+    pieces = list(refine_token_stream(engine, prompt, tokens, SynthesisOptions(), seed=3))
+    assert len(pieces) > 1
+    streamed = np.concatenate(pieces)
+    assert streamed.shape == whole.shape and np.abs(streamed - whole).max() < 1e-3
+    result = run_bench(["refiner:flow"], texts=[SENTENCES[0]], repeats=1, isolate=False, references=()
+                       ).result("refiner:flow")
+    assert result.status == "measured", result.reason
+    assert result.rtf > 0 and result.ttfa_seconds is not None

@@ -37,7 +37,7 @@ import secrets
 import threading
 import weakref
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Callable, Collection, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Collection, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -310,15 +310,22 @@ def _refiner_args(engine: ArEngine, prompt: VoicePrompt, options: SynthesisOptio
 
 
 def _chunk_audio(engine: ArEngine, prompt: VoicePrompt, units: list[int], options: SynthesisOptions, seed: int) -> Audio:
-    from tts.refiner.sampling import generate
-
     generator = torch.Generator().manual_seed(seed)
     target = generate_speech_tokens(engine.lm, units, prompt.utterance, options.style, options.intensity,
                                     options.sampling, generator)
     if not target.tokens:
         raise TimbreError("the token LM produced no speech for this text; try another seed")
+    return refine_tokens(engine, prompt, torch.tensor(target.tokens), options, seed)
+
+
+def refine_tokens(engine: ArEngine, prompt: VoicePrompt, tokens: torch.Tensor, options: SynthesisOptions,
+                  seed: int) -> Audio:
+    """Speech tokens ``(N,)`` said in the prompt's voice: the flow refiner's mel (with the voice's spectral
+    correction, at `options.speed`), then the vocoder; the whole utterance at once."""
+    from tts.refiner.sampling import generate
+
     with torch.inference_mode():
-        mel = generate(engine.refiner, torch.tensor(target.tokens), **_refiner_args(engine, prompt, options, seed))
+        mel = generate(engine.refiner, tokens, **_refiner_args(engine, prompt, options, seed))
         return engine.vocoder.decode(MelStretcher(options.speed).stretch(mel[0] + prompt.correction))
 
 
@@ -330,16 +337,24 @@ few chunks reach the first audio sooner and use less CPU in all than one chunk a
 
 def _chunk_stream(engine: ArEngine, prompt: VoicePrompt, units: list[int], options: SynthesisOptions,
                   seed: int) -> Iterator[np.ndarray]:
-    from tts.refiner.sampling import generate_stream
-
     generator = torch.Generator().manual_seed(seed)
-    stretcher = MelStretcher(options.speed)
 
     def token_pieces() -> Iterator[torch.Tensor]:
         for step in iter_speech_tokens(engine.lm, units, prompt.utterance, options.style, options.intensity,
                                        options.sampling, generator):
             if step.code is not None:
                 yield torch.tensor([step.code])
+
+    return refine_token_stream(engine, prompt, token_pieces(), options, seed)
+
+
+def refine_token_stream(engine: ArEngine, prompt: VoicePrompt, tokens: torch.Tensor | Iterable[torch.Tensor],
+                        options: SynthesisOptions, seed: int) -> Iterator[np.ndarray]:
+    """`refine_tokens` as a stream: audio pieces as soon as the refiner's chunks (`STREAM_CHUNKS`) and the
+    vocoder's lookahead allow; `tokens` a tensor ``(N,)`` or pieces that arrive (a token LM decoding)."""
+    from tts.refiner.sampling import generate_stream
+
+    stretcher = MelStretcher(options.speed)
 
     def stretched(mel_chunks: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
         for chunk in mel_chunks:
@@ -352,7 +367,7 @@ def _chunk_stream(engine: ArEngine, prompt: VoicePrompt, units: list[int], optio
 
     unit = engine.refiner.config.chunk_size // engine.refiner.config.frames_per_token  # tokens of one attention chunk
     first, later = STREAM_CHUNKS
-    mel_chunks = generate_stream(engine.refiner, token_pieces(), first_chunk_tokens=first * unit,
+    mel_chunks = generate_stream(engine.refiner, tokens, first_chunk_tokens=first * unit,
                                  chunk_tokens=later * unit, **_refiner_args(engine, prompt, options, seed))
     for chunk in engine.vocoder.stream(stretched(mel_chunks)):
         yield np.asarray(chunk, dtype=np.float32).reshape(-1)

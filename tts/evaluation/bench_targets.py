@@ -6,10 +6,13 @@ Each target's functions run inside its worker process; nothing here loads a mode
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 from tts.audio import Audio
 from tts.evaluation.bench import BenchResult, BenchTarget
+
+if TYPE_CHECKING:
+    import torch
 
 BENCH_TEXTS: tuple[str, ...] = (
     "The kettle clicked off just as the phone began to ring.",
@@ -216,6 +219,57 @@ def _conversion_target() -> BenchTarget:
                        unavailable=lambda: _studio_engine_unavailable("dit", "its recordings and voice prompt"))
 
 
+class _RefinerInputs(_AudioInputs):
+    """The `ar` engine's parts with the bench voice's prompt, and the speech tokens of flite's clip of each text."""
+
+    def __init__(self, model) -> None:
+        super().__init__(model)
+        self.tokens: dict[str, torch.Tensor] = {}
+
+    def prepare(self, texts: Sequence[str]) -> None:
+        import torch
+
+        from tts.audio import log_mel
+
+        super().prepare(texts)
+        tokenizer = self.model[0].tokenizer
+        with torch.inference_mode():
+            for text in texts:
+                clip = self.clips[text].resample(tokenizer.config.mel.sample_rate)
+                ids, lengths = tokenizer.encode(log_mel(torch.from_numpy(clip.samples), tokenizer.config.mel)[None])
+                self.tokens[text] = ids[0, : int(lengths[0])].long()
+
+
+def _refiner_target() -> BenchTarget:
+    """Issue #6's refiner + vocoder: speech tokens (of flite's slt saying each bench text) said in the bench voice
+    by the shipped flow refiner (`tts.synthesis.SynthesisOptions`' steps and guidance) and the vocoder; RTF over
+    the audio made; streamed (`refine_token_stream`), the time to its first audio."""
+
+    def load() -> _RefinerInputs:
+        from tts.synthesis import load_engine, prepare_prompt
+
+        engine = load_engine()
+        return _RefinerInputs((engine, prepare_prompt(engine, _bench_voice())))
+
+    def run(state: _RefinerInputs, text: str) -> Audio:
+        from tts.synthesis import SynthesisOptions, refine_tokens
+
+        engine, prompt = state.model
+        return refine_tokens(engine, prompt, state.tokens[text], SynthesisOptions(), seed=0)
+
+    def stream(state: _RefinerInputs, text: str) -> Iterator[Audio]:
+        from tts.synthesis import SynthesisOptions, refine_token_stream
+
+        engine, prompt = state.model
+        for piece in refine_token_stream(engine, prompt, state.tokens[text], SynthesisOptions(), seed=0):
+            yield Audio(piece, engine.vocoder.sample_rate)
+
+    return BenchTarget("refiner:flow", "component", "flow refiner + vocoder: speech tokens of a clip said in the bench "
+                       "voice (shipped checkpoints; streams by refiner chunks)", load, run, stream=stream,
+                       prepare=lambda state, texts: state.prepare(texts),
+                       unavailable=lambda: _studio_engine_unavailable("ar", "its input clips and voice prompt"))
+
+
 def _load_vocoder():
     from vocoder.cli import load_vocoder
 
@@ -242,6 +296,7 @@ def bench_targets() -> list[BenchTarget]:
     targets.append(_engine_target("dit", "DiT infilling after the reference + vocoder (streams a short first piece, then by chunk)",
                                   streams=True))
     targets.append(_conversion_target())
+    targets.append(_refiner_target())
     targets.append(_text_frontend_target())
     targets.append(_analysis_target("vocoder:vocos", "vocoder: shipped Vocos (clip -> studio mel -> audio)",
                                     _load_vocoder, _vocode))
