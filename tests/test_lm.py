@@ -125,12 +125,31 @@ def test_fast_decoder_equals_the_transformers_forward():
     model = speaking_model(4)
     ids = torch.randint(0, TINY.vocab_size, (1, 30))
     full = model(ids).logits[0]
-    for decoder in (model.decoder(capacity=8), model.decoder(reference=True)):  # the fast one outgrows its buffers
+    # The fast one outgrows its buffers; reading float16 copies of the weights costs their rounding only.
+    for decoder, tolerance in ((model.decoder(capacity=8, half=False), 1e-5), (model.decoder(reference=True), 1e-5),
+                               (model.decoder(capacity=8, half=True), 2e-2)):
         steps = [decoder(ids[0, :10])]
         steps += [decoder(ids[0, position : position + 1]) for position in range(10, 24)]
         steps.append(decoder(ids[0, 24:30]))  # several ids at once after the cache (forced units)
-        torch.testing.assert_close(torch.stack(steps), full[[*range(9, 24), 29]], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(torch.stack(steps), full[[*range(9, 24), 29]], atol=tolerance, rtol=tolerance)
     assert isinstance(model.decoder(), SpeechTokenDecoder)
+
+
+def test_half_weights_are_copied_once_and_again_after_a_training_step(monkeypatch):
+    from tts.lm.model import HALF_WEIGHTS_ENV, half_weights
+
+    model = speaking_model(4)
+    first, second = model.decoder(half=True), model.decoder(half=True)
+    assert first.half and first.half_lm_head.dtype == torch.float16 and first.half_lm_head is second.half_lm_head
+    with torch.no_grad():
+        model.transformer.lm_head.weight.add_(1.0)  # what an optimizer step does
+    third = model.decoder(half=True)
+    assert third.half_lm_head is not first.half_lm_head
+    torch.testing.assert_close(third.half_lm_head.float(), model.transformer.lm_head.weight, atol=1e-2, rtol=1e-3)
+    assert model.decoder(half=False).half_layers is None
+    for forced, expected in (("1", True), ("0", False)):
+        monkeypatch.setenv(HALF_WEIGHTS_ENV, forced)
+        assert half_weights(torch.device("cpu")) is expected and model.decoder().half is expected
 
 
 def test_a_subclass_that_changes_forward_is_decoded_through_it():

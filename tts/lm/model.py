@@ -28,6 +28,8 @@ heads, ``Dh`` head width.
 
 from __future__ import annotations
 
+import os
+import weakref
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -177,15 +179,17 @@ class SpeechTokenLM(PretrainedMixin, nn.Module):
             input_ids=ids, attention_mask=attention_mask, past_key_values=past_key_values, use_cache=use_cache
         )
 
-    def decoder(self, capacity: int = 0, reference: bool = False) -> "SpeechTokenDecoder | CachedForwardDecoder":
+    def decoder(self, capacity: int = 0, reference: bool = False,
+                half: bool | None = None) -> "SpeechTokenDecoder | CachedForwardDecoder":
         """A fresh incremental decoder of one stream (``decoder(ids) -> (V,)`` next-id logits; inference only).
 
-        `SpeechTokenDecoder` (the fast path, room for `capacity` ids made up front) unless `reference` is set or a
-        subclass changes `forward`: then `CachedForwardDecoder`, which decodes through `forward`.
+        `SpeechTokenDecoder` (the fast path, room for `capacity` ids made up front; `half` as there) unless
+        `reference` is set or a subclass changes `forward`: then `CachedForwardDecoder`, which decodes through
+        `forward` in float32.
         """
         if reference or type(self).forward is not SpeechTokenLM.forward:
             return CachedForwardDecoder(self)
-        return SpeechTokenDecoder(self, capacity)
+        return SpeechTokenDecoder(self, capacity, half)
 
 
 class CachedForwardDecoder:
@@ -219,14 +223,21 @@ class SpeechTokenDecoder:
     memory-bound) and computes the same Llama layer: RMSNorm, rotary embedding, grouped-query attention, SiLU-gated
     feed-forward.
 
+    Reading the weights is the cost, so on CPUs that convert half floats in vector registers (x86 with AVX2 or
+    AVX-512: `half_weights`) a step's projections read float16 copies of them (the shipped checkpoint's own
+    precision; made once per weight, `_half`) with float16 inputs, the rest of the layer in float32: 2.4 instead
+    of 5.0 ms a step for the shipped LM, next-id probabilities within 0.002 of float32's. The prefix, many ids at
+    once, keeps float32 (`HALF_MAX_IDS`; docs/benchmarks.md, "The token LM in half precision").
+
     Inference only (no gradients); one decoder per stream, not shared between threads.
 
     Args:
         model: the LM (eval mode).
         capacity: stream length to make room for (the prefix plus every id to come); longer streams still work.
+        half: read float16 copies of the weights (None: `half_weights`).
     """
 
-    def __init__(self, model: SpeechTokenLM, capacity: int = 0) -> None:
+    def __init__(self, model: SpeechTokenLM, capacity: int = 0, half: bool | None = None) -> None:
         llama = model.transformer.model
         hf_config = model.transformer.config
         # The layer written out below; `SpeechTokenLM.__init__` fixes these settings.
@@ -246,6 +257,11 @@ class SpeechTokenDecoder:
              layer.mlp.gate_proj.weight, layer.mlp.up_proj.weight, layer.mlp.down_proj.weight)
             for layer in llama.layers
         ]
+        self.half = half_weights(self.embed.device) if half is None else half
+        # The same tuples with the projections (all but the two norms) read from float16 copies.
+        self.half_layers = [tuple(w if k in (0, 5) else _half(w) for k, w in enumerate(layer))
+                            for layer in self.layers] if self.half else None
+        self.half_lm_head = _half(self.lm_head) if self.half else None
         self.caches = [GrowingKVCache(capacity=capacity) for _ in self.layers]
         self.length = 0
 
@@ -272,19 +288,63 @@ class SpeechTokenDecoder:
             keys = torch.arange(start + count, device=self.embed.device)
             mask = keys[None] <= keys[start:, None]  # (T, S): each id sees the stream up to itself
         h = F.embedding(ids, self.embed)  # (T, D)
-        for (attn_norm, q, k, v, out, ff_norm, gate, up, down), cache in zip(self.layers, self.caches):
+        # Half weights for a few ids at a time (the matrix-vector products that read the weights); the prefix's
+        # matrix products, bound by arithmetic, stay in float32.
+        half = self.half_layers is not None and count <= HALF_MAX_IDS
+        layers, lm_head = (self.half_layers, self.half_lm_head) if half else (self.layers, self.lm_head)
+        linear = self._linear
+        for (attn_norm, q, k, v, out, ff_norm, gate, up, down), cache in zip(layers, self.caches):
             x = self._rms_norm(h, attn_norm)
-            query, key, value = (F.linear(x, w).view(1, count, -1, head_dim).transpose(1, 2) for w in (q, k, v))
+            query, key, value = (linear(x, w).view(1, count, -1, head_dim).transpose(1, 2) for w in (q, k, v))
             query, key = (torch.addcmul(y * cos, y.roll(head_dim // 2, dims=-1), signed_sin) for y in (query, key))
             key, value = cache.update(key, value)  # (1, Hkv, S, Dh)
             attended = F.scaled_dot_product_attention(
                 query, key, value, attn_mask=mask, is_causal=count > 1 and not start, enable_gqa=True,
             )  # (1, H, T, Dh)
-            h = h + F.linear(attended[0].transpose(0, 1).reshape(count, heads * head_dim), out)
+            h = h + linear(attended[0].transpose(0, 1).reshape(count, heads * head_dim), out)
             x = self._rms_norm(h, ff_norm)
-            h = h + F.linear(F.silu(F.linear(x, gate)) * F.linear(x, up), down)
+            h = h + linear(F.silu(linear(x, gate)) * linear(x, up), down)
         self.length += count
-        return F.linear(self._rms_norm(h[-1], self.final_norm), self.lm_head)
+        return linear(self._rms_norm(h[-1], self.final_norm), lm_head)
+
+    def _linear(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """``x @ weight.T`` in float32, read from the float16 copy of `weight` when it is one."""
+        if weight.dtype == torch.float16:
+            return F.linear(x.half(), weight).float()
+        return F.linear(x, weight)
+
+
+HALF_MAX_IDS = 8
+"""`SpeechTokenDecoder` reads half weights for calls of at most this many ids (a step, a few forced units)."""
+HALF_WEIGHTS_ENV = "TIMBRE_LM_HALF"
+"""``1`` / ``0`` forces the token LM's decoder onto float16 / float32 weights (default: `half_weights`' rule)."""
+
+
+def half_weights(device: torch.device) -> bool:
+    """Whether `SpeechTokenDecoder` reads float16 copies of the weights: on a CPU whose vector unit torch uses is
+    AVX2 or AVX-512 (half floats converted in registers, so reading half the bytes is the gain), unless
+    `HALF_WEIGHTS_ENV` says otherwise; float32 elsewhere (measured on neither)."""
+    forced = os.environ.get(HALF_WEIGHTS_ENV)
+    if forced in ("0", "1"):
+        return forced == "1"
+    return device.type == "cpu" and torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
+
+
+_HALVES: dict[int, tuple[int, torch.Tensor]] = {}
+"""``id(weight) -> (its version when copied, its float16 copy)``; an entry goes when its weight does."""
+
+
+def _half(weight: torch.Tensor) -> torch.Tensor:
+    """A float16 copy of `weight`, made once and kept while the weight lives and is not changed in place (a
+    training step bumps its version and the next decoder copies it again)."""
+    key = id(weight)
+    kept = _HALVES.get(key)
+    if kept is None or kept[0] != weight._version:
+        if kept is None:
+            weakref.finalize(weight, _HALVES.pop, key, None)
+        kept = (weight._version, weight.detach().to(torch.float16))
+        _HALVES[key] = kept
+    return kept[1]
 
 
 def count_parameters(model: nn.Module) -> int:
