@@ -430,8 +430,8 @@ SYNTHESIS_ENGINES = ("dit", "ar", "base+convert")
 DEFAULT_ENGINE = "dit"
 """What `synthesize`, `timbre say` and the studio's Speak view use where no engine is named. On the same held-out
 items (`heldout-en`) `dit` is heard better than `ar` (Whisper WER 0.05 against 0.24) and sounds more like the
-reference (SIM 0.77 against 0.68, both at their own level) at a quarter of its compute (RTF 0.09 against 0.40, one
-thread); both stream (first audio after 0.27 s for `dit`, its first clause said on its own, 0.33 s for `ar`).
+reference (SIM 0.77 against 0.68, both at their own level) at under a third of its compute (RTF 0.09 against 0.32,
+one thread); both stream (first audio after 0.27 s for `dit`, its first clause said on its own, 0.29 s for `ar`).
 docs/benchmarks.md, "Which engine by default" and "A short first piece when streaming"."""
 CONVERSION_ENGINES = ("dit", "tone-color", "distilled", "ar")
 DEFAULT_CONVERSION_ENGINE = "dit"
