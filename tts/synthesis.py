@@ -68,7 +68,8 @@ SENTENCE_PAUSE_SECONDS = 0.12
 STREAM_FIRST_CHARS = 40
 """With ``stream=True``, engines that render a chunk at a time (``dit``, ``base+convert``) speak first about this
 many characters of the text (its first sentence, clause or phrase, at most 1.5 times this:
-`tts.text.chunking.split_head`), so the first audio comes after a short piece (docs/benchmarks.md, "A short first piece when streaming")."""
+`tts.text.chunking.split_head`), so the first audio comes after a short piece (docs/benchmarks.md, "A short
+first piece when streaming")."""
 
 DEFAULT_VERIFY_WER = 0.25
 """`verify=True` regenerates a chunk whose ASR word error rate is above this."""
@@ -605,7 +606,7 @@ def synthesize(
         request = read_style_reference(style_ref, intensity=intensity, speed=speed, pitch=pitch,
                                        pitch_range=pitch_range, energy=energy).style
     plan = plan_chunks(text, request, tags=tags, max_chars=options.max_chunk_chars, labels=() if engine == "dit" else STYLES)
-    if stream:  # both engines below render a chunk at a time: a short first one is heard sooner
+    if stream and engine in ("base+convert", "dit"):  # a chunk at a time: a short first one is heard sooner
         plan = head_first(plan)
     if engine == "base+convert":
         return _synthesize_base_convert(plan, voice, base, tau, options, stream, progress, models, watermark)

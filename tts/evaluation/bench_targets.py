@@ -229,15 +229,10 @@ class _RefinerInputs(_AudioInputs):
     def prepare(self, texts: Sequence[str]) -> None:
         import torch
 
-        from tts.audio import log_mel
-
         super().prepare(texts)
-        tokenizer = self.model[0].tokenizer
         with torch.inference_mode():
             for text in texts:
-                clip = self.clips[text].resample(tokenizer.config.mel.sample_rate)
-                ids, lengths = tokenizer.encode(log_mel(torch.from_numpy(clip.samples), tokenizer.config.mel)[None])
-                self.tokens[text] = ids[0, : int(lengths[0])].long()
+                self.tokens[text] = self.model[0].tokenizer.tokenize(self.clips[text])
 
 
 def _refiner_target() -> BenchTarget:
@@ -293,8 +288,8 @@ def bench_targets() -> list[BenchTarget]:
     """The built-in targets."""
     targets = [_base_speaker_target(voice_id) for voice_id in BASE_SPEAKER_TARGETS]
     targets.append(_engine_target("ar", "token LM + flow refiner + vocoder", streams=True))
-    targets.append(_engine_target("dit", "DiT infilling after the reference + vocoder (streams a short first piece, then by chunk)",
-                                  streams=True))
+    targets.append(_engine_target("dit", "DiT infilling after the reference + vocoder (streams a short first piece, "
+                                  "then by chunk)", streams=True))
     targets.append(_conversion_target())
     targets.append(_refiner_target())
     targets.append(_text_frontend_target())

@@ -257,13 +257,18 @@ class SpeechTokenDecoder:
              layer.mlp.gate_proj.weight, layer.mlp.up_proj.weight, layer.mlp.down_proj.weight)
             for layer in llama.layers
         ]
-        self.half = half_weights(self.embed.device) if half is None else half
+        half = half_weights(self.embed.device) if half is None else half
         # The same tuples with the projections (all but the two norms) read from float16 copies.
         self.half_layers = [tuple(w if k in (0, 5) else _half(w) for k, w in enumerate(layer))
-                            for layer in self.layers] if self.half else None
-        self.half_lm_head = _half(self.lm_head) if self.half else None
+                            for layer in self.layers] if half else None
+        self.half_lm_head = _half(self.lm_head) if half else None
         self.caches = [GrowingKVCache(capacity=capacity) for _ in self.layers]
         self.length = 0
+
+    @property
+    def half(self) -> bool:
+        """Whether this decoder's steps read float16 copies of the weights."""
+        return self.half_layers is not None
 
     def _rms_norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         # LlamaRMSNorm's arithmetic, in the same order.
