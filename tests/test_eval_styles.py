@@ -74,8 +74,12 @@ def test_a_styled_run_scores_every_style_and_summarizes_them(testset, tmp_path):
         other = "item1" if result.utt.startswith("item0") else "item0"
         assert result.details["style"]["paired"]["neutral_items"] == [other]
         assert result.metrics["style_paired_correct"] in (0.0, 1.0)
+    angry_level = styles["intensity_trends"]["angry"]["style_level_dbfs"]
+    assert angry_level["intensities"] == [0.0, 1.0] and angry_level["items"] == 2 and angry_level["monotonic"]
+    assert "style_f0_median_st" not in styles["intensity_trends"]["whisper"]  # a whisper sets no pitch direction
     markdown = (tmp_path / "run" / "report.md").read_text()
     assert "## Styles" in markdown and "| whisper@1 | 2 |" in markdown and "Paired style accuracy" in markdown
+    assert "| angry | style_level_dbfs | 2 | 0: " in markdown
     assert json.loads((tmp_path / "run" / "report.json").read_text())["summary"]["styles"]["accuracy"] == styles["accuracy"]
 
 
@@ -126,3 +130,27 @@ def test_a_missing_paired_classifier_costs_only_the_paired_score(testset, tmp_pa
         report = evaluate(base_speaker_engine("flite:slt"), testset, tmp_path / "run", config=config)
     assert "no paired style score" in caplog.text
     assert report.summary["styles"]["accuracy"] is not None and report.summary["styles"]["paired_count"] == 0
+
+
+def test_intensity_trends_follow_the_items_measured_at_every_intensity():
+    from tts.evaluation.harness import UtteranceResult
+    from tts.evaluation.report import intensity_trends
+
+    def result(item, emotion, intensity, **metrics):
+        return UtteranceResult(f"{item}~{emotion}@{intensity:g}", "text", "p.wav", metrics=metrics,
+                               style={"emotion": emotion, "intensity": intensity,
+                                      "expected": emotion if intensity else "neutral"})
+
+    results = [result("a", "neutral", 0.0, style_level_dbfs=-20.0, style_f0_spread_st=3.0),
+               result("b", "neutral", 0.0, style_level_dbfs=-30.0, style_f0_spread_st=3.0),
+               result("a", "sad", 1.0, style_level_dbfs=-25.0, style_f0_spread_st=2.0),
+               result("a", "sad", 2.0, style_level_dbfs=-27.0, style_f0_spread_st=2.5),
+               result("b", "sad", 1.0, style_level_dbfs=-31.0, style_f0_spread_st=None)]  # b has no 2: left out
+    sad = intensity_trends(results)["sad"]
+    assert sad["style_level_dbfs"] == {"direction": -1, "intensities": [0.0, 1.0, 2.0], "means": [-20.0, -25.0, -27.0],
+                                       "items": 1, "monotonic": True}
+    assert sad["style_f0_spread_st"]["direction"] == -1 and not sad["style_f0_spread_st"]["monotonic"]  # 3, 2, 2.5
+    # A label asked at intensity 0 is its own start; without a neutral request there is nothing to compare.
+    happy = [result("a", "happy", 0.0, style_f0_median_st=10.0), result("a", "happy", 1.0, style_f0_median_st=12.0)]
+    assert intensity_trends(happy)["happy"]["style_f0_median_st"]["means"] == [10.0, 12.0]
+    assert intensity_trends([result("a", "angry", 1.0, style_level_dbfs=-20.0)]) == {}

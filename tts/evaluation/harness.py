@@ -87,6 +87,11 @@ class UtteranceResult:
     style: dict | None = None
     """In a styled run, what was asked (`StyleRequest.record`): emotion, intensity, expected label, style clip."""
 
+    @property
+    def item(self) -> str:
+        """The test item's id: `utt` without a styled run's ``~style@intensity`` suffix."""
+        return self.utt.split("~", 1)[0]
+
     def fail(self, stage: str, reason: str) -> "UtteranceResult":
         self.status, self.failure_stage, self.failure = "failed", stage, reason
         return self
@@ -237,7 +242,7 @@ class _PromptCache:
         from tts.evaluation.prosody import f0_track, prosody_stats
 
         if path not in self._prosody:
-            track = f0_track(audio)
+            track = f0_track(audio, method="praat")
             self._prosody[path] = (track, prosody_stats(audio, text, track))
         return self._prosody[path]
 
@@ -288,13 +293,14 @@ def _score(result: UtteranceResult, item: TestItem, output: Audio, prompt: Audio
     def prosody() -> None:
         from tts.evaluation.prosody import f0_track, hz_to_semitones, prosody_stats
 
-        track = f0_track(output)
+        track = f0_track(output, method="praat")
         stats = prosody_stats(output, item.target_text, track)
         prompt_track, prompt_stats = prompts.prosody(item.prompt_wav, prompt, item.prompt_text)
         metrics.update(
             {
                 "f0_mean_hz": stats.f0_mean_hz,
                 "f0_range_semitones": stats.f0_range_semitones,
+                "f0_spread_semitones": stats.f0_spread_semitones,
                 "voiced_fraction": stats.voiced_fraction,
                 "energy_mean_db": stats.energy_mean_db,
                 "energy_std_db": stats.energy_std_db,
@@ -328,15 +334,16 @@ def _score(result: UtteranceResult, item: TestItem, output: Audio, prompt: Audio
         prediction = prompts.style_classifier().predict_features(calibrated)
         expected = result.style["expected"] if result.style else "neutral"
         track = f0_track(output, method="praat")
-        voiced = track.f0[np.isfinite(track.f0)]
+        voiced = hz_to_semitones(track.f0[np.isfinite(track.f0)])
+        enough = named["has_f0"] and len(voiced) >= MIN_VOICED_FRAMES
         if result.style and "style_ref_heard" in result.style:
             metrics["style_ref_match"] = float(prediction.label == result.style["style_ref_heard"])
         metrics.update({
             "style_correct": float(prediction.label == expected),
             "style_confidence": prediction.probabilities.get(expected, 0.0),
-            "style_f0_median_st": (float(np.median(hz_to_semitones(voiced))) if named["has_f0"]
-                                   and len(voiced) >= MIN_VOICED_FRAMES else None),
+            "style_f0_median_st": float(np.median(voiced)) if enough else None,
             "style_f0_range_st": named["f0_range_st"] if named["has_f0"] else None,
+            "style_f0_spread_st": float(np.subtract(*np.percentile(voiced, [75, 25]))) if enough else None,
             "style_level_dbfs": named["level_dbfs"],
         })
         result.details["style"] = {**prediction.to_dict(), "expected": expected, "level_offset_db": offset,
@@ -356,9 +363,6 @@ def score_paired_styles(results: list[UtteranceResult], classifier) -> None:
     output against the mean style features of the neutral outputs of the other items that share its prompt clip
     (the engine's own neutral speech of other texts in that voice). Results without such a partner are left
     without the score."""
-    def item_of(result: UtteranceResult) -> str:
-        return result.utt.split("~", 1)[0]
-
     def features(result: UtteranceResult):
         style = result.details.get("style") or {}
         return None if result.status == "failed" or "features" not in style else np.asarray(style["features"])
@@ -368,14 +372,14 @@ def score_paired_styles(results: list[UtteranceResult], classifier) -> None:
         own = features(result)
         if own is None or not result.style:
             continue
-        partners = [r for r in neutral if r.prompt_wav == result.prompt_wav and item_of(r) != item_of(result)]
+        partners = [r for r in neutral if r.prompt_wav == result.prompt_wav and r.item != result.item]
         if not partners:
             continue
         baseline = np.mean([features(r) for r in partners], axis=0)
         prediction = classifier.predict_features(own, baseline)
         expected = result.style["expected"]
         result.metrics["style_paired_correct"] = float(prediction.label == expected)
-        result.details["style"]["paired"] = {**prediction.to_dict(), "neutral_items": [item_of(r) for r in partners]}
+        result.details["style"]["paired"] = {**prediction.to_dict(), "neutral_items": [r.item for r in partners]}
 
 
 def evaluate_item(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import statistics
 from typing import TYPE_CHECKING
@@ -19,8 +20,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _PROSODY_LABELS = {
-    "f0_mean_hz": "mean F0 of voiced frames, Hz (pyin)",
+    "f0_mean_hz": "mean F0 of voiced frames, Hz (Praat pitch)",
     "f0_range_semitones": "F0 range, 5th-95th percentile, semitones",
+    "f0_spread_semitones": "F0 spread, 25th-75th percentile, semitones (robust to octave errors of the pitch tracker)",
     "f0_mean_diff_semitones": "mean F0 of the output minus that of its prompt, semitones (0 = same pitch)",
     "voiced_fraction": "voiced frames / active frames",
     "energy_mean_db": "mean frame level over the active span, dBFS",
@@ -57,12 +59,23 @@ _STYLE_LABELS = {
     "style_ref_match": "with a style clip: 1 when the output is heard in the style the classifier hears in the clip",
     "style_f0_median_st": "median F0 of voiced frames, semitones above 55 Hz (Praat pitch, style features)",
     "style_f0_range_st": "F0 range, 5th-95th percentile, semitones (Praat pitch, style features)",
+    "style_f0_spread_st": "F0 spread, 25th-75th percentile, semitones (Praat pitch)",
     "style_level_dbfs": "active speech level, dBFS (style features)",
 }
 
-_STYLE_MEANS = ("style_correct", "style_paired_correct", "style_ref_match", "style_confidence", "style_f0_median_st", "style_f0_range_st", "style_level_dbfs",
-                "f0_range_semitones", "energy_mean_db", "speaking_rate")
+_STYLE_MEANS = ("style_correct", "style_paired_correct", "style_ref_match", "style_confidence", "style_f0_median_st",
+                "style_f0_range_st", "style_f0_spread_st", "style_level_dbfs", "f0_range_semitones",
+                "f0_spread_semitones", "energy_mean_db", "speaking_rate")
 """Metrics averaged per style and intensity in `style_summary` (with the run's WER and SIM)."""
+
+TREND_STATISTICS = {
+    "style_level_dbfs": "energy_db",
+    "style_f0_median_st": "pitch_shift",
+    "style_f0_range_st": "pitch_range",
+    "style_f0_spread_st": "pitch_range",
+}
+"""Statistics followed across intensities (`intensity_trends`), each with the `StyleParams` setting whose sign
+(a ratio's logarithm) says which way a label should move it."""
 
 STYLE_GROUP = ("neutral", "whisper", "angry")
 """The issue's three-way check: accuracy over the requests for these labels."""
@@ -70,6 +83,43 @@ STYLE_GROUP = ("neutral", "whisper", "angry")
 
 def _mean(values: list[float]) -> float | None:
     return statistics.fmean(values) if values else None
+
+
+def intensity_trends(scored: list[UtteranceResult]) -> dict:
+    """For each label asked at an intensity above 0: each `TREND_STATISTICS` averaged per intensity over the items
+    measured at every intensity (the item's neutral request is intensity 0 unless the label was asked at 0), the
+    direction the label's setting moves it (+1, -1; statistics of a label that does not move them are left out)
+    and whether the mean moves that way at every step."""
+    from tts.data.styles import STYLE_TABLE
+
+    neutral = {r.item: r for r in scored if r.style["emotion"] == "neutral"}
+    by_label: dict[str, dict[float, dict[str, UtteranceResult]]] = {}
+    for r in scored:
+        if r.style["emotion"] in STYLE_TABLE and r.style["emotion"] != "neutral":
+            by_label.setdefault(r.style["emotion"], {}).setdefault(float(r.style["intensity"]), {})[r.item] = r
+    trends: dict = {}
+    for label, levels in by_label.items():
+        if neutral and 0.0 not in levels:
+            levels = {0.0: neutral, **levels}
+        intensities = sorted(levels)
+        if len(intensities) < 2:
+            continue
+        for key, setting in TREND_STATISTICS.items():
+            value = getattr(STYLE_TABLE[label], setting)
+            value = math.log(value) if setting == "pitch_range" else value
+            if abs(value) < 1e-9:
+                continue
+            measured = [{item for item, r in levels[x].items() if r.metrics.get(key) is not None} for x in intensities]
+            items = sorted(set.intersection(*measured))
+            if not items:
+                continue
+            means = [statistics.fmean(float(levels[x][item].metrics[key]) for item in items) for x in intensities]
+            direction = 1 if value > 0 else -1
+            trends.setdefault(label, {})[key] = {
+                "direction": direction, "intensities": intensities, "means": means, "items": len(items),
+                "monotonic": all((after - before) * direction > 0 for before, after in zip(means, means[1:])),
+            }
+    return trends
 
 
 def style_summary(results: list[UtteranceResult]) -> dict:
@@ -118,6 +168,7 @@ def style_summary(results: list[UtteranceResult]) -> dict:
         "paired_count": sum(r.metrics.get("style_paired_correct") is not None for r in scored),
         "by_request": by_request,
         "neutral": neutral,
+        "intensity_trends": intensity_trends(scored),
     }
 
 
@@ -259,14 +310,26 @@ def _style_markdown(styles: dict, labels: dict[str, str]) -> list[str]:
     wer_key = next((k for k in first if k.startswith("wer_") and not k.endswith("_minus_neutral")), None)
     sim_key = next((k for k in first if k.startswith("sim_") and not k.endswith("_minus_neutral")), None)
     lines += ["| style@intensity | n | accuracy | paired | WER | WER - neutral | SIM | SIM - neutral | F0 median st | "
-              "F0 range st | level dBFS |", "|---" * 11 + "|"]
+              "F0 range st | F0 spread st | level dBFS |", "|---" * 12 + "|"]
     for name, row in rows.items():
         get = lambda key: row.get(key) if key else None  # noqa: E731
         lines.append(f"| {name} | {row['count']} | {_fmt(row['style_correct'], 2)} | "
                      f"{_fmt(row['style_paired_correct'], 2)} | {_fmt(get(wer_key))} | "
                      f"{_fmt(get(wer_key and wer_key + '_minus_neutral'))} | {_fmt(get(sim_key))} | "
                      f"{_fmt(get(sim_key and sim_key + '_minus_neutral'))} | {_fmt(row['style_f0_median_st'], 2)} | "
-                     f"{_fmt(row['style_f0_range_st'], 2)} | {_fmt(row['style_level_dbfs'], 1)} |")
+                     f"{_fmt(row['style_f0_range_st'], 2)} | {_fmt(row['style_f0_spread_st'], 2)} | "
+                     f"{_fmt(row['style_level_dbfs'], 1)} |")
+    trends = styles.get("intensity_trends") or {}
+    if trends:
+        lines += ["", "### Intensity trends", "",
+                  "Each statistic's mean per intensity over the items measured at every intensity (0 is the item's "
+                  "neutral request), and whether it moves the way the label's settings move it at every step.", "",
+                  "| label | statistic | items | means by intensity | direction | moves that way |", "|---" * 6 + "|"]
+        for label, stats in trends.items():
+            for key, trend in stats.items():
+                means = " / ".join(f"{x:g}: {_fmt(m, 2)}" for x, m in zip(trend["intensities"], trend["means"]))
+                lines.append(f"| {label} | {key} | {trend['items']} | {means} | "
+                             f"{'up' if trend['direction'] > 0 else 'down'} | {'yes' if trend['monotonic'] else 'no'} |")
     return lines
 
 
