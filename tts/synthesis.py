@@ -9,7 +9,7 @@ Data flow for one call::
 
     text --parse_style_tags--> segments, each with its Style --engine_conditioning--> label, intensity, speed,
         residual; each segment --split_for_synthesis--> chunks --prepare_text--> words --text_units--> units
-    voice --log_mel / tokenizer.encode / align--> prompt (mel, tokens, units with their token counts,
+    voice --tokenizer.mel_and_tokens / align--> prompt (mel, tokens, units with their token counts,
         the refiner's spectral correction for the voice)
     units + prompt --token LM (text forced, tts.lm.generate)--> speech tokens
     tokens + prompt mel + label/intensity --flow refiner--> mel + correction --speed (MelStretcher)--> mel
@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Callable, Collection, Iterable, Iterator, Sequ
 import numpy as np
 import torch
 
-from tts.audio import SAMPLE_RATE, Audio, interpolate_frames, log_mel, speech_band_means
+from tts.audio import SAMPLE_RATE, Audio, interpolate_frames, speech_band_means
 from tts.data.styles import STYLES
 from tts.errors import CheckpointError, TextError, TimbreError, VoiceError
 from tts.lm.generate import SamplingOptions, generate_speech_tokens, iter_speech_tokens, max_target_units
@@ -184,9 +184,7 @@ def _tokenize_prompt(engine: ArEngine, voice: Voice) -> VoicePrompt:
 
     tokenizer = engine.tokenizer
     with torch.inference_mode():
-        mel = log_mel(torch.from_numpy(voice.audio.samples), tokenizer.config.mel)
-        ids, lengths = tokenizer.encode(mel[None])
-    tokens = ids[0, : int(lengths[0])].long()
+        mel, tokens = tokenizer.mel_and_tokens(voice.audio)
     try:
         words = list(prepare_text(voice.transcript).words)
         timings = align(voice.audio, words, tokenizer)
@@ -812,18 +810,12 @@ def convert(
         from tts.engines import DISTILLED_REFINER
 
         parts = load_engine(refiner=DISTILLED_REFINER) if engine == "distilled" else load_engine()
-    tokenizer = parts.tokenizer
-    if source.sample_rate != tokenizer.config.mel.sample_rate:
-        source = source.resample(tokenizer.config.mel.sample_rate)
     if source.duration < 0.1:
         raise VoiceError("the source recording is shorter than 0.1 s: give the speech to convert")
     with torch.inference_mode():
-        prompt_mel = log_mel(torch.from_numpy(voice.audio.samples), tokenizer.config.mel)
-        prompt_ids, prompt_lengths = tokenizer.encode(prompt_mel[None])
-        ids, lengths = tokenizer.encode(log_mel(torch.from_numpy(source.samples), tokenizer.config.mel)[None])
-        mel = generate(parts.refiner, ids[0, : int(lengths[0])].long(), prompt_mel,
-                       prompt_ids[0, : int(prompt_lengths[0])].long(), steps=refiner_steps,
-                       cfg_strength=cfg_strength, seed=seed % 2**31)
+        prompt_mel, prompt_tokens = parts.tokenizer.mel_and_tokens(voice.audio)
+        mel = generate(parts.refiner, parts.tokenizer.tokenize(source), prompt_mel, prompt_tokens,
+                       steps=refiner_steps, cfg_strength=cfg_strength, seed=seed % 2**31)
         audio = parts.vocoder.decode(mel[0])
     return _mark(audio) if watermark else audio
 

@@ -470,5 +470,11 @@ class SpeechTokenizer(PretrainedMixin, nn.Module):
     @torch.no_grad()
     def tokenize(self, audio: Audio) -> torch.Tensor:
         """``(N,)`` int64 tokens of `audio` (any rate; resampled to the model's), ``N = ceil(F / frames_per_token)``."""
-        tokens, _ = self.encode(self.mel_of(audio)[None])
-        return tokens[0]
+        return self.mel_and_tokens(audio)[1]
+
+    @torch.no_grad()
+    def mel_and_tokens(self, audio: Audio) -> tuple[torch.Tensor, torch.Tensor]:
+        """(``(M, F)`` log-mel, ``(N,)`` int64 tokens) of `audio`: `mel_of` and `tokenize` from one mel."""
+        mel = self.mel_of(audio)
+        tokens, _ = self.encode(mel[None])
+        return mel, tokens[0]
