@@ -23,6 +23,8 @@ from tts.data.styles import (
     set_level,
     spectral_tilt,
     style_params,
+    voicing_mask,
+    whispered,
 )
 from tts.errors import TimbreError
 from tts.preprocess import active_rms_dbfs
@@ -155,6 +157,27 @@ def test_whisper_removes_voicing_and_is_seeded():
     assert not np.array_equal(first.samples, other.samples)
     half = _render("whisper", 0.5, seed=5)
     assert voiced(first) < voiced(half) < voiced(NEUTRAL_RENDER)  # breathy in between
+
+
+def test_a_whisper_keeps_the_unvoiced_stretches_and_the_vowels_spectral_envelope():
+    rng = np.random.default_rng(0)
+    hiss = np.convolve(rng.standard_normal(int(0.5 * SAMPLE_RATE)), [1.0, -0.9], mode="same") * 0.05  # an "s"
+    speech = Audio(np.concatenate([VOWEL.samples, hiss.astype(np.float32)]), SAMPLE_RATE)
+    mask = voicing_mask(speech)
+    vowel, consonant = slice(int(0.5 * SAMPLE_RATE), int(1.8 * SAMPLE_RATE)), slice(len(VOWEL.samples) + 2400, None)
+    assert mask[vowel].min() > 0.99 and mask[consonant].max() < 0.01
+    out = whispered(speech, seed=1)
+    np.testing.assert_array_equal(out.samples[consonant], speech.samples[consonant])  # the consonant as it was
+    assert len(_pitch_semitones(Audio(out.samples[vowel], SAMPLE_RATE))) < 5  # the vowel has no pitch left
+    # ... but its resonances: the 700 Hz formant still stands out of the band around it.
+    def band(audio: np.ndarray, low: float, high: float) -> float:
+        spectrum = np.abs(np.fft.rfft(audio)) ** 2
+        freqs = np.fft.rfftfreq(len(audio), 1 / SAMPLE_RATE)
+        return float(spectrum[(freqs >= low) & (freqs < high)].mean())
+
+    assert band(out.samples[vowel], 600, 800) > 10 * band(out.samples[vowel], 2500, 2700)
+    for length in (1, 500, 1200):  # shorter than a frame or than the pitch window: padded, then cut back
+        assert len(whispered(Audio(speech.samples[:length], SAMPLE_RATE)).samples) == length
 
 
 def test_stretch_applies_the_rate_and_is_deterministic():
