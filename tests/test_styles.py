@@ -19,6 +19,7 @@ from tts.data.styles import (
     LEVEL_GATE_DB,
     apply_style,
     check_intensity,
+    psola,
     check_style,
     set_level,
     spectral_tilt,
@@ -178,6 +179,18 @@ def test_a_whisper_keeps_the_unvoiced_stretches_and_the_vowels_spectral_envelope
     assert band(out.samples[vowel], 600, 800) > 10 * band(out.samples[vowel], 2500, 2700)
     for length in (1, 500, 1200):  # shorter than a frame or than the pitch window: padded, then cut back
         assert len(whispered(Audio(speech.samples[:length], SAMPLE_RATE)).samples) == length
+
+
+def test_a_final_rise_ends_above_the_median_even_after_a_falling_statement():
+    t = np.arange(int(2.0 * SAMPLE_RATE)) / SAMPLE_RATE
+    contour = 160.0 * 2 ** (-8 * t / 2.0 / 12)  # a statement's fall: 8 semitones over 2 s
+    phase = 2 * np.pi * np.cumsum(contour) / SAMPLE_RATE
+    signal = sum(np.sin(k * phase) / k for k in range(1, 30) if 30 * 160 < SAMPLE_RATE / 2)
+    falling = Audio((0.3 * signal / np.abs(signal).max()).astype(np.float32), SAMPLE_RATE)
+    before, after = (_pitch_semitones(psola(falling, final_rise=rise)) for rise in (0.0, 4.0))
+    assert before[-5:].mean() < np.median(before) - 3  # it ends low
+    assert after[-5:].mean() > np.median(after) + 2.5  # risen past its median, not just 4 st above its low end
+    assert np.allclose(after[: len(after) // 2], before[: len(after) // 2], atol=0.3)  # the start is untouched
 
 
 def test_stretch_applies_the_rate_and_is_deterministic():

@@ -35,10 +35,10 @@ from tts.audio import Audio, resample
 from tts.errors import TimbreError
 from tts.preprocess import active_rms_dbfs
 
-STYLE_VERSION = 2
-"""Changes whenever a table value or a transform changes, so a corpus records what rendered it. 2: whispers keep
-their unvoiced stretches and take a finer envelope (session 19); 1 re-excited the whole signal through an LPC
-envelope."""
+STYLE_VERSION = 3
+"""Changes whenever a table value or a transform changes, so a corpus records what rendered it. 3: a final rise
+ends above the median (session 19); 2: whispers keep their unvoiced stretches and take a finer envelope (session
+19); 1 re-excited the whole signal through an LPC envelope."""
 
 NEUTRAL_LEVEL_DBFS = -26.0
 """Active-frame RMS level of every rendered sample at energy 0 (the loudest style is 5 dB above)."""
@@ -64,6 +64,12 @@ PITCH_CEILING_HZ = 500.0
 PSOLA_TIME_STEP = 0.01
 
 FINAL_RISE_SECONDS = 0.6
+FINAL_LEVEL_SECONDS = 0.1
+"""A final rise glides up over the last `FINAL_RISE_SECONDS` of voicing so that the speech ends `final_rise`
+semitones above its median (the median of the contour's last `FINAL_LEVEL_SECONDS` before the rise is where it
+would have ended), or that far above where it would have ended, whichever is higher. STYLE_VERSION 1 and 2 only
+added the rise, so a sentence that falls at its end still ended below its median: "surprised" sounded like a
+statement."""
 """The final rise spans this much of the end of the voiced speech."""
 
 WHISPER_ENVELOPE_SECONDS = 0.004
@@ -98,7 +104,7 @@ class StyleParams:
         tilt_db: spectral tilt in dB per octave around `TILT_PIVOT_HZ`; > 0 brighter.
         formant_ratio: vocal-tract scaling of the formants (> 1 shorter tract, brighter vowels).
         aperiodicity: share of noise excitation, 0 voiced, 1 whispered.
-        final_rise: semitones of rise reached at the end of the voiced speech.
+        final_rise: semitones above its median at which the voiced speech ends (`FINAL_LEVEL_SECONDS`).
     """
 
     pitch_shift: float = 0.0
@@ -208,8 +214,8 @@ def psola(
 ) -> Audio:
     """One PSOLA resynthesis that scales formants, F0 (mean, range, final rise) and duration.
 
-    F0 becomes ``median * pitch_ratio * (f0 / median) ** pitch_range``, plus `final_rise` semitones ramped
-    in over the last `FINAL_RISE_SECONDS` of voicing; or, given `melody` (``(times, f0)``: seconds of `audio`,
+    F0 becomes ``median * pitch_ratio * (f0 / median) ** pitch_range``, and with a `final_rise` it glides up over
+    the last `FINAL_RISE_SECONDS` of voicing to end that many semitones above its median (`FINAL_LEVEL_SECONDS`); or, given `melody` (``(times, f0)``: seconds of `audio`,
     ascending, and Hz), that contour instead of the audio's own (the other pitch settings are then not used).
     Formants scale by `formant_ratio` (the signal is
     resampled so that it plays `formant_ratio` times higher, then PSOLA restores its duration and sets
@@ -242,9 +248,15 @@ def psola(
         median = float(np.median(f0))
         semitones = 12 * np.log2(f0 / median) * pitch_range + 12 * math.log2(pitch_ratio)
         if final_rise:
-            start = times[-1] - FINAL_RISE_SECONDS * min(1.0, 1.0 / formant_ratio)
+            scale = min(1.0, 1.0 / formant_ratio)  # tier times run formant_ratio times faster
+            start = times[-1] - FINAL_RISE_SECONDS * scale
             ramp = np.clip((times - start) / max(times[-1] - start, 1e-3), 0.0, 1.0)
-            semitones = semitones + final_rise * ramp**2
+            lift = final_rise
+            if final_rise > 0:
+                # A statement's own terminal fall (deepened by a wide range) would swallow a plain added rise.
+                ending = float(np.median(semitones[times >= times[-1] - FINAL_LEVEL_SECONDS * scale]))
+                lift = max(final_rise, 12 * math.log2(pitch_ratio) + final_rise - ending)
+            semitones = semitones + lift * ramp**2
         target = median * 2 ** (semitones / 12)
         new_tier = call("Create PitchTier", "target", sound.xmin, sound.xmax)
         for time, value in zip(times, target):
