@@ -87,11 +87,16 @@ def test_keyword_options_alias_style_and_override_a_style_value():
 
 
 def test_plain_styles_need_no_post_processing():
-    for label in STYLES:
+    from tts.style import SIGNAL_RENDERED
+
+    for label in set(STYLES) - SIGNAL_RENDERED:
         for intensity in (0.0, 0.4, 1.0):
             conditioning = engine_conditioning(Style(label, intensity=intensity))
             assert conditioning.emotion == label and not conditioning.has_residual
             assert conditioning.intensity == (0.0 if label == "neutral" else intensity) and conditioning.speed == 1.0
+    whisper = engine_conditioning(Style("whisper", intensity=0.4))  # always on the audio: the engine speaks neutrally
+    assert whisper.emotion == "neutral" and whisper.speed == pytest.approx(style_params("whisper", 0.4).rate)
+    assert whisper.residual.aperiodicity == pytest.approx(0.4) and whisper.residual.energy_db == pytest.approx(-3.2)
     # neutral in a mixture dilutes: happy at half strength is what the engine renders itself
     assert engine_conditioning(Style("happy:1+neutral:1")) == engine_conditioning(Style("happy", intensity=0.5))
 
@@ -102,9 +107,10 @@ def test_intensity_above_one_and_mixtures_become_a_residual():
     assert doubled.residual.pitch_shift == pytest.approx(STYLE_TABLE["happy"].pitch_shift)  # the second half
     assert doubled.residual.pitch_range == pytest.approx(STYLE_TABLE["happy"].pitch_range)
     assert doubled.speed == pytest.approx(STYLE_TABLE["happy"].rate)  # rate goes to the engine's speed
-    whisper = engine_conditioning(Style("whisper", intensity=2.0, speed=2.0))
-    assert whisper.residual.aperiodicity == 0.0 and whisper.residual.energy_db == pytest.approx(-8.0)
-    assert whisper.speed == pytest.approx(2.0 * STYLE_TABLE["whisper"].rate)
+    whisper = engine_conditioning(Style("whisper", intensity=2.0, speed=2.0))  # never the engine's own: all residual
+    assert whisper.emotion == "neutral" and whisper.residual.aperiodicity == pytest.approx(1.0)  # all noise at most
+    assert whisper.residual.energy_db == pytest.approx(-16.0)
+    assert whisper.speed == pytest.approx(2.0 * STYLE_TABLE["whisper"].rate ** 2)
 
     mixed = engine_conditioning(Style("happy:0.7+sad:0.3", pitch=2.0, energy=-3.0, pitch_range=1.5))
     assert (mixed.emotion, mixed.intensity) == ("happy", pytest.approx(0.7))
@@ -320,7 +326,7 @@ def test_ar_engine_follows_the_tags_chunk_by_chunk(ar_engine, voice, monkeypatch
                         asked.append((style, intensity)) or real(model, units, prompt, style, intensity, *rest))
     text = "Good morning. [whisper] Keep it down. [/whisper] [happy:0.5+sad:0.5 intensity=1.8] Great news!"
     whole = synthesis.synthesize(text, voice, emotion="calm", intensity=0.5, seed=2, models=ar_engine, watermark=False)
-    assert asked == [("calm", 0.5), ("whisper", 0.5), ("happy", 0.9)]
+    assert asked == [("calm", 0.5), ("neutral", 0.0), ("happy", 0.9)]  # the whisper is rendered on the audio
     pieces = list(synthesis.synthesize(text, voice, emotion="calm", intensity=0.5, seed=2, models=ar_engine,
                                        watermark=False, stream=True))
     assert len(pieces) >= 5  # three chunks (the mixed one post-processed whole) and the pauses between them

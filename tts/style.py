@@ -271,17 +271,24 @@ class EngineConditioning:
         return self.residual != NEUTRAL
 
 
+SIGNAL_RENDERED: frozenset[str] = frozenset({"whisper"})
+"""Labels no engine renders itself, even one trained with them: they are always rendered on its audio
+(`apply_conditioning`). A whisper has no voicing, which only the signal rendering guarantees: the `ar` refiner,
+trained on mels of whispered speech, spoke its whisper with 62 % of its frames voiced (its neutral speech 34 %),
+which the style classifier retrained on `STYLE_VERSION` 2's whispers hears as sad (docs/styles.md, session 19)."""
+
+
 def engine_conditioning(style: Style, labels: Collection[str] = STYLES, native_rate: bool = True) -> EngineConditioning:
     """How an engine realises `style` (see the module docstring).
 
     The engine speaks the dominant label at ``min(1, intensity * weight)``; the residual is the style's
     `Style.target_params` minus what the engine renders for that label, in natural scales. Its rate goes to
-    the engine's speed; the rest is post-processing. `labels` are the ones the engine renders itself: for any
-    other (all of them for `dit`, whose style is its reference's) it speaks neutrally and the whole style is
-    residual. With `native_rate` False the engine's rendering of a label leaves out the label's rate, which then
+    the engine's speed; the rest is post-processing. `labels` are the ones the engine renders itself (never
+    `SIGNAL_RENDERED`): for any other (all of them for `dit`, whose style is its reference's) it speaks neutrally
+    and the whole style is residual. With `native_rate` False the engine's rendering of a label leaves out the label's rate, which then
     goes to its speed (the `ar` engine, whose token LM does not slow down or speed up for a label).
     """
-    label = style.dominant if style.dominant in labels else "neutral"
+    label = style.dominant if style.dominant in labels and style.dominant not in SIGNAL_RENDERED else "neutral"
     weight = style.mixture.get(label, 0.0)
     engine_intensity = 0.0 if label == "neutral" else min(1.0, style.intensity * weight)
     engine_params = combine_params([(STYLE_TABLE[label], engine_intensity)])
