@@ -64,13 +64,14 @@ PITCH_CEILING_HZ = 500.0
 PSOLA_TIME_STEP = 0.01
 
 FINAL_RISE_SECONDS = 0.6
+"""The final rise spans this much of the end of the voiced speech."""
+
 FINAL_LEVEL_SECONDS = 0.1
 """A final rise glides up over the last `FINAL_RISE_SECONDS` of voicing so that the speech ends `final_rise`
 semitones above its median (the median of the contour's last `FINAL_LEVEL_SECONDS` before the rise is where it
 would have ended), or that far above where it would have ended, whichever is higher. STYLE_VERSION 1 and 2 only
 added the rise, so a sentence that falls at its end still ended below its median: "surprised" sounded like a
 statement."""
-"""The final rise spans this much of the end of the voiced speech."""
 
 WHISPER_ENVELOPE_SECONDS = 0.004
 """A whisper keeps each frame's log spectrum below this quefrency (its vocal-tract envelope), tapered to nothing
@@ -215,8 +216,9 @@ def psola(
     """One PSOLA resynthesis that scales formants, F0 (mean, range, final rise) and duration.
 
     F0 becomes ``median * pitch_ratio * (f0 / median) ** pitch_range``, and with a `final_rise` it glides up over
-    the last `FINAL_RISE_SECONDS` of voicing to end that many semitones above its median (`FINAL_LEVEL_SECONDS`); or, given `melody` (``(times, f0)``: seconds of `audio`,
-    ascending, and Hz), that contour instead of the audio's own (the other pitch settings are then not used).
+    the last `FINAL_RISE_SECONDS` of voicing to end that many semitones above its median (`FINAL_LEVEL_SECONDS`);
+    or, given `melody` (``(times, f0)``: seconds of `audio`, ascending, and Hz), that contour instead of the
+    audio's own (the other pitch settings are then not used).
     Formants scale by `formant_ratio` (the signal is
     resampled so that it plays `formant_ratio` times higher, then PSOLA restores its duration and sets
     the new F0, as Praat's "Change gender" does). `duration_factor` > 1 makes it longer. Praat's
