@@ -288,7 +288,8 @@ def engine_conditioning(style: Style, labels: Collection[str] = STYLES, native_r
     and the whole style is residual. With `native_rate` False the engine's rendering of a label leaves out the label's rate, which then
     goes to its speed (the `ar` engine, whose token LM does not slow down or speed up for a label).
     """
-    label = style.dominant if style.dominant in labels and style.dominant not in SIGNAL_RENDERED else "neutral"
+    rendered = style.dominant in labels and style.dominant not in SIGNAL_RENDERED
+    label = style.dominant if rendered else "neutral"
     weight = style.mixture.get(label, 0.0)
     engine_intensity = 0.0 if label == "neutral" else min(1.0, style.intensity * weight)
     engine_params = combine_params([(STYLE_TABLE[label], engine_intensity)])
