@@ -285,8 +285,9 @@ def engine_conditioning(style: Style, labels: Collection[str] = STYLES, native_r
     `Style.target_params` minus what the engine renders for that label, in natural scales. Its rate goes to
     the engine's speed; the rest is post-processing. `labels` are the ones the engine renders itself (never
     `SIGNAL_RENDERED`): for any other (all of them for `dit`, whose style is its reference's) it speaks neutrally
-    and the whole style is residual. With `native_rate` False the engine's rendering of a label leaves out the label's rate, which then
-    goes to its speed (the `ar` engine, whose token LM does not slow down or speed up for a label).
+    and the whole style is residual. With `native_rate` False the engine's rendering of a label leaves out the
+    label's rate, which then goes to its speed (the `ar` engine, whose token LM does not slow down or speed up for
+    a label).
     """
     rendered = style.dominant in labels and style.dominant not in SIGNAL_RENDERED
     label = style.dominant if rendered else "neutral"
