@@ -51,8 +51,14 @@ def test_ready_engine_without_an_adapter_and_with_one(monkeypatch):
     with pytest.raises(TimbreError, match="no evaluation adapter"):
         resolve_engine("ar")
     sentinel = object()
-    register_engine("ar", lambda: sentinel)
-    assert resolve_engine("ar") is sentinel
+    register_engine("ar", lambda seed=0: (sentinel, seed))
+    assert resolve_engine("ar") == (sentinel, 0) and resolve_engine("ar", seed=7) == (sentinel, 7)
+    # `timbre eval --seed N` builds the engine with that seed.
+    seen = []
+    monkeypatch.setattr(adapters, "resolve_engine", lambda name, seed=0: seen.append((name, seed)) or 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        main(["eval", "--engine", "ar", "--seed", "3", "--metrics", "wer"])
+    assert seen == [("ar", 3)]
 
 
 @has_speakers

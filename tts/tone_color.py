@@ -163,9 +163,9 @@ def base_convert_renderer(voice: Voice, *, base: str | None, tau: float,
     return render
 
 
-def base_convert_engine_fn(base: str | None = None):
+def base_convert_engine_fn(base: str | None = None, seed: int = 0):
     """The evaluation harness function of `base+convert` (`tts.evaluation.adapters`): each prompt cloned, the
-    target text said by `base` (default `DEFAULT_BASE`) and converted, seed 0."""
+    target text said by `base` (default `DEFAULT_BASE`) and converted with `seed`."""
     from tts.synthesis import synthesize
     from tts.voice import clone_voice
 
@@ -173,7 +173,7 @@ def base_convert_engine_fn(base: str | None = None):
 
     def engine_fn(target_text: str, prompt_audio: Audio, prompt_text: str, *, style=None, style_ref=None) -> Audio:
         return synthesize(target_text, clone_voice(prompt_audio, prompt_text), engine="base+convert", base=base,
-                          emotion=style, style_ref=style_ref, seed=0, models=engine)
+                          emotion=style, style_ref=style_ref, seed=seed, models=engine)
 
     engine_fn.heard_voices = (base or DEFAULT_BASE,)
     return engine_fn

@@ -987,9 +987,9 @@ def change_speed(audio: Audio | str | tuple, transcript: str, factor: float, *,
     return _marked(result, watermark)
 
 
-def dit_engine_fn(models: DitEngine | None = None):
+def dit_engine_fn(models: DitEngine | None = None, seed: int = 0):
     """The evaluation harness function of `dit` (`tts.evaluation.adapters`): each prompt cloned, the target text
-    infilled after it, seed 0."""
+    infilled after it with `seed`."""
     from tts.synthesis import synthesize
     from tts.voice import clone_voice
 
@@ -997,7 +997,7 @@ def dit_engine_fn(models: DitEngine | None = None):
 
     def engine_fn(target_text: str, prompt_audio: Audio, prompt_text: str, *, style=None, style_ref=None) -> Audio:
         return synthesize(target_text, clone_voice(prompt_audio, prompt_text), engine="dit", emotion=style,
-                          style_ref=style_ref, seed=0, models=parts)
+                          style_ref=style_ref, seed=seed, models=parts)
 
     engine_fn.heard_voices = parts.heard_voices
     return engine_fn

@@ -33,8 +33,9 @@ class EngineAdapter:
     """How to build the harness function of a studio engine."""
 
     name: str
-    build: Callable[[], EngineFn]
-    """Loads the engine (once) and returns its harness function."""
+    build: Callable[..., EngineFn]
+    """``build(seed=...)`` loads the engine (once) and returns its harness function, which synthesizes with that
+    seed."""
 
 
 ENGINE_BUILDERS: dict[str, str] = {
@@ -42,18 +43,18 @@ ENGINE_BUILDERS: dict[str, str] = {
     "dit": "tts.dit.engine:dit_engine_fn",
     "base+convert": "tts.tone_color:base_convert_engine_fn",
 }
-"""Studio engine name -> ``"module:function"``; the function (no arguments) loads the engine and returns its
+"""Studio engine name -> ``"module:function"``; the function (keyword ``seed``) loads the engine and returns its
 ``engine_fn``. Imported only when that engine is evaluated."""
 
 _adapters: dict[str, EngineAdapter] = {}
 
 
-def register_engine(name: str, build: Callable[[], EngineFn]) -> None:
-    """Make studio engine `name` evaluable: `build` loads it and returns ``engine_fn``.
+def register_engine(name: str, build: Callable[..., EngineFn]) -> None:
+    """Make studio engine `name` evaluable: ``build(seed=...)`` loads it and returns ``engine_fn``.
 
     Example (in the module of the issue that adds the engine)::
 
-        register_engine("ar", lambda: ar_engine_fn(load_ar_pipeline()))
+        register_engine("ar", lambda seed=0: ar_engine_fn(load_ar_pipeline(), seed=seed))
     """
     _adapters[name] = EngineAdapter(name, build)
 
@@ -101,8 +102,9 @@ def base_speaker_engine(voice_id: str) -> EngineFn:
     return engine_fn
 
 
-def resolve_engine(name: str) -> EngineFn:
-    """The harness function for engine `name`.
+def resolve_engine(name: str, seed: int = 0) -> EngineFn:
+    """The harness function for engine `name`, synthesizing with `seed` (a base speaker's rendering is fixed: it
+    takes no seed).
 
     Raises:
         TimbreError: unknown name, or an engine that cannot run here (with the reason).
@@ -120,7 +122,7 @@ def resolve_engine(name: str) -> EngineFn:
             raise TimbreError(f"engine 'base+convert' cannot run here: {statuses['base+convert'].reason}")
         base = name[len(BASE_CONVERT_PREFIX) :]
         resolve_voice(base)  # refuse an unknown base speaker now, not once per utterance
-        return base_convert_engine_fn(base)
+        return base_convert_engine_fn(base, seed=seed)
     if name not in statuses:
         raise TimbreError(
             f"unknown engine {name!r}: use one of {', '.join(statuses)} or a base speaker as "
@@ -134,4 +136,4 @@ def resolve_engine(name: str) -> EngineFn:
         register_engine(name, getattr(importlib.import_module(module_name), function_name))
     if name not in _adapters:
         raise TimbreError(f"engine {name!r} is ready but has no evaluation adapter yet (see register_engine)")
-    return _adapters[name].build()
+    return _adapters[name].build(seed=seed)

@@ -27,6 +27,8 @@ def register(subparsers) -> None:
     evaluate.add_argument("--set", dest="testset", default="heldout-en",
                           help="built-in set (heldout-en, smoke) or a meta file path (default: heldout-en)")
     evaluate.add_argument("--out", type=Path, help="run folder (default: runs/eval/ENGINE-SET-TIME)")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of every synthesis (default 0; a base speaker's "
+                          "rendering is fixed). Runs at several seeds show how much a number moves with the seed")
     evaluate.add_argument("--limit", type=int, help="evaluate only the first N utterances")
     evaluate.add_argument("--asr", default="tiny.en",
                           help="Whisper model for WER: tiny.en (offline proxy, default) or large-v3 (download)")
@@ -336,7 +338,7 @@ def _run_eval(args) -> int:
                             else args.paired_style_classifier)
     except ValueError as error:
         raise TimbreError(str(error)) from error
-    engine_fn = resolve_engine(args.engine)
+    engine_fn = resolve_engine(args.engine, seed=args.seed)
     print(f"loading test set {args.testset} (made on first use) ...", file=sys.stderr)
     testset = load_testset(args.testset)
     out = args.out or Path("runs") / "eval" / f"{_slug(args.engine)}-{_slug(Path(args.testset).stem)}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -345,7 +347,9 @@ def _run_eval(args) -> int:
         shown = result.failure if result.status == "failed" else (result.transcript or "")
         print(f"[{done}/{total}] {result.utt} {result.status}: {shown[:70]}", file=sys.stderr)
 
-    report = evaluate(engine_fn, testset, out, engine_name=args.engine, limit=args.limit, config=config, progress=progress)
+    engine_name = args.engine if args.seed == 0 else f"{args.engine} (seed {args.seed})"
+    report = evaluate(engine_fn, testset, out, engine_name=engine_name, limit=args.limit, config=config,
+                      progress=progress)
     print((out / "report.md").read_text(encoding="utf-8").split("## Utterances")[0].rstrip())
     print(f"\nrun folder: {out}")
     return 1 if report.results and report.summary["failed"] == len(report.results) else 0

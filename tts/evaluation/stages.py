@@ -1072,8 +1072,9 @@ def _report(stage: str, results: list[ItemResult], config: StageConfig,
 # The `ar` engine for the full harness (`timbre eval --engine ar`)
 
 
-def ar_engine_fn() -> "EngineFn":
-    """Load the shipped `ar` engine once and return the harness function that clones each prompt and speaks."""
+def ar_engine_fn(seed: int = 0) -> "EngineFn":
+    """Load the shipped `ar` engine once and return the harness function that clones each prompt and speaks with
+    `seed`."""
     from tts.synthesis import load_engine, synthesize
     from tts.voice import clone_voice
 
@@ -1081,6 +1082,6 @@ def ar_engine_fn() -> "EngineFn":
 
     def engine_fn(target_text: str, prompt_audio: Audio, prompt_text: str, *, style=None, style_ref=None) -> Audio:
         return synthesize(target_text, clone_voice(prompt_audio, prompt_text), emotion=style, style_ref=style_ref,
-                          seed=0, models=engine)
+                          seed=seed, models=engine)
 
     return engine_fn
