@@ -137,8 +137,9 @@ STYLE_TABLE: dict[str, StyleParams] = {
 
 STYLES: tuple[str, ...] = tuple(STYLE_TABLE)
 
-# Parameters interpolated in the log domain (ratios); the others linearly.
-_LOG_FIELDS = frozenset({"pitch_range", "rate", "formant_ratio"})
+LOG_FIELDS = frozenset({"pitch_range", "rate", "formant_ratio"})
+"""Settings that are ratios: interpolated, combined and compared in the log domain (the others linearly); 1 is
+neutral."""
 
 
 def check_style(style: str) -> str:
@@ -176,7 +177,7 @@ def combine_params(parts: Iterable[tuple[StyleParams, float]]) -> StyleParams:
     parts = list(parts)
     values = {}
     for item in fields(StyleParams):
-        if item.name in _LOG_FIELDS:
+        if item.name in LOG_FIELDS:
             values[item.name] = math.exp(sum(weight * math.log(getattr(p, item.name)) for p, weight in parts))
         else:
             values[item.name] = sum(weight * getattr(p, item.name) for p, weight in parts)

@@ -320,7 +320,8 @@ def _score(result: UtteranceResult, item: TestItem, output: Audio, prompt: Audio
         from tts.evaluation.prosody import MIN_VOICED_FRAMES, f0_track, hz_to_semitones
         from tts.evaluation.style_features import FEATURE_NAMES, style_features
 
-        features = style_features(output)
+        track = f0_track(output, method="praat")
+        features = style_features(output, track)
         named = dict(zip(FEATURE_NAMES, features.tolist()))
         # The classifier reads absolute level on the renderings' scale (neutral at NEUTRAL_LEVEL_DBFS); an engine
         # has its own output level, so a styled run that asks for neutral puts each item's outputs on that scale
@@ -333,7 +334,6 @@ def _score(result: UtteranceResult, item: TestItem, output: Audio, prompt: Audio
         calibrated[level] += offset
         prediction = prompts.style_classifier().predict_features(calibrated)
         expected = result.style["expected"] if result.style else "neutral"
-        track = f0_track(output, method="praat")
         voiced = hz_to_semitones(track.f0[np.isfinite(track.f0)])
         enough = named["has_f0"] and len(voiced) >= MIN_VOICED_FRAMES
         if result.style and "style_ref_heard" in result.style:

@@ -75,7 +75,7 @@ TREND_STATISTICS = {
     "style_f0_spread_st": "pitch_range",
 }
 """Statistics followed across intensities (`intensity_trends`), each with the `StyleParams` setting whose sign
-(a ratio's logarithm) says which way a label should move it."""
+(a ratio's logarithm, `LOG_FIELDS`) says which way a label should move it."""
 
 STYLE_GROUP = ("neutral", "whisper", "angry")
 """The issue's three-way check: accuracy over the requests for these labels."""
@@ -90,7 +90,7 @@ def intensity_trends(scored: list[UtteranceResult]) -> dict:
     measured at every intensity (the item's neutral request is intensity 0 unless the label was asked at 0), the
     direction the label's setting moves it (+1, -1; statistics of a label that does not move them are left out)
     and whether the mean moves that way at every step."""
-    from tts.data.styles import STYLE_TABLE
+    from tts.data.styles import LOG_FIELDS, STYLE_TABLE
 
     neutral = {r.item: r for r in scored if r.style["emotion"] == "neutral"}
     by_label: dict[str, dict[float, dict[str, UtteranceResult]]] = {}
@@ -106,7 +106,7 @@ def intensity_trends(scored: list[UtteranceResult]) -> dict:
             continue
         for key, setting in TREND_STATISTICS.items():
             value = getattr(STYLE_TABLE[label], setting)
-            value = math.log(value) if setting == "pitch_range" else value
+            value = math.log(value) if setting in LOG_FIELDS else value
             if abs(value) < 1e-9:
                 continue
             measured = [{item for item, r in levels[x].items() if r.metrics.get(key) is not None} for x in intensities]

@@ -30,7 +30,7 @@ import torch
 
 from tts.audio import STUDIO_MEL, Audio, log_mel
 from tts.errors import AudioError
-from tts.evaluation.prosody import (HOP_LENGTH, PROSODY_SAMPLE_RATE, active_span, f0_track, frame_energy_db,
+from tts.evaluation.prosody import (HOP_LENGTH, PROSODY_SAMPLE_RATE, F0Track, active_span, f0_track, frame_energy_db,
                                     hz_to_semitones)
 
 FEATURE_VERSION = 3
@@ -116,8 +116,9 @@ def _spectral_features(audio: Audio, start_seconds: float, end_seconds: float) -
     return [slope, flatness, time_std]
 
 
-def style_features(audio: Audio) -> np.ndarray:
-    """``(D,)`` features of `audio` in `FEATURE_NAMES` order (see the module docstring).
+def style_features(audio: Audio, track: F0Track | None = None) -> np.ndarray:
+    """``(D,)`` features of `audio` in `FEATURE_NAMES` order (see the module docstring); `track` is its Praat F0
+    track (``f0_track(audio, method="praat")``) where the caller has made it already.
 
     Raises:
         AudioError: a clip shorter than `MIN_STYLE_SECONDS`, silent, or with NaN / infinite samples.
@@ -134,7 +135,7 @@ def style_features(audio: Audio) -> np.ndarray:
     if (end - start) * _FRAME_SECONDS < MIN_STYLE_SECONDS:
         raise AudioError(f"the clip has {(end - start) * _FRAME_SECONDS:.2f} s of sound; reading a style needs at "
                          f"least {MIN_STYLE_SECONDS:g} s of speech")
-    track = f0_track(audio, method="praat")
+    track = f0_track(audio, method="praat") if track is None else track
     f0 = _f0_features(track, start, end)
     track_voiced = np.isfinite(track.f0[start:end])
     active = energy[start:end]
